@@ -10,9 +10,13 @@ import hashlib
 import re
 from dataclasses import dataclass, field
 from datetime import UTC, date, datetime
-from decimal import Decimal
+from decimal import Context, Decimal, localcontext
 from enum import StrEnum
 from typing import Any
+
+# Sums and differences of quantities must not round: 28 digits (the default) is not enough
+# for a 20-digit quantity with 10 decimals.
+EXACT_CONTEXT = Context(prec=100)
 
 _MONTH_RE = re.compile(r"^(\d{4})-(\d{2})$")
 
@@ -131,7 +135,8 @@ def canonical_decimal(value: Decimal) -> str:
     """The one text form of a quantity: no exponent, no trailing zeros, ``-0`` as ``0``."""
     if not value.is_finite():
         raise ValueError(f"not a finite quantity: {value}")
-    text = format(value.normalize(), "f")
+    # format() never rounds, unlike normalize(), which applies the context's precision.
+    text = format(value, "f")
     if "." in text:
         text = text.rstrip("0").rstrip(".")
     return "0" if text in ("-0", "") else text
@@ -247,14 +252,16 @@ class Change:
 def quantity_delta(before: Observation | None, after: Observation | None) -> Decimal | None:
     if before is None or after is None:
         return None
-    return after.quantity - before.quantity
+    with localcontext(EXACT_CONTEXT):
+        return after.quantity - before.quantity
 
 
 def quantity_percent(before: Observation | None, after: Observation | None) -> Decimal | None:
     delta = quantity_delta(before, after)
     if delta is None or before is None or before.quantity == 0:
         return None
-    return (delta * 100 / before.quantity).quantize(Decimal("0.01"))
+    with localcontext(EXACT_CONTEXT):
+        return (delta * 100 / before.quantity).quantize(Decimal("0.01"))
 
 
 class ItemCategory(StrEnum):

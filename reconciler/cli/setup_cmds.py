@@ -1,0 +1,188 @@
+"""``init``, ``config check``, ``db upgrade`` and ``db current``."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any
+
+import click
+
+from reconciler.cli import AppContext, cli, pass_app, run_async
+from reconciler.errors import ConfigError, MissingSecretError
+from reconciler.secrets import resolve_secret, secret_path
+from reconciler.settings import LOCAL_CONFIG, AkamaiSourceSettings, Settings, find_config_file
+from reconciler.store.db import create_engine, current_revision, head_revision, upgrade
+
+
+def example_config_text() -> str:
+    """The commented example configuration shipped with reconciler."""
+    package_dir = Path(__file__).resolve().parent.parent
+    for candidate in (
+        package_dir.parent / "config" / "reconciler.example.toml",
+        package_dir / "_config" / "reconciler.example.toml",
+    ):
+        if candidate.is_file():
+            return candidate.read_text(encoding="utf-8")
+    raise click.ClickException("the example configuration is missing from this installation")
+
+
+@cli.command()
+@click.option(
+    "--write-config/--no-write-config",
+    default=True,
+    show_default=True,
+    help="Write ./reconciler.toml from the example when no configuration file exists.",
+)
+@pass_app
+def init(app: AppContext, write_config: bool) -> None:
+    """Create the state directory and database (at the newest schema) and an example config."""
+    if write_config and find_config_file(app.config_path) is None:
+        LOCAL_CONFIG.write_text(example_config_text(), encoding="utf-8")
+        click.echo(f"wrote example configuration to {LOCAL_CONFIG}")
+    settings = app.settings
+    settings.state_directory.mkdir(parents=True, exist_ok=True, mode=0o700)
+    before, after = run_async(_upgrade(settings.database_url))
+    click.echo(f"state directory: {settings.state_directory}")
+    click.echo(f"database: {_display_url(settings.database_url)} (schema {after})")
+    if before == after:
+        click.echo("already up to date")
+
+
+async def _upgrade(url: str) -> tuple[str | None, str | None]:
+    engine = create_engine(url, create=True)
+    try:
+        return await upgrade(engine)
+    finally:
+        await engine.dispose()
+
+
+@cli.group()
+def config() -> None:
+    """Inspect the configuration."""
+
+
+@config.command("check")
+@click.option("--json", "as_json", is_flag=True, help="Print the effective configuration as JSON.")
+@pass_app
+def config_check(app: AppContext, as_json: bool) -> None:
+    """Validate the configuration and its secrets; print it with secrets masked.
+
+    Exits 0 when everything is valid, 1 with every problem and its key path otherwise.
+    """
+    try:
+        settings = app.settings
+    except ConfigError as exc:
+        _print_problems(exc.problems, exc.path)
+        raise click.exceptions.Exit(1) from None
+    secrets, problems = check_secrets(settings)
+    effective = effective_config(settings, secrets)
+    if as_json:
+        click.echo(json.dumps(effective, indent=2))
+    else:
+        origin = app.loaded_from or "no configuration file (built-in defaults)"
+        click.echo(f"# configuration: {origin}")
+        click.echo(to_toml(effective))
+    if problems:
+        _print_problems(problems, str(app.loaded_from) if app.loaded_from else None)
+        raise click.exceptions.Exit(1)
+
+
+def _print_problems(problems: list[str], path: str | None) -> None:
+    where = f" in {path}" if path else ""
+    click.echo(f"configuration problems{where}:", err=True)
+    for problem in problems:
+        click.echo(f"  {problem}", err=True)
+
+
+def check_secrets(settings: Settings) -> tuple[dict[str, str], list[str]]:
+    """Resolve every secret the configuration needs; return masked descriptions and problems."""
+    found: dict[str, str] = {}
+    problems: list[str] = []
+    for index, source in enumerate(settings.sources):
+        try:
+            if isinstance(source, AkamaiSourceSettings):
+                from reconciler.providers.edgegrid import EdgeGridCredentials
+
+                path = secret_path(source.edgerc_ref(index))
+                EdgeGridCredentials.from_edgerc(path, source.section)
+                found[source.name] = f"edgerc {path} [{source.section}] (secrets masked)"
+            else:
+                resolve_secret(source.token_ref(index))
+                found[source.name] = "token ********"
+        except (MissingSecretError, ConfigError) as exc:
+            problems.extend(exc.problems)
+    try:
+        resolve_secret(settings.alerts.slack.webhook_ref())
+        found["slack"] = "webhook URL ********"
+    except MissingSecretError:
+        found["slack"] = "no webhook configured (alerts are kept undelivered)"
+    return found, problems
+
+
+def effective_config(settings: Settings, secrets: dict[str, str]) -> dict[str, Any]:
+    data = settings.model_dump(mode="json", exclude_none=True)
+    data["state"]["directory"] = str(settings.state_directory)
+    data["state"]["database_url"] = _display_url(settings.database_url)
+    for source in data["sources"]:
+        source["credentials"] = secrets.get(source["name"], "")
+    data["alerts"]["slack"]["webhook"] = secrets.get("slack", "")
+    return data
+
+
+def _display_url(url: str) -> str:
+    from sqlalchemy.engine import make_url
+
+    return make_url(url).render_as_string(hide_password=True)
+
+
+def to_toml(data: dict[str, Any], prefix: str = "") -> str:
+    """A small TOML writer for the effective configuration (scalars, lists, tables)."""
+    lines: list[str] = []
+    tables: list[str] = []
+    for key, value in data.items():
+        name = f"{prefix}.{key}" if prefix else key
+        if isinstance(value, dict):
+            body = to_toml(value, name)
+            tables.append(f"[{name}]\n{body}" if body.strip() else f"[{name}]\n")
+        elif isinstance(value, list) and value and all(isinstance(v, dict) for v in value):
+            for item in value:
+                tables.append(f"[[{name}]]\n{to_toml(item, name)}")
+        else:
+            lines.append(f"{key} = {json.dumps(value)}")
+    return "\n".join(lines + ([""] if lines and tables else []) + tables)
+
+
+@cli.group()
+def db() -> None:
+    """Manage the state database schema."""
+
+
+@db.command("upgrade")
+@pass_app
+def db_upgrade(app: AppContext) -> None:
+    """Migrate the state database to the newest schema (safe to run on every start)."""
+    settings = app.settings
+    before, after = run_async(_upgrade(settings.database_url))
+    if before == after:
+        click.echo(f"already at {after}")
+    else:
+        click.echo(f"upgraded {before or 'empty'} -> {after}")
+
+
+@db.command("current")
+@pass_app
+def db_current(app: AppContext) -> None:
+    """Show the schema revision of the state database and the newest one."""
+
+    async def _current() -> str | None:
+        engine = create_engine(app.settings.database_url)
+        try:
+            return await current_revision(engine)
+        finally:
+            await engine.dispose()
+
+    current = run_async(_current())
+    head = head_revision()
+    state = "up to date" if current == head else "out of date: run 'reconciler db upgrade'"
+    click.echo(f"current: {current or 'empty'}\nnewest:  {head}\n{state}")

@@ -1,0 +1,63 @@
+"""Logging to stderr, one line per event, with journald priority prefixes under systemd.
+
+Known secret values are registered here and replaced by ``***`` in every record, as a last
+line of defence: no code path is meant to log one in the first place.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import sys
+import threading
+
+_PRIORITIES = {
+    logging.DEBUG: 7,
+    logging.INFO: 6,
+    logging.WARNING: 4,
+    logging.ERROR: 3,
+    logging.CRITICAL: 2,
+}
+_secrets: set[str] = set()
+_secrets_lock = threading.Lock()
+
+
+def register_secret(value: str) -> None:
+    """Never let ``value`` reach a log line (values shorter than 6 characters are ignored)."""
+    if len(value) >= 6:
+        with _secrets_lock:
+            _secrets.add(value)
+
+
+def redact(text: str) -> str:
+    with _secrets_lock:
+        secrets = list(_secrets)
+    for secret in secrets:
+        if secret in text:
+            text = text.replace(secret, "***")
+    return text
+
+
+class RedactingFormatter(logging.Formatter):
+    def __init__(self, journald: bool) -> None:
+        super().__init__("%(message)s" if journald else "%(asctime)s %(levelname)s %(message)s")
+        self.journald = journald
+
+    def format(self, record: logging.LogRecord) -> str:
+        line = redact(super().format(record)).replace("\n", " | ")
+        if self.journald:
+            return f"<{_PRIORITIES.get(record.levelno, 6)}>{line}"
+        return line
+
+
+def setup_logging(verbosity: int = 0) -> None:
+    level = logging.DEBUG if verbosity > 1 else logging.INFO if verbosity == 1 else logging.WARNING
+    handler = logging.StreamHandler(sys.stderr)
+    handler.setFormatter(RedactingFormatter(journald=bool(os.environ.get("JOURNAL_STREAM"))))
+    root = logging.getLogger()
+    root.handlers[:] = [handler]
+    root.setLevel(level)
+    # Third-party loggers may print URLs with secrets in them at debug level.
+    for noisy in ("aiohttp", "slack_sdk", "sqlalchemy.engine", "apscheduler", "alembic"):
+        logging.getLogger(noisy).setLevel(max(level, logging.INFO))
+    logging.getLogger("slack_sdk").setLevel(logging.WARNING)

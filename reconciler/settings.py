@@ -1,0 +1,472 @@
+"""One typed Settings object built from a TOML file and ``RECONCILER_`` environment overrides.
+
+Nobody else reads configuration files or the environment for configuration. Secrets never
+live in the TOML: a source names where its secret is (an environment variable, a file, or a
+systemd credential) and :mod:`reconciler.secrets` resolves it when it is needed.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+import tomllib
+from datetime import timedelta
+from decimal import Decimal, InvalidOperation
+from pathlib import Path
+from typing import Annotated, Any, Literal
+
+from pydantic import (
+    BaseModel,
+    BeforeValidator,
+    ConfigDict,
+    Field,
+    PlainSerializer,
+    ValidationError,
+    field_validator,
+    model_validator,
+)
+from pydantic_settings import BaseSettings, PydanticBaseSettingsSource, SettingsConfigDict
+
+from reconciler.domain import ChangeKind, Month, Severity
+from reconciler.errors import ConfigError
+from reconciler.secrets import SecretRef
+
+CONFIG_ENV = "RECONCILER_CONFIG"
+SYSTEM_CONFIG = Path("/etc/reconciler/reconciler.toml")
+LOCAL_CONFIG = Path("reconciler.toml")
+DEFAULT_STATE_DIR = Path(".reconciler")
+
+_DURATION_RE = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*(s|m|h|d|w)\s*$")
+_DURATION_UNITS = {"s": 1, "m": 60, "h": 3600, "d": 86400, "w": 604800}
+_NAME_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,63}$")
+
+
+def parse_duration(value: Any) -> timedelta:
+    """``"90s"``, ``"30m"``, ``"6h"``, ``"1d"``, a number of seconds, or a timedelta."""
+    if isinstance(value, timedelta):
+        return value
+    if isinstance(value, int | float | Decimal) and not isinstance(value, bool):
+        seconds = float(value)
+    elif isinstance(value, str) and (match := _DURATION_RE.match(value)):
+        seconds = float(match.group(1)) * _DURATION_UNITS[match.group(2)]
+    else:
+        raise ValueError(f"invalid duration {value!r} (expected e.g. '90s', '30m', '6h', '1d')")
+    if seconds <= 0:
+        raise ValueError(f"duration must be positive, got {value!r}")
+    return timedelta(seconds=seconds)
+
+
+def parse_quantity(value: Any) -> Decimal:
+    """An exact, finite, non-negative Decimal from a TOML number or string."""
+    if isinstance(value, bool):
+        raise ValueError(f"invalid quantity {value!r}")
+    try:
+        quantity = Decimal(str(value).replace("_", "").strip())
+    except InvalidOperation:
+        raise ValueError(f"invalid quantity {value!r}") from None
+    if not quantity.is_finite() or quantity < 0:
+        raise ValueError(f"quantity must be a finite number >= 0, got {value!r}")
+    return quantity
+
+
+def format_duration(value: timedelta) -> str:
+    seconds = value.total_seconds()
+    for unit in ("w", "d", "h", "m"):
+        size = _DURATION_UNITS[unit]
+        if seconds >= size and seconds % size == 0:
+            return f"{int(seconds // size)}{unit}"
+    return f"{seconds:g}s"
+
+
+Duration = Annotated[
+    timedelta,
+    BeforeValidator(parse_duration),
+    PlainSerializer(format_duration, return_type=str, when_used="json"),
+]
+Quantity = Annotated[Decimal, BeforeValidator(parse_quantity)]
+
+
+class Tolerance(BaseModel):
+    """How far a total may be from a declared quantity: a percent or an absolute amount."""
+
+    model_config = ConfigDict(frozen=True)
+
+    percent: Decimal | None = None
+    absolute: Decimal | None = None
+
+    @classmethod
+    def parse(cls, value: Any) -> Tolerance:
+        if isinstance(value, Tolerance):
+            return value
+        text = str(value).strip()
+        if text.endswith("%"):
+            return cls(percent=parse_quantity(text[:-1]))
+        return cls(absolute=parse_quantity(text))
+
+    def allowance(self, reference: Decimal) -> Decimal:
+        if self.percent is not None:
+            return abs(reference) * self.percent / 100
+        return self.absolute or Decimal(0)
+
+    def __str__(self) -> str:
+        return f"{self.percent}%" if self.percent is not None else str(self.absolute or 0)
+
+
+class _Strict(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+class StateSettings(_Strict):
+    database_url: str = ""
+    directory: Path | None = None
+
+
+class _SourceBase(_Strict):
+    name: str
+    base_url: str | None = None
+    lookback_months: int = Field(default=3, ge=1, le=18)
+    pull_every: Duration = timedelta(hours=6)
+    max_age: Duration | None = None
+    max_concurrency: int = Field(default=8, ge=1, le=64)
+    timeout_s: float = Field(default=60.0, gt=0)
+    max_retries: int = Field(default=5, ge=0, le=20)
+    retry_cap_s: float = Field(default=60.0, gt=0)
+
+    @field_validator("name")
+    @classmethod
+    def _name(cls, value: str) -> str:
+        if not _NAME_RE.match(value):
+            raise ValueError(
+                f"invalid source name {value!r} (letters, digits, '-', '_', '.'; at most 64)"
+            )
+        return value
+
+    @property
+    def allowed_age(self) -> timedelta:
+        """How old the last successful pull may be before the daemon reports not ready."""
+        return self.max_age or self.pull_every * 3
+
+
+class FastlySourceSettings(_SourceBase):
+    provider: Literal["fastly"]
+    token_env: str = "FASTLY_API_TOKEN"
+    token_file: Path | None = None
+    token_credential: str = "fastly-token"
+    services: bool = True
+    product_id: str | None = None
+    usage_type_name: str | None = None
+    invoices: bool = True
+    finalize_after_days: int = Field(default=5, ge=0, le=60)
+
+    def token_ref(self, index: int) -> SecretRef:
+        return SecretRef(
+            what=f"Fastly API token for source '{self.name}'",
+            key_path=f"sources[{index}].token_env",
+            env=self.token_env,
+            file=self.token_file,
+            credential=self.token_credential,
+        )
+
+    @model_validator(mode="after")
+    def _filter_pair(self) -> FastlySourceSettings:
+        if (self.product_id is None) != (self.usage_type_name is None):
+            raise ValueError("product_id and usage_type_name must be set together")
+        return self
+
+
+class AkamaiSourceSettings(_SourceBase):
+    provider: Literal["akamai"]
+    edgerc: Path = Path("~/.edgerc")
+    section: str = "default"
+    edgerc_credential: str = "akamai-edgerc"
+    contracts: list[str] = Field(default_factory=list)
+    products: list[str] = Field(default_factory=list)
+    account_switch_key: str | None = None
+
+    def edgerc_ref(self, index: int) -> SecretRef:
+        return SecretRef(
+            what=f"Akamai .edgerc for source '{self.name}'",
+            key_path=f"sources[{index}].edgerc",
+            file=self.edgerc,
+            credential=self.edgerc_credential,
+        )
+
+
+SourceSettings = Annotated[
+    FastlySourceSettings | AkamaiSourceSettings, Field(discriminator="provider")
+]
+
+
+class ExpectationSettings(_Strict):
+    name: str = ""
+    source: str = "*"
+    product: str = "*"
+    usage_type: str = "*"
+    region: str = "*"
+    service: str = "*"
+    per_service: bool = False
+    monthly_max: Quantity | None = None
+    monthly_min: Quantity | None = None
+    monthly_quantity: Quantity | None = None
+    tolerance: Annotated[Tolerance, PlainSerializer(str, return_type=str, when_used="json")] = (
+        Tolerance(percent=Decimal(0))
+    )
+    unit: str | None = None
+    invoices: dict[str, Quantity] = Field(default_factory=dict)
+    severity: Severity | None = None
+
+    @field_validator("tolerance", mode="before")
+    @classmethod
+    def _tolerance(cls, value: Any) -> Tolerance:
+        return Tolerance.parse(value)
+
+    @field_validator("invoices")
+    @classmethod
+    def _invoice_months(cls, value: dict[str, Decimal]) -> dict[str, Decimal]:
+        for month in value:
+            Month.parse(month)
+        return value
+
+    @model_validator(mode="after")
+    def _has_a_limit(self) -> ExpectationSettings:
+        limits = (self.monthly_max, self.monthly_min, self.monthly_quantity, self.unit)
+        if all(v is None for v in limits) and not self.invoices:
+            raise ValueError(
+                "declares nothing: set monthly_max, monthly_min, monthly_quantity, unit or invoices"
+            )
+        if (
+            self.monthly_min is not None
+            and self.monthly_max is not None
+            and self.monthly_min > self.monthly_max
+        ):
+            raise ValueError("monthly_min is greater than monthly_max")
+        return self
+
+    @property
+    def label(self) -> str:
+        if self.name:
+            return self.name
+        parts = [p for p in (self.source, self.product, self.usage_type) if p != "*"]
+        return "/".join(parts) or "all usage"
+
+
+class SlackRouteSettings(_Strict):
+    source: str
+    webhook_url_env: str | None = None
+    webhook_url_file: Path | None = None
+    webhook_url_credential: str | None = None
+    min_severity: Severity | None = None
+
+    def webhook_ref(self, index: int) -> SecretRef | None:
+        if not (self.webhook_url_env or self.webhook_url_file or self.webhook_url_credential):
+            return None
+        return SecretRef(
+            what=f"Slack webhook URL for source '{self.source}'",
+            key_path=f"alerts.slack.routes[{index}]",
+            env=self.webhook_url_env,
+            file=self.webhook_url_file,
+            credential=self.webhook_url_credential,
+        )
+
+
+class SlackSettings(_Strict):
+    webhook_url_env: str = "SLACK_WEBHOOK_URL"
+    webhook_url_file: Path | None = None
+    webhook_url_credential: str = "slack-webhook-url"
+    min_severity: Severity = Severity.WARNING
+    report_link_base: str | None = None
+    max_items: int = Field(default=20, ge=1, le=45)
+    routes: list[SlackRouteSettings] = Field(default_factory=list)
+
+    def webhook_ref(self) -> SecretRef:
+        return SecretRef(
+            what="Slack webhook URL",
+            key_path="alerts.slack.webhook_url_env",
+            env=self.webhook_url_env,
+            file=self.webhook_url_file,
+            credential=self.webhook_url_credential,
+        )
+
+
+class AlertSettings(_Strict):
+    slack: SlackSettings = SlackSettings()
+
+
+ReportFormat = Literal["html", "md", "json", "focus-csv"]
+_DEFAULT_FORMATS: list[ReportFormat] = ["html", "json"]
+
+
+class ReportSettings(_Strict):
+    directory: Path | None = None
+    every: Duration = timedelta(days=1)
+    keep_days: int = Field(default=30, ge=1)
+    formats: list[ReportFormat] = Field(default_factory=lambda: _DEFAULT_FORMATS.copy())
+    months: int = Field(default=6, ge=1, le=18)
+
+
+class DaemonSettings(_Strict):
+    listen: str = "127.0.0.1:9109"
+    jitter_s: float = Field(default=30.0, ge=0)
+    first_pull_delay_s: float = Field(default=5.0, ge=0)
+    alert_every_s: float = Field(default=5.0, gt=0)
+    housekeeping_every: Duration = timedelta(hours=1)
+    keep_runs_days: int = Field(default=400, ge=1)
+    lease_ttl_s: float = Field(default=600.0, gt=0)
+    stop_timeout_s: float = Field(default=60.0, gt=0)
+    instance: str | None = None
+
+    @field_validator("listen")
+    @classmethod
+    def _listen(cls, value: str) -> str:
+        if value == "":
+            return value
+        host, sep, port = value.rpartition(":")
+        if not sep or not host or not port.isdigit() or not 0 < int(port) < 65536:
+            raise ValueError(f"invalid listen address {value!r} (expected HOST:PORT or '')")
+        return value
+
+
+class Settings(BaseSettings):
+    """The whole effective configuration."""
+
+    model_config = SettingsConfigDict(
+        env_prefix="RECONCILER_",
+        env_nested_delimiter="__",
+        extra="forbid",
+        frozen=True,
+    )
+
+    state: StateSettings = StateSettings()
+    sources: list[SourceSettings] = Field(default_factory=list)
+    expectations: list[ExpectationSettings] = Field(default_factory=list)
+    severities: dict[ChangeKind, Severity] = Field(default_factory=dict)
+    alerts: AlertSettings = AlertSettings()
+    reports: ReportSettings = ReportSettings()
+    daemon: DaemonSettings = DaemonSettings()
+
+    @classmethod
+    def settings_customise_sources(
+        cls,
+        settings_cls: type[BaseSettings],
+        init_settings: PydanticBaseSettingsSource,
+        env_settings: PydanticBaseSettingsSource,
+        dotenv_settings: PydanticBaseSettingsSource,
+        file_secret_settings: PydanticBaseSettingsSource,
+    ) -> tuple[PydanticBaseSettingsSource, ...]:
+        # Environment overrides the file; no dotenv or secrets-dir magic.
+        return (env_settings, init_settings)
+
+    @model_validator(mode="after")
+    def _unique_sources(self) -> Settings:
+        names = [s.name for s in self.sources]
+        duplicates = sorted({n for n in names if names.count(n) > 1})
+        if duplicates:
+            raise ValueError(f"duplicate source names: {', '.join(duplicates)}")
+        return self
+
+    def source_index(self, name: str) -> int:
+        for index, source in enumerate(self.sources):
+            if source.name == name:
+                return index
+        raise ConfigError([f"sources: no source named {name!r}"])
+
+    def source(self, name: str) -> FastlySourceSettings | AkamaiSourceSettings:
+        for source in self.sources:
+            if source.name == name:
+                return source
+        raise ConfigError([f"sources: no source named {name!r}"])
+
+    @property
+    def state_directory(self) -> Path:
+        if self.state.directory is not None:
+            return self.state.directory.expanduser()
+        systemd_dirs = os.environ.get("STATE_DIRECTORY")
+        if systemd_dirs:
+            return Path(systemd_dirs.split(":")[0])
+        return DEFAULT_STATE_DIR
+
+    @property
+    def database_url(self) -> str:
+        if self.state.database_url:
+            return self.state.database_url
+        return f"sqlite+aiosqlite:///{(self.state_directory / 'state.db').resolve()}"
+
+    @property
+    def reports_directory(self) -> Path:
+        return (self.reports.directory or self.state_directory / "reports").expanduser()
+
+
+def find_config_file(explicit: Path | None) -> Path | None:
+    """``--config``, then ``$RECONCILER_CONFIG``, then ``./reconciler.toml``, then /etc."""
+    if explicit is not None:
+        return explicit
+    from_env = os.environ.get(CONFIG_ENV)
+    if from_env:
+        return Path(from_env)
+    for candidate in (LOCAL_CONFIG, SYSTEM_CONFIG):
+        if candidate.is_file():
+            return candidate
+    return None
+
+
+def load_settings(path: Path | None = None, *, search: bool = True) -> tuple[Settings, Path | None]:
+    """Load and validate the configuration; raises ConfigError listing every problem."""
+    config_path = find_config_file(path) if search else path
+    data: dict[str, Any] = {}
+    if config_path is not None:
+        try:
+            text = config_path.read_text(encoding="utf-8")
+        except FileNotFoundError:
+            raise ConfigError([f"configuration file {config_path} does not exist"]) from None
+        except OSError as exc:
+            raise ConfigError([f"cannot read {config_path}: {exc.strerror}"]) from exc
+        try:
+            data = tomllib.loads(text, parse_float=Decimal)
+        except tomllib.TOMLDecodeError as exc:
+            raise ConfigError([f"not valid TOML: {exc}"], str(config_path)) from exc
+    return settings_from_mapping(data, str(config_path) if config_path else None), config_path
+
+
+def settings_from_mapping(data: dict[str, Any], origin: str | None = None) -> Settings:
+    try:
+        return Settings(**data)
+    except ValidationError as exc:
+        raise ConfigError(describe_errors(exc, data), origin) from None
+
+
+def describe_errors(exc: ValidationError, data: dict[str, Any]) -> list[str]:
+    problems: list[str] = []
+    for error in exc.errors(include_url=False):
+        loc = list(error["loc"])
+        kind = error["type"]
+        if kind == "union_tag_invalid":
+            tag = error.get("ctx", {}).get("tag")
+            problems.append(
+                f"{_key_path([*loc, 'provider'])}: unknown provider {tag!r} "
+                "(expected: fastly, akamai)"
+            )
+            continue
+        if kind == "union_tag_not_found":
+            problems.append(f"{_key_path([*loc, 'provider'])}: missing (expected: fastly, akamai)")
+            continue
+        # Drop the discriminator tag pydantic inserts into union locations.
+        loc = [part for part in loc if part not in ("fastly", "akamai")]
+        path = _key_path(loc)
+        if kind == "extra_forbidden":
+            problems.append(f"{path}: unknown key")
+        elif kind == "missing":
+            problems.append(f"{path}: required key is missing")
+        else:
+            message = str(error["msg"]).removeprefix("Value error, ")
+            problems.append(f"{path}: {message}" if path else message)
+    return problems
+
+
+def _key_path(loc: list[Any]) -> str:
+    path = ""
+    for part in loc:
+        if isinstance(part, int):
+            path += f"[{part}]"
+        else:
+            path += f".{part}" if path else str(part)
+    return path

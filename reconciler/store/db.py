@@ -1,0 +1,159 @@
+"""The async engine: SQLite pragmas, owner-only files, migrations and the schema check."""
+
+from __future__ import annotations
+
+import logging
+import os
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+from pathlib import Path
+from typing import Any
+
+from sqlalchemy import event, text
+from sqlalchemy.engine import Connection, make_url
+from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine, create_async_engine
+
+from reconciler.errors import SchemaOutOfDateError, StateError
+
+log = logging.getLogger(__name__)
+
+SQLITE_BUSY_TIMEOUT_MS = 30_000
+# Any constant works; it only has to be the same in every instance sharing a database.
+MIGRATION_LOCK_ID = 0x5EC0_0C11
+
+
+def is_sqlite(url: str) -> bool:
+    return make_url(url).get_backend_name() == "sqlite"
+
+
+def sqlite_path(url: str) -> Path | None:
+    parsed = make_url(url)
+    if parsed.get_backend_name() != "sqlite" or parsed.database in (None, "", ":memory:"):
+        return None
+    return Path(parsed.database)
+
+
+def _ensure_sqlite_file(path: Path) -> None:
+    """Create the state directory (0700) and database file (0600) before SQLite opens it."""
+    path.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
+    fd = os.open(path, os.O_CREAT | os.O_RDWR, 0o600)
+    os.close(fd)
+
+
+def _sqlite_pragmas(dbapi_connection: Any, _record: Any) -> None:
+    cursor = dbapi_connection.cursor()
+    cursor.execute("PRAGMA journal_mode=WAL")
+    cursor.execute(f"PRAGMA busy_timeout={SQLITE_BUSY_TIMEOUT_MS}")
+    cursor.execute("PRAGMA foreign_keys=ON")
+    cursor.execute("PRAGMA synchronous=NORMAL")
+    cursor.close()
+
+
+def create_engine(url: str, *, create: bool = False, echo: bool = False) -> AsyncEngine:
+    """An async engine for a state database URL (sqlite+aiosqlite or postgresql+asyncpg).
+
+    With ``create`` false a missing SQLite file is an error instead of a new empty database.
+    """
+    path = sqlite_path(url)
+    if path is not None:
+        if create:
+            _ensure_sqlite_file(path)
+        elif not path.exists():
+            raise StateError(f"no state database at {path}: run 'reconciler init' to create one")
+        engine = create_async_engine(url, echo=echo)
+        event.listen(engine.sync_engine, "connect", _sqlite_pragmas)
+        # pysqlite's own transaction handling defers BEGIN; take control so that a
+        # transaction really starts at BEGIN and serializable writes are honest.
+        event.listen(engine.sync_engine, "connect", _sqlite_autocommit_off)
+        event.listen(engine.sync_engine, "begin", _sqlite_begin)
+        return engine
+    return create_async_engine(url, echo=echo, pool_pre_ping=True)
+
+
+def _sqlite_autocommit_off(dbapi_connection: Any, _record: Any) -> None:
+    dbapi_connection.isolation_level = None
+
+
+def _sqlite_begin(connection: Connection) -> None:
+    connection.exec_driver_sql("BEGIN IMMEDIATE")
+
+
+def migrations_directory() -> Path:
+    """The Alembic scripts: the source tree's ``migrations/`` or the copy inside the wheel."""
+    package_dir = Path(__file__).resolve().parent.parent
+    for candidate in (package_dir.parent / "migrations", package_dir / "_migrations"):
+        if (candidate / "env.py").is_file():
+            return candidate
+    raise StateError("the migration scripts are missing from this installation")
+
+
+def _alembic_config(connection: Connection | None = None) -> Any:
+    from alembic.config import Config
+
+    config = Config()
+    config.set_main_option("script_location", str(migrations_directory()))
+    if connection is not None:
+        config.attributes["connection"] = connection
+    return config
+
+
+def head_revision() -> str:
+    from alembic.script import ScriptDirectory
+
+    head = ScriptDirectory.from_config(_alembic_config()).get_current_head()
+    if head is None:
+        raise StateError("no migration scripts found")
+    return head
+
+
+def _current_revision(connection: Connection) -> str | None:
+    from alembic.runtime.migration import MigrationContext
+
+    return MigrationContext.configure(connection).get_current_revision()
+
+
+async def current_revision(engine: AsyncEngine) -> str | None:
+    async with engine.connect() as conn:
+        return await conn.run_sync(_current_revision)
+
+
+async def upgrade(engine: AsyncEngine, revision: str = "head") -> tuple[str | None, str | None]:
+    """Migrate to ``revision``; serialized across instances on PostgreSQL. Returns (from, to)."""
+    from alembic import command
+
+    def _run(connection: Connection) -> tuple[str | None, str | None]:
+        before = _current_revision(connection)
+        command.upgrade(_alembic_config(connection), revision)
+        return before, _current_revision(connection)
+
+    async with engine.begin() as conn:
+        await _lock_for_migration(conn)
+        return await conn.run_sync(_run)
+
+
+async def _lock_for_migration(conn: AsyncConnection) -> None:
+    if conn.dialect.name == "postgresql":
+        # Held until this transaction ends: a second instance waits, then finds head.
+        await conn.execute(text("SELECT pg_advisory_xact_lock(:id)"), {"id": MIGRATION_LOCK_ID})
+
+
+async def check_schema(engine: AsyncEngine) -> None:
+    """Refuse to work on a database whose schema is not the one this code expects."""
+    current = await current_revision(engine)
+    head = head_revision()
+    if current != head:
+        raise SchemaOutOfDateError(current, head)
+
+
+@asynccontextmanager
+async def open_state(url: str, *, migrate: bool = False) -> AsyncIterator[AsyncEngine]:
+    """Open the state database, migrating it (``migrate``) or checking it is up to date."""
+    engine = create_engine(url, create=migrate)
+    try:
+        if migrate:
+            await upgrade(engine)
+        else:
+            await check_schema(engine)
+        yield engine
+    finally:
+        await engine.dispose()
