@@ -164,13 +164,20 @@ def _transition(item: PlanItem) -> str:
     return f"{_status(before)} → {_status(after)}"
 
 
+def _percent(item: PlanItem) -> Decimal | None:
+    try:
+        return item.percent
+    except ArithmeticError:  # too many digits to quantize (a tiny "before"): leave it out
+        return None
+
+
 def _change(item: PlanItem) -> str:
     before, after = item.before, item.after
     if item.category is ItemCategory.FINDING:
         text = f"expected {_observation(before)} · observed {_observation(after)}"
     else:
         text = f"{_observation(before)} → {_observation(after)}"
-    delta, percent = item.delta, item.percent
+    delta, percent = item.delta, _percent(item)
     if delta is not None and before is not None and after is not None:
         if before.unit == after.unit:
             unit = _safe(after.unit, _FIELD_CHARS)
@@ -242,7 +249,8 @@ def _summary(source: str, run_id: int | None, items: Sequence[PlanItem]) -> str:
     counts = ", ".join(f"{by_severity[s]} {s.value}" for s in _SEVERITIES_DESC if by_severity[s])
     run = f" run {run_id}" if run_id is not None else ""
     noun = "item" if len(items) == 1 else "items"
-    return f"reconciler: {_safe(source, _FIELD_CHARS)}{run}: {len(items)} {noun} ({counts})"
+    what = f"{len(items)} {noun} ({counts})" if items else "no new items"
+    return f"reconciler: {_safe(source, _FIELD_CHARS)}{run}: {what}"
 
 
 def _resolved_lines(resolved: Sequence[PlanItem]) -> list[str]:

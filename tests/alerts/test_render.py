@@ -290,6 +290,8 @@ def test_resolved_in_run_message_and_alone() -> None:
     shown = listing.count("\n• ")
     assert listing.endswith(f"…and {300 - shown} more resolved")
 
+    assert run["text"] == "reconciler: prod run 3: no new items\n300 resolved"
+
     alone = render_resolved_message(source="prod", items=resolved[:2], run_id=3)
     assert_within_limits(alone)
     assert alone["text"] == "reconciler: prod · run 3: 2 findings resolved"

@@ -1,0 +1,198 @@
+"""Delivery of one message to a Slack incoming webhook, classified for the outbox.
+
+The webhook URL is a secret: it is read from a :class:`~pydantic.SecretStr` only to make
+the request and never appears in a log line, a result or an exception. Webhooks are named
+in logs as ``webhook <name>``.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+from collections.abc import Callable
+from dataclasses import dataclass
+from datetime import datetime
+from decimal import Decimal
+from email.utils import parsedate_to_datetime
+from enum import StrEnum
+from typing import Any
+
+import aiohttp
+from pydantic import SecretStr
+from yarl import URL
+
+from reconciler.domain import utcnow
+from reconciler.errors import AlertDeliveryError
+
+log = logging.getLogger(__name__)
+
+MAX_REASON_CHARS = 200
+_MAX_BODY_BYTES = 4_096
+
+
+class DeliveryStatus(StrEnum):
+    DELIVERED = "delivered"
+    RATE_LIMITED = "rate_limited"
+    TRANSIENT = "transient"
+    PERMANENT = "permanent"
+
+
+@dataclass(frozen=True, slots=True)
+class DeliveryResult:
+    """What Slack made of one message.
+
+    ``delivered`` only on HTTP 200 with body ``ok``. ``rate_limited`` (429) carries
+    ``retry_after_s`` when Slack said how long to wait (None: back off as usual).
+    ``transient`` (5xx, connection error, timeout) is worth retrying; ``permanent``
+    (a configuration error such as 404 ``channel_not_found``) is not. ``reason`` is
+    Slack's answer, truncated, or a short description of the failure.
+    """
+
+    status: DeliveryStatus
+    reason: str
+    http_status: int | None = None
+    retry_after_s: float | None = None
+
+    @property
+    def delivered(self) -> bool:
+        return self.status is DeliveryStatus.DELIVERED
+
+    @property
+    def retryable(self) -> bool:
+        return self.status in (DeliveryStatus.RATE_LIMITED, DeliveryStatus.TRANSIENT)
+
+    @property
+    def permanent(self) -> bool:
+        return self.status is DeliveryStatus.PERMANENT
+
+    def describe(self, webhook: str) -> str:
+        code = f"HTTP {self.http_status} " if self.http_status is not None else ""
+        wait = f", retry after {self.retry_after_s:g}s" if self.retry_after_s is not None else ""
+        return f"webhook {webhook}: {self.status.value} ({code}{self.reason}{wait})"
+
+    def to_error(self, webhook: str) -> AlertDeliveryError:
+        """The error to report for this result (meant for permanent failures)."""
+        return AlertDeliveryError(self.describe(webhook))
+
+
+def parse_retry_after(value: str | None, now: datetime) -> float | None:
+    """Seconds to wait from a ``Retry-After`` header: delta-seconds or an HTTP date."""
+    if value is None or not value.strip():
+        return None
+    text = value.strip()
+    try:
+        seconds = float(Decimal(text))
+    except ArithmeticError:
+        try:
+            when = parsedate_to_datetime(text)
+        except (TypeError, ValueError, IndexError):
+            return None
+        if when.tzinfo is None:
+            return None
+        seconds = (when - now).total_seconds()
+    if seconds != seconds or seconds in (float("inf"), float("-inf")):
+        return None
+    return max(0.0, seconds)
+
+
+def classify(http_status: int, body: str, retry_after: str | None, now: datetime) -> DeliveryResult:
+    """Turn Slack's HTTP answer into a :class:`DeliveryResult` (pure)."""
+    reason = " ".join(body.split())[:MAX_REASON_CHARS] or f"HTTP {http_status}"
+    if http_status == 200:
+        if body.strip() == "ok":
+            return DeliveryResult(DeliveryStatus.DELIVERED, "ok", http_status)
+        # Not Slack's answer (a proxy page?): the message may not have arrived.
+        return DeliveryResult(DeliveryStatus.TRANSIENT, f"unexpected answer: {reason}", 200)
+    if http_status == 429:
+        wait = parse_retry_after(retry_after, now)
+        return DeliveryResult(DeliveryStatus.RATE_LIMITED, reason, http_status, wait)
+    if http_status >= 500 or http_status == 408:
+        return DeliveryResult(DeliveryStatus.TRANSIENT, reason, http_status)
+    return DeliveryResult(DeliveryStatus.PERMANENT, reason, http_status)
+
+
+def _json_default(value: object) -> str:
+    if isinstance(value, Decimal):
+        return str(value)
+    raise TypeError(f"cannot send a {type(value).__name__} to Slack")
+
+
+class SlackWebhookClient:
+    """Posts messages to incoming webhooks over one shared :class:`aiohttp.ClientSession`.
+
+    The client never retries by itself: it reports what happened and the caller (the
+    outbox) decides when to try again.
+    """
+
+    def __init__(
+        self,
+        session: aiohttp.ClientSession,
+        *,
+        timeout_s: float = 10.0,
+        connect_timeout_s: float = 5.0,
+        clock: Callable[[], datetime] = utcnow,
+    ) -> None:
+        self._session = session
+        self._timeout = aiohttp.ClientTimeout(total=timeout_s, sock_connect=connect_timeout_s)
+        self._timeout_s = timeout_s
+        self._clock = clock
+
+    def __repr__(self) -> str:
+        return f"SlackWebhookClient(timeout_s={self._timeout_s:g})"
+
+    async def post(
+        self, url: SecretStr, payload: dict[str, Any], *, name: str = "default"
+    ) -> DeliveryResult:
+        """Send ``payload`` to the webhook; never raises for network or Slack failures."""
+        secret = url.get_secret_value()
+        if not _usable_url(secret):
+            result = DeliveryResult(DeliveryStatus.PERMANENT, "the webhook URL is not valid")
+            log.warning("%s", result.describe(name))
+            return result
+        data = json.dumps(payload, ensure_ascii=False, default=_json_default).encode()
+        try:
+            async with self._session.post(
+                secret,
+                data=data,
+                headers={"Content-Type": "application/json; charset=utf-8"},
+                timeout=self._timeout,
+                allow_redirects=False,
+            ) as response:
+                raw = await _read_prefix(response, _MAX_BODY_BYTES)
+                body = raw.decode("utf-8", errors="replace").replace(secret, "<webhook url>")
+                result = classify(
+                    response.status, body, response.headers.get("Retry-After"), self._clock()
+                )
+        except TimeoutError:
+            result = DeliveryResult(DeliveryStatus.TRANSIENT, "timed out")
+        except (aiohttp.InvalidURL, aiohttp.NonHttpUrlClientError):
+            result = DeliveryResult(DeliveryStatus.PERMANENT, "the webhook URL is not valid")
+        except (aiohttp.ClientError, OSError) as e:
+            result = DeliveryResult(DeliveryStatus.TRANSIENT, _describe_error(e))
+        level = logging.DEBUG if result.delivered else logging.WARNING
+        log.log(level, "%s", result.describe(name))
+        return result
+
+
+def _usable_url(text: str) -> bool:
+    try:
+        parsed = URL(text)
+    except (TypeError, ValueError):
+        return False
+    return parsed.scheme in ("http", "https") and bool(parsed.host)
+
+
+async def _read_prefix(response: aiohttp.ClientResponse, limit: int) -> bytes:
+    raw = b""
+    while len(raw) < limit and (chunk := await response.content.read(limit - len(raw))):
+        raw += chunk
+    return raw
+
+
+def _describe_error(error: BaseException) -> str:
+    """A failure's kind and OS reason, without exception text (which may quote the URL)."""
+    kind = type(error).__name__
+    os_error = error.os_error if isinstance(error, aiohttp.ClientConnectorError) else error
+    code = getattr(os_error, "errno", None)
+    return f"{kind}: {os.strerror(code)}" if isinstance(code, int) else kind
