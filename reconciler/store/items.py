@@ -1,0 +1,83 @@
+"""Reading review items (drift and findings) from the store as domain PlanItems."""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Sequence
+from decimal import Decimal
+from typing import Any
+
+from sqlalchemy import select
+from sqlalchemy.ext.asyncio import AsyncConnection
+
+from reconciler.domain import (
+    FindingState,
+    ItemCategory,
+    LineStatus,
+    Month,
+    Observation,
+    PlanItem,
+    Severity,
+)
+from reconciler.store.tables import FindingRow
+
+findings_table = FindingRow.__table__  # type: ignore[attr-defined]
+
+
+def _observation(
+    quantity: Decimal | None, unit: str | None, status: str | None
+) -> Observation | None:
+    if quantity is None:
+        return None
+    return Observation(
+        quantity, unit or "", LineStatus(status) if status else LineStatus.COLLECTING
+    )
+
+
+def item_from_row(r: Any) -> PlanItem:
+    """A PlanItem from a ``findings`` row (ORM object or Row with the same attribute names)."""
+    return PlanItem(
+        category=ItemCategory(r.category),
+        kind=r.kind,
+        severity=Severity(r.severity),
+        fingerprint=r.fingerprint,
+        source=r.source,
+        provider=r.provider,
+        account=r.account,
+        product=r.product,
+        usage_type=r.usage_type,
+        region=r.region,
+        service=r.service,
+        month=Month.parse(r.month),
+        before=_observation(r.before_quantity, r.before_unit, r.before_status),
+        after=_observation(r.after_quantity, r.after_unit, r.after_status),
+        message=r.message,
+        product_name=r.product_name,
+    )
+
+
+async def load_items(
+    conn: AsyncConnection,
+    states: Iterable[FindingState] = (FindingState.OPEN,),
+    sources: Sequence[str] | None = None,
+) -> list[PlanItem]:
+    """Review items in the given states, most severe first, then by source, month, kind."""
+    query = select(findings_table).where(findings_table.c.state.in_([str(s) for s in states]))
+    if sources:
+        query = query.where(findings_table.c.source.in_(list(sources)))
+    rows = (await conn.execute(query)).all()
+    items = [item_from_row(row) for row in rows]
+    return sort_items(items)
+
+
+def sort_items(items: Iterable[PlanItem]) -> list[PlanItem]:
+    return sorted(
+        items,
+        key=lambda i: (
+            -i.severity.rank,
+            i.source,
+            str(i.month),
+            i.kind,
+            i.line_label,
+            i.fingerprint,
+        ),
+    )
