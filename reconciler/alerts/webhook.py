@@ -160,17 +160,25 @@ class SlackWebhookClient:
                 allow_redirects=False,
             ) as response:
                 raw = await _read_prefix(response, _MAX_BODY_BYTES)
-                body = raw.decode("utf-8", errors="replace").replace(secret, "<webhook url>")
+                body = _redact(raw.decode("utf-8", errors="replace"), secret)
                 result = classify(
                     response.status, body, response.headers.get("Retry-After"), self._clock()
                 )
         except TimeoutError:
-            result = DeliveryResult(DeliveryStatus.TRANSIENT, "timed out")
+            result = DeliveryResult(
+                DeliveryStatus.TRANSIENT, f"timed out after {self._timeout_s:g}s"
+            )
         except (aiohttp.InvalidURL, aiohttp.NonHttpUrlClientError):
             result = DeliveryResult(DeliveryStatus.PERMANENT, "the webhook URL is not valid")
         except (aiohttp.ClientError, OSError) as e:
             result = DeliveryResult(DeliveryStatus.TRANSIENT, _describe_error(e))
-        level = logging.DEBUG if result.delivered else logging.WARNING
+        level = (
+            logging.DEBUG
+            if result.delivered
+            else logging.INFO
+            if result.retryable
+            else logging.WARNING
+        )
         log.log(level, "%s", result.describe(name))
         return result
 
@@ -181,6 +189,13 @@ def _usable_url(text: str) -> bool:
     except (TypeError, ValueError):
         return False
     return parsed.scheme in ("http", "https") and bool(parsed.host)
+
+
+def _redact(text: str, secret: str) -> str:
+    """Remove the URL, and its token, should an answer ever echo them."""
+    text = text.replace(secret, "<webhook url>")
+    token = secret.rstrip("/").rsplit("/", 1)[-1]
+    return text.replace(token, "<token>") if len(token) >= 8 else text
 
 
 async def _read_prefix(response: aiohttp.ClientResponse, limit: int) -> bytes:

@@ -141,7 +141,7 @@ async def test_timeout_is_transient(
     slack.answer_next(Answer(None, delay_s=30))
     async with asyncio.timeout(10):
         result = await client.post(SecretStr(url), MESSAGE, name="slow")
-    assert result == DeliveryResult(DeliveryStatus.TRANSIENT, "timed out")
+    assert result == DeliveryResult(DeliveryStatus.TRANSIENT, "timed out after 0.2s")
     assert_secret_kept(url, result, caplog)
 
 
@@ -210,3 +210,16 @@ def test_classify(status: int, body: str, expected: DeliveryStatus) -> None:
 def test_reason_is_truncated() -> None:
     result = classify(400, "x" * 10_000, None, NOW)
     assert len(result.reason) == 200
+
+
+async def test_an_answer_echoing_the_url_is_redacted(
+    slack: SlackStandIn, client: SlackWebhookClient, caplog: pytest.LogCaptureFixture
+) -> None:
+    caplog.set_level(logging.DEBUG)
+    url = slack.webhook_url("alerts")
+    token = url.rsplit("/", 1)[1]
+    slack.answer_next(Answer(400, f"bad webhook {url} (token {token})"))
+    async with asyncio.timeout(10):
+        result = await client.post(SecretStr(url), MESSAGE, name="alerts")
+    assert result.reason == "bad webhook <webhook url> (token <token>)"
+    assert_secret_kept(url, result, caplog)
