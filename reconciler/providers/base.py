@@ -1,0 +1,175 @@
+"""The provider port: what the engine calls to pull one source's usage.
+
+A provider is opened for one source with :func:`open_provider` (which resolves its secret
+and checks its address) and pulled with ``async for page in provider.pull(today)``. Lines
+arrive page by page, so memory stays bounded by a page whatever the account's size. Once the
+iteration has finished without an error, ``coverage`` says what the pull covered (lines of
+the source inside it that were not seen have disappeared) and, for Fastly, ``invoice_lines``
+holds the posted invoices' line items. A pull that raises covered nothing.
+"""
+
+from __future__ import annotations
+
+import ipaddress
+from collections.abc import AsyncIterator, Mapping
+from dataclasses import dataclass, fields
+from datetime import date
+from decimal import Decimal
+from typing import Protocol
+
+import yarl
+
+from reconciler.domain import Month, UsageLine
+from reconciler.errors import ConfigError
+from reconciler.providers.http import HttpClient
+from reconciler.settings import AkamaiSourceSettings, FastlySourceSettings
+
+__all__ = [
+    "Coverage",
+    "InvoiceLine",
+    "PullStats",
+    "UsageProvider",
+    "check_base_url",
+    "months_to_pull",
+    "open_provider",
+]
+
+
+@dataclass
+class PullStats:
+    """Counters of one pull: HTTP requests sent, of which retries, JSON pages read, lines."""
+
+    api_calls: int = 0
+    retries: int = 0
+    pages: int = 0
+    lines: int = 0
+
+    def reset(self) -> None:
+        for field in fields(self):
+            setattr(self, field.name, 0)
+
+
+@dataclass(frozen=True)
+class Coverage:
+    """What a complete pull covered.
+
+    Lines of the source inside the coverage that the pull did not return have disappeared.
+    ``accounts`` is None for every account of the source (Fastly; Akamai with discovered
+    contracts), else the contract ids pulled. ``products`` is None for every product, else the
+    product ids pulled (Akamai with ``products`` configured).
+    """
+
+    months: tuple[Month, ...]
+    accounts: frozenset[str] | None
+    products: frozenset[str] | None = None
+
+    def covers(self, line: UsageLine) -> bool:
+        return (
+            line.month in self.months
+            and (self.accounts is None or line.account in self.accounts)
+            and (self.products is None or line.product in self.products)
+        )
+
+
+@dataclass(frozen=True)
+class InvoiceLine:
+    """One line item of a posted Fastly invoice, to reconcile finalized totals against."""
+
+    source: str
+    account: str
+    month: Month
+    usage_type: str
+    product_name: str
+    region: str
+    units: Decimal
+    amount: Decimal | None
+    currency: str | None
+
+
+class UsageProvider(Protocol):
+    """One source's provider client (the port; one module per provider implements it)."""
+
+    source: str
+    stats: PullStats
+
+    def pull(self, today: date) -> AsyncIterator[list[UsageLine]]:
+        """Every usage line of the months to pull (``lookback_months`` ending with ``today``'s
+        month), page by page. Raises a ProviderError subclass if anything is wrong: a pull
+        is complete or it fails as a whole."""
+        ...
+
+    @property
+    def coverage(self) -> Coverage:
+        """What the last complete pull covered; RuntimeError before one has finished."""
+        ...
+
+    @property
+    def invoice_lines(self) -> list[InvoiceLine]:
+        """Invoice line items read by the last complete pull (empty for Akamai)."""
+        ...
+
+
+def months_to_pull(today: date, lookback_months: int) -> tuple[Month, ...]:
+    """The ``lookback_months`` months ending with the month of ``today``, oldest first."""
+    if lookback_months < 1:
+        raise ValueError("lookback_months must be at least 1")
+    last = Month.of(today)
+    return tuple((last - (lookback_months - 1)).range_to(last))
+
+
+_LOOPBACK_NAMES = frozenset({"localhost"})
+
+
+def is_loopback_host(host: str) -> bool:
+    """127.0.0.0/8, ::1 or ``localhost``."""
+    if host.lower().rstrip(".") in _LOOPBACK_NAMES:
+        return True
+    try:
+        return ipaddress.ip_address(host.strip("[]")).is_loopback
+    except ValueError:
+        return False
+
+
+def check_base_url(value: str, key_path: str) -> yarl.URL:
+    """Parse an API address; plain http is refused unless the host is a loopback address."""
+    try:
+        url = yarl.URL(value.strip())
+    except (TypeError, ValueError) as e:
+        raise ConfigError([f"{key_path}: not a URL ({e})"]) from None
+    problem = None
+    if url.scheme not in ("http", "https") or not url.host:
+        problem = f"expected https://host[:port][/path], got {value!r}"
+    elif url.user is not None or url.password is not None:
+        problem = "must not contain a user name or password"
+    elif url.query_string or url.fragment:
+        problem = "must not contain a query or fragment"
+    elif url.scheme == "http" and not is_loopback_host(url.host):
+        problem = (
+            f"plain http is only allowed for loopback addresses (127.0.0.0/8, ::1, localhost), "
+            f"not {url.host}: use https"
+        )
+    if problem:
+        raise ConfigError([f"{key_path}: {problem}"])
+    return url.with_path(url.path.rstrip("/"))
+
+
+def open_provider(
+    settings: FastlySourceSettings | AkamaiSourceSettings,
+    index: int,
+    http: HttpClient,
+    environ: Mapping[str, str] | None = None,
+) -> UsageProvider:
+    """The provider client of one configured source.
+
+    ``index`` is the source's position in ``settings.sources`` (for key paths in errors).
+    Resolves the source's secret now: a missing one raises MissingSecretError, a bad address
+    ConfigError.
+    """
+    # Imported here: the provider modules import this one.
+    if isinstance(settings, FastlySourceSettings):
+        from reconciler.providers.fastly import FastlyProvider
+
+        return FastlyProvider.from_settings(settings, index, http, environ)
+    from reconciler.providers.akamai import AkamaiProvider
+
+    return AkamaiProvider.from_settings(settings, index, http, environ)
