@@ -1,0 +1,181 @@
+"""Akamai routes: Billing API v1 (products, monthly summary) and Contract API v1 (discovery).
+
+Every request must carry a valid EdgeGrid ``Authorization`` header, checked against the
+request exactly as received (scheme, ``Host``, raw path and query, body) and the real clock;
+a failure is the gateway's 401 ``pep-authn/deny`` problem. ``accountSwitchKey`` is accepted
+on every route and changes nothing. ``start`` is inclusive and ``end`` exclusive
+(``start=2020-07&end=2020-09`` covers July and August); months older than the retention
+period (18 months) or in the future have no data.
+"""
+
+from __future__ import annotations
+
+import re
+from datetime import UTC, datetime
+
+from aiohttp import web
+
+from reconciler.domain import Month, Provider
+from reconciler.providers.edgegrid import EdgeGridVerificationError, verify_authorization
+from reconciler.sandbox.faults import PayloadView
+from reconciler.sandbox.responses import (
+    akamai_auth_denied,
+    akamai_billing_error,
+    contract_api_error,
+    json_response,
+)
+from reconciler.sandbox.state import STATE_KEY, SandboxState
+
+_MONTH = re.compile(r"^[0-9]{4}-[0-9]{2}$")
+
+
+class InvalidField(ValueError):
+    """A query parameter the Billing API refuses with a 400."""
+
+
+async def check_signature(request: web.Request, state: SandboxState) -> web.Response | None:
+    """None if the EdgeGrid signature verifies, else the gateway's 401."""
+    value = request.headers.get("Authorization")
+    if not value:
+        return akamai_auth_denied(request, "missing authorization header")
+    creds = state.credentials
+    try:
+        verify_authorization(
+            value,
+            method=request.method,
+            url=f"{request.scheme}://{request.host}{request.raw_path}",
+            body=await request.read(),
+            lookup_secret=creds.lookup_secret,
+            now=datetime.now(UTC),
+            max_body=creds.max_body,
+        )
+    except EdgeGridVerificationError as e:
+        return akamai_auth_denied(request, e.reason)
+    return None
+
+
+def _month(request: web.Request, name: str) -> Month:
+    text = request.query.get(name)
+    if not text:
+        raise InvalidField(f"Field '{name}' is required (YYYY-MM)")
+    if not _MONTH.match(text):
+        raise InvalidField(f"Field '{name}' is invalid: expected an ISO 8601 month YYYY-MM")
+    try:
+        return Month.parse(text)
+    except ValueError:
+        raise InvalidField(f"Field '{name}' is invalid: no such month") from None
+
+
+def _range(request: web.Request) -> tuple[Month, Month]:
+    start, end = _month(request, "start"), _month(request, "end")
+    if end <= start:
+        raise InvalidField("Field 'end' is invalid: it must be after 'start' (end is exclusive)")
+    return start, end
+
+
+def _request_date(state: SandboxState) -> str:
+    return f"{state.today.isoformat()}T00:00:00Z"
+
+
+async def products(request: web.Request) -> web.Response:
+    state = request.app[STATE_KEY]
+    contract = state.akamai.contracts.get(request.match_info["contractId"])
+    if contract is None:
+        return akamai_billing_error(request, 404, "Not Found", "Contract not found")
+    try:
+        start, end = _range(request)
+    except InvalidField as e:
+        return akamai_billing_error(request, 400, "Bad Request", str(e))
+    periods = [
+        {
+            "month": str(month),
+            "usageProducts": [
+                {"productId": p.product_id, "productName": p.name} for p in contract.products
+            ],
+        }
+        for month in state.akamai.months_in(start, end, state.today)
+    ]
+    body = {
+        "accountId": state.scenario.akamai_account_id,
+        "contractId": contract.contract_id,
+        "start": str(start),
+        "end": str(end),
+        "requestDate": _request_date(state),
+        "usagePeriods": periods,
+    }
+    return json_response(request, body)
+
+
+async def monthly_summary(request: web.Request) -> web.Response:
+    state = request.app[STATE_KEY]
+    contract = state.akamai.contracts.get(request.match_info["contractId"])
+    if contract is None:
+        return akamai_billing_error(request, 404, "Not Found", "Contract not found")
+    product = contract.product(request.match_info["productId"])
+    if product is None:
+        return akamai_billing_error(request, 404, "Not Found", "Product not found on contract")
+    try:
+        start, end = _range(request)
+    except InvalidField as e:
+        return akamai_billing_error(request, 400, "Bad Request", str(e))
+    events = state.events_for(Provider.AKAMAI)
+    periods = []
+    for month in state.akamai.months_in(start, end, state.today):
+        periods.extend(
+            state.akamai.periods(contract.contract_id, product, month, state.today, events)
+        )
+    body = {
+        "accountId": state.scenario.akamai_account_id,
+        "contractId": contract.contract_id,
+        "end": str(end),
+        "productId": product.product_id,
+        "productName": product.name,
+        "requestDate": _request_date(state),
+        "start": str(start),
+        "usagePeriods": periods,
+    }
+    stats = [stat for period in periods for stat in period["stats"]]
+    return json_response(request, body, PayloadView(stats, "value", periods=periods))
+
+
+async def contract_identifiers(request: web.Request) -> web.Response:
+    state = request.app[STATE_KEY]
+    depth = request.query.get("depth", "TOP")
+    if depth not in ("TOP", "ALL"):
+        problem = ("depth", "depth must be TOP or ALL")
+        return contract_api_error(request, 400, "Erroneous data input.", problem)
+    return json_response(request, list(state.akamai.contracts))
+
+
+async def product_summaries(request: web.Request) -> web.Response:
+    state = request.app[STATE_KEY]
+    contract = state.akamai.contracts.get(request.match_info["contractId"])
+    if contract is None:
+        return contract_api_error(request, 404, "Resource not found.")
+    body = {
+        "products": {
+            "contractId": contract.contract_id,
+            "marketing-products": state.akamai.marketing_products(contract),
+        }
+    }
+    return json_response(request, body)
+
+
+def add_routes(app: web.Application) -> None:
+    billing = "/billing/v1/contracts/{contractId}/products"
+    app.router.add_get(billing, products, name="akamai.products")
+    app.router.add_get(
+        billing + "/{productId}/usage/monthly-summary",
+        monthly_summary,
+        name="akamai.monthly_summary",
+    )
+    app.router.add_get(
+        "/contract-api/v1/contracts/identifiers",
+        contract_identifiers,
+        name="akamai.contract_identifiers",
+    )
+    app.router.add_get(
+        "/contract-api/v1/contracts/{contractId}/products/summaries",
+        product_summaries,
+        name="akamai.product_summaries",
+    )
