@@ -15,20 +15,23 @@ from collections.abc import AsyncIterator, Mapping
 from dataclasses import dataclass, fields
 from datetime import date
 from decimal import Decimal
-from typing import Protocol
+from typing import TYPE_CHECKING, Protocol
 
 import yarl
 
 from reconciler.domain import Month, UsageLine
 from reconciler.errors import ConfigError
-from reconciler.providers.http import HttpClient
 from reconciler.settings import AkamaiSourceSettings, FastlySourceSettings
+
+if TYPE_CHECKING:
+    from reconciler.providers.http import HttpClient
 
 __all__ = [
     "Coverage",
     "InvoiceLine",
     "PullStats",
     "UsageProvider",
+    "api_url",
     "check_base_url",
     "months_to_pull",
     "open_provider",
@@ -151,6 +154,12 @@ def check_base_url(value: str, key_path: str) -> yarl.URL:
     if problem:
         raise ConfigError([f"{key_path}: {problem}"])
     return url.with_path(url.path.rstrip("/"))
+
+
+def api_url(base: yarl.URL, path: str, query: Mapping[str, str] | None = None) -> yarl.URL:
+    """``base`` (which may carry a path prefix) joined with an already quoted API ``path``."""
+    url = base.with_path(base.raw_path.rstrip("/") + path, encoded=True)
+    return url.with_query(query) if query else url
 
 
 def open_provider(

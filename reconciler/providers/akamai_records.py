@@ -1,0 +1,153 @@
+"""Akamai Billing API v1 and Contract API v1 documents → contract ids, products, usage lines.
+
+Line identity of a monthly-summary stat (what the engine keys on; stable across runs):
+account = ``contractId``, product = ``productId`` (``productName`` kept beside it), usage
+type = ``statType``, region = the period's ``region``, service ``""``, month = the period's
+``month``, period start and end = the period's ``start`` and ``end``. A month reported as
+several periods gives one line per period; a period's dates are not checked against its month
+(Akamai's own example has 2017 dates in a 2020 month). ``isBillable`` may be missing (None).
+The status comes from ``dataStatus``: ``COLLECTING_DATA`` is collecting, ``DATA_FINALIZED``
+finalized; any other value is bad data, never a default.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Collection
+from typing import Any
+
+from reconciler.domain import LineStatus, Month, Provider, UsageLine
+from reconciler.errors import BadProviderDataError
+from reconciler.providers import normalize as n
+from reconciler.providers.normalize import BadRecord
+
+DATA_STATUSES = {
+    "COLLECTING_DATA": LineStatus.COLLECTING,
+    "DATA_FINALIZED": LineStatus.FINALIZED,
+}
+_PERIOD_FIELDS = (("month", "month"), ("region", "region"), ("start", "start"))
+
+
+def contract_ids(source: str, endpoint: str, payload: Any) -> list[str]:
+    """``["K-0N7RAK7", ...]`` → the distinct ids, in order."""
+    if type(payload) is not list:
+        raise BadProviderDataError(
+            source, endpoint, f"expected a JSON array of contract ids, got {n.show(payload)}"
+        )
+    ids: list[str] = []
+    for index, value in enumerate(payload):
+        if type(value) is not str or not value.strip():
+            raise BadProviderDataError(
+                source, endpoint, f"item {index} is not a contract id (got {n.show(value)})"
+            )
+        if value not in ids:
+            ids.append(value)
+    return ids
+
+
+def products(source: str, endpoint: str, payload: Any) -> list[tuple[str, str]]:
+    """``usagePeriods[].usageProducts[]`` → distinct ``(productId, productName)``, in order."""
+    found: dict[str, str] = {}
+    try:
+        if type(payload) is not dict:
+            raise BadRecord(f"expected a JSON object, got {n.show(payload)}")
+        for index, period in enumerate(n.items(payload, "usagePeriods")):
+            try:
+                for entry in n.items(period, "usageProducts"):
+                    product_id = n.text(entry, "productId")
+                    name = n.optional_text(entry, "productName")
+                    if not found.get(product_id):
+                        found[product_id] = name
+            except BadRecord as e:
+                where = n.describe(period, (("month", "month"),))
+                raise BadRecord(f"usage period {index}{where}: {e}") from None
+    except BadRecord as e:
+        raise BadProviderDataError(source, endpoint, str(e)) from None
+    return list(found.items())
+
+
+def summary_lines(
+    source: str,
+    endpoint: str,
+    payload: Any,
+    *,
+    contract: str,
+    product: str,
+    product_name: str,
+    months: Collection[Month],
+) -> list[UsageLine]:
+    """The lines of one monthly-summary document for ``contract`` and ``product``."""
+    where = f"contract {contract} product {product}"
+    try:
+        if type(payload) is not dict:
+            raise BadRecord(f"expected a JSON object, got {n.show(payload)}")
+        for key, expected in (("contractId", contract), ("productId", product)):
+            got = n.optional_text(payload, key)
+            if got and got != expected:
+                raise BadRecord(f"{key} is {got!r}, not the {expected!r} asked for")
+        name = n.optional_text(payload, "productName") or product_name
+        periods = n.items(payload, "usagePeriods")
+    except BadRecord as e:
+        raise BadProviderDataError(source, endpoint, f"{where}: {e}") from None
+    lines: list[UsageLine] = []
+    seen: set[tuple[str, str, Month, object]] = set()
+    for index, period in enumerate(periods):
+        label = f"{where} usage period {index}{n.describe(period, _PERIOD_FIELDS)}"
+        try:
+            _period_lines(source, contract, product, name, period, months, seen, lines)
+        except BadRecord as e:
+            raise BadProviderDataError(source, endpoint, f"{label}: {e}") from None
+    return lines
+
+
+def _period_lines(
+    source: str,
+    contract: str,
+    product: str,
+    product_name: str,
+    period: Any,
+    months: Collection[Month],
+    seen: set[tuple[str, str, Month, object]],
+    out: list[UsageLine],
+) -> None:
+    month = n.month(period, "month")
+    if month not in months:
+        raise BadRecord(f"month {month} was not asked for")
+    raw_status = period.get("dataStatus")
+    status = DATA_STATUSES.get(raw_status) if type(raw_status) is str else None
+    if status is None:
+        raise BadRecord(f"dataStatus {n.show(raw_status)} is not one of {', '.join(DATA_STATUSES)}")
+    region = n.optional_text(period, "region")
+    start = n.period_day(period, "start")
+    end = n.period_day(period, "end")
+    if end < start:
+        raise BadRecord(f"end {end} is before start {start}")
+    for position, stat in enumerate(n.items(period, "stats")):
+        try:
+            usage_type = n.text(stat, "statType")
+            key = (usage_type, region, month, start)
+            if key in seen:
+                raise BadRecord("appears twice for the same period")
+            seen.add(key)
+            out.append(
+                UsageLine(
+                    source=source,
+                    provider=Provider.AKAMAI,
+                    account=contract,
+                    product=product,
+                    product_name=product_name,
+                    usage_type=usage_type,
+                    region=region,
+                    service="",
+                    month=month,
+                    period_start=start,
+                    period_end=end,
+                    quantity=n.quantity(stat, "value"),
+                    raw_quantity=None,
+                    unit=n.text(stat, "unit"),
+                    billable=n.flag(stat, "isBillable"),
+                    status=status,
+                )
+            )
+        except BadRecord as e:
+            stat_type = n.describe(stat, (("statType", "statType"),))
+            raise BadRecord(f"stat {position}{stat_type}: {e}") from None
