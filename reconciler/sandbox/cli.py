@@ -105,3 +105,7 @@ def _banner(server: SandboxServer, edgerc_path: str) -> str:
             "",
         ]
     )
+
+
+if __name__ == "__main__":  # python -m reconciler.sandbox.cli serve ...
+    sandbox_group()
