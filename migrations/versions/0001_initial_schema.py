@@ -2,7 +2,7 @@
 
 Revision ID: 0001_initial
 Revises:
-Create Date: 2026-11-24 02:47:54.985669
+Create Date: 2026-11-24 02:57:26.247022
 """
 
 from __future__ import annotations
@@ -149,6 +149,28 @@ def upgrade() -> None:
         sa.PrimaryKeyConstraint("key"),
     )
     op.create_table(
+        "invoice_lines",
+        sa.Column("id", sa.Integer(), nullable=False),
+        sa.Column("source", sqlmodel.sql.sqltypes.AutoString(length=64), nullable=False),
+        sa.Column("account", sqlmodel.sql.sqltypes.AutoString(length=128), nullable=False),
+        sa.Column("month", sqlmodel.sql.sqltypes.AutoString(length=7), nullable=False),
+        sa.Column("usage_type", sqlmodel.sql.sqltypes.AutoString(length=256), nullable=False),
+        sa.Column("product_name", sqlmodel.sql.sqltypes.AutoString(length=512), nullable=False),
+        sa.Column("region", sqlmodel.sql.sqltypes.AutoString(length=128), nullable=False),
+        sa.Column("units", reconciler.store.types.ExactDecimal(length=80), nullable=False),
+        sa.Column("amount", reconciler.store.types.ExactDecimal(length=80), nullable=True),
+        sa.Column("currency", sqlmodel.sql.sqltypes.AutoString(length=8), nullable=True),
+        sa.Column("run_id", sa.Integer(), nullable=False),
+        sa.ForeignKeyConstraint(
+            ["run_id"],
+            ["pull_runs.id"],
+        ),
+        sa.PrimaryKeyConstraint("id"),
+    )
+    with op.batch_alter_table("invoice_lines", schema=None) as batch_op:
+        batch_op.create_index("ix_invoice_lines_source_month", ["source", "month"], unique=False)
+
+    op.create_table(
         "usage_lines",
         sa.Column("id", sa.Integer(), nullable=False),
         sa.Column("key_hash", sqlmodel.sql.sqltypes.AutoString(length=32), nullable=False),
@@ -188,6 +210,9 @@ def upgrade() -> None:
         sa.UniqueConstraint("key_hash"),
     )
     with op.batch_alter_table("usage_lines", schema=None) as batch_op:
+        batch_op.create_index(
+            batch_op.f("ix_usage_lines_first_run_id"), ["first_run_id"], unique=False
+        )
         batch_op.create_index("ix_usage_lines_source_month", ["source", "month"], unique=False)
 
     op.create_table(
@@ -294,6 +319,9 @@ def upgrade() -> None:
         batch_op.create_index(batch_op.f("ix_line_versions_line_id"), ["line_id"], unique=False)
         batch_op.create_index(batch_op.f("ix_line_versions_run_id"), ["run_id"], unique=False)
 
+    state_meta = sa.table("state_meta", sa.column("key", sa.String), sa.column("value", sa.Text))
+    op.bulk_insert(state_meta, [{"key": "serial", "value": "0"}])
+
 
 def downgrade() -> None:
 
@@ -314,8 +342,13 @@ def downgrade() -> None:
     op.drop_table("changes")
     with op.batch_alter_table("usage_lines", schema=None) as batch_op:
         batch_op.drop_index("ix_usage_lines_source_month")
+        batch_op.drop_index(batch_op.f("ix_usage_lines_first_run_id"))
 
     op.drop_table("usage_lines")
+    with op.batch_alter_table("invoice_lines", schema=None) as batch_op:
+        batch_op.drop_index("ix_invoice_lines_source_month")
+
+    op.drop_table("invoice_lines")
     op.drop_table("state_meta")
     op.drop_table("staging_lines")
     op.drop_table("sources")

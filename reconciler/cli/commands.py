@@ -2,4 +2,4 @@
 
 from __future__ import annotations
 
-from reconciler.cli import setup_cmds  # noqa: F401
+from reconciler.cli import review_cmds, setup_cmds  # noqa: F401

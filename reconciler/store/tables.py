@@ -88,7 +88,7 @@ class UsageLineRow(SQLModel, table=True):
     provider_updated_at: datetime | None = Field(default=None, sa_column=_utc(nullable=True))
     present: bool = True
     versions: int = 1
-    first_run_id: int = Field(foreign_key="pull_runs.id")
+    first_run_id: int = Field(foreign_key="pull_runs.id", index=True)
     last_run_id: int = Field(foreign_key="pull_runs.id")
 
 
@@ -135,6 +135,25 @@ class StagingLine(SQLModel, table=True):
     status: str = Field(max_length=16)
     billable: bool | None = None
     provider_updated_at: datetime | None = Field(default=None, sa_column=_utc(nullable=True))
+
+
+class InvoiceLineRow(SQLModel, table=True):
+    """A line item of a provider's own invoice (Fastly), as of the latest complete pull."""
+
+    __tablename__ = "invoice_lines"
+    __table_args__ = (Index("ix_invoice_lines_source_month", "source", "month"),)
+
+    id: int | None = Field(default=None, primary_key=True)
+    source: str = Field(max_length=64)
+    account: str = Field(max_length=128)
+    month: str = Field(max_length=7)
+    usage_type: str = Field(max_length=256)
+    product_name: str = Field(max_length=512)
+    region: str = Field(max_length=128)
+    units: Decimal = Field(sa_column=_exact())
+    amount: Decimal | None = Field(default=None, sa_column=_exact(nullable=True))
+    currency: str | None = Field(default=None, max_length=8)
+    run_id: int = Field(foreign_key="pull_runs.id")
 
 
 class ChangeRow(SQLModel, table=True):

@@ -1,0 +1,352 @@
+"""One refresh of one source: pull → stage → (one transaction) diff, findings, alerts.
+
+A run is all or nothing. Lines are staged under the run's id while the provider streams
+them; only a complete pull reaches the transaction that compares the snapshot with the
+tracked state and records versions, changes, findings and the alerts that announce them.
+A pull that fails, is cancelled or is killed leaves the tracked state exactly as it was.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from collections.abc import Awaitable, Callable, Mapping, Sequence
+from dataclasses import dataclass, field
+from datetime import date, datetime
+from fnmatch import fnmatchcase
+
+from sqlalchemy import delete, insert, select, text
+from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
+
+from reconciler.domain import ChangeKind, ItemCategory, LineStatus, Month, PlanItem, utcnow
+from reconciler.errors import ReconcilerError
+from reconciler.providers.base import Coverage, InvoiceLine, PullStats, open_provider
+from reconciler.providers.http import HttpClient
+from reconciler.reconcile.expectations import (
+    Evaluated,
+    MonthLine,
+    ProviderInvoiceLine,
+    check_provider_invoices,
+    evaluate,
+)
+from reconciler.settings import ExpectationSettings, Settings
+from reconciler.store import findings as items_store
+from reconciler.store.findings import ItemUpdates, drift_item, drift_values_hash
+from reconciler.store.ingest import IngestResult, apply_staged, lines_t
+from reconciler.store.runs import fail_run, finish_run, start_run
+from reconciler.store.staging import Stager
+from reconciler.store.tables import InvoiceLineRow
+
+log = logging.getLogger(__name__)
+invoices_t = InvoiceLineRow.__table__  # type: ignore[attr-defined]
+
+
+@dataclass
+class RunOutcome:
+    """What one refresh did, for the summary line, the daemon's status and metrics."""
+
+    source: str
+    provider: str
+    run_id: int
+    stats: PullStats
+    duration_s: float
+    ingest: IngestResult = field(default_factory=IngestResult)
+    items: ItemUpdates = field(default_factory=ItemUpdates)
+    error: str | None = None
+
+    @property
+    def ok(self) -> bool:
+        return self.error is None
+
+    def summary(self) -> str:
+        s = self.stats
+        if not self.ok:
+            return (
+                f"{self.source}: FAILED after {self.duration_s:.1f}s "
+                f"({s.api_calls} API calls, {s.retries} retries): {self.error}"
+            )
+        counts = ", ".join(f"{n} {k}" for k, n in sorted(self.ingest.counts().items()))
+        return (
+            f"{self.source}: {s.lines} lines read, {s.pages} pages, {s.api_calls} API calls, "
+            f"{s.retries} retries, {self.duration_s:.1f}s; {self.ingest.new_lines} new lines, "
+            f"{self.ingest.versions_added} versions"
+            + (f"; changes: {counts}" if counts else "; no drift")
+            + f"; {len(self.items.raised)} items to review, {len(self.items.resolved)} resolved"
+        )
+
+
+AlertHook = Callable[[AsyncConnection, "RunOutcome"], Awaitable[None]]
+PageHook = Callable[[PullStats], None]
+
+
+async def refresh_source(
+    engine: AsyncEngine,
+    settings: Settings,
+    source_name: str,
+    http: HttpClient,
+    *,
+    today: date | None = None,
+    clock: Callable[[], datetime] = utcnow,
+    environ: Mapping[str, str] | None = None,
+    alert_hook: AlertHook | None = None,
+    on_page: PageHook | None = None,
+    instance: str | None = None,
+    slot: str | None = None,
+) -> RunOutcome:
+    """Pull one source and reconcile it. Never raises for a provider problem: the outcome
+    carries the error (and the run is recorded as failed); configuration errors raise."""
+    index = settings.source_index(source_name)
+    source_settings = settings.sources[index]
+    provider = open_provider(source_settings, index, http, environ)
+    started = clock()
+    today = today or started.date()
+    run_id = await start_run(
+        engine,
+        source=source_name,
+        provider=source_settings.provider,
+        now=started,
+        instance=instance,
+        slot=slot,
+    )
+    outcome = RunOutcome(source_name, source_settings.provider, run_id, provider.stats, 0.0)
+    began = time.monotonic()
+    stager = Stager(engine, run_id, source_name)
+    try:
+        async for page in provider.pull(today):
+            await stager.add(page)
+            if on_page is not None:
+                on_page(provider.stats)
+        async with engine.begin() as conn:
+            await _lock_source(conn, source_name)
+            outcome.ingest = await apply_staged(
+                conn,
+                run_id=run_id,
+                source=source_name,
+                coverage=provider.coverage,
+                now=clock(),
+                severities=settings.severities,
+            )
+            await _store_invoices(
+                conn, source_name, provider.coverage, provider.invoice_lines, run_id
+            )
+            outcome.items = await _review(
+                conn,
+                settings,
+                source_name,
+                provider.coverage,
+                outcome.ingest,
+                run_id,
+                today,
+                clock(),
+            )
+            if outcome.ingest.versions_added or outcome.items.changed:
+                await items_store.bump_serial(conn)
+            outcome.duration_s = time.monotonic() - began
+            if alert_hook is not None:
+                await alert_hook(conn, outcome)
+            await finish_run(
+                conn,
+                run_id,
+                stats=provider.stats,
+                coverage=provider.coverage,
+                versions_added=outcome.ingest.versions_added,
+                changes=len(outcome.ingest.changes),
+                findings=len(outcome.items.raised),
+                started=started,
+                now=clock(),
+            )
+    except BaseException as exc:
+        outcome.duration_s = time.monotonic() - began
+        outcome.error = str(exc) if isinstance(exc, ReconcilerError) else _describe(exc)
+        await _record_failure(engine, run_id, outcome, started, clock)
+        if not isinstance(exc, ReconcilerError):
+            raise
+        log.warning("pull of source '%s' failed: %s", source_name, outcome.error)
+        return outcome
+    log.info("%s", outcome.summary())
+    return outcome
+
+
+def _describe(exc: BaseException) -> str:
+    if isinstance(exc, KeyboardInterrupt | SystemExit):
+        return "interrupted"
+    if isinstance(exc, BaseException) and exc.__class__.__name__ == "CancelledError":
+        return "cancelled"
+    return f"{exc.__class__.__name__}: {exc}"
+
+
+async def _record_failure(
+    engine: AsyncEngine,
+    run_id: int,
+    outcome: RunOutcome,
+    started: datetime,
+    clock: Callable[[], datetime],
+) -> None:
+    import asyncio
+
+    # Shielded: a cancelled pull still records why it stopped and drops its staging rows.
+    task = asyncio.ensure_future(
+        fail_run(
+            engine,
+            run_id,
+            error=outcome.error or "failed",
+            stats=outcome.stats,
+            started=started,
+            now=clock(),
+        )
+    )
+    try:
+        await asyncio.shield(task)
+    except asyncio.CancelledError:
+        await task
+        raise
+
+
+async def _lock_source(conn: AsyncConnection, source: str) -> None:
+    """Serialize the reconcile transactions of one source across processes (PostgreSQL)."""
+    if conn.dialect.name == "postgresql":
+        await conn.execute(text("SELECT pg_advisory_xact_lock(hashtext(:s))"), {"s": source})
+
+
+async def _store_invoices(
+    conn: AsyncConnection,
+    source: str,
+    coverage: Coverage,
+    invoice_lines: Sequence[InvoiceLine],
+    run_id: int,
+) -> None:
+    months = [str(m) for m in coverage.months]
+    await conn.execute(
+        delete(invoices_t).where(invoices_t.c.source == source, invoices_t.c.month.in_(months))
+    )
+    rows = [
+        {
+            "source": source,
+            "account": line.account,
+            "month": str(line.month),
+            "usage_type": line.usage_type,
+            "product_name": line.product_name,
+            "region": line.region,
+            "units": line.units,
+            "amount": line.amount,
+            "currency": line.currency,
+            "run_id": run_id,
+        }
+        for line in invoice_lines
+        if str(line.month) in months
+    ]
+    if rows:
+        await conn.execute(insert(invoices_t), rows)
+
+
+def expectations_for(settings: Settings, source: str) -> list[ExpectationSettings]:
+    return [e for e in settings.expectations if fnmatchcase(source, e.source)]
+
+
+async def month_lines(
+    conn: AsyncConnection, source: str, months: Sequence[Month], *, services: bool
+) -> list[MonthLine]:
+    query = select(
+        lines_t.c.source,
+        lines_t.c.provider,
+        lines_t.c.account,
+        lines_t.c.product,
+        lines_t.c.product_name,
+        lines_t.c.usage_type,
+        lines_t.c.region,
+        lines_t.c.service,
+        lines_t.c.month,
+        lines_t.c.quantity,
+        lines_t.c.unit,
+        lines_t.c.status,
+    ).where(
+        lines_t.c.source == source,
+        lines_t.c.month.in_([str(m) for m in months]),
+        lines_t.c.present.is_(True),
+    )
+    if not services:
+        query = query.where(lines_t.c.service == "")
+    return [
+        MonthLine(
+            r.source,
+            r.provider,
+            r.account,
+            r.product,
+            r.product_name,
+            r.usage_type,
+            r.region,
+            r.service,
+            Month.parse(r.month),
+            r.quantity,
+            r.unit,
+            LineStatus(r.status),
+        )
+        for r in (await conn.execute(query)).all()
+    ]
+
+
+async def stored_invoice_lines(
+    conn: AsyncConnection, source: str, months: Sequence[Month]
+) -> list[ProviderInvoiceLine]:
+    query = select(invoices_t).where(
+        invoices_t.c.source == source, invoices_t.c.month.in_([str(m) for m in months])
+    )
+    return [
+        ProviderInvoiceLine(
+            r.source, Month.parse(r.month), r.usage_type, r.product_name, r.region, r.units
+        )
+        for r in (await conn.execute(query)).all()
+    ]
+
+
+async def _review(
+    conn: AsyncConnection,
+    settings: Settings,
+    source: str,
+    coverage: Coverage,
+    ingest: IngestResult,
+    run_id: int,
+    today: date,
+    now: datetime,
+) -> ItemUpdates:
+    """Raise drift items for this run's changes and re-evaluate the source's expectations."""
+    drift = [drift_item(c) for c in ingest.changes if c.reviewable]
+    updates = await items_store.record_items(
+        conn,
+        [Evaluated(item, drift_values_hash(item)) for item in drift],
+        run_id=run_id,
+        now=now,
+        keep_open_before=True,
+    )
+    back = [c for c in ingest.changes if c.kind == ChangeKind.REAPPEARED]
+    if back:
+        updates.resolved += await items_store.resolve_fingerprints(
+            conn, [items_store.disappeared_fingerprint_for(c) for c in back], now
+        )
+
+    expectations = expectations_for(settings, source)
+    lines = await month_lines(
+        conn, source, coverage.months, services=any(e.per_service for e in expectations)
+    )
+    invoices = await stored_invoice_lines(conn, source, coverage.months)
+    evaluated = evaluate(expectations, lines, today) + check_provider_invoices(
+        lines, invoices, expectations
+    )
+    found = await items_store.record_items(
+        conn, evaluated, run_id=run_id, now=now, keep_open_before=False
+    )
+    updates.raised += found.raised
+    updates.values_hashes.update(found.values_hashes)
+    updates.resolved += await items_store.resolve_missing(
+        conn,
+        source=source,
+        months=coverage.months,
+        current={e.item.fingerprint for e in evaluated},
+        category=ItemCategory.FINDING,
+        now=now,
+    )
+    return updates
+
+
+def raised_items(outcome: RunOutcome) -> list[PlanItem]:
+    return outcome.items.raised

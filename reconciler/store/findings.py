@@ -1,0 +1,355 @@
+"""Review items in the store: raising, updating, resolving and acknowledging them.
+
+Each item has a stable fingerprint and a state (open, acknowledged, resolved). The same
+fingerprint with the same values is never raised twice; new values reopen an acknowledged
+drift item, and an expectation finding whose condition no longer holds is resolved.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass, field
+from datetime import datetime
+from typing import Any
+
+from sqlalchemy import bindparam, insert, select, update
+from sqlalchemy.ext.asyncio import AsyncConnection
+
+from reconciler.domain import (
+    ChangeKind,
+    FindingState,
+    ItemCategory,
+    Month,
+    PlanItem,
+    line_digest,
+)
+from reconciler.reconcile.expectations import Evaluated
+from reconciler.store.ingest import LineChange, change_fingerprint
+from reconciler.store.items import findings_table as findings_t
+from reconciler.store.items import item_from_row
+from reconciler.store.tables import StateMeta
+
+meta_t = StateMeta.__table__  # type: ignore[attr-defined]
+_CHUNK = 500
+_OPEN_OR_ACKED = (FindingState.OPEN.value, FindingState.ACKNOWLEDGED.value)
+
+
+@dataclass
+class ItemUpdates:
+    """What one run did to the review items: for alerts, counters and the serial."""
+
+    raised: list[PlanItem] = field(default_factory=list)  # new, or new values
+    resolved: list[PlanItem] = field(default_factory=list)
+    values_hashes: dict[str, str] = field(default_factory=dict)
+
+    @property
+    def changed(self) -> bool:
+        return bool(self.raised or self.resolved)
+
+
+def drift_item(change: LineChange) -> PlanItem:
+    key = change.key
+    return PlanItem(
+        category=ItemCategory.DRIFT,
+        kind=change.kind.value,
+        severity=change.severity,
+        fingerprint=change_fingerprint(change.kind, key),
+        source=key.source,
+        provider=change.provider,
+        account=key.account,
+        product=key.product,
+        usage_type=key.usage_type,
+        region=key.region,
+        service=key.service,
+        month=key.month,
+        before=change.before,
+        after=change.after,
+        product_name=change.product_name,
+    )
+
+
+def drift_values_hash(item: PlanItem) -> str:
+    parts: list[str] = [item.kind, item.severity.value]
+    for side in (item.before, item.after):
+        parts += [str(side.quantity), side.unit, side.status.value] if side else ["-"]
+    return line_digest(tuple(parts))
+
+
+def _row_values(item: PlanItem, values_hash: str) -> dict[str, Any]:
+    before, after = item.before, item.after
+    return {
+        "category": item.category.value,
+        "kind": item.kind,
+        "severity": item.severity.value,
+        "source": item.source,
+        "provider": item.provider,
+        "account": item.account,
+        "product": item.product,
+        "product_name": item.product_name,
+        "usage_type": item.usage_type,
+        "region": item.region,
+        "service": item.service,
+        "month": str(item.month),
+        "before_quantity": before.quantity if before else None,
+        "before_unit": before.unit if before else None,
+        "before_status": before.status.value if before else None,
+        "after_quantity": after.quantity if after else None,
+        "after_unit": after.unit if after else None,
+        "after_status": after.status.value if after else None,
+        "message": item.message,
+        "values_hash": values_hash,
+    }
+
+
+async def _existing(conn: AsyncConnection, fingerprints: Sequence[str]) -> dict[str, Any]:
+    rows: dict[str, Any] = {}
+    for start in range(0, len(fingerprints), _CHUNK):
+        chunk = list(fingerprints[start : start + _CHUNK])
+        query = select(findings_t).where(findings_t.c.fingerprint.in_(chunk))
+        for row in (await conn.execute(query)).all():
+            rows[row.fingerprint] = row
+    return rows
+
+
+async def record_items(
+    conn: AsyncConnection,
+    evaluated: Sequence[Evaluated],
+    *,
+    run_id: int,
+    now: datetime,
+    keep_open_before: bool,
+) -> ItemUpdates:
+    """Insert or update review items; returns those raised or given new values."""
+    updates = ItemUpdates()
+    if not evaluated:
+        return updates
+    existing = await _existing(conn, [e.item.fingerprint for e in evaluated])
+    inserts: list[dict[str, Any]] = []
+    changes: list[dict[str, Any]] = []
+    for entry in evaluated:
+        item, values_hash = entry.item, entry.values_hash
+        updates.values_hashes[item.fingerprint] = values_hash
+        row = existing.get(item.fingerprint)
+        values = _row_values(item, values_hash)
+        if row is None:
+            inserts.append(
+                {
+                    **values,
+                    "fingerprint": item.fingerprint,
+                    "state": FindingState.OPEN.value,
+                    "first_run_id": run_id,
+                    "last_run_id": run_id,
+                    "raised_at": now,
+                    "updated_at": now,
+                }
+            )
+            updates.raised.append(item)
+            continue
+        same_values = row.values_hash == values_hash
+        if same_values and row.state != FindingState.RESOLVED.value:
+            if _observed_moved(row, values):
+                changes.append(_refresh(row, values, now, run_id))
+            continue
+        reopen = not same_values or row.state == FindingState.RESOLVED.value
+        new_values = dict(values)
+        if keep_open_before and row.state == FindingState.OPEN.value:
+            # Still unreviewed: keep what the reviewer last accepted as "before".
+            for name in ("before_quantity", "before_unit", "before_status"):
+                new_values[name] = getattr(row, name)
+        changes.append(
+            {
+                "b_id": row.id,
+                **new_values,
+                "state": FindingState.OPEN.value if reopen else row.state,
+                "last_run_id": run_id,
+                "updated_at": now,
+                "resolved_at": None,
+            }
+        )
+        updates.raised.append(item_from_row(_merged(row, new_values)))
+    if inserts:
+        await conn.execute(insert(findings_t), inserts)
+    await _apply_row_updates(conn, changes)
+    return updates
+
+
+def _observed_moved(row: Any, values: dict[str, Any]) -> bool:
+    return bool(row.after_quantity != values["after_quantity"] or row.message != values["message"])
+
+
+def _refresh(row: Any, values: dict[str, Any], now: datetime, run_id: int) -> dict[str, Any]:
+    """Same finding, same state: only the observed side and message move along."""
+    return {
+        "b_id": row.id,
+        **{name: getattr(row, name) for name in _UPDATABLE if name not in _OBSERVED},
+        **{name: values[name] for name in _OBSERVED},
+        "state": row.state,
+        "last_run_id": run_id,
+        "updated_at": now,
+        "resolved_at": row.resolved_at,
+    }
+
+
+_OBSERVED = ("after_quantity", "after_unit", "after_status", "message")
+_UPDATABLE = (
+    "category",
+    "kind",
+    "severity",
+    "source",
+    "provider",
+    "account",
+    "product",
+    "product_name",
+    "usage_type",
+    "region",
+    "service",
+    "month",
+    "before_quantity",
+    "before_unit",
+    "before_status",
+    "after_quantity",
+    "after_unit",
+    "after_status",
+    "message",
+    "values_hash",
+)
+
+
+def _merged(row: Any, values: dict[str, Any]) -> Any:
+    merged = dict(row._mapping)
+    merged.update(values)
+    return _Obj(merged)
+
+
+class _Obj:
+    def __init__(self, values: dict[str, Any]) -> None:
+        self.__dict__.update(values)
+
+
+async def _apply_row_updates(conn: AsyncConnection, changes: list[dict[str, Any]]) -> None:
+    if not changes:
+        return
+    statement = (
+        update(findings_t)
+        .where(findings_t.c.id == bindparam("b_id"))
+        .values(
+            {
+                **{name: bindparam(name) for name in _UPDATABLE},
+                "state": bindparam("state"),
+                "last_run_id": bindparam("last_run_id"),
+                "updated_at": bindparam("updated_at"),
+                "resolved_at": bindparam("resolved_at"),
+            }
+        )
+    )
+    await conn.execute(statement, changes)
+
+
+async def resolve_missing(
+    conn: AsyncConnection,
+    *,
+    source: str,
+    months: Iterable[Month],
+    current: set[str],
+    category: ItemCategory,
+    kinds: Sequence[str] | None = None,
+    now: datetime,
+) -> list[PlanItem]:
+    """Resolve open or acknowledged items of these months whose condition no longer holds."""
+    query = select(findings_t).where(
+        findings_t.c.source == source,
+        findings_t.c.category == category.value,
+        findings_t.c.month.in_([str(m) for m in months]),
+        findings_t.c.state.in_(_OPEN_OR_ACKED),
+    )
+    if kinds is not None:
+        query = query.where(findings_t.c.kind.in_(list(kinds)))
+    gone = [row for row in (await conn.execute(query)).all() if row.fingerprint not in current]
+    if gone:
+        await conn.execute(
+            update(findings_t)
+            .where(findings_t.c.id == bindparam("b_id"))
+            .values(state=FindingState.RESOLVED.value, resolved_at=now, updated_at=now),
+            [{"b_id": row.id} for row in gone],
+        )
+    return [item_from_row(row) for row in gone]
+
+
+async def resolve_fingerprints(
+    conn: AsyncConnection, fingerprints: Sequence[str], now: datetime
+) -> list[PlanItem]:
+    """Resolve these items if open or acknowledged (e.g. a disappeared line came back)."""
+    rows = [
+        row for row in (await _existing(conn, fingerprints)).values() if row.state in _OPEN_OR_ACKED
+    ]
+    if rows:
+        await conn.execute(
+            update(findings_t)
+            .where(findings_t.c.id == bindparam("b_id"))
+            .values(state=FindingState.RESOLVED.value, resolved_at=now, updated_at=now),
+            [{"b_id": row.id} for row in rows],
+        )
+    return [item_from_row(row) for row in rows]
+
+
+def disappeared_fingerprint_for(change: LineChange) -> str:
+    return change_fingerprint(ChangeKind.DISAPPEARED, change.key)
+
+
+async def current_serial(conn: AsyncConnection) -> int:
+    value = (
+        await conn.execute(select(meta_t.c.value).where(meta_t.c.key == "serial"))
+    ).scalar_one_or_none()
+    return int(value) if value is not None else 0
+
+
+async def bump_serial(conn: AsyncConnection) -> int:
+    """Count a change of state; the row lock serializes concurrent writers."""
+    serial = await current_serial(conn) + 1
+    result = await conn.execute(
+        update(meta_t).where(meta_t.c.key == "serial").values(value=str(serial))
+    )
+    if not result.rowcount:
+        await conn.execute(insert(meta_t).values(key="serial", value=str(serial)))
+    return serial
+
+
+async def acknowledge(
+    conn: AsyncConnection,
+    expected: dict[str, str],
+    *,
+    applied_plan_id: int,
+    who: str,
+    note: str | None,
+    now: datetime,
+) -> int:
+    """Acknowledge exactly these open items (fingerprint → values hash shown in the plan)."""
+    rows = await _existing(conn, list(expected))
+    acked = [
+        {"b_id": row.id}
+        for fingerprint, row in rows.items()
+        if row.state == FindingState.OPEN.value and row.values_hash == expected[fingerprint]
+    ]
+    if acked:
+        await conn.execute(
+            update(findings_t)
+            .where(findings_t.c.id == bindparam("b_id"))
+            .values(
+                state=FindingState.ACKNOWLEDGED.value,
+                acknowledged_at=now,
+                acknowledged_by=who,
+                ack_note=note,
+                applied_plan_id=applied_plan_id,
+                updated_at=now,
+            ),
+            acked,
+        )
+    return len(acked)
+
+
+async def open_values(conn: AsyncConnection) -> dict[str, str]:
+    """Fingerprint → values hash of every open item (what a plan shows)."""
+    query = select(findings_t.c.fingerprint, findings_t.c.values_hash).where(
+        findings_t.c.state == FindingState.OPEN.value
+    )
+    return {row.fingerprint: row.values_hash for row in (await conn.execute(query)).all()}

@@ -1,0 +1,347 @@
+"""Applying a staged pull to the tracked state in one transaction, set-based.
+
+SQL finds the few lines that differ (staging joined to ``usage_lines``), Python classifies
+only those with the pure rules of :mod:`reconciler.reconcile.diff`, and the writes go back in
+bulk. Unchanged lines cost one indexed join and nothing else; re-pulling an unchanged snapshot
+adds no version rows.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+from datetime import date, datetime
+from decimal import Decimal
+from typing import Any
+
+from sqlalchemy import and_, bindparam, delete, exists, func, insert, literal, select, update
+from sqlalchemy.ext.asyncio import AsyncConnection
+
+from reconciler.domain import (
+    ChangeKind,
+    LineKey,
+    LineStatus,
+    Month,
+    Observation,
+    Severity,
+)
+from reconciler.providers.base import Coverage
+from reconciler.reconcile.diff import QUIET_KINDS, Tracked, classify, severity_of
+from reconciler.store.tables import ChangeRow, LineVersion, StagingLine, UsageLineRow
+
+lines_t = UsageLineRow.__table__  # type: ignore[attr-defined]
+staging_t = StagingLine.__table__  # type: ignore[attr-defined]
+versions_t = LineVersion.__table__  # type: ignore[attr-defined]
+changes_t = ChangeRow.__table__  # type: ignore[attr-defined]
+
+KEY_COLUMNS = ("source", "account", "product", "usage_type", "region", "service", "month")
+COPIED_COLUMNS = (
+    "key_hash",
+    "source",
+    "provider",
+    "account",
+    "product",
+    "product_name",
+    "usage_type",
+    "region",
+    "service",
+    "service_name",
+    "month",
+    "period_start",
+    "period_end",
+    "quantity",
+    "raw_quantity",
+    "unit",
+    "status",
+    "billable",
+    "provider_updated_at",
+)
+_CHUNK = 500
+
+
+@dataclass(frozen=True, slots=True)
+class LineChange:
+    """One classified change of one tracked line in this run."""
+
+    line_id: int
+    kind: ChangeKind
+    severity: Severity
+    key: LineKey
+    provider: str
+    product_name: str
+    before: Observation | None
+    after: Observation | None
+
+    @property
+    def reviewable(self) -> bool:
+        return self.kind not in QUIET_KINDS
+
+
+@dataclass
+class IngestResult:
+    new_lines: int = 0
+    versions_added: int = 0
+    changes: list[LineChange] = field(default_factory=list)
+
+    def counts(self) -> dict[str, int]:
+        counts: dict[str, int] = {}
+        for change in self.changes:
+            counts[change.kind.value] = counts.get(change.kind.value, 0) + 1
+        return counts
+
+
+def _key_of(row: Any) -> LineKey:
+    return LineKey(
+        row.source,
+        row.account,
+        row.product,
+        row.usage_type,
+        row.region,
+        row.service,
+        Month.parse(row.month),
+        _as_date(row.period_start),
+    )
+
+
+def _as_date(value: date | str) -> date:
+    return value if isinstance(value, date) else date.fromisoformat(value)
+
+
+def _coverage_filter(table: Any, source: str, coverage: Coverage) -> Any:
+    condition = and_(table.c.source == source, table.c.month.in_([str(m) for m in coverage.months]))
+    if coverage.accounts is not None:
+        condition = and_(condition, table.c.account.in_(sorted(coverage.accounts)))
+    if coverage.products is not None:
+        condition = and_(condition, table.c.product.in_(sorted(coverage.products)))
+    return condition
+
+
+async def apply_staged(
+    conn: AsyncConnection,
+    *,
+    run_id: int,
+    source: str,
+    coverage: Coverage,
+    now: datetime,
+    severities: Mapping[ChangeKind, Severity],
+) -> IngestResult:
+    """Compare the run's staged snapshot with the tracked state and write what changed.
+
+    Must run inside the caller's transaction, which also records findings and alerts.
+    """
+    result = IngestResult()
+    tracked_months = await _tracked_months(conn, source, coverage)
+
+    # 1. Tracked lines whose values differ from the staged ones (or that come back).
+    differing = select(
+        lines_t.c.id,
+        lines_t.c.quantity.label("old_quantity"),
+        lines_t.c.unit.label("old_unit"),
+        lines_t.c.status.label("old_status"),
+        lines_t.c.present.label("old_present"),
+        *[staging_t.c[name] for name in COPIED_COLUMNS],
+    ).select_from(staging_t.join(lines_t, lines_t.c.key_hash == staging_t.c.key_hash))
+    differing = differing.where(
+        staging_t.c.run_id == run_id,
+        (lines_t.c.present.is_(False))
+        | (lines_t.c.quantity != staging_t.c.quantity)
+        | (lines_t.c.unit != staging_t.c.unit)
+        | (lines_t.c.status != staging_t.c.status),
+    )
+    updates: list[dict[str, Any]] = []
+    versions: list[dict[str, Any]] = []
+    for row in (await conn.execute(differing)).all():
+        before = Tracked(
+            Observation(row.old_quantity, row.old_unit, LineStatus(row.old_status)),
+            bool(row.old_present),
+        )
+        after = Observation(row.quantity, row.unit, LineStatus(row.status))
+        kind = classify(before, after)
+        values = {name: row._mapping[name] for name in COPIED_COLUMNS if name != "key_hash"}
+        updates.append({"b_id": row.id, **values, "present": True, "last_run_id": run_id})
+        versions.append(_version(row.id, run_id, now, values, present=True))
+        if kind is not None:
+            result.changes.append(_change(row.id, kind, severities, row, before.observation, after))
+
+    # 2. Tracked, present lines of the covered months that this complete pull did not return.
+    staged_here = exists().where(
+        staging_t.c.run_id == run_id, staging_t.c.key_hash == lines_t.c.key_hash
+    )
+    vanished = select(lines_t).where(
+        _coverage_filter(lines_t, source, coverage), lines_t.c.present.is_(True), ~staged_here
+    )
+    for row in (await conn.execute(vanished)).all():
+        last_seen = Observation(row.quantity, row.unit, LineStatus(row.status))
+        updates.append(
+            {
+                "b_id": row.id,
+                **{name: row._mapping[name] for name in COPIED_COLUMNS if name != "key_hash"},
+                "present": False,
+                "last_run_id": run_id,
+            }
+        )
+        versions.append(_version(row.id, run_id, now, dict(row._mapping), present=False))
+        result.changes.append(
+            _change(row.id, ChangeKind.DISAPPEARED, severities, row, last_seen, None)
+        )
+
+    if updates:
+        await conn.execute(
+            update(lines_t)
+            .where(lines_t.c.id == bindparam("b_id"))
+            .values(
+                {
+                    **{name: bindparam(name) for name in COPIED_COLUMNS if name != "key_hash"},
+                    "present": bindparam("present"),
+                    "last_run_id": bindparam("last_run_id"),
+                    "versions": lines_t.c.versions + 1,
+                }
+            ),
+            updates,
+        )
+
+    # 3. Lines never seen before: inserted set-based, with their first version.
+    result.new_lines = await _insert_new_lines(conn, run_id)
+    if result.new_lines:
+        await conn.execute(
+            insert(versions_t).from_select(
+                [
+                    "line_id",
+                    "run_id",
+                    "quantity",
+                    "raw_quantity",
+                    "unit",
+                    "status",
+                    "billable",
+                    "period_end",
+                    "present",
+                    "recorded_at",
+                ],
+                select(
+                    lines_t.c.id,
+                    literal(run_id),
+                    lines_t.c.quantity,
+                    lines_t.c.raw_quantity,
+                    lines_t.c.unit,
+                    lines_t.c.status,
+                    lines_t.c.billable,
+                    lines_t.c.period_end,
+                    lines_t.c.present,
+                    literal(now, versions_t.c.recorded_at.type),
+                ).where(lines_t.c.first_run_id == run_id),
+            )
+        )
+        if tracked_months:
+            new_in_tracked = select(lines_t).where(
+                lines_t.c.first_run_id == run_id,
+                lines_t.c.month.in_(sorted(tracked_months)),
+            )
+            for row in (await conn.execute(new_in_tracked)).all():
+                after = Observation(row.quantity, row.unit, LineStatus(row.status))
+                result.changes.append(_change(row.id, ChangeKind.NEW, severities, row, None, after))
+
+    if versions:
+        await conn.execute(insert(versions_t), versions)
+    result.versions_added = len(versions) + result.new_lines
+    if result.changes:
+        await conn.execute(insert(changes_t), [_change_row(run_id, c, now) for c in result.changes])
+    await conn.execute(delete(staging_t).where(staging_t.c.run_id == run_id))
+    return result
+
+
+async def _tracked_months(conn: AsyncConnection, source: str, coverage: Coverage) -> set[str]:
+    query = (
+        select(lines_t.c.month)
+        .where(_coverage_filter(lines_t, source, coverage))
+        .group_by(lines_t.c.month)
+    )
+    return {row.month for row in (await conn.execute(query)).all()}
+
+
+async def _insert_new_lines(conn: AsyncConnection, run_id: int) -> int:
+    known = exists().where(lines_t.c.key_hash == staging_t.c.key_hash)
+    columns = [*COPIED_COLUMNS, "present", "versions", "first_run_id", "last_run_id"]
+    source_query = select(
+        *[staging_t.c[name] for name in COPIED_COLUMNS],
+        literal(True),
+        literal(1),
+        literal(run_id),
+        literal(run_id),
+    ).where(staging_t.c.run_id == run_id, ~known)
+    inserted = await conn.execute(insert(lines_t).from_select(columns, source_query))
+    return max(int(inserted.rowcount or 0), 0)
+
+
+def _version(
+    line_id: int, run_id: int, now: datetime, values: Mapping[str, Any], *, present: bool
+) -> dict[str, Any]:
+    return {
+        "line_id": line_id,
+        "run_id": run_id,
+        "quantity": values["quantity"],
+        "raw_quantity": values["raw_quantity"],
+        "unit": values["unit"],
+        "status": values["status"],
+        "billable": values["billable"],
+        "period_end": values["period_end"],
+        "present": present,
+        "recorded_at": now,
+    }
+
+
+def _change(
+    line_id: int,
+    kind: ChangeKind,
+    severities: Mapping[ChangeKind, Severity],
+    row: Any,
+    before: Observation | None,
+    after: Observation | None,
+) -> LineChange:
+    return LineChange(
+        line_id=line_id,
+        kind=kind,
+        severity=severity_of(kind, severities),
+        key=_key_of(row),
+        provider=row.provider,
+        product_name=row.product_name,
+        before=before,
+        after=after,
+    )
+
+
+def change_fingerprint(kind: ChangeKind | str, key: LineKey) -> str:
+    from reconciler.domain import line_digest
+
+    return line_digest(("drift", str(kind), *key.parts()))
+
+
+def _change_row(run_id: int, change: LineChange, now: datetime) -> dict[str, Any]:
+    before, after = change.before, change.after
+    return {
+        "run_id": run_id,
+        "line_id": change.line_id,
+        "kind": change.kind.value,
+        "severity": change.severity.value,
+        "fingerprint": change_fingerprint(change.kind, change.key),
+        "before_quantity": before.quantity if before else None,
+        "before_unit": before.unit if before else None,
+        "before_status": before.status.value if before else None,
+        "after_quantity": after.quantity if after else None,
+        "after_unit": after.unit if after else None,
+        "after_status": after.status.value if after else None,
+        "created_at": now,
+    }
+
+
+async def month_line_count(conn: AsyncConnection, source: str) -> int:
+    query = select(func.count()).select_from(lines_t).where(lines_t.c.source == source)
+    return int((await conn.execute(query)).scalar_one())
+
+
+def decimal_sum(values: Sequence[Decimal]) -> Decimal:
+    from decimal import localcontext
+
+    from reconciler.domain import EXACT_CONTEXT
+
+    with localcontext(EXACT_CONTEXT):
+        return sum(values, Decimal(0))

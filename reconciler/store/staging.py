@@ -1,0 +1,134 @@
+"""Staging a pull: its lines are written, page by page, to ``staging_lines`` under its run id.
+
+Nothing here touches the tracked state: a pull that dies while staging leaves only staging
+rows behind, which housekeeping removes. The bulk insert goes straight to the driver's
+``executemany`` (SQLAlchemy's per-row type processing would dominate at a million lines), so
+values are converted here the way each backend stores them.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Sequence
+from datetime import UTC, date, datetime
+from decimal import Decimal
+from typing import Any
+
+from sqlalchemy.exc import IntegrityError
+from sqlalchemy.ext.asyncio import AsyncEngine
+
+from reconciler.domain import UsageLine, canonical_decimal
+from reconciler.errors import BadProviderDataError
+
+STAGING_COLUMNS = (
+    "run_id",
+    "key_hash",
+    "source",
+    "provider",
+    "account",
+    "product",
+    "product_name",
+    "usage_type",
+    "region",
+    "service",
+    "service_name",
+    "month",
+    "period_start",
+    "period_end",
+    "quantity",
+    "raw_quantity",
+    "unit",
+    "status",
+    "billable",
+    "provider_updated_at",
+)
+
+
+def placeholders(paramstyle: str, count: int) -> str:
+    if paramstyle == "qmark":
+        return ", ".join("?" * count)
+    if paramstyle == "numeric_dollar":
+        return ", ".join(f"${i}" for i in range(1, count + 1))
+    if paramstyle in ("format", "pyformat"):
+        return ", ".join(["%s"] * count)
+    raise ValueError(f"unsupported DB-API paramstyle {paramstyle}")
+
+
+def _sqlite_datetime(value: datetime | None) -> str | None:
+    if value is None:
+        return None
+    return value.astimezone(UTC).strftime("%Y-%m-%d %H:%M:%S.%f")
+
+
+def _sqlite_decimal(value: Decimal | None) -> str | None:
+    return None if value is None else canonical_decimal(value)
+
+
+def _identity(value: Any) -> Any:
+    return value
+
+
+def row_converter(dialect_name: str) -> Callable[[int, UsageLine], tuple[Any, ...]]:
+    """How one line becomes one driver row on this backend."""
+    if dialect_name == "sqlite":
+        as_decimal: Callable[[Decimal | None], Any] = _sqlite_decimal
+        as_date: Callable[[date], Any] = date.isoformat
+        as_datetime: Callable[[datetime | None], Any] = _sqlite_datetime
+    else:
+        as_decimal, as_date, as_datetime = _identity, _identity, _identity
+
+    def convert(run_id: int, line: UsageLine) -> tuple[Any, ...]:
+        return (
+            run_id,
+            line.key.digest,
+            line.source,
+            line.provider.value,
+            line.account,
+            line.product,
+            line.product_name,
+            line.usage_type,
+            line.region,
+            line.service,
+            line.service_name,
+            str(line.month),
+            as_date(line.period_start),
+            as_date(line.period_end),
+            as_decimal(line.quantity),
+            as_decimal(line.raw_quantity),
+            line.unit,
+            line.status.value,
+            line.billable,
+            as_datetime(line.updated_at),
+        )
+
+    return convert
+
+
+class Stager:
+    """Writes a pull's lines to staging, one short transaction per page."""
+
+    def __init__(self, engine: AsyncEngine, run_id: int, source: str) -> None:
+        self.engine = engine
+        self.run_id = run_id
+        self.source = source
+        self.lines = 0
+        dialect = engine.dialect
+        self._convert = row_converter(dialect.name)
+        marks = placeholders(str(dialect.paramstyle), len(STAGING_COLUMNS))
+        self._sql = f"INSERT INTO staging_lines ({', '.join(STAGING_COLUMNS)}) VALUES ({marks})"
+
+    async def add(self, lines: Sequence[UsageLine]) -> None:
+        if not lines:
+            return
+        run_id, convert = self.run_id, self._convert
+        rows = [convert(run_id, line) for line in lines]
+        try:
+            async with self.engine.begin() as conn:
+                await conn.exec_driver_sql(self._sql, rows)
+        except IntegrityError as exc:
+            raise BadProviderDataError(
+                self.source,
+                "pull",
+                "the provider returned the same usage line twice in one pull "
+                "(same account, product, usage type, region, service, month and period)",
+            ) from exc
+        self.lines += len(rows)

@@ -1,0 +1,202 @@
+"""The set-based ingest on a real database (SQLite and PostgreSQL)."""
+
+from __future__ import annotations
+
+import itertools
+import random
+from dataclasses import replace
+from datetime import UTC, date, datetime
+from decimal import Decimal
+
+from sqlalchemy import func, select
+from sqlalchemy.ext.asyncio import AsyncEngine
+
+from reconciler.domain import ChangeKind, LineStatus, Month, Provider, UsageLine
+from reconciler.providers.base import Coverage, PullStats
+from reconciler.store.ingest import IngestResult, apply_staged, lines_t, versions_t
+from reconciler.store.runs import finish_run, start_run
+from reconciler.store.staging import Stager
+
+NOW = datetime(2024, 6, 10, tzinfo=UTC)
+MAY, JUNE = Month(2024, 5), Month(2024, 6)
+COVER = Coverage(months=(MAY, JUNE), accounts=None)
+
+
+def line(
+    usage_type: str,
+    quantity: str,
+    *,
+    month: Month = MAY,
+    unit: str = "GB",
+    status: LineStatus = LineStatus.COLLECTING,
+    service: str = "",
+) -> UsageLine:
+    return UsageLine(
+        source="fastly",
+        provider=Provider.FASTLY,
+        account="",
+        product="cdn_usage",
+        product_name="cdn_usage",
+        usage_type=usage_type,
+        region="North America",
+        service=service,
+        month=month,
+        period_start=month.first_day,
+        period_end=month.last_day,
+        quantity=Decimal(quantity),
+        raw_quantity=Decimal(quantity) * 1000,
+        unit=unit,
+        billable=None,
+        status=status,
+    )
+
+
+async def pull(
+    engine: AsyncEngine, lines: list[UsageLine], coverage: Coverage = COVER
+) -> IngestResult:
+    run_id = await start_run(engine, source="fastly", provider="fastly", now=NOW)
+    stager = Stager(engine, run_id, "fastly")
+    for start in range(0, len(lines), 3):
+        await stager.add(lines[start : start + 3])
+    async with engine.begin() as conn:
+        result = await apply_staged(
+            conn, run_id=run_id, source="fastly", coverage=coverage, now=NOW, severities={}
+        )
+        await finish_run(
+            conn,
+            run_id,
+            stats=PullStats(),
+            coverage=coverage,
+            versions_added=result.versions_added,
+            changes=len(result.changes),
+            findings=0,
+            started=NOW,
+            now=NOW,
+        )
+    return result
+
+
+async def count(engine: AsyncEngine, table: object) -> int:
+    async with engine.connect() as conn:
+        return int((await conn.execute(select(func.count()).select_from(table))).scalar_one())  # type: ignore[arg-type]
+
+
+BASE = [
+    line("bandwidth", "100"),
+    line("requests", "5000", unit="unit"),
+    line("shield", "10"),
+    line("old", "7", status=LineStatus.FINALIZED, month=Month(2024, 5)),
+    line("gone", "3"),
+]
+
+
+async def test_first_pull_imports_without_drift_and_repull_adds_nothing(
+    engine: AsyncEngine,
+) -> None:
+    first = await pull(engine, BASE)
+    assert first.new_lines == 5
+    assert first.changes == []
+    assert await count(engine, versions_t) == 5
+    again = await pull(engine, list(reversed(BASE)))
+    assert again.changes == []
+    assert again.versions_added == 0
+    assert await count(engine, versions_t) == 5
+
+
+async def test_every_kind_of_drift(engine: AsyncEngine) -> None:
+    await pull(engine, BASE)
+    second = [
+        line("bandwidth", "150"),  # grew
+        line("requests", "4000", unit="unit"),  # decreased
+        line("shield", "10", unit="TB"),  # unit changed
+        line("old", "8", status=LineStatus.FINALIZED),  # restated
+        line("brand-new", "1"),  # new in a tracked month
+        line("june", "1", month=JUNE),  # first line of June: an import, not drift
+    ]
+    result = await pull(engine, second)
+    kinds = {c.key.usage_type: c.kind for c in result.changes}
+    assert kinds == {
+        "bandwidth": ChangeKind.GREW,
+        "requests": ChangeKind.DECREASED,
+        "shield": ChangeKind.UNIT_CHANGED,
+        "old": ChangeKind.RESTATED,
+        "brand-new": ChangeKind.NEW,
+        "gone": ChangeKind.DISAPPEARED,
+    }
+    restated = next(c for c in result.changes if c.kind == ChangeKind.RESTATED)
+    assert (
+        restated.before and restated.before.quantity,
+        restated.after and restated.after.quantity,
+    ) == (
+        Decimal("7"),
+        Decimal("8"),
+    )
+    assert result.versions_added == 5 + 2  # five changed lines, two new ones
+    third = await pull(
+        engine,
+        [*second[:4], line("gone", "3"), line("brand-new", "1"), line("june", "1", month=JUNE)],
+    )
+    kinds = {c.key.usage_type: c.kind for c in third.changes}
+    assert kinds == {"gone": ChangeKind.REAPPEARED}
+
+
+async def test_finalization_and_reopening(engine: AsyncEngine) -> None:
+    await pull(engine, [line("bandwidth", "100")])
+    final = await pull(engine, [line("bandwidth", "120", status=LineStatus.FINALIZED)])
+    assert [c.kind for c in final.changes] == [ChangeKind.FINALIZED]
+    assert final.changes[0].after and final.changes[0].after.quantity == Decimal("120")
+    reopened = await pull(engine, [line("bandwidth", "120")])
+    assert [c.kind for c in reopened.changes] == [ChangeKind.REOPENED]
+
+
+async def test_lines_outside_the_coverage_never_disappear(engine: AsyncEngine) -> None:
+    await pull(engine, [line("bandwidth", "1"), line("june", "1", month=JUNE)])
+    only_june = Coverage(months=(JUNE,), accounts=None)
+    result = await pull(engine, [line("june", "1", month=JUNE)], only_june)
+    assert result.changes == []
+
+
+async def test_exact_quantities_survive_the_sql_compare(engine: AsyncEngine) -> None:
+    exact = "12345678901.0123456789"
+    await pull(engine, [line("bandwidth", exact)])
+    same = await pull(engine, [line("bandwidth", exact + "000")])
+    assert same.changes == []
+    tiny = await pull(engine, [line("bandwidth", "12345678901.0123456790")])
+    assert [c.kind for c in tiny.changes] == [ChangeKind.GREW]
+    assert tiny.changes[0].after
+    assert tiny.changes[0].after.quantity == Decimal("12345678901.012345679")
+
+
+async def test_version_history_sums_to_the_final_quantity(engine: AsyncEngine) -> None:
+    rng = random.Random(7)
+    quantities = [Decimal(rng.randint(0, 10_000)) / 100 for _ in range(8)]
+    for quantity in quantities:
+        await pull(engine, [line("bandwidth", str(quantity))])
+    async with engine.connect() as conn:
+        versions = [
+            row.quantity
+            for row in (
+                await conn.execute(select(versions_t.c.quantity).order_by(versions_t.c.id))
+            ).all()
+        ]
+        current = (await conn.execute(select(lines_t.c.quantity))).scalar_one()
+    deltas = [b - a for a, b in itertools.pairwise(versions)]
+    assert versions[0] + sum(deltas, Decimal(0)) == current == quantities[-1]
+    distinct_changes = 1 + sum(1 for a, b in itertools.pairwise(quantities) if a != b)
+    assert len(versions) == distinct_changes
+
+
+async def test_arrival_order_does_not_change_the_classification(engine: AsyncEngine) -> None:
+    await pull(engine, BASE)
+    second = [replace(line_, quantity=line_.quantity + 1) for line_ in BASE[:3]] + [BASE[3]]
+    rng = random.Random(3)
+    shuffled = second[:]
+    rng.shuffle(shuffled)
+    result = await pull(engine, shuffled)
+    assert sorted((c.key.usage_type, c.kind) for c in result.changes) == [
+        ("bandwidth", ChangeKind.GREW),
+        ("gone", ChangeKind.DISAPPEARED),
+        ("requests", ChangeKind.GREW),
+        ("shield", ChangeKind.GREW),
+    ]
+    assert date(2024, 5, 1) == result.changes[0].key.period_start
