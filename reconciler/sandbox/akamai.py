@@ -161,21 +161,19 @@ async def product_summaries(request: web.Request) -> web.Response:
     return json_response(request, body)
 
 
-def add_routes(app: web.Application) -> None:
-    billing = "/billing/v1/contracts/{contractId}/products"
-    app.router.add_get(billing, products, name="akamai.products")
-    app.router.add_get(
-        billing + "/{productId}/usage/monthly-summary",
-        monthly_summary,
-        name="akamai.monthly_summary",
-    )
-    app.router.add_get(
-        "/contract-api/v1/contracts/identifiers",
-        contract_identifiers,
-        name="akamai.contract_identifiers",
-    )
-    app.router.add_get(
+_BILLING = "/billing/v1/contracts/{contractId}/products"
+ROUTES = (
+    (_BILLING, products, "akamai.products"),
+    (_BILLING + "/{productId}/usage/monthly-summary", monthly_summary, "akamai.monthly_summary"),
+    ("/contract-api/v1/contracts/identifiers", contract_identifiers, "akamai.contract_identifiers"),
+    (
         "/contract-api/v1/contracts/{contractId}/products/summaries",
         product_summaries,
-        name="akamai.product_summaries",
-    )
+        "akamai.product_summaries",
+    ),
+)
+
+
+def add_routes(app: web.Application) -> None:
+    for path, handler, name in ROUTES:
+        app.router.add_get(path, handler, name=name, allow_head=False)

@@ -62,7 +62,10 @@ def serve(
 ) -> None:
     """Serve both providers and the /_sandbox/ control API until stopped."""
     scenario = named_scenario(scenario_name, seed=seed, today=today)
-    asyncio.run(_serve(SandboxServer(scenario, host=host, port=port), edgerc_out))
+    try:
+        asyncio.run(_serve(SandboxServer(scenario, host=host, port=port), edgerc_out))
+    except OSError as e:
+        raise click.ClickException(f"cannot listen on {host}:{port}: {e.strerror or e}") from e
 
 
 async def _serve(server: SandboxServer, edgerc_out: Path | None) -> None:

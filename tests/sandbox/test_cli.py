@@ -1,10 +1,11 @@
-"""``sandbox serve`` as a user runs it: a real process, stopped by SIGTERM."""
+"""``reconciler sandbox serve`` as a user runs it: a real process, stopped by SIGTERM."""
 
 from __future__ import annotations
 
 import asyncio
 import re
 import signal
+import socket
 import stat
 import sys
 from pathlib import Path
@@ -18,7 +19,7 @@ from reconciler.sandbox.cli import sandbox_group
 async def test_serve_prints_credentials_and_stops_on_sigterm(tmp_path: Path) -> None:
     edgerc = tmp_path / "sandbox.edgerc"
     proc = await asyncio.create_subprocess_exec(
-        sys.executable, "-m", "reconciler.sandbox.cli", "serve", "--port", "0",
+        sys.executable, "-m", "reconciler", "sandbox", "serve", "--port", "0",
         "--scenario", "tiny", "--today", "2024-06-05", "--seed", "9",
         "--edgerc-out", str(edgerc),
         stdout=asyncio.subprocess.PIPE,
@@ -74,3 +75,13 @@ def test_bad_options_are_refused() -> None:
     assert result.exit_code == 2 and "YYYY-MM-DD" in result.output
     result = runner.invoke(sandbox_group, ["serve", "--scenario", "huge"])
     assert result.exit_code == 2
+
+
+def test_a_busy_port_is_one_clear_error() -> None:
+    with socket.socket() as busy:
+        busy.bind(("127.0.0.1", 0))
+        busy.listen()
+        port = busy.getsockname()[1]
+        result = CliRunner().invoke(sandbox_group, ["serve", "--port", str(port)])
+    assert result.exit_code == 1
+    assert f"cannot listen on 127.0.0.1:{port}: " in result.output
