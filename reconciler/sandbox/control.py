@@ -9,6 +9,7 @@
 - ``POST /_sandbox/reset``: the scenario's day, no events, no faults, zero counters.
 - ``GET /_sandbox/credentials``: token, ``.edgerc`` text, contract ids, a config snippet.
 - ``GET /_sandbox/scenario``: the scenario's parameters.
+- ``GET /_sandbox/``: this list, as JSON.
 
 A bad request body answers 400 ``{"error": "..."}``.
 """
@@ -165,8 +166,16 @@ async def get_scenario(request: web.Request) -> web.Response:
     return _ok(scenario)
 
 
+async def get_index(request: web.Request) -> web.Response:
+    routes = sorted(
+        {f"{r.method} {r.resource.canonical}" for r in request.app.router.routes() if r.resource}
+    )
+    return _ok({"today": _state(request).today.isoformat(), "routes": routes})
+
+
 def add_routes(app: web.Application) -> None:
     r = app.router
+    r.add_get("/_sandbox/", get_index, name="sandbox.index")
     r.add_get("/_sandbox/clock", get_clock, name="sandbox.clock")
     r.add_post("/_sandbox/clock", post_clock, name="sandbox.clock_set")
     r.add_get("/_sandbox/events", get_events, name="sandbox.events")

@@ -10,7 +10,8 @@ matching requests). Kinds:
 
 - ``status``: answer ``status`` (429, 500, 502, 503, or 202 for month-to-date) with a provider
   error body; a 429 carries ``Retry-After`` as seconds (``retry_after: "seconds"``, the
-  default) or as an HTTP date (``"date"``), ``retry_after_s`` seconds ahead (default 1).
+  default) or as an HTTP date (``"date"``), ``retry_after_s`` seconds ahead (default 1);
+  another status carries it only when ``retry_after`` is given.
 - ``latency``: wait ``latency_ms`` before answering normally.
 - ``hang``: wait ``hang_s`` (default 3600) before answering; other requests are served
   meanwhile; a hung request is released (503) when the sandbox stops or is reset.
@@ -79,7 +80,7 @@ class Fault:
     rate: float = 1.0
     count: int | None = None
     status: int = 503
-    retry_after: str = "seconds"
+    retry_after: str | None = None
     retry_after_s: int = 1
     latency_ms: int = 0
     hang_s: float = 3600.0
@@ -105,7 +106,7 @@ class Fault:
         out.update({"rate": self.rate, "count": self.count, "fired": self.fired})
         if self.kind is FaultKind.STATUS:
             out.update(status=self.status)
-            if self.status == 429:
+            if self.retry_after is not None:
                 out.update(retry_after=self.retry_after, retry_after_s=self.retry_after_s)
         if self.kind is FaultKind.LATENCY:
             out["latency_ms"] = self.latency_ms
@@ -140,8 +141,9 @@ def parse_fault(data: object, fault_id: int, seed: int) -> Fault:
     fault.status = _typed(data, "status", int, 429 if kind is FaultKind.STATUS else 503)
     if kind is FaultKind.STATUS and fault.status not in STATUSES:
         raise ValueError(f"fault 'status' must be one of {sorted(STATUSES)}")
-    fault.retry_after = _typed(data, "retry_after", str, "seconds")
-    if fault.retry_after not in ("seconds", "date"):
+    default_style = "seconds" if kind is FaultKind.STATUS and fault.status == 429 else None
+    fault.retry_after = _typed(data, "retry_after", str, default_style)
+    if fault.retry_after not in ("seconds", "date", None):
         raise ValueError("fault 'retry_after' must be 'seconds' or 'date'")
     fault.retry_after_s = _typed(data, "retry_after_s", int, 1)
     fault.latency_ms = _typed(data, "latency_ms", int, 0)

@@ -133,7 +133,7 @@ def retry_after_value(style: str, seconds: int) -> str:
 
 
 def fault_status(
-    request: web.Request, status: int, retry_after: str, retry_after_s: int
+    request: web.Request, status: int, retry_after: str | None, retry_after_s: int
 ) -> web.Response:
     """A 202/429/5xx in the style of the provider the route belongs to."""
     akamai = request.path.startswith(("/billing/v1/", "/contract-api/"))
@@ -160,12 +160,12 @@ def fault_status(
         response = json_response(request, body, status=status)
     else:
         response = fastly_legacy_error(request, status, title, "sandbox fault")
-    if status == 429:
+    if retry_after is not None:
         response.headers["Retry-After"] = retry_after_value(retry_after, retry_after_s)
-        if not akamai:
-            reset = int(datetime.now(UTC).timestamp()) + retry_after_s
-            response.headers["Fastly-RateLimit-Remaining"] = "0"
-            response.headers["Fastly-RateLimit-Reset"] = str(reset)
+    if status == 429 and not akamai:
+        reset = int(datetime.now(UTC).timestamp()) + retry_after_s
+        response.headers["Fastly-RateLimit-Remaining"] = "0"
+        response.headers["Fastly-RateLimit-Reset"] = str(reset)
     return response
 
 

@@ -90,3 +90,10 @@ async def test_scenario_parameters(sandbox: SandboxClient) -> None:
     scenario = await sandbox.control("GET", "scenario")
     assert scenario["name"] == "default" and scenario["today"] == "2024-07-10"
     assert scenario["first_month"] == "2024-01" and scenario["fastly_services"] == 3
+
+
+async def test_index_lists_the_routes(sandbox: SandboxClient) -> None:
+    index = await sandbox.control("GET", "")
+    assert "GET /billing/v3/service-usage-metrics" in index["routes"]
+    assert "POST /_sandbox/clock" in index["routes"]
+    assert index["today"] == "2024-07-10"

@@ -55,12 +55,19 @@ async def test_429_with_retry_after_as_an_http_date(sandbox: SandboxClient) -> N
     assert (await sandbox.akamai(SUMMARY, RANGE))[0] == 200
 
 
-@pytest.mark.parametrize("status", [500, 502, 503])
+@pytest.mark.parametrize("status", [500, 502, 503, 504])
 async def test_server_errors(sandbox: SandboxClient, status: int) -> None:
     await _faults(sandbox, {"kind": "status", "status": status, "count": 1})
-    got, body, _ = await sandbox.fastly(SERVICE_USAGE)
-    assert got == status and loads(body)["msg"]
+    got, body, headers = await sandbox.fastly(SERVICE_USAGE)
+    assert got == status and loads(body)["msg"] and "Retry-After" not in headers
     assert (await sandbox.fastly(SERVICE_USAGE))[0] == 200
+
+
+async def test_a_503_may_carry_retry_after(sandbox: SandboxClient) -> None:
+    await _faults(sandbox, {"kind": "status", "status": 503, "retry_after": "seconds",
+                            "retry_after_s": 3, "count": 1})  # fmt: skip
+    status, _, headers = await sandbox.akamai(SUMMARY, RANGE)
+    assert status == 503 and headers["Retry-After"] == "3"
 
 
 async def test_month_to_date_still_computing(sandbox: SandboxClient) -> None:
