@@ -227,9 +227,7 @@ class FastlyProvider:
             return
         _warned_no_invoices.add(self.source)
         log.warning(
-            "source '%s': cannot read invoices (%s): a month counts as finalized %d days "
-            "after it ends",
-            self.source,
+            "%s: cannot read invoices, so a month counts as finalized %d days after it ends",
             reason,
             self._settings.finalize_after_days,
         )
