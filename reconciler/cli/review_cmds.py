@@ -6,7 +6,7 @@ import getpass
 import socket
 import sys
 from collections.abc import Sequence
-from datetime import timedelta
+from datetime import date, timedelta
 from pathlib import Path
 
 import click
@@ -59,8 +59,25 @@ class _Progress:
             click.echo("\r\033[K", nl=False, err=True)
 
 
+def _parse_as_of(ctx: click.Context, param: click.Parameter, value: str | None) -> date | None:
+    if value is None:
+        return None
+    try:
+        return date.fromisoformat(value)
+    except ValueError:
+        raise click.BadParameter(f"{value!r} is not a date (YYYY-MM-DD)") from None
+
+
+as_of_option = click.option(
+    "--as-of",
+    callback=_parse_as_of,
+    help="Pull as of this UTC day (YYYY-MM-DD) instead of today: for backfills and the "
+    "sandbox's simulated clock.",
+)
+
+
 async def refresh_all(
-    engine: AsyncEngine, settings: Settings, names: Sequence[str]
+    engine: AsyncEngine, settings: Settings, names: Sequence[str], as_of: date | None = None
 ) -> list[RunOutcome]:
     from reconciler.alerts.hook import outbox_hook
 
@@ -78,6 +95,7 @@ async def refresh_all(
                 settings,
                 name,
                 http,
+                today=as_of,
                 alert_hook=outbox_hook(settings),
                 on_page=progress,
             )
@@ -88,8 +106,9 @@ async def refresh_all(
 
 @cli.command()
 @click.option("--source", "sources", multiple=True, help="Pull only this source (repeatable).")
+@as_of_option
 @pass_app
-def pull(app: AppContext, sources: tuple[str, ...]) -> None:
+def pull(app: AppContext, sources: tuple[str, ...], as_of: date | None) -> None:
     """Pull every configured source now and reconcile it with the state.
 
     Prints one summary line per source; exits 1 if any source failed.
@@ -101,7 +120,7 @@ def pull(app: AppContext, sources: tuple[str, ...]) -> None:
 
     async def _pull() -> list[RunOutcome]:
         async with open_state(settings.database_url) as engine:
-            return await refresh_all(engine, settings, names)
+            return await refresh_all(engine, settings, names, as_of)
 
     outcomes = run_async(_pull())
     for outcome in outcomes:
@@ -130,6 +149,7 @@ def pull(app: AppContext, sources: tuple[str, ...]) -> None:
     show_default=True,
     help="Items shown per kind and source in the text plan (0: all).",
 )
+@as_of_option
 @pass_app
 def plan(
     app: AppContext,
@@ -139,6 +159,7 @@ def plan(
     detailed_exitcode: bool,
     sources: tuple[str, ...],
     limit: int,
+    as_of: date | None,
 ) -> None:
     """Refresh, then show drift and expectation findings to review, like 'terraform plan'."""
     settings = app.settings
@@ -146,7 +167,7 @@ def plan(
 
     async def _plan() -> tuple[Plan, list[RunOutcome]]:
         async with open_state(settings.database_url) as engine:
-            outcomes = [] if no_refresh else await refresh_all(engine, settings, names)
+            outcomes = [] if no_refresh else await refresh_all(engine, settings, names, as_of)
             async with engine.connect() as conn:
                 return await build_plan(conn, utcnow(), list(sources) or None), outcomes
 
