@@ -1,0 +1,114 @@
+"""``reconciler report``: write one review report and print where it went."""
+
+from __future__ import annotations
+
+from datetime import datetime
+from pathlib import Path
+from typing import cast
+
+import click
+
+from reconciler.cli import AppContext, cli, pass_app, run_async
+from reconciler.domain import Month, utcnow
+from reconciler.errors import ConfigError
+from reconciler.reports.data import ReportRequest
+from reconciler.reports.writer import dated_name, previous_report_time, write_report
+from reconciler.settings import ReportFormat, Settings
+from reconciler.store.db import open_state
+
+FORMATS = ("html", "md", "json", "focus-csv")
+
+
+def _month(_ctx: click.Context, param: click.Parameter, value: str | None) -> Month | None:
+    if value is None:
+        return None
+    try:
+        return Month.parse(value)
+    except ValueError:
+        raise click.BadParameter(f"{value!r} is not a month (expected YYYY-MM)") from None
+
+
+def months_of(
+    settings: Settings,
+    now: datetime,
+    month: Month | None,
+    first: Month | None,
+    last: Month | None,
+) -> tuple[Month, Month]:
+    """The report's months from the options; default: the last ``reports.months`` months."""
+    if month is not None:
+        if first is not None or last is not None:
+            raise click.UsageError("use either --month or --from/--to, not both")
+        return month, month
+    span = settings.reports.months
+    last = last or (Month.of(now.date()) if first is None else max(first, Month.of(now.date())))
+    first = first or last - (span - 1)
+    if first > last:
+        raise click.UsageError(f"--from {first} is after --to {last}")
+    return first, last
+
+
+@cli.command()
+@click.option("--month", callback=_month, help="Report on one month (YYYY-MM).")
+@click.option("--from", "first", callback=_month, help="First month of the report (YYYY-MM).")
+@click.option(
+    "--to", "last", callback=_month, help="Last month of the report (YYYY-MM; default: now)."
+)
+@click.option(
+    "--source",
+    "sources",
+    multiple=True,
+    help="Only this source (repeat for several; default: all).",
+)
+@click.option(
+    "--format",
+    "fmt",
+    type=click.Choice(FORMATS),
+    default="html",
+    show_default=True,
+    help="html (one self-contained file), md (charts as .svg beside it), json or focus-csv.",
+)
+@click.option(
+    "--out",
+    type=click.Path(path_type=Path, dir_okay=False),
+    help="File to write (default: a dated file in the reports directory).",
+)
+@pass_app
+def report(
+    app: AppContext,
+    month: Month | None,
+    first: Month | None,
+    last: Month | None,
+    sources: tuple[str, ...],
+    fmt: str,
+    out: Path | None,
+) -> None:
+    """Write a review report of the state and print its path.
+
+    Shows open findings, what changed since the previous report, run health, monthly usage
+    against expectations with month-end projections, restated lines and every finding.
+    """
+    settings = app.settings
+    configured = {s.name for s in settings.sources}
+    unknown = [name for name in sources if name not in configured]
+    if unknown:
+        raise ConfigError([f"sources: no source named {name!r}" for name in unknown])
+    now = utcnow()
+    first_month, last_month = months_of(settings, now, month, first, last)
+    report_format = cast(ReportFormat, fmt)
+    path = out or settings.reports_directory / dated_name(report_format, now)
+    request = ReportRequest(
+        first_month,
+        last_month,
+        sources,
+        since=previous_report_time(settings.reports_directory, now),
+    )
+
+    async def _write() -> Path:
+        async with open_state(settings.database_url) as engine:
+            outputs = await write_report(
+                engine, settings, request, now, [report_format], {report_format: path}
+            )
+        return outputs[0].path
+
+    click.echo(str(run_async(_write())))

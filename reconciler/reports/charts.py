@@ -1,0 +1,322 @@
+"""The report's charts as standalone SVG documents (valid inline in HTML and as files).
+
+* :func:`monthly_chart`: a series' monthly totals as bars, finalized months filled and
+  collecting months hatched, the expectation band, invoice markers and, for the current month,
+  the run-rate projection to month end drawn as a dashed bar.
+* :func:`restatement_chart`: one restated line's value run by run.
+* :func:`projection_chart`: every projected series' month-to-date bar against its projection
+  and limit, one row each.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from decimal import Decimal
+
+from reconciler.alerts.slack import format_quantity
+from reconciler.domain import LineStatus, Month
+from reconciler.reports.model import MonthPoint, RestatedLine, Series
+from reconciler.reports.svg import FONT, Scale, clip, compact, px, safe_id, text
+
+WIDTH = 640
+BLUE = "#2563eb"
+RED = "#dc2626"
+GREEN = "#16a34a"
+AMBER = "#d97706"
+VIOLET = "#7c3aed"
+GRID = "#e5e7eb"
+INK = "#374151"
+MUTED = "#6b7280"
+_MONTH_NAMES = ["Jan", "Feb", "Mar", "Apr", "May", "Jun", "Jul", "Aug", "Sep", "Oct", "Nov", "Dec"]
+
+
+def _open(chart_id: str, height: int, title: str) -> list[str]:
+    return [
+        f'<svg xmlns="http://www.w3.org/2000/svg" viewBox="0 0 {WIDTH} {height}" '
+        f'width="{WIDTH}" height="{height}" class="chart" id="{chart_id}" role="img" '
+        f'aria-labelledby="{chart_id}-title" font-family="{FONT}" font-size="12">',
+        f'<title id="{chart_id}-title">{text(title, 300)}</title>',
+    ]
+
+
+def _hatch(pattern_id: str, color: str) -> str:
+    return (
+        f'<pattern id="{pattern_id}" width="6" height="6" patternUnits="userSpaceOnUse" '
+        f'patternTransform="rotate(45)"><rect width="6" height="6" fill="#ffffff"/>'
+        f'<rect width="2.5" height="6" fill="{color}"/></pattern>'
+    )
+
+
+def _y_axis(scale: Scale, left: int, right: int) -> list[str]:
+    parts = []
+    for tick in scale.ticks:
+        y = px(scale(tick))
+        parts.append(
+            f'<line x1="{left}" x2="{right}" y1="{y}" y2="{y}" stroke="{GRID}" stroke-width="1"/>'
+            f'<text x="{left - 6}" y="{y}" dy="4" text-anchor="end" fill="{MUTED}">'
+            f"{text(compact(tick))}</text>"
+        )
+    return parts
+
+
+def _legend(items: Sequence[tuple[str, str]], y: int, x: int = 60) -> list[str]:
+    """A row of (swatch svg at 0,0 of 14x10, label) entries starting at ``x``."""
+    parts = []
+    for swatch, label in items:
+        parts.append(
+            f'<g transform="translate({x},{y - 9})">{swatch}'
+            f'<text x="19" y="9" fill="{INK}">{text(label)}</text></g>'
+        )
+        x += 28 + 7 * len(label)
+    return parts
+
+
+def _month_label(point_month: str) -> str:
+    year, month = point_month.split("-")
+    return f"{_MONTH_NAMES[int(month) - 1]} {year[2:]}"
+
+
+def monthly_chart(series: Series, chart_id: str, months: Sequence[Month]) -> str:
+    """Bars of a series' monthly totals across ``months`` (Month values, oldest first)."""
+    cid = safe_id(chart_id)
+    height, top, bottom, left, right = 270, 34, 226, 64, WIDTH - 58
+    band, projection = series.band, series.projection
+    values = [p.quantity for p in series.points]
+    if band is not None:
+        values += [v for v in (band.low, band.high) if v is not None]
+        values += list(band.invoices.values())
+    if projection is not None:
+        values.append(projection.projected)
+    scale = Scale.nice(values, bottom, top)
+    slot = Decimal(right - left) / max(len(months), 1)
+    bar = slot * Decimal("0.62")
+    title = f"{series.source}: {series.label} ({series.unit}), monthly totals"
+    parts = _open(cid, height, title)
+    parts.append(f"<defs>{_hatch(cid + '-h', BLUE)}{_hatch(cid + '-hr', RED)}</defs>")
+    parts += _y_axis(scale, left, right)
+    if series.unit:
+        parts.append(
+            f'<text x="{left - 6}" y="{top - 14}" text-anchor="end" fill="{MUTED}">'
+            f"{text(series.unit, 12)}</text>"
+        )
+    if band is not None and (band.low is not None or band.high is not None):
+        y_high = scale(band.high) if band.high is not None else scale(scale.high)
+        y_low = scale(band.low) if band.low is not None else scale(scale.low)
+        parts.append(
+            f'<rect class="band" x="{left}" y="{px(y_high)}" width="{right - left}" '
+            f'height="{px(y_low - y_high)}" fill="{GREEN}" fill-opacity="0.1"/>'
+        )
+        for bound, name in ((band.high, "max"), (band.low, "min")):
+            if bound is None:
+                continue
+            bound_y = px(scale(bound))
+            parts.append(
+                f'<line x1="{left}" x2="{right}" y1="{bound_y}" y2="{bound_y}" stroke="{GREEN}" '
+                f'stroke-width="1.5" stroke-dasharray="6 4"/>'
+                f'<text x="{right + 5}" y="{bound_y}" dy="4" fill="{GREEN}" font-size="11">'
+                f"{name} {text(compact(bound))}</text>"
+            )
+    outside = False
+    every = max(1, -(-len(months) // 9))
+    for index, month in enumerate(months):
+        x0 = Decimal(left) + slot * index
+        x = x0 + (slot - bar) / 2
+        center = px(x0 + slot / 2)
+        point = series.point(month)
+        if projection is not None and projection.month == month:
+            y = scale(projection.projected)
+            color = RED if projection.over else AMBER
+            parts.append(
+                f'<rect class="projection" x="{px(x)}" y="{px(y)}" width="{px(bar)}" '
+                f'height="{px(scale(Decimal(0)) - y)}" fill="none" stroke="{color}" '
+                f'stroke-width="1.5" stroke-dasharray="4 3"><title>'
+                f"projected to month end: {text(format_quantity(projection.projected))} "
+                f"{text(series.unit)}</title></rect>"
+                f'<text x="{center}" y="{px(y)}" dy="-4" text-anchor="middle" fill="{color}" '
+                f'font-size="11">→ {text(compact(projection.projected))}</text>'
+            )
+        if point is not None:
+            parts.append(_bar(point, series, scale, x, bar, cid))
+            outside = outside or (band is not None and not band.contains(point.quantity))
+        if band is not None and month in band.invoices:
+            invoice_y = px(scale(band.invoices[month]))
+            parts.append(
+                f'<path class="invoice" d="M{center} {invoice_y} m-8 0 l8 -8 l8 8 l-8 8 z" '
+                f'fill="{VIOLET}" stroke="#ffffff" stroke-width="1.5"><title>'
+                f"declared invoice quantity: {text(format_quantity(band.invoices[month]))}"
+                "</title></path>"
+            )
+        if index % every == 0:
+            parts.append(
+                f'<text x="{center}" y="{bottom + 18}" text-anchor="middle" fill="{INK}">'
+                f"{text(_month_label(str(month)))}</text>"
+            )
+    parts.append(f'<line x1="{left}" x2="{right}" y1="{bottom}" y2="{bottom}" stroke="{MUTED}"/>')
+    legend = [
+        (f'<rect width="14" height="10" fill="{BLUE}"/>', "finalized"),
+        (f'<rect width="14" height="10" fill="url(#{cid}-h)" stroke="{BLUE}"/>', "collecting"),
+    ]
+    if outside:
+        legend.append((f'<rect width="14" height="10" fill="{RED}"/>', "outside expectation"))
+    if band is not None and (band.low is not None or band.high is not None):
+        legend.append(
+            (
+                f'<rect width="14" height="10" fill="{GREEN}" fill-opacity="0.2" '
+                f'stroke="{GREEN}" stroke-dasharray="3 2"/>',
+                "expected range",
+            )
+        )
+    if projection is not None:
+        legend.append(
+            (
+                f'<rect width="14" height="10" fill="none" stroke="{AMBER}" '
+                f'stroke-dasharray="3 2"/>',
+                "projection",
+            )
+        )
+    if band is not None and band.invoices:
+        legend.append((f'<path d="M7 -1 l6 6 l-6 6 l-6 -6 z" fill="{VIOLET}"/>', "invoice"))
+    parts += _legend(legend, height - 10, left)
+    parts.append("</svg>")
+    return "".join(parts)
+
+
+def _bar(
+    point: MonthPoint, series: Series, scale: Scale, x: Decimal, width: Decimal, cid: str
+) -> str:
+    band = series.band
+    bad = band is not None and not band.contains(point.quantity)
+    color = RED if bad else BLUE
+    y = scale(max(point.quantity, Decimal(0)))
+    base = scale(Decimal(0))
+    status = point.status.value
+    fill = color if point.status is LineStatus.FINALIZED else f"url(#{cid}-{'hr' if bad else 'h'})"
+    label = (
+        f"{point.month}: {format_quantity(point.quantity)} {series.unit} ({status}, "
+        f"{point.lines} line{'s' if point.lines != 1 else ''})"
+    )
+    return (
+        f'<rect class="bar {status}" x="{px(x)}" y="{px(y)}" width="{px(width)}" '
+        f'height="{px(max(base - y, Decimal("0.5")))}" fill="{fill}" stroke="{color}" '
+        f'stroke-width="1"><title>{text(label)}</title></rect>'
+    )
+
+
+def restatement_chart(line: RestatedLine, chart_id: str) -> str:
+    """A restated line's value in each run that changed it: filled dots are finalized."""
+    cid = safe_id(chart_id)
+    height, top, bottom, left, right = 220, 30, 176, 64, WIDTH - 24
+    versions = line.versions
+    unit = versions[-1].unit if versions else ""
+    scale = Scale.nice([v.quantity for v in versions], bottom, top, zero=False)
+    count = max(len(versions) - 1, 1)
+    step = Decimal(right - left - 40) / count
+    title = f"{line.source}: {line.label} {line.month}, value run by run"
+    parts = _open(cid, height, title)
+    parts += _y_axis(scale, left, right)
+    parts.append(
+        f'<text x="{left - 6}" y="{top - 12}" text-anchor="end" fill="{MUTED}">'
+        f"{text(unit, 12)}</text>"
+    )
+    points = [
+        (
+            Decimal(left + 20) + step * index if len(versions) > 1 else Decimal(left + right) / 2,
+            scale(version.quantity),
+        )
+        for index, version in enumerate(versions)
+    ]
+    path = f"M{px(points[0][0])} {px(points[0][1])}" + "".join(
+        f" H{px(x)} V{px(y)}" for x, y in points[1:]
+    )
+    parts.append(f'<path d="{path}" fill="none" stroke="{BLUE}" stroke-width="2"/>')
+    every = max(1, -(-len(versions) // 8))
+    for index, (version, (x, y)) in enumerate(zip(versions, points, strict=True)):
+        final = version.status is LineStatus.FINALIZED
+        label = (
+            f"run {version.run_id}, {version.recorded_at:%Y-%m-%d %H:%M} UTC: "
+            f"{format_quantity(version.quantity)} {version.unit} ({version.status.value})"
+        )
+        parts.append(
+            f'<circle class="version" cx="{px(x)}" cy="{px(y)}" r="5" '
+            f'fill="{BLUE if final else "#ffffff"}" stroke="{BLUE}" stroke-width="2">'
+            f"<title>{text(label)}</title></circle>"
+        )
+        if index == 0 or index == len(versions) - 1:
+            parts.append(
+                f'<text x="{px(x)}" y="{px(y)}" dy="-10" text-anchor="middle" fill="{INK}" '
+                f'font-weight="600">{text(compact(version.quantity))}</text>'
+            )
+        if index % every == 0 or index == len(versions) - 1:
+            parts.append(
+                f'<text x="{px(x)}" y="{bottom + 18}" text-anchor="middle" fill="{INK}">'
+                f"{version.recorded_at:%b %d}</text>"
+            )
+    parts += _legend(
+        [
+            (f'<circle cx="7" cy="5" r="4.5" fill="{BLUE}"/>', "finalized"),
+            (
+                f'<circle cx="7" cy="5" r="4" fill="#ffffff" stroke="{BLUE}" stroke-width="2"/>',
+                "collecting",
+            ),
+        ],
+        height - 10,
+        left,
+    )
+    parts.append("</svg>")
+    return "".join(parts)
+
+
+def projection_chart(series: Sequence[Series], chart_id: str) -> str:
+    """Month-to-date (solid) and projected month end (dashed) per series, with its limit."""
+    cid = safe_id(chart_id)
+    row, top, left, right = 50, 12, 16, WIDTH - 16
+    height = top + row * len(series) + 30
+    parts = _open(cid, height, "Run-rate projection to month end")
+    for index, item in enumerate(series):
+        projection = item.projection
+        if projection is None:
+            continue
+        y = top + row * index
+        values = [projection.projected, projection.to_date]
+        if projection.limit is not None:
+            values.append(projection.limit)
+        scale = Scale.nice(values, left, right)
+        color = RED if projection.over else AMBER
+        summary = (
+            f"{compact(projection.to_date)} so far → {compact(projection.projected)}"
+            + (f" (max {compact(projection.limit)})" if projection.limit is not None else "")
+            + f" {item.unit}"
+        )
+        parts.append(
+            f'<text x="{left}" y="{y + 12}" fill="{INK}" font-weight="600">'
+            f"{text(clip(f'{item.source}: {item.label}', 58))}</text>"
+            f'<text x="{right}" y="{y + 12}" text-anchor="end" fill="{color}">'
+            f"{text(summary, 48)}</text>"
+            f'<rect x="{left}" y="{y + 20}" width="{right - left}" height="14" fill="#f3f4f6"/>'
+            f'<rect class="projected" x="{left}" y="{y + 20}" '
+            f'width="{px(scale(projection.projected) - left)}" height="14" fill="none" '
+            f'stroke="{color}" stroke-width="1.5" stroke-dasharray="4 3"/>'
+            f'<rect class="to-date" x="{left}" y="{y + 20}" '
+            f'width="{px(scale(projection.to_date) - left)}" height="14" fill="{BLUE}"/>'
+        )
+        if projection.limit is not None:
+            x = px(scale(projection.limit))
+            parts.append(
+                f'<line x1="{x}" x2="{x}" y1="{y + 16}" y2="{y + 38}" stroke="{GREEN}" '
+                f'stroke-width="2.5"/>'
+            )
+    parts += _legend(
+        [
+            (f'<rect width="14" height="10" fill="{BLUE}"/>', "month to date"),
+            (
+                f'<rect width="14" height="10" fill="none" stroke="{AMBER}" '
+                f'stroke-dasharray="3 2"/>',
+                "projected month end",
+            ),
+            (f'<rect x="6" width="2.5" height="12" fill="{GREEN}"/>', "expected maximum"),
+        ],
+        height - 8,
+        left,
+    )
+    parts.append("</svg>")
+    return "".join(parts)

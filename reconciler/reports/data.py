@@ -1,0 +1,291 @@
+"""Gather a :class:`ReportData` from the state database.
+
+Month totals sum the current quantities of present account-level lines (``service == ""``:
+Fastly's per-service lines break the same usage down again and would count it twice; Akamai
+lines are all account-level) per (source, product, usage type, unit, month), in Python, so
+that SQLite's text quantities stay exact.
+"""
+
+from __future__ import annotations
+
+from collections import defaultdict
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass, field, replace
+from datetime import datetime
+from decimal import Decimal, localcontext
+from fnmatch import fnmatchcase
+from typing import Any
+
+from sqlalchemy import select, true
+from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
+
+from reconciler.domain import EXACT_CONTEXT, FindingState, LineStatus, Month, PlanItem, Severity
+from reconciler.reports.bands import expectation_band, project
+from reconciler.reports.history import lines_table, restated_lines, source_health
+from reconciler.reports.model import (
+    Changes,
+    FindingEntry,
+    FindingTable,
+    MonthPoint,
+    ReportData,
+    Series,
+    SourceHealth,
+)
+from reconciler.settings import Settings
+from reconciler.store.items import findings_table, load_items
+
+# Charts kept for a huge state: the largest series, plus every series with findings.
+MAX_SERIES_CHARTS = 24
+MAX_FINDING_SERIES_CHARTS = 60
+MAX_RESTATED_CHARTS = 12
+MAX_TABLE_ROWS = 500
+
+
+@dataclass(frozen=True, slots=True)
+class ReportRequest:
+    """Which months and sources a report covers, and since when changes count as new."""
+
+    first_month: Month
+    last_month: Month
+    sources: tuple[str, ...] = ()
+    since: datetime | None = None
+    max_series: int = MAX_SERIES_CHARTS
+    max_restated: int = MAX_RESTATED_CHARTS
+    max_rows: int = MAX_TABLE_ROWS
+
+    @classmethod
+    def last_months(
+        cls, months: int, now: datetime, sources: Iterable[str] = (), **kwargs: Any
+    ) -> ReportRequest:
+        last = Month.of(now.date())
+        return cls(last - (months - 1), last, tuple(sources), **kwargs)
+
+
+@dataclass(slots=True)
+class _Accumulator:
+    product_name: str = ""
+    regions: set[str] = field(default_factory=set)
+    months: dict[Month, list[Any]] = field(default_factory=dict)
+
+
+async def gather_report(
+    engine: AsyncEngine, settings: Settings, request: ReportRequest, now: datetime
+) -> ReportData:
+    """Read everything one report shows in one transaction (a consistent snapshot)."""
+    async with engine.connect() as conn:
+        if conn.dialect.name == "postgresql":
+            conn = await conn.execution_options(isolation_level="REPEATABLE READ")
+        return await _gather(conn, settings, request, now)
+
+
+async def _gather(
+    conn: AsyncConnection, settings: Settings, request: ReportRequest, now: datetime
+) -> ReportData:
+    sources = request.sources
+    configured = [(s.name, s.provider) for s in settings.sources]
+    health = await source_health(conn, configured, sources, now)
+    tables = await _finding_tables(conn, request)
+    series = await _series(conn, settings, request, now, tables)
+    charted = select_series(series, request.max_series)
+    restated = await restated_lines(conn, request.first_month, request.last_month, sources)
+    open_entries = tables[FindingState.OPEN]
+    by_severity = dict.fromkeys(Severity, 0)
+    for entry in open_entries:
+        by_severity[entry.item.severity] += 1
+    return ReportData(
+        generated_at=now,
+        first_month=request.first_month,
+        last_month=request.last_month,
+        sources=tuple(h.source for h in health),
+        health=tuple(health),
+        series=tuple(charted),
+        series_total=len(series),
+        restated=tuple(restated[: request.max_restated]),
+        restated_total=len(restated),
+        findings={
+            state: FindingTable(state, tuple(entries[: request.max_rows]), len(entries))
+            for state, entries in tables.items()
+        },
+        open_by_severity=by_severity,
+        changes=_changes(tables, request, health, request.max_rows),
+    )
+
+
+async def _finding_tables(
+    conn: AsyncConnection, request: ReportRequest
+) -> dict[FindingState, list[FindingEntry]]:
+    f = findings_table.c
+    meta_query = select(
+        f.fingerprint,
+        f.state,
+        f.raised_at,
+        f.updated_at,
+        f.acknowledged_at,
+        f.acknowledged_by,
+        f.ack_note,
+        f.resolved_at,
+    ).where(
+        f.month >= str(request.first_month),
+        f.month <= str(request.last_month),
+        f.source.in_(list(request.sources)) if request.sources else true(),
+    )
+    meta = {row.fingerprint: row for row in (await conn.execute(meta_query)).all()}
+    tables: dict[FindingState, list[FindingEntry]] = {}
+    for state in FindingState:
+        items = await load_items(conn, [state], list(request.sources) or None)
+        tables[state] = [
+            _entry(item, state, meta[item.fingerprint])
+            for item in items
+            if item.fingerprint in meta
+        ]
+    return tables
+
+
+def _entry(item: PlanItem, state: FindingState, row: Any) -> FindingEntry:
+    return FindingEntry(
+        item=item,
+        state=state,
+        raised_at=row.raised_at,
+        updated_at=row.updated_at,
+        acknowledged_at=row.acknowledged_at,
+        acknowledged_by=row.acknowledged_by,
+        ack_note=row.ack_note,
+        resolved_at=row.resolved_at,
+    )
+
+
+def _changes(
+    tables: dict[FindingState, list[FindingEntry]],
+    request: ReportRequest,
+    health: Sequence[SourceHealth],
+    max_rows: int,
+) -> Changes:
+    since = request.since
+    basis = "the previous report"
+    if since is None:
+        latest = [h.last_started_at for h in health if h.last_started_at is not None]
+        if not latest:
+            return Changes(since=None, basis="no runs yet", raised=(), acknowledged=0, resolved=0)
+        since = min(latest)
+        basis = "the latest run of each source"
+    entries = [entry for state_entries in tables.values() for entry in state_entries]
+    raised = sorted(
+        (e for e in entries if e.raised_at >= since),
+        key=lambda e: (-e.item.severity.rank, e.item.source, str(e.item.month), e.item.kind),
+    )
+    return Changes(
+        since=since,
+        basis=basis,
+        raised=tuple(raised[:max_rows]),
+        acknowledged=sum(
+            1 for e in entries if e.acknowledged_at is not None and e.acknowledged_at >= since
+        ),
+        resolved=sum(1 for e in entries if e.resolved_at is not None and e.resolved_at >= since),
+    )
+
+
+async def _series(
+    conn: AsyncConnection,
+    settings: Settings,
+    request: ReportRequest,
+    now: datetime,
+    tables: dict[FindingState, list[FindingEntry]],
+) -> list[Series]:
+    c = lines_table.c
+    query = select(
+        c.source,
+        c.provider,
+        c.product,
+        c.product_name,
+        c.usage_type,
+        c.unit,
+        c.region,
+        c.month,
+        c.status,
+        c.quantity,
+    ).where(
+        c.present == true(),
+        c.service == "",
+        c.month >= str(request.first_month),
+        c.month <= str(request.last_month),
+        c.source.in_(list(request.sources)) if request.sources else true(),
+    )
+    groups: dict[tuple[str, str, str, str, str], _Accumulator] = defaultdict(_Accumulator)
+    for row in (await conn.execute(query)).all():
+        group = groups[(row.source, row.provider, row.product, row.usage_type, row.unit)]
+        group.product_name = group.product_name or row.product_name
+        group.regions.add(row.region)
+        # [sum, all finalized, line count]
+        month = group.months.setdefault(Month.parse(row.month), [Decimal(0), True, 0])
+        with localcontext(EXACT_CONTEXT):
+            month[0] += row.quantity
+        month[1] = month[1] and row.status == LineStatus.FINALIZED.value
+        month[2] += 1
+
+    reviewed = tables[FindingState.OPEN] + tables[FindingState.ACKNOWLEDGED]
+    result: list[Series] = []
+    for (source, provider, product, usage_type, unit), group in groups.items():
+        points = tuple(
+            MonthPoint(
+                month=month,
+                quantity=total,
+                status=LineStatus.FINALIZED if final else LineStatus.COLLECTING,
+                lines=count,
+            )
+            for month, (total, final, count) in sorted(group.months.items())
+        )
+        band, other_unit = expectation_band(
+            settings.expectations,
+            source=source,
+            product=product,
+            product_name=group.product_name,
+            usage_type=usage_type,
+            unit=unit,
+            regions=group.regions,
+        )
+        series = Series(
+            source=source,
+            provider=provider,
+            product=product,
+            product_name=group.product_name,
+            usage_type=usage_type,
+            unit=unit,
+            points=points,
+            band=band,
+            unmatched_expectations=other_unit,
+        )
+        current = series.point(Month.of(now.date()))
+        projection = None
+        if current is not None:
+            limit = band.high if band is not None else None
+            projection = project(current.month, current.quantity, current.status, now, limit)
+        findings = sum(1 for e in reviewed if _concerns(e.item, series))
+        result.append(replace(series, projection=projection, findings=findings))
+    return result
+
+
+def _glob(value: str, pattern: str) -> bool:
+    return not pattern or fnmatchcase(value, pattern)
+
+
+def _concerns(item: PlanItem, series: Series) -> bool:
+    """Whether a review item is about (part of) a series; items may hold globs or blanks."""
+    if item.source != series.source:
+        return False
+    product = _glob(series.product, item.product) or (
+        bool(series.product_name) and _glob(series.product_name, item.product)
+    )
+    return product and _glob(series.usage_type, item.usage_type)
+
+
+def select_series(series: Sequence[Series], limit: int) -> list[Series]:
+    """At most ``limit`` series by total quantity, plus those with findings; in review order.
+
+    Series with findings come first (most findings first), then by source and label.
+    """
+    with_findings = sorted(
+        (s for s in series if s.findings), key=lambda s: (-s.findings, -s.total, s.label)
+    )[:MAX_FINDING_SERIES_CHARTS]
+    others = sorted((s for s in series if not s.findings), key=lambda s: (-s.total, s.label))
+    chosen = with_findings + others[:limit]
+    return sorted(chosen, key=lambda s: (s.findings == 0, s.source, s.label.lower(), s.unit))

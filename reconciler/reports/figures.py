@@ -1,0 +1,55 @@
+"""The set of charts one report shows, each with a stable file-friendly name."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from reconciler.reports.charts import monthly_chart, projection_chart, restatement_chart
+from reconciler.reports.model import ReportData, RestatedLine, Series
+
+
+@dataclass(frozen=True, slots=True)
+class Figure:
+    """One chart: ``slug`` names its file beside a Markdown report; ``svg`` is the document."""
+
+    slug: str
+    title: str
+    svg: str
+
+
+@dataclass(frozen=True, slots=True)
+class Figures:
+    projections: Figure | None
+    monthly: tuple[tuple[Series, Figure], ...]
+    restated: tuple[tuple[RestatedLine, Figure], ...]
+
+    def all(self) -> list[Figure]:
+        found = [self.projections] if self.projections is not None else []
+        found += [figure for _, figure in self.monthly]
+        found += [figure for _, figure in self.restated]
+        return found
+
+
+def build_figures(data: ReportData) -> Figures:
+    months = data.months
+    projected = data.projections
+    projections = None
+    if projected:
+        projections = Figure(
+            "projections",
+            "Run-rate projection to month end",
+            projection_chart(projected, "chart-projections"),
+        )
+    monthly = []
+    for index, series in enumerate(data.series, start=1):
+        slug = f"usage-{index:02d}"
+        title = f"{series.source}: {series.label} ({series.unit})"
+        monthly.append(
+            (series, Figure(slug, title, monthly_chart(series, f"chart-{slug}", months)))
+        )
+    restated = []
+    for index, line in enumerate(data.restated, start=1):
+        slug = f"restated-{index:02d}"
+        title = f"{line.source}: {line.label} {line.month}"
+        restated.append((line, Figure(slug, title, restatement_chart(line, f"chart-{slug}"))))
+    return Figures(projections, tuple(monthly), tuple(restated))

@@ -1,0 +1,223 @@
+"""Usage lines as a FinOps FOCUS dataset (CSV); the mapping is documented in docs/focus-mapping.md.
+
+One row per present account-level usage line of the report's months (Fastly's per-service
+lines break the same usage down again and are left out, so quantities add up). A line whose
+quantity changed after its month was finalized gets its first finalized quantity as a regular
+row and one ``ChargeClass = Correction`` row per later change carrying the difference, so the
+rows of a line always add up to its current quantity. Costs are unknown to reconciler (the
+usage APIs report quantities only), so every cost and price column is empty.
+"""
+
+from __future__ import annotations
+
+import csv
+import io
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass
+from datetime import UTC, date, datetime, time, timedelta
+from decimal import Decimal, localcontext
+from typing import Any
+
+from sqlalchemy import select, true
+from sqlalchemy.ext.asyncio import AsyncEngine
+
+from reconciler.domain import EXACT_CONTEXT, LineStatus, Month, canonical_decimal
+from reconciler.reports.history import lines_table, restated_lines
+from reconciler.reports.model import RestatedLine
+
+FOCUS_COLUMNS = (
+    "BillingAccountId",
+    "BillingAccountName",
+    "SubAccountId",
+    "SubAccountName",
+    "BillingPeriodStart",
+    "BillingPeriodEnd",
+    "ChargePeriodStart",
+    "ChargePeriodEnd",
+    "ChargeCategory",
+    "ChargeClass",
+    "ChargeDescription",
+    "ChargeFrequency",
+    "ConsumedQuantity",
+    "ConsumedUnit",
+    "PricingQuantity",
+    "PricingUnit",
+    "BilledCost",
+    "EffectiveCost",
+    "ListCost",
+    "ContractedCost",
+    "BillingCurrency",
+    "ListUnitPrice",
+    "ContractedUnitPrice",
+    "ServiceProviderName",
+    "HostProviderName",
+    "InvoiceIssuerName",
+    "ProviderName",
+    "PublisherName",
+    "ServiceCategory",
+    "ServiceSubcategory",
+    "ServiceName",
+    "SkuId",
+    "SkuMeter",
+    "SkuPriceId",
+    "RegionId",
+    "RegionName",
+    "ResourceId",
+    "ResourceName",
+    "InvoiceId",
+    "x_Source",
+    "x_LineKey",
+    "x_LineStatus",
+    "x_UsageType",
+    "x_RawQuantity",
+    "x_CorrectedQuantity",
+    "x_RecordedAt",
+)
+PROVIDER_NAMES = {"fastly": "Fastly", "akamai": "Akamai"}
+CORRECTION = "Correction"
+
+
+@dataclass(frozen=True, slots=True)
+class FocusRow:
+    values: dict[str, str]
+
+    def __getitem__(self, column: str) -> str:
+        return self.values.get(column, "")
+
+
+def _timestamp(day: date) -> str:
+    return datetime.combine(day, time(0), tzinfo=UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
+
+
+def _charge_period(month: Month, start: date, end: date) -> tuple[date, date]:
+    """The line's period as [start, end) inside its billing month (providers' dates may not
+    match the month they are reported for: then the whole month is the charge period)."""
+    if not (month.first_day <= start <= end <= month.last_day):
+        return month.first_day, (month + 1).first_day
+    return start, end + timedelta(days=1)
+
+
+def _base_values(line: Any) -> dict[str, str]:
+    month = Month.parse(line.month)
+    provider = PROVIDER_NAMES.get(line.provider, line.provider)
+    start, end = _charge_period(month, line.period_start, line.period_end)
+    name = line.product_name or line.product
+    description = f"{name}: {line.usage_type}"
+    if line.region:
+        description += f" ({line.region})"
+    return {
+        "BillingAccountId": line.account,
+        "BillingPeriodStart": _timestamp(month.first_day),
+        "BillingPeriodEnd": _timestamp((month + 1).first_day),
+        "ChargePeriodStart": _timestamp(start),
+        "ChargePeriodEnd": _timestamp(end),
+        "ChargeCategory": "Usage",
+        "ChargeDescription": description,
+        "ChargeFrequency": "Usage-Based",
+        "ConsumedUnit": line.unit,
+        "ServiceProviderName": provider,
+        "HostProviderName": provider,
+        "InvoiceIssuerName": provider,
+        "ProviderName": provider,
+        "PublisherName": provider,
+        "ServiceCategory": "Networking",
+        "ServiceSubcategory": "Content Delivery",
+        "ServiceName": name,
+        "SkuId": line.product,
+        "SkuMeter": line.usage_type,
+        "RegionId": line.region,
+        "RegionName": line.region,
+        "x_Source": line.source,
+        "x_LineKey": line.key_hash,
+        "x_LineStatus": line.status,
+        "x_UsageType": line.usage_type,
+        "x_RawQuantity": "" if line.raw_quantity is None else canonical_decimal(line.raw_quantity),
+    }
+
+
+def line_rows(line: Any, restated: RestatedLine | None) -> list[FocusRow]:
+    """The rows of one usage line: one, or the first finalized value plus its corrections."""
+    base = _base_values(line)
+    if restated is None:
+        return [FocusRow({**base, "ConsumedQuantity": canonical_decimal(line.quantity)})]
+    versions = list(restated.versions)
+    first = next(i for i, v in enumerate(versions) if v.status is LineStatus.FINALIZED)
+    running = versions[first].quantity
+    rows = [FocusRow({**base, "ConsumedQuantity": canonical_decimal(running)})]
+    changes: list[tuple[Decimal, datetime | None]]
+    changes = [(v.quantity, v.recorded_at) for v in versions[first + 1 :]]
+    changes.append((line.quantity, None))
+    for quantity, recorded_at in changes:
+        if quantity == running:
+            continue
+        with localcontext(EXACT_CONTEXT):
+            difference = quantity - running
+        rows.append(
+            FocusRow(
+                {
+                    **base,
+                    "ChargeClass": CORRECTION,
+                    "ConsumedQuantity": canonical_decimal(difference),
+                    "x_CorrectedQuantity": canonical_decimal(quantity),
+                    "x_RecordedAt": ""
+                    if recorded_at is None
+                    else recorded_at.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%SZ"),
+                }
+            )
+        )
+        running = quantity
+    return rows
+
+
+async def focus_rows(
+    engine: AsyncEngine, first: Month, last: Month, sources: Sequence[str] = ()
+) -> list[FocusRow]:
+    """FOCUS rows for the account-level lines of months ``first``..``last``."""
+    c = lines_table.c
+    query = (
+        select(lines_table)
+        .where(
+            c.present == true(),
+            c.service == "",
+            c.month >= str(first),
+            c.month <= str(last),
+            c.source.in_(list(sources)) if sources else true(),
+        )
+        .order_by(c.source, c.month, c.product, c.usage_type, c.region, c.account, c.period_start)
+    )
+    async with engine.connect() as conn:
+        if conn.dialect.name == "postgresql":
+            conn = await conn.execution_options(isolation_level="REPEATABLE READ")
+        restated = {r.line_id: r for r in await restated_lines(conn, first, last, sources)}
+        lines = (await conn.execute(query)).all()
+    rows: list[FocusRow] = []
+    for line in lines:
+        rows.extend(line_rows(line, restated.get(line.id)))
+    return rows
+
+
+def render_focus_csv(rows: Iterable[FocusRow]) -> str:
+    """CSV with a header row of :data:`FOCUS_COLUMNS`; empty cells for unknown values."""
+    buffer = io.StringIO()
+    writer = csv.writer(buffer, lineterminator="\r\n")
+    writer.writerow(FOCUS_COLUMNS)
+    for row in rows:
+        writer.writerow([_cell(row[column]) for column in FOCUS_COLUMNS])
+    return buffer.getvalue()
+
+
+def _cell(value: str) -> str:
+    # A spreadsheet runs a cell starting with one of these as a formula: keep it text.
+    if value[:1] in ("=", "+", "@", "\t", "\r") or (
+        value.startswith("-") and not _is_number(value)
+    ):
+        return "'" + value
+    return value
+
+
+def _is_number(value: str) -> bool:
+    try:
+        Decimal(value)
+    except ArithmeticError:
+        return False
+    return True
