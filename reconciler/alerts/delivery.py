@@ -1,0 +1,357 @@
+"""Delivery of queued alerts: paced per webhook, retried with backoff, never sent twice.
+
+A message moves ``pending`` → ``sending`` (claimed) → ``sent``, back to ``pending`` (retry
+later) or ``failed`` (Slack refused it for good). The claim is one short transaction that
+sets ``sending``, increments ``attempts`` (the claim's token) and sets ``next_attempt_at``
+to the end of a lease. On PostgreSQL it selects with ``FOR UPDATE SKIP LOCKED`` so several
+deliverers share the queue; on SQLite the write lock (``BEGIN IMMEDIATE``) serializes
+claims. Slack's answer is recorded only if the row is still held by that claim.
+
+Exactly once, except across a crash: a pass that is cancelled (a daemon stopping) first
+finishes the message in flight, so outside a crash every message is sent exactly once. If
+the process dies between Slack's answer and recording it, the row stays ``sending`` until
+its lease expires and is then sent again. That is at-least-once across crashes, chosen on
+purpose: incoming webhooks have no idempotency key, and a rare duplicate alert is better
+than a lost one.
+
+A 429 or a transient failure (5xx, timeout, connection error) is about the webhook, not
+the message: the destination's other pending messages wait too, so they keep their order
+and a Slack outage costs one request per backoff step instead of one per message.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import logging
+import random
+import time
+from collections.abc import Awaitable, Callable, Coroutine, Mapping
+from dataclasses import dataclass, field
+from datetime import datetime, timedelta
+from typing import Any
+
+from sqlalchemy import ColumnElement, and_, func, not_, or_, select, update
+from sqlalchemy.ext.asyncio import AsyncEngine
+
+from reconciler.alerts.outbox import FAILED, PENDING, SENDING, SENT, outbox_t
+from reconciler.alerts.routes import DEFAULT_ROUTE, Webhook, WebhookResolver
+from reconciler.alerts.webhook import DeliveryResult, SlackWebhookClient
+from reconciler.settings import Settings
+
+log = logging.getLogger(__name__)
+
+Destination = tuple[str, str]  # (route, source), source "" for the default route
+
+
+@dataclass(frozen=True)
+class DeliveryPolicy:
+    """How fast to send and how to wait after a failure."""
+
+    min_interval_s: float = 1.0  # per webhook: Slack allows about one message per second
+    backoff_base_s: float = 5.0
+    backoff_cap_s: float = 900.0
+    max_retry_after_s: float = 3_600.0  # a larger Retry-After is taken as this
+    claim_lease: timedelta = timedelta(minutes=5)  # far above the client's timeout
+    give_up_after: timedelta = timedelta(days=2)  # a message failing this long is dropped
+    jitter: Callable[[], float] = random.random
+
+    def backoff_s(self, attempts: int) -> float:
+        """Exponential backoff with jitter: between half and all of base × 2^(attempts-1)."""
+        ceiling = min(
+            self.backoff_cap_s, self.backoff_base_s * float(2 ** min(max(attempts, 1) - 1, 30))
+        )
+        return ceiling / 2 + self.jitter() * ceiling / 2
+
+    def retry_delay_s(self, result: DeliveryResult, attempts: int) -> float:
+        if result.retry_after_s is not None:
+            return min(max(result.retry_after_s, self.min_interval_s), self.max_retry_after_s)
+        return self.backoff_s(attempts)
+
+
+class Pacer:
+    """At most one message per ``min_interval_s`` per webhook (``sleep`` is injectable)."""
+
+    def __init__(
+        self,
+        min_interval_s: float = 1.0,
+        *,
+        sleep: Callable[[float], Awaitable[None]] = asyncio.sleep,
+        monotonic: Callable[[], float] = time.monotonic,
+    ) -> None:
+        self.min_interval_s = min_interval_s
+        self._sleep = sleep
+        self._monotonic = monotonic
+        self._last: dict[str, float] = {}
+
+    async def wait(self, key: str) -> None:
+        last = self._last.get(key)
+        if last is not None:
+            delay = last + self.min_interval_s - self._monotonic()
+            if delay > 0:
+                await self._sleep(delay)
+        self._last[key] = self._monotonic()
+
+
+@dataclass
+class DeliveryReport:
+    """What one delivery pass did."""
+
+    sent: int = 0
+    deferred: int = 0  # failed for now (429, 5xx, timeout): pending again, later
+    failed: int = 0  # refused for good (403, 404, 410, invalid_blocks, ...) or given up
+    unconfigured: int = 0  # pending for destinations without a webhook URL
+    lost_claims: int = 0  # answers recorded too late: another deliverer took the message
+    problems: list[str] = field(default_factory=list)
+
+    @property
+    def attempted(self) -> int:
+        return self.sent + self.deferred + self.failed
+
+    def summary(self) -> str:
+        text = f"{self.sent} sent, {self.deferred} deferred, {self.failed} failed"
+        if self.unconfigured:
+            text += f"; no webhook configured: {self.unconfigured} messages kept undelivered"
+        if self.lost_claims:
+            text += f"; {self.lost_claims} answers recorded too late"
+        return text
+
+
+@dataclass(frozen=True, slots=True)
+class _Claim:
+    id: int
+    source: str
+    route: str
+    payload: str
+    attempts: int  # including this attempt: the claim's token
+    created_at: datetime
+
+    @property
+    def destination(self) -> Destination:
+        return _destination(self.route, self.source)
+
+
+def _destination(route: str, source: str) -> Destination:
+    return (route, "" if route == DEFAULT_ROUTE else source)
+
+
+def _in(destination: Destination) -> ColumnElement[bool]:
+    route, source = destination
+    if route == DEFAULT_ROUTE:
+        return outbox_t.c.route == route  # type: ignore[no-any-return]
+    return and_(outbox_t.c.route == route, outbox_t.c.source == source)
+
+
+async def deliver_due(
+    engine: AsyncEngine,
+    settings: Settings,
+    client: SlackWebhookClient,
+    *,
+    now: datetime,
+    environ: Mapping[str, str] | None = None,
+    policy: DeliveryPolicy | None = None,
+    pacer: Pacer | None = None,
+    ignore_backoff: bool = False,
+    limit: int | None = None,
+) -> DeliveryReport:
+    """Send pending messages due at ``now`` in id order; ``ignore_backoff`` sends every
+    pending message now (``alerts flush``). Never raises for a Slack failure."""
+    policy = policy or DeliveryPolicy()
+    pacer = pacer or Pacer(policy.min_interval_s)
+    began = time.monotonic()
+
+    def clock() -> datetime:
+        return now + timedelta(seconds=time.monotonic() - began)
+
+    webhooks = WebhookResolver(settings, environ)
+    report = DeliveryReport()
+    skip = {d for d in await pending_counts(engine) if webhooks.get(*d) is None}
+    unconfigured = set(skip)
+    blocked: set[str] = set()
+    while limit is None or report.attempted < limit:
+        claim = await _claim_next(engine, clock(), skip, ignore_backoff, policy.claim_lease)
+        if claim is None:
+            break
+        webhook = webhooks.get(claim.route, claim.source)
+        if webhook is None or webhook.key in blocked:
+            await _release(engine, claim)
+            skip.add(claim.destination)
+            if webhook is None:
+                unconfigured.add(claim.destination)
+            continue
+        delivery = _Delivery(engine, client, policy, pacer, clock, report)
+        if not await _shielded(delivery.send(claim, webhook)):
+            blocked.add(webhook.key)
+            skip.add(claim.destination)
+    counts = await pending_counts(engine)
+    report.unconfigured = sum(counts.get(d, 0) for d in unconfigured)
+    if report.attempted or report.unconfigured:
+        log.info("alerts: %s in %.1fs", report.summary(), time.monotonic() - began)
+    return report
+
+
+async def pending_counts(engine: AsyncEngine) -> dict[Destination, int]:
+    """Messages waiting (pending or being sent) per destination."""
+    query = (
+        select(outbox_t.c.route, outbox_t.c.source, func.count())
+        .where(outbox_t.c.state.in_([PENDING, SENDING]))
+        .group_by(outbox_t.c.route, outbox_t.c.source)
+    )
+    counts: dict[Destination, int] = {}
+    async with engine.connect() as conn:
+        for route, source, count in (await conn.execute(query)).all():
+            key = _destination(route, source)
+            counts[key] = counts.get(key, 0) + int(count)
+    return counts
+
+
+async def _claim_next(
+    engine: AsyncEngine,
+    now: datetime,
+    skip: set[Destination],
+    ignore_backoff: bool,
+    lease: timedelta,
+) -> _Claim | None:
+    pending: ColumnElement[bool] = outbox_t.c.state == PENDING
+    if not ignore_backoff:
+        pending = and_(pending, outbox_t.c.next_attempt_at <= now)
+    # A claim whose lease ran out belongs to a deliverer that died mid-send.
+    abandoned = and_(outbox_t.c.state == SENDING, outbox_t.c.next_attempt_at <= now)
+    query = (
+        select(
+            outbox_t.c.id,
+            outbox_t.c.source,
+            outbox_t.c.route,
+            outbox_t.c.payload,
+            outbox_t.c.attempts,
+            outbox_t.c.state,
+            outbox_t.c.created_at,
+        )
+        .where(or_(pending, abandoned), *(not_(_in(d)) for d in sorted(skip)))
+        .order_by(outbox_t.c.id)
+        .limit(1)
+        .with_for_update(skip_locked=True)
+    )
+    async with engine.begin() as conn:
+        row = (await conn.execute(query)).first()
+        if row is None:
+            return None
+        attempts = int(row.attempts) + 1
+        await conn.execute(
+            update(outbox_t)
+            .where(outbox_t.c.id == row.id)
+            .values(state=SENDING, attempts=attempts, next_attempt_at=now + lease)
+        )
+    if row.state == SENDING:
+        log.warning(
+            "alert message #%d (source '%s') was being sent when its deliverer stopped; "
+            "sending it again (it may arrive twice)",
+            row.id,
+            row.source,
+        )
+    return _Claim(row.id, row.source, row.route, row.payload, attempts, row.created_at)
+
+
+async def _release(engine: AsyncEngine, claim: _Claim) -> None:
+    """Give a claim back untried (its webhook is missing or blocked in this pass)."""
+    async with engine.begin() as conn:
+        await conn.execute(
+            update(outbox_t)
+            .where(
+                outbox_t.c.id == claim.id,
+                outbox_t.c.state == SENDING,
+                outbox_t.c.attempts == claim.attempts,
+            )
+            .values(state=PENDING, attempts=claim.attempts - 1)
+        )
+
+
+async def _shielded(coro: Coroutine[Any, Any, bool]) -> bool:
+    """Run ``coro`` to its end even if the caller is cancelled, then pass the cancel on."""
+    task = asyncio.ensure_future(coro)
+    try:
+        return await asyncio.shield(task)
+    except asyncio.CancelledError:
+        await task
+        raise
+
+
+@dataclass
+class _Delivery:
+    engine: AsyncEngine
+    client: SlackWebhookClient
+    policy: DeliveryPolicy
+    pacer: Pacer
+    clock: Callable[[], datetime]
+    report: DeliveryReport
+
+    async def send(self, claim: _Claim, webhook: Webhook) -> bool:
+        """Send one claimed message and record Slack's answer; False if the webhook should
+        not be tried again in this pass."""
+        await self.pacer.wait(webhook.key)
+        result = await self.client.post(webhook.url, json.loads(claim.payload), name=webhook.name)
+        at = self.clock()
+        reason = result.describe(webhook.name)
+        if result.delivered:
+            self.report.sent += 1
+            await self._record(claim, state=SENT, sent_at=at, last_error=None)
+            return True
+        if result.permanent or at - claim.created_at >= self.policy.give_up_after:
+            if not result.permanent:
+                reason = f"gave up after {claim.attempts} attempts: {reason}"
+            self.report.failed += 1
+            self.report.problems.append(f"#{claim.id} ({claim.source}): {reason}")
+            log.warning(
+                "alert message #%d (source '%s') not delivered and not retried: %s",
+                claim.id,
+                claim.source,
+                reason,
+            )
+            await self._record(claim, state=FAILED, last_error=reason)
+            return result.permanent
+        retry_at = at + timedelta(seconds=self.policy.retry_delay_s(result, claim.attempts))
+        self.report.deferred += 1
+        self.report.problems.append(f"#{claim.id} ({claim.source}): {reason}")
+        log.info(
+            "alert message #%d (source '%s') attempt %d failed, retrying at %s: %s",
+            claim.id,
+            claim.source,
+            claim.attempts,
+            retry_at.isoformat(timespec="seconds"),
+            reason,
+        )
+        await self._record(
+            claim, state=PENDING, next_attempt_at=retry_at, last_error=reason, defer=True
+        )
+        return False
+
+    async def _record(self, claim: _Claim, *, defer: bool = False, **values: Any) -> None:
+        async with self.engine.begin() as conn:
+            result = await conn.execute(
+                update(outbox_t)
+                .where(
+                    outbox_t.c.id == claim.id,
+                    outbox_t.c.state == SENDING,
+                    outbox_t.c.attempts == claim.attempts,
+                )
+                .values(**values)
+            )
+            if defer:
+                # The webhook is failing: its other messages wait as long, in order.
+                await conn.execute(
+                    update(outbox_t)
+                    .where(
+                        _in(claim.destination),
+                        outbox_t.c.state == PENDING,
+                        outbox_t.c.next_attempt_at < values["next_attempt_at"],
+                    )
+                    .values(next_attempt_at=values["next_attempt_at"])
+                )
+        if not result.rowcount:
+            self.report.lost_claims += 1
+            log.warning(
+                "alert message #%d (source '%s'): answer recorded too late, another deliverer "
+                "took it over (it may arrive twice)",
+                claim.id,
+                claim.source,
+            )

@@ -1,0 +1,238 @@
+"""The alert outbox: a run's Slack message, queued in the run's own transaction.
+
+:func:`enqueue_run_alerts` runs inside the transaction that records a run's findings, so a
+message is queued if and only if the findings it reports are committed. It announces each
+review item once: an item is announced again only when its values change or its severity
+rises, never while acknowledged, and a short "resolved" section (or notice) follows when an
+announced item resolves. Delivery is a separate step (:mod:`reconciler.alerts.delivery`).
+
+A queued message is due at once, unless its webhook is backing off after failures: then it
+joins the back of that queue instead of starting a backoff of its own.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+from collections.abc import Sequence
+from dataclasses import dataclass
+from datetime import datetime
+from typing import TYPE_CHECKING, Any
+
+from sqlalchemy import delete, func, insert, select
+from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
+
+from reconciler.alerts.routes import SOURCE_ROUTE, route_for
+from reconciler.alerts.slack import render_resolved_message, render_run_message
+from reconciler.domain import FindingState, PlanItem, Severity, utcnow
+from reconciler.settings import Settings
+from reconciler.store.findings import drift_values_hash
+from reconciler.store.items import findings_table as findings_t
+from reconciler.store.tables import AlertAnnouncement, AlertOutboxRow
+
+if TYPE_CHECKING:
+    from reconciler.refresh import RunOutcome
+
+log = logging.getLogger(__name__)
+
+outbox_t = AlertOutboxRow.__table__  # type: ignore[attr-defined]
+announcements_t = AlertAnnouncement.__table__  # type: ignore[attr-defined]
+
+PENDING, SENDING, SENT, FAILED = "pending", "sending", "sent", "failed"
+KIND_RUN, KIND_RESOLVED = "run", "resolved"
+_CHUNK = 500
+
+
+@dataclass(frozen=True, slots=True)
+class _Announced:
+    values_hash: str
+    severity: Severity
+
+
+@dataclass(frozen=True, slots=True)
+class QueuedMessage:
+    """What one run wants to say: new items (with their values hashes) and resolved ones."""
+
+    items: tuple[PlanItem, ...]
+    values_hashes: dict[str, str]
+    resolved: tuple[PlanItem, ...]
+
+    @property
+    def empty(self) -> bool:
+        return not self.items and not self.resolved
+
+
+async def enqueue_run_alerts(
+    conn: AsyncConnection,
+    settings: Settings,
+    outcome: RunOutcome,
+    *,
+    now: datetime | None = None,
+) -> int:
+    """Queue the run's message (if it has anything new to say); returns the rows queued."""
+    now = now or utcnow()
+    route = route_for(settings, outcome.source)
+    message = await select_announcements(
+        conn,
+        raised=[i for i in outcome.items.raised if i.severity.rank >= route.min_severity.rank],
+        resolved=outcome.items.resolved,
+        values_hashes=outcome.items.values_hashes,
+    )
+    if message.empty:
+        return 0
+    slack = settings.alerts.slack
+    hint = f"reconciler plan --source {outcome.source}"
+    if message.items:
+        payload = render_run_message(
+            source=outcome.source,
+            run_id=outcome.run_id,
+            items=message.items,
+            resolved=message.resolved,
+            report_url=slack.report_link_base,
+            see_all_hint=hint,
+        )
+    else:
+        payload = render_resolved_message(
+            source=outcome.source,
+            items=message.resolved,
+            run_id=outcome.run_id,
+            report_url=slack.report_link_base,
+            see_all_hint=hint,
+        )
+    result = await conn.execute(
+        insert(outbox_t).values(
+            source=outcome.source,
+            run_id=outcome.run_id,
+            kind=KIND_RUN if message.items else KIND_RESOLVED,
+            route=route.name,
+            payload=json.dumps(payload, ensure_ascii=False, separators=(",", ":")),
+            state=PENDING,
+            attempts=0,
+            next_attempt_at=await _queue_time(conn, route.name, outcome.source, now),
+            created_at=now,
+        )
+    )
+    key = result.inserted_primary_key
+    if key is None:
+        raise RuntimeError("the database did not return the new alert message's id")
+    outbox_id = int(key[0])
+    await _record_announcements(conn, message, outbox_id, now)
+    log.info(
+        "alerts: queued message #%d for source '%s' run %d: %d item(s), %d resolved (route %s)",
+        outbox_id,
+        outcome.source,
+        outcome.run_id,
+        len(message.items),
+        len(message.resolved),
+        route.name,
+    )
+    return 1
+
+
+async def _queue_time(conn: AsyncConnection, route: str, source: str, now: datetime) -> datetime:
+    """Now, or later if the destination is backing off: a new message joins the queue of a
+    failing webhook instead of starting a backoff of its own (and one request per message)."""
+    where = [outbox_t.c.route == route, outbox_t.c.state == PENDING]
+    if route == SOURCE_ROUTE:
+        where.append(outbox_t.c.source == source)
+    latest = (
+        await conn.execute(select(func.max(outbox_t.c.next_attempt_at)).where(*where))
+    ).scalar_one_or_none()
+    return max(now, latest) if latest is not None else now
+
+
+async def select_announcements(
+    conn: AsyncConnection,
+    *,
+    raised: Sequence[PlanItem],
+    resolved: Sequence[PlanItem],
+    values_hashes: dict[str, str],
+) -> QueuedMessage:
+    """Of the raised items, those still open and not yet announced with these values at
+    this severity or higher; of the resolved ones, those that were announced."""
+    latest = {item.fingerprint: item for item in raised}  # one entry per fingerprint
+    fingerprints = [*latest, *(item.fingerprint for item in resolved)]
+    states = await _finding_states(conn, fingerprints)
+    announced = await _announced(conn, fingerprints)
+    items: list[PlanItem] = []
+    hashes: dict[str, str] = {}
+    for fingerprint, item in latest.items():
+        state, stored_hash = states.get(fingerprint, (None, None))
+        if state is not None and state != FindingState.OPEN.value:
+            continue  # acknowledged (or resolved) since: nothing to announce
+        values_hash = values_hashes.get(fingerprint) or stored_hash or drift_values_hash(item)
+        before = announced.get(fingerprint)
+        if (
+            before is not None
+            and before.values_hash == values_hash
+            and before.severity.rank >= item.severity.rank
+        ):
+            continue
+        items.append(item)
+        hashes[fingerprint] = values_hash
+    gone = {
+        item.fingerprint: item
+        for item in resolved
+        if item.fingerprint in announced and item.fingerprint not in hashes
+    }
+    return QueuedMessage(tuple(items), hashes, tuple(gone.values()))
+
+
+async def _finding_states(
+    conn: AsyncConnection, fingerprints: Sequence[str]
+) -> dict[str, tuple[str, str]]:
+    states: dict[str, tuple[str, str]] = {}
+    for chunk in _chunks(fingerprints):
+        query = select(
+            findings_t.c.fingerprint, findings_t.c.state, findings_t.c.values_hash
+        ).where(findings_t.c.fingerprint.in_(chunk))
+        for row in (await conn.execute(query)).all():
+            states[row.fingerprint] = (row.state, row.values_hash)
+    return states
+
+
+async def _announced(conn: AsyncConnection, fingerprints: Sequence[str]) -> dict[str, _Announced]:
+    found: dict[str, _Announced] = {}
+    for chunk in _chunks(fingerprints):
+        query = select(
+            announcements_t.c.fingerprint,
+            announcements_t.c.values_hash,
+            announcements_t.c.severity,
+        ).where(announcements_t.c.fingerprint.in_(chunk))
+        for row in (await conn.execute(query)).all():
+            found[row.fingerprint] = _Announced(row.values_hash, Severity(row.severity))
+    return found
+
+
+async def _record_announcements(
+    conn: AsyncConnection, message: QueuedMessage, outbox_id: int, now: datetime
+) -> None:
+    """Remember what was announced; forget resolved items so a recurrence is news again."""
+    touched = [*message.values_hashes, *(item.fingerprint for item in message.resolved)]
+    for chunk in _chunks(touched):
+        await conn.execute(delete(announcements_t).where(announcements_t.c.fingerprint.in_(chunk)))
+    rows: list[dict[str, Any]] = [
+        {
+            "fingerprint": item.fingerprint,
+            "values_hash": message.values_hashes[item.fingerprint],
+            "severity": item.severity.value,
+            "announced_at": now,
+            "outbox_id": outbox_id,
+        }
+        for item in message.items
+    ]
+    if rows:
+        await conn.execute(insert(announcements_t), rows)
+
+
+def _chunks(values: Sequence[str]) -> list[list[str]]:
+    return [list(values[i : i + _CHUNK]) for i in range(0, len(values), _CHUNK)]
+
+
+async def purge_delivered(engine: AsyncEngine, *, before: datetime) -> int:
+    """Delete messages sent before ``before`` (housekeeping); returns how many."""
+    async with engine.begin() as conn:
+        result = await conn.execute(
+            delete(outbox_t).where(outbox_t.c.state == SENT, outbox_t.c.sent_at < before)
+        )
+    return int(result.rowcount or 0)

@@ -1,0 +1,109 @@
+"""Where a source's alerts go: the global webhook or the source's own, and at what severity.
+
+An outbox row names its destination without naming a URL: ``route`` is ``default`` (the
+global webhook) or ``source`` (the webhook of the row's source's own route). The URL is
+resolved only when a message is sent, so a webhook can be configured, rotated or moved
+to a credential file while messages wait, and no URL ever reaches the database.
+"""
+
+from __future__ import annotations
+
+import hashlib
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+
+from pydantic import SecretStr
+
+from reconciler.domain import Severity
+from reconciler.errors import MissingSecretError
+from reconciler.logs import register_secret
+from reconciler.secrets import SecretRef, resolve_secret
+from reconciler.settings import Settings
+
+DEFAULT_ROUTE = "default"
+SOURCE_ROUTE = "source"
+
+
+@dataclass(frozen=True, slots=True)
+class Route:
+    """The route of one source: its outbox name, severity threshold and webhook secret."""
+
+    name: str
+    min_severity: Severity
+    ref: SecretRef
+
+
+def route_for(settings: Settings, source: str) -> Route:
+    """The source's own route (first ``[[alerts.slack.routes]]`` naming it) or the global one.
+
+    A route without its own webhook only overrides the severity: its messages go to the
+    global webhook (route ``default``).
+    """
+    slack = settings.alerts.slack
+    for index, route in enumerate(slack.routes):
+        if route.source != source:
+            continue
+        ref = route.webhook_ref(index)
+        return Route(
+            SOURCE_ROUTE if ref is not None else DEFAULT_ROUTE,
+            route.min_severity or slack.min_severity,
+            ref or slack.webhook_ref(),
+        )
+    return Route(DEFAULT_ROUTE, slack.min_severity, slack.webhook_ref())
+
+
+def destination_name(route: str, source: str) -> str:
+    """How a destination is named in logs and status: ``default`` or ``source:<name>``."""
+    return f"source:{source}" if route == SOURCE_ROUTE else DEFAULT_ROUTE
+
+
+def webhook_ref(settings: Settings, route: str, source: str) -> SecretRef:
+    """The secret behind an outbox row's destination.
+
+    A row routed to its source's own webhook whose route has since lost its webhook (or
+    disappeared from the configuration) goes to the global webhook instead.
+    """
+    if route == SOURCE_ROUTE:
+        return route_for(settings, source).ref
+    return settings.alerts.slack.webhook_ref()
+
+
+@dataclass(frozen=True, slots=True)
+class Webhook:
+    """A resolved webhook: its display name, its URL (secret) and a key for pacing."""
+
+    name: str
+    url: SecretStr = field(repr=False)
+
+    @property
+    def key(self) -> str:
+        """Identifies the URL (two routes may share one) without holding it in clear."""
+        digest = hashlib.blake2b(self.url.get_secret_value().encode(), digest_size=8)
+        return digest.hexdigest()
+
+
+class WebhookResolver:
+    """Resolves and caches the webhook of each destination for one delivery pass."""
+
+    def __init__(self, settings: Settings, environ: Mapping[str, str] | None = None) -> None:
+        self._settings = settings
+        self._environ = environ
+        self._cache: dict[tuple[str, str], Webhook | None] = {}
+        self.problems: dict[str, str] = {}
+
+    def get(self, route: str, source: str) -> Webhook | None:
+        """The destination's webhook, or None when no URL is configured (see ``problems``)."""
+        key = (route, "" if route == DEFAULT_ROUTE else source)
+        if key not in self._cache:
+            self._cache[key] = self._resolve(route, source)
+        return self._cache[key]
+
+    def _resolve(self, route: str, source: str) -> Webhook | None:
+        name = destination_name(route, source)
+        try:
+            url = resolve_secret(webhook_ref(self._settings, route, source), self._environ)
+        except MissingSecretError as e:
+            self.problems[name] = "; ".join(e.problems)
+            return None
+        register_secret(url.get_secret_value())
+        return Webhook(name, url)
