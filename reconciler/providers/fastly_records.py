@@ -19,6 +19,7 @@ from __future__ import annotations
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from datetime import date
+from decimal import Decimal
 from typing import Any
 
 from reconciler.domain import LineStatus, Month, Provider, UsageLine
@@ -47,13 +48,19 @@ class Page:
     defaults: dict[str, Any] | None = None  # the nested shape's enclosing fields
 
 
-@dataclass(frozen=True)
 class FastlyLines:
     """Turns Fastly records into usage lines of the months asked for."""
 
-    source: str
-    statuses: Mapping[Month, LineStatus]
-    product_id: str | None = None
+    def __init__(
+        self, source: str, statuses: Mapping[Month, LineStatus], product_id: str | None = None
+    ) -> None:
+        self.source = source
+        self.statuses = statuses
+        self.product_id = product_id
+        self._calendar = {
+            str(month): (month, month.first_day, month.last_day, status)
+            for month, status in statuses.items()
+        }
 
     def _status(self, month: Month) -> LineStatus:
         status = self.statuses.get(month)
@@ -85,6 +92,64 @@ class FastlyLines:
         )
 
     def service_line(self, record: dict[str, Any]) -> UsageLine:
+        # The hot path of a million-line pull: one pass of plain type checks; anything
+        # unusual (or wrong) goes through the field readers, which say what is wrong.
+        if type(record) is dict:
+            get = record.get
+            month_text = get("month")
+            when = self._calendar.get(month_text) if type(month_text) is str else None
+            quantity = get("quantity")
+            raw = get("raw_quantity")
+            account = get("customer_id")
+            service = get("service_id")
+            product = get("product_id")
+            usage_type = get("usage_type")
+            unit = get("unit")
+            region = get("region")
+            name = get("service_name")
+            if (
+                when is not None
+                and type(quantity) is Decimal
+                and quantity.is_finite()
+                and quantity >= 0
+                and (raw is None or (type(raw) is Decimal and raw.is_finite() and raw >= 0))
+                and type(account) is str
+                and type(service) is str
+                and type(product) is str
+                and type(usage_type) is str
+                and type(unit) is str
+                and account
+                and service
+                and product
+                and usage_type
+                and unit
+                and (region is None or type(region) is str)
+                and (name is None or type(name) is str)
+                and get("last_updated_at") is None
+            ):
+                month, first, last, status = when
+                return UsageLine(
+                    source=self.source,
+                    provider=Provider.FASTLY,
+                    account=account,
+                    product=product,
+                    product_name="",
+                    usage_type=usage_type,
+                    region=region or "",
+                    service=service,
+                    month=month,
+                    period_start=first,
+                    period_end=last,
+                    quantity=quantity,
+                    raw_quantity=raw,
+                    unit=unit,
+                    billable=None,
+                    status=status,
+                    service_name=name or "",
+                )
+        return self._checked_service_line(record)
+
+    def _checked_service_line(self, record: dict[str, Any]) -> UsageLine:
         month = n.month(record, "month")
         return UsageLine(
             source=self.source,

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 from datetime import date
 from decimal import Decimal
 
@@ -122,3 +123,70 @@ def test_bad_fields_are_named(field: str, value: str, problem: str) -> None:
     with pytest.raises(n.BadRecord) as caught:
         FastlyLines("src", {MONTH: LineStatus.COLLECTING}).account_line(record)
     assert str(caught.value).startswith(problem)
+
+
+field_values: st.SearchStrategy[object] = st.sampled_from(
+    [
+        None,
+        "",
+        "x",
+        "2024-05",
+        "2024-06",
+        "2024-13",
+        7,
+        True,
+        [],
+        {},
+        Decimal("1.5"),
+        Decimal("-1"),
+        Decimal("NaN"),
+        n.NonFinite("NaN"),
+        "2024-05-02T00:00:00Z",
+    ]
+)
+SERVICE_FIELDS = (
+    "month",
+    "quantity",
+    "raw_quantity",
+    "customer_id",
+    "service_id",
+    "product_id",
+    "usage_type",
+    "unit",
+    "region",
+    "service_name",
+    "last_updated_at",
+)
+
+
+@settings(max_examples=500, deadline=None)
+@given(
+    changes=st.dictionaries(st.sampled_from(SERVICE_FIELDS), field_values, max_size=4),
+    dropped=st.sets(st.sampled_from(SERVICE_FIELDS), max_size=2),
+)
+def test_service_fast_path_agrees_with_the_checked_readers(
+    changes: dict[str, object], dropped: set[str]
+) -> None:
+    record: dict[str, object] = {
+        "customer_id": "C1",
+        "service_id": "S1",
+        "service_name": "www.example.com",
+        "month": "2024-05",
+        "product_id": "cdn_usage",
+        "usage_type": "North America Bandwidth",
+        "region": "North America",
+        "unit": "GB",
+        "quantity": Decimal("88.25"),
+        "raw_quantity": Decimal("94758000000"),
+    }
+    record.update(changes)
+    for name in dropped:
+        record.pop(name, None)
+    lines = FastlyLines("src", {MONTH: LineStatus.COLLECTING, Month(2024, 6): LineStatus.FINALIZED})
+    try:
+        expected = lines._checked_service_line(record)
+    except n.BadRecord as e:
+        with pytest.raises(n.BadRecord, match="^" + re.escape(str(e)) + "$"):
+            lines.service_line(record)
+    else:
+        assert lines.service_line(record) == expected
