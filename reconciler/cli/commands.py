@@ -2,7 +2,14 @@
 
 from __future__ import annotations
 
-from reconciler.cli import cli, report_cmd, review_cmds, setup_cmds, state_cmds  # noqa: F401
+from reconciler.cli import (  # noqa: F401
+    alerts_cmds,
+    cli,
+    report_cmd,
+    review_cmds,
+    setup_cmds,
+    state_cmds,
+)
 from reconciler.sandbox.cli import sandbox_group
 
 cli.add_command(sandbox_group)

@@ -1,0 +1,106 @@
+"""``alerts test``, ``alerts status`` and ``alerts flush``: the Slack alert outbox by hand."""
+
+from __future__ import annotations
+
+import json
+import socket
+
+import aiohttp
+import click
+
+from reconciler import __version__
+from reconciler.alerts.delivery import DeliveryReport, deliver_due
+from reconciler.alerts.routes import destination_name, route_for
+from reconciler.alerts.slack import render_test_message
+from reconciler.alerts.status import OutboxStatus, outbox_status, render_status
+from reconciler.alerts.webhook import DeliveryResult, SlackWebhookClient
+from reconciler.cli import AppContext, cli, pass_app, run_async
+from reconciler.domain import utcnow
+from reconciler.logs import register_secret
+from reconciler.secrets import resolve_secret
+from reconciler.store.db import open_state
+
+
+@cli.group()
+def alerts() -> None:
+    """Slack alerts: send a test message, inspect and flush the outbox."""
+
+
+@alerts.command("test")
+@click.option(
+    "--source",
+    help="Test the webhook that this source's alerts go to (default: the global webhook).",
+)
+@pass_app
+def alerts_test(app: AppContext, source: str | None) -> None:
+    """Send a clearly labelled test message to the Slack webhook now; print Slack's answer.
+
+    Exits 1 if Slack did not accept the message.
+    """
+    settings = app.settings
+    if source is not None:
+        settings.source(source)  # an unknown source is a configuration error
+        route = route_for(settings, source)
+        ref, name = route.ref, destination_name(route.name, source)
+    else:
+        ref, name = settings.alerts.slack.webhook_ref(), "default"
+    url = resolve_secret(ref)
+    register_secret(url.get_secret_value())
+    payload = render_test_message(hostname=socket.gethostname(), version=__version__)
+
+    async def _send() -> DeliveryResult:
+        async with aiohttp.ClientSession() as session:
+            return await SlackWebhookClient(session).post(url, payload, name=name)
+
+    result = run_async(_send())
+    click.echo(result.describe(name))
+    if not result.delivered:
+        click.echo("error: the test message was not delivered", err=True)
+        raise click.exceptions.Exit(1)
+
+
+@alerts.command("status")
+@click.option("--json", "as_json", is_flag=True, help="Print the status as JSON.")
+@pass_app
+def alerts_status(app: AppContext, as_json: bool) -> None:
+    """Show the alert outbox: queue depth, oldest waiting message, last success, failures
+    with their reasons, and messages kept because no webhook is configured."""
+    settings = app.settings
+
+    async def _status() -> OutboxStatus:
+        async with open_state(settings.database_url) as engine:
+            return await outbox_status(engine, settings, now=utcnow())
+
+    status = run_async(_status())
+    if as_json:
+        click.echo(json.dumps(status.to_json(), indent=2))
+    else:
+        click.echo(render_status(status), nl=False)
+
+
+@alerts.command("flush")
+@pass_app
+def alerts_flush(app: AppContext) -> None:
+    """Deliver every waiting alert now, ignoring retry backoff (still about one message per
+    second per webhook); print what happened.
+
+    Exits 1 if a message could not be delivered.
+    """
+    settings = app.settings
+
+    async def _flush() -> DeliveryReport:
+        async with (
+            open_state(settings.database_url) as engine,
+            aiohttp.ClientSession() as session,
+        ):
+            client = SlackWebhookClient(session)
+            return await deliver_due(engine, settings, client, now=utcnow(), ignore_backoff=True)
+
+    report = run_async(_flush())
+    click.echo(
+        report.summary() if report.attempted or report.unconfigured else "nothing to deliver"
+    )
+    for problem in report.problems:
+        click.echo(f"  {problem}")
+    if report.failed or report.deferred or report.unconfigured:
+        raise click.exceptions.Exit(1)
