@@ -177,11 +177,14 @@ def _clip(text: str) -> str:
 class _Retryable(Exception):
     """One failed attempt that may succeed if tried again."""
 
-    def __init__(self, reason: str, status: int | None, wait_s: float | None) -> None:
+    def __init__(
+        self, reason: str, status: int | None, wait_s: float | None = None, why: str = ""
+    ) -> None:
         super().__init__(reason)
         self.reason = reason
         self.status = status
         self.wait_s = wait_s
+        self.why = why  # what asked for wait_s
 
 
 class HttpClient:
@@ -256,7 +259,7 @@ class HttpClient:
                         status=failure.status,
                     ) from failure
                 delay = policy.delay_s(attempt, failure.wait_s, self._rng)
-                why = " (Retry-After)" if failure.wait_s is not None else ""
+                why = f" ({failure.why})" if failure.wait_s is not None else ""
                 log.warning(
                     "source '%s': %s: %s; retry %d/%d in %.2fs%s",
                     source,
@@ -297,16 +300,17 @@ class HttpClient:
             # A certificate problem does not go away by asking again.
             raise ProviderError(source, endpoint, f"TLS error: {e}") from e
         except TimeoutError as e:
-            raise _Retryable(f"timed out after {policy.timeout_s:g}s", None, None) from e
+            raise _Retryable(f"timed out after {policy.timeout_s:g}s", None) from e
         except (aiohttp.ClientConnectionError, aiohttp.ClientPayloadError) as e:
-            raise _Retryable(f"{type(e).__name__}: {redact(str(e))}", None, None) from e
+            raise _Retryable(f"{type(e).__name__}: {redact(str(e))}", None) from e
         if status in RETRY_STATUSES:
             now = datetime.now(UTC)
-            wait = retry_after_s(response_headers.get("Retry-After"), now)
-            if wait is None and status == 429:
-                wait = _rate_limit_reset_s(response_headers, now)
             reason = f"HTTP {status}: {provider_message(body, content_type)}"
-            raise _Retryable(reason, status, wait)
+            wait = retry_after_s(response_headers.get("Retry-After"), now)
+            if wait is not None:
+                raise _Retryable(reason, status, wait, "Retry-After")
+            wait = _rate_limit_reset_s(response_headers, now) if status == 429 else None
+            raise _Retryable(reason, status, wait, "Fastly-RateLimit-Reset")
         if status in AUTH_STATUSES:
             raise ProviderAuthError(
                 source, endpoint, provider_message(body, content_type), status=status

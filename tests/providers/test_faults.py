@@ -3,11 +3,14 @@
 from __future__ import annotations
 
 import logging
+import time
 from datetime import date
 from typing import Any
 
 import pytest
+from aiohttp import web
 
+from reconciler.domain import Month
 from reconciler.errors import BadProviderDataError, ProviderError
 from reconciler.providers.base import UsageProvider
 from reconciler.sandbox import named_scenario
@@ -202,3 +205,85 @@ async def test_connection_refused_is_retried_then_fails(sandbox: Sandbox) -> Non
         await collect(provider, TODAY)
     assert "gave up after 2 attempts: ClientConnectorError" in str(caught.value)
     assert provider.stats.api_calls == 2
+
+
+CLIENT_ERRORS = [
+    pytest.param(
+        400,
+        {
+            "type": "https://api.fastly.com/errors/400",
+            "title": "Bad Request",
+            "detail": "start_month is required",
+            "status": 400,
+        },
+        "Bad Request; start_month is required",
+        id="problem+json",
+    ),
+    pytest.param(
+        400,
+        {
+            "errors": [
+                {
+                    "code": "invalid_parameter",
+                    "detail": "limit must be 1 to 200",
+                    "id": "7",
+                    "status": "400",
+                    "title": "Bad Request",
+                }
+            ]
+        },
+        "Bad Request: limit must be 1 to 200 (invalid_parameter)",
+        id="errors-list",
+    ),
+    pytest.param(
+        404,
+        {"msg": "Record not found", "detail": "no such customer"},
+        "Record not found; no such customer",
+        id="legacy-404",
+    ),
+]
+
+
+@pytest.mark.parametrize(("status", "body", "expected"), CLIENT_ERRORS)
+async def test_client_errors_fail_at_once_with_the_providers_words(
+    sandbox: Sandbox, status: int, body: dict[str, Any], expected: str
+) -> None:
+    answer = web.json_response(body, status=status)
+    sandbox.recorder.answers["/billing/v3/usage-metrics"] = lambda: answer
+    provider = sandbox.fastly()
+    with pytest.raises(ProviderError) as caught:
+        await collect(provider, TODAY)
+    assert str(caught.value) == (
+        f"source 'fastly-test': /billing/v3/usage-metrics (HTTP {status}): {expected}"
+    )
+    assert provider.stats.retries == 0
+
+
+async def test_rate_limit_reset_is_waited_for_without_retry_after(
+    sandbox: Sandbox, caplog: pytest.LogCaptureFixture
+) -> None:
+    caplog.set_level(logging.WARNING, logger="reconciler.providers.http")
+    answers = sandbox.recorder.answers
+
+    def limited() -> web.Response:
+        del answers["/billing/v3/usage-metrics"]  # once
+        reset = str(int(time.time()) + 30)
+        headers = {"Fastly-RateLimit-Remaining": "0", "Fastly-RateLimit-Reset": reset}
+        return web.json_response({"msg": "Too many requests"}, status=429, headers=headers)
+
+    answers["/billing/v3/usage-metrics"] = limited
+    provider = sandbox.fastly()
+    lines, _ = await collect(provider, TODAY)
+    assert lines and provider.stats.retries == 1
+    (record,) = caplog.records
+    assert "retry 1/3 in 0.05s (Fastly-RateLimit-Reset)" in record.getMessage()  # capped
+
+
+async def test_a_contract_without_products_is_a_complete_empty_pull(sandbox: Sandbox) -> None:
+    # Months before the scenario's first one: no product had usage.
+    provider = sandbox.akamai(lookback_months=2)
+    lines, pages = await collect(provider, date(2023, 6, 15))
+    assert (lines, pages) == ([], 0)
+    assert sandbox.requests("akamai.products") == 1
+    assert sandbox.requests("akamai.monthly_summary") == 0
+    assert provider.coverage.months[-1] == Month(2023, 6)
