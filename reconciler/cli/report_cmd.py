@@ -11,10 +11,7 @@ import click
 from reconciler.cli import AppContext, cli, pass_app, run_async
 from reconciler.domain import Month, utcnow
 from reconciler.errors import ConfigError
-from reconciler.reports.data import ReportRequest
-from reconciler.reports.writer import dated_name, previous_report_time, write_report
 from reconciler.settings import ReportFormat, Settings
-from reconciler.store.db import open_state
 
 FORMATS = ("html", "md", "json", "focus-csv")
 
@@ -88,6 +85,11 @@ def report(
     Shows open findings, what changed since the previous report, run health, monthly usage
     against expectations with month-end projections, restated lines and every finding.
     """
+    # Imported here: rendering pulls in Jinja2 and more that other commands do not need.
+    from reconciler.reports.data import ReportRequest
+    from reconciler.reports.writer import dated_name, previous_report_time, write_report
+    from reconciler.store.db import open_state
+
     settings = app.settings
     configured = {s.name for s in settings.sources}
     unknown = [name for name in sources if name not in configured]

@@ -19,7 +19,11 @@ from reconciler.reports import fmt
 from reconciler.reports.figures import Figure, Figures, build_figures
 from reconciler.reports.model import FindingEntry, ReportData
 
-_MARKDOWN_SPECIAL = re.compile(r"[\\`*_{}\[\]()#+!|~]")
+# Inline syntax: escapes, code spans, emphasis, links and images (no link without "["),
+# table cells and strikethrough. "_" only emphasises at a word boundary.
+_INLINE = re.compile(r"[\\`*\[\]|~]|(?<![0-9A-Za-z])_|_(?![0-9A-Za-z])")
+# Block syntax at the start of a line: headings, lists, setext underlines.
+_LEADING = re.compile(r"^(?:[#+=-]|\d+[.)])")
 _SEVERITIES = (Severity.CRITICAL, Severity.WARNING, Severity.INFO)
 _STATES = (FindingState.OPEN, FindingState.ACKNOWLEDGED, FindingState.RESOLVED)
 
@@ -27,7 +31,8 @@ _STATES = (FindingState.OPEN, FindingState.ACKNOWLEDGED, FindingState.RESOLVED)
 def md(value: object) -> str:
     """Untrusted text as inert inline Markdown (safe in paragraphs, headings and table cells)."""
     line = " ".join(str(value).split())
-    return _MARKDOWN_SPECIAL.sub(r"\\\g<0>", html.escape(line, quote=False))
+    escaped = _INLINE.sub(r"\\\g<0>", html.escape(line, quote=False))
+    return _LEADING.sub(lambda m: m.group(0)[:-1] + "\\" + m.group(0)[-1], escaped)
 
 
 @dataclass(frozen=True, slots=True)
@@ -69,8 +74,8 @@ def _findings(entries: tuple[FindingEntry, ...], show_state: bool = False) -> li
                 md(fmt.line(item)),
                 md(item.month),
                 f"{md(before)} → {md(after)}",
-                md(fmt.delta(item)),
-                md(fmt.percent(item)),
+                fmt.delta(item),  # numbers reconciler computed: nothing to escape
+                fmt.percent(item),
                 md(f"{notes} ({dates})" if notes else dates),
             ]
         )

@@ -58,16 +58,22 @@ def stamp_of(name: str) -> datetime | None:
 
 
 def ensure_directory(directory: Path) -> None:
-    """Create ``directory`` (and parents) owner-only; an existing directory is left as it is."""
-    if directory.is_dir():
-        return
-    try:
-        directory.mkdir(parents=True, mode=0o700)
-    except FileExistsError:
-        return
-    except OSError as exc:
-        raise StateError(f"cannot create report directory {directory}: {exc.strerror}") from exc
-    directory.chmod(0o700)  # mkdir's mode is filtered by the umask
+    """Create ``directory`` and missing parents owner-only (0700); existing ones are kept."""
+    missing = []
+    for candidate in (directory, *directory.parents):
+        if candidate.is_dir():
+            break
+        missing.append(candidate)
+    for path in reversed(missing):
+        try:
+            path.mkdir(mode=0o700)
+        except FileExistsError:
+            if not path.is_dir():
+                raise StateError(f"cannot create report directory {path}: it is a file") from None
+            continue
+        except OSError as exc:
+            raise StateError(f"cannot create report directory {path}: {exc.strerror}") from exc
+        path.chmod(0o700)  # mkdir's mode is filtered by the umask
 
 
 def write_private(path: Path, content: str) -> None:

@@ -110,7 +110,12 @@ def report_settings(state_directory: Any, *, hostile: bool = False, **reports: A
     ]
     if hostile:
         expectations.append(
-            {"name": "<i>evil</i> & co", "source": FASTLY, "product": "img*", "monthly_max": "9000"}
+            {
+                "name": "<i>evil</i> & co",
+                "source": FASTLY,
+                "product": "image*",
+                "monthly_max": "9000",
+            }
         )
     return settings_from_mapping(
         {
