@@ -57,7 +57,9 @@ def setup_logging(verbosity: int = 0) -> None:
     root = logging.getLogger()
     root.handlers[:] = [handler]
     root.setLevel(level)
-    # Third-party loggers may print URLs with secrets in them at debug level.
-    for noisy in ("aiohttp", "slack_sdk", "sqlalchemy.engine", "apscheduler", "alembic"):
-        logging.getLogger(noisy).setLevel(max(level, logging.INFO))
+    # Third-party loggers are chatty (SQL statements, every job execution) and may print URLs
+    # with secrets in them at debug level: only their warnings, unless -vvv.
+    third_party = logging.DEBUG if verbosity > 2 else logging.WARNING
+    for noisy in ("aiohttp", "slack_sdk", "sqlalchemy", "apscheduler", "alembic"):
+        logging.getLogger(noisy).setLevel(third_party)
     logging.getLogger("slack_sdk").setLevel(logging.WARNING)

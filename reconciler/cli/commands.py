@@ -5,6 +5,7 @@ from __future__ import annotations
 from reconciler.cli import (  # noqa: F401
     alerts_cmds,
     cli,
+    daemon_cmds,
     report_cmd,
     review_cmds,
     setup_cmds,

@@ -20,7 +20,7 @@ from reconciler.providers.http import HttpClient
 from reconciler.reconcile.plan import Plan, parse_saved_plan, render_json, render_text
 from reconciler.refresh import RunOutcome, refresh_source
 from reconciler.settings import Settings
-from reconciler.store.db import open_state
+from reconciler.store.db import open_state, reader
 from reconciler.store.review import apply_acknowledgements, build_plan
 from reconciler.store.runs import abandon_stale_runs
 
@@ -168,7 +168,7 @@ def plan(
     async def _plan() -> tuple[Plan, list[RunOutcome]]:
         async with open_state(settings.database_url) as engine:
             outcomes = [] if no_refresh else await refresh_all(engine, settings, names, as_of)
-            async with engine.connect() as conn:
+            async with reader(engine).connect() as conn:
                 return await build_plan(conn, utcnow(), list(sources) or None), outcomes
 
     the_plan, outcomes = run_async(_plan())
@@ -221,7 +221,7 @@ def apply(
     settings = app.settings
 
     async def _current() -> Plan:
-        async with open_state(settings.database_url) as engine, engine.connect() as conn:
+        async with open_state(settings.database_url) as engine, reader(engine).connect() as conn:
             return await build_plan(conn, utcnow())
 
     if planfile is not None:

@@ -11,7 +11,7 @@ from sqlalchemy import select
 from reconciler.cli import AppContext, cli, pass_app, run_async
 from reconciler.domain import FindingState, canonical_decimal
 from reconciler.reconcile.plan import describe, format_quantity, item_json
-from reconciler.store.db import open_state
+from reconciler.store.db import open_state, reader
 from reconciler.store.ingest import lines_t, versions_t
 from reconciler.store.items import load_items
 
@@ -75,7 +75,7 @@ def state_list(
             query = query.where(lines_t.c.month == month)
         if not include_absent:
             query = query.where(lines_t.c.present.is_(True))
-        async with open_state(settings.database_url) as engine, engine.connect() as conn:
+        async with open_state(settings.database_url) as engine, reader(engine).connect() as conn:
             return list((await conn.execute(query)).all())
 
     for row in run_async(_rows()):
@@ -99,7 +99,7 @@ def state_show(app: AppContext, key: str) -> None:
     settings = app.settings
 
     async def _load() -> tuple[list[Any], list[Any]]:
-        async with open_state(settings.database_url) as engine, engine.connect() as conn:
+        async with open_state(settings.database_url) as engine, reader(engine).connect() as conn:
             matches = (
                 await conn.execute(
                     select(lines_t).where(lines_t.c.key_hash.startswith(key)).limit(2)
@@ -151,7 +151,7 @@ def findings(
     wanted = [FindingState(s) for s in states] or [FindingState.OPEN]
 
     async def _load() -> list[Any]:
-        async with open_state(settings.database_url) as engine, engine.connect() as conn:
+        async with open_state(settings.database_url) as engine, reader(engine).connect() as conn:
             return await load_items(conn, wanted, list(sources) or None)
 
     items = run_async(_load())

@@ -75,7 +75,17 @@ def _sqlite_autocommit_off(dbapi_connection: Any, _record: Any) -> None:
 
 
 def _sqlite_begin(connection: Connection) -> None:
-    connection.exec_driver_sql("BEGIN IMMEDIATE")
+    # Writers take the write lock up front, so two writers never deadlock on an upgrade
+    # from a read lock; readers (``reader(engine)``) never wait for a writer under WAL.
+    if connection.get_execution_options().get("sqlite_read_only"):
+        connection.exec_driver_sql("BEGIN")
+    else:
+        connection.exec_driver_sql("BEGIN IMMEDIATE")
+
+
+def reader(engine: AsyncEngine) -> AsyncEngine:
+    """The same engine for read-only work: on SQLite its transactions never block."""
+    return engine.execution_options(sqlite_read_only=True)
 
 
 def migrations_directory() -> Path:

@@ -1,0 +1,397 @@
+"""``reconciler run``: one asyncio process, an APScheduler 3 AsyncIOScheduler in UTC.
+
+Jobs come from the configuration: a pull check per source (the pull itself runs once per
+``pull_every`` slot, claimed in the database, so several instances sharing one PostgreSQL
+database pull each slot exactly once), alert delivery every few seconds, reports on their
+schedule and housekeeping. systemd is told READY after migrations and scheduler start,
+WATCHDOG from the event loop, STATUS after each run, RELOADING around SIGHUP and STOPPING on
+SIGTERM/SIGINT.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import os
+import signal
+import socket
+import time
+from collections.abc import Awaitable, Callable
+from datetime import date, datetime, timedelta
+from pathlib import Path
+from typing import Any
+
+import aiohttp
+from apscheduler.schedulers.asyncio import AsyncIOScheduler
+from apscheduler.triggers.interval import IntervalTrigger
+from sqlalchemy import func, select, text
+from sqlalchemy.ext.asyncio import AsyncEngine
+
+from reconciler.alerts.delivery import deliver_due, pending_counts
+from reconciler.alerts.hook import outbox_hook
+from reconciler.alerts.outbox import purge_delivered
+from reconciler.alerts.webhook import SlackWebhookClient
+from reconciler.daemon import leases
+from reconciler.daemon.http import HealthServer
+from reconciler.daemon.metrics import DaemonMetrics
+from reconciler.daemon.systemd import SystemdNotifier
+from reconciler.domain import utcnow
+from reconciler.errors import ConfigError, ReconcilerError
+from reconciler.providers.http import HttpClient
+from reconciler.refresh import RunOutcome, refresh_source
+from reconciler.reports.writer import prune_reports, write_report_set
+from reconciler.settings import Settings, load_settings
+from reconciler.store.db import create_engine, reader, upgrade
+from reconciler.store.runs import abandon_stale_runs, runs_t
+
+log = logging.getLogger(__name__)
+
+TodaySource = Callable[[], Awaitable[date]]
+
+
+class Daemon:
+    """The long-running service. ``run()`` returns the process exit status."""
+
+    def __init__(
+        self,
+        settings: Settings,
+        config_path: Path | None,
+        *,
+        notifier: SystemdNotifier | None = None,
+        today_source: TodaySource | None = None,
+        clock: Callable[[], datetime] = utcnow,
+    ) -> None:
+        self.settings = settings
+        self.config_path = config_path
+        self.notifier = notifier or SystemdNotifier()
+        self.clock = clock
+        self.today_source = today_source
+        self.instance = settings.daemon.instance or f"{socket.gethostname()}:{os.getpid()}"
+        self.metrics = DaemonMetrics()
+        self.started_at = clock()
+        self._stop = asyncio.Event()
+        self._inflight: set[asyncio.Task[Any]] = set()
+        self._scheduler: AsyncIOScheduler | None = None
+        self._engine: AsyncEngine | None = None
+        self._http: HttpClient | None = None
+        self._slack_session: aiohttp.ClientSession | None = None
+        self._slack: SlackWebhookClient | None = None
+
+    # -- lifecycle -------------------------------------------------------------------------
+
+    async def run(self) -> int:
+        loop = asyncio.get_running_loop()
+        for sig in (signal.SIGTERM, signal.SIGINT):
+            loop.add_signal_handler(sig, self.request_stop)
+        loop.add_signal_handler(signal.SIGHUP, lambda: asyncio.ensure_future(self.reload()))
+        watchdog = asyncio.create_task(self.notifier.run_watchdog(), name="watchdog")
+        health: HealthServer | None = None
+        try:
+            self.notifier.status("migrating the state database")
+            self._engine = create_engine(self.settings.database_url, create=True)
+            before, after = await upgrade(self._engine)
+            if before != after:
+                log.info("state database migrated %s -> %s", before or "empty", after)
+            await abandon_stale_runs(self._engine, older_than=self._lease_ttl * 2, now=self.clock())
+            self._http = await HttpClient().__aenter__()
+            self._slack_session = aiohttp.ClientSession(trust_env=False)
+            self._slack = SlackWebhookClient(self._slack_session)
+            if self.settings.daemon.listen:
+                health = HealthServer(
+                    self.settings.daemon.listen, self.readiness, self.metrics.render
+                )
+                await health.start()
+            self._scheduler = AsyncIOScheduler(timezone="UTC")
+            self._schedule_jobs()
+            self._scheduler.start()
+            sources = ", ".join(s.name for s in self.settings.sources) or "none"
+            log.info(
+                "reconciler daemon %s started: sources %s; health %s",
+                self.instance,
+                sources,
+                self.settings.daemon.listen or "off",
+            )
+            self.notifier.ready(f"running; sources: {sources}")
+            await self._stop.wait()
+            return await self._shutdown()
+        finally:
+            watchdog.cancel()
+            if health is not None:
+                await health.stop()
+            await self._close()
+            for sig in (signal.SIGTERM, signal.SIGINT, signal.SIGHUP):
+                loop.remove_signal_handler(sig)
+
+    def request_stop(self) -> None:
+        if not self._stop.is_set():
+            log.info(
+                "stopping: finishing in-flight work (at most %ss)",
+                self.settings.daemon.stop_timeout_s,
+            )
+            self.notifier.stopping()
+            self._stop.set()
+
+    async def _shutdown(self) -> int:
+        if self._scheduler is not None and self._scheduler.running:
+            self._scheduler.shutdown(wait=False)
+        pending = {t for t in self._inflight if not t.done()}
+        if pending:
+            _, still = await asyncio.wait(pending, timeout=self.settings.daemon.stop_timeout_s)
+            for task in still:
+                task.cancel()  # the pull rolls back and records itself as cancelled
+            if still:
+                await asyncio.wait(still, timeout=30)
+        try:
+            async with asyncio.timeout(10):
+                await self._deliver_alerts()
+        except (TimeoutError, ReconcilerError) as exc:
+            log.warning("alerts left in the outbox at stop: %s", exc or "timed out")
+        log.info("reconciler daemon %s stopped", self.instance)
+        return 0
+
+    async def _close(self) -> None:
+        if self._slack_session is not None:
+            await self._slack_session.close()
+        if self._http is not None:
+            await self._http.__aexit__(None, None, None)
+        if self._engine is not None:
+            await self._engine.dispose()
+
+    async def reload(self) -> None:
+        """SIGHUP: re-read and validate the configuration; keep the old one if it is bad."""
+        self.notifier.reloading()
+        try:
+            new, _ = load_settings(self.config_path)
+        except ConfigError as exc:
+            log.error("reload failed, still running on the previous configuration: %s", exc)
+            self.notifier.ready("reload failed: still running on the previous configuration")
+            return
+        if new.database_url != self.settings.database_url:
+            log.warning("state.database_url changed: restart the daemon to use the new database")
+        self.settings = new
+        self._schedule_jobs()
+        log.info("configuration reloaded: %d sources", len(new.sources))
+        self.notifier.ready(
+            f"reloaded; sources: {', '.join(s.name for s in new.sources) or 'none'}"
+        )
+
+    # -- jobs ------------------------------------------------------------------------------
+
+    @property
+    def _lease_ttl(self) -> timedelta:
+        return timedelta(seconds=self.settings.daemon.lease_ttl_s)
+
+    def _schedule_jobs(self) -> None:
+        scheduler = self._scheduler
+        if scheduler is None:
+            return
+        scheduler.remove_all_jobs()
+        daemon = self.settings.daemon
+        start = datetime.now(tz=scheduler.timezone) + timedelta(seconds=daemon.first_pull_delay_s)
+        common: dict[str, Any] = {"coalesce": True, "max_instances": 1, "misfire_grace_time": None}
+        for source in self.settings.sources:
+            check_every = min(source.pull_every / 2, timedelta(seconds=60))
+            scheduler.add_job(
+                self._tracked(self.pull_source),
+                IntervalTrigger(
+                    seconds=check_every.total_seconds(),
+                    jitter=min(daemon.jitter_s, check_every.total_seconds() / 2),
+                ),
+                args=[source.name],
+                id=f"pull:{source.name}",
+                next_run_time=start,
+                **common,
+            )
+        scheduler.add_job(
+            self._tracked(self._deliver_alerts),
+            IntervalTrigger(seconds=daemon.alert_every_s),
+            id="alerts",
+            next_run_time=start,
+            **common,
+        )
+        scheduler.add_job(
+            self._tracked(self.write_reports),
+            IntervalTrigger(seconds=min(self.settings.reports.every.total_seconds() / 2, 300)),
+            id="reports",
+            **common,
+        )
+        scheduler.add_job(
+            self._tracked(self.housekeeping),
+            IntervalTrigger(seconds=daemon.housekeeping_every.total_seconds()),
+            id="housekeeping",
+            **common,
+        )
+
+    def _tracked(self, job: Callable[..., Awaitable[object]]) -> Callable[..., Awaitable[None]]:
+        async def run(*args: Any) -> None:
+            if self._stop.is_set():
+                return
+            task = asyncio.current_task()
+            if task is not None:
+                self._inflight.add(task)
+            try:
+                await job(*args)
+            except asyncio.CancelledError:
+                raise
+            except Exception:
+                log.exception("job %s failed", getattr(job, "__name__", job))
+            finally:
+                if task is not None:
+                    self._inflight.discard(task)
+
+        run.__name__ = getattr(job, "__name__", "job")
+        return run
+
+    async def _today(self) -> date:
+        if self.today_source is not None:
+            return await self.today_source()
+        return self.clock().date()
+
+    async def pull_source(self, name: str) -> RunOutcome | None:
+        """Pull ``name`` if its current slot is unclaimed (or its holder died)."""
+        assert self._engine is not None and self._http is not None
+        settings = self.settings
+        try:
+            source = settings.source(name)
+        except ConfigError:
+            return None  # removed by a reload
+        now = self.clock()
+        slot = leases.slot_name("pull", name, now, source.pull_every)
+        lease = await leases.claim(self._engine, slot, self.instance, ttl=self._lease_ttl, now=now)
+        if lease is None:
+            return None
+        heartbeat = asyncio.create_task(self._keep_lease(lease))
+        outcome: RunOutcome | None = None
+        try:
+            outcome = await refresh_source(
+                self._engine,
+                settings,
+                name,
+                self._http,
+                today=await self._today(),
+                clock=self.clock,
+                alert_hook=outbox_hook(settings),
+                instance=self.instance,
+                slot=slot,
+            )
+        except ReconcilerError as exc:
+            log.error("source '%s': %s", name, exc)
+        finally:
+            heartbeat.cancel()
+            ok = outcome is not None and outcome.ok
+            if ok:
+                await leases.complete(self._engine, lease, outcome="succeeded", now=self.clock())
+            else:
+                retry = min(source.pull_every / 4, timedelta(minutes=5))
+                await leases.release_for_retry(
+                    self._engine, lease, retry_after=retry, now=self.clock()
+                )
+        if outcome is not None:
+            self.metrics.observe_run(outcome, time.time())
+            self.notifier.status(f"last run: {outcome.summary()}"[:500])
+        return outcome
+
+    async def _keep_lease(self, lease: leases.Lease) -> None:
+        assert self._engine is not None
+        while True:
+            await asyncio.sleep(self._lease_ttl.total_seconds() / 3)
+            if not await leases.renew(self._engine, lease, ttl=self._lease_ttl, now=self.clock()):
+                log.warning("lost the lease of %s to another instance", lease.slot)
+                return
+
+    async def _deliver_alerts(self) -> None:
+        if self._engine is None or self._slack is None:
+            return
+        report = await deliver_due(self._engine, self.settings, self._slack, now=self.clock())
+        self.metrics.alerts_sent.inc(report.sent)
+        self.metrics.alert_failures.inc(report.failed)
+        depth = sum((await pending_counts(self._engine)).values())
+        self.metrics.outbox_depth.set(depth)
+
+    async def write_reports(self) -> None:
+        assert self._engine is not None
+        now = self.clock()
+        slot = leases.slot_name("reports", "all", now, self.settings.reports.every)
+        lease = await leases.claim(self._engine, slot, self.instance, ttl=self._lease_ttl, now=now)
+        if lease is None:
+            return
+        paths = await write_report_set(self._engine, self.settings, now)
+        await leases.complete(self._engine, lease, outcome="succeeded", now=self.clock())
+        log.info("reports written: %s", ", ".join(p.name for p in paths))
+
+    async def housekeeping(self) -> None:
+        assert self._engine is not None
+        now = self.clock()
+        abandoned = await abandon_stale_runs(self._engine, older_than=self._lease_ttl * 2, now=now)
+        purged = await leases.purge(self._engine, before=now - timedelta(days=7))
+        delivered = await purge_delivered(self._engine, before=now - timedelta(days=30))
+        pruned = prune_reports(
+            self.settings.reports_directory, self.settings.reports.keep_days, now
+        )
+        log.info(
+            "housekeeping: %d abandoned runs, %d old leases, %d delivered alerts, %d old reports",
+            abandoned,
+            purged,
+            delivered,
+            pruned,
+        )
+
+    # -- health ----------------------------------------------------------------------------
+
+    async def readiness(self) -> list[str]:
+        """Why the daemon is not ready (empty list: ready)."""
+        problems: list[str] = []
+        if self._scheduler is None or not self._scheduler.running:
+            problems.append("scheduler not running")
+        if self._engine is None:
+            return [*problems, "database not open"]
+        try:
+            async with asyncio.timeout(5), reader(self._engine).connect() as conn:
+                await conn.execute(text("SELECT 1"))
+                rows = (
+                    await conn.execute(
+                        select(runs_t.c.source, func.max(runs_t.c.finished_at))
+                        .where(runs_t.c.status == "succeeded")
+                        .group_by(runs_t.c.source)
+                    )
+                ).all()
+        except Exception as exc:  # any failure here means "not ready", with the reason
+            return [*problems, f"database unreachable: {exc.__class__.__name__}"]
+        last = {source: _aware(when) for source, when in rows}
+        now = self.clock()
+        for source in self.settings.sources:
+            allowed = source.allowed_age
+            seen = last.get(source.name)
+            if seen is None:
+                if now - self.started_at > allowed:
+                    problems.append(f"source '{source.name}': no successful pull yet")
+            elif now - seen > allowed:
+                problems.append(
+                    f"source '{source.name}': last successful pull {now - seen} ago "
+                    f"(allowed {allowed})"
+                )
+        return problems
+
+
+def _aware(value: Any) -> datetime | None:
+    from reconciler.store.types import UTCDateTime
+
+    if value is None or (isinstance(value, datetime) and value.tzinfo is not None):
+        return value
+    if isinstance(value, str):
+        value = datetime.fromisoformat(value)
+    return UTCDateTime().process_result_value(value, None)  # type: ignore[arg-type]
+
+
+def sandbox_clock(url: str) -> TodaySource:
+    """Today from a provider sandbox's simulated clock (``GET <url>/_sandbox/clock``)."""
+
+    async def today() -> date:
+        async with (
+            aiohttp.ClientSession() as session,
+            session.get(url.rstrip("/") + "/_sandbox/clock") as response,
+        ):
+            data = await response.json()
+        return date.fromisoformat(data["today"])
+
+    return today
