@@ -58,8 +58,10 @@ class Coverage:
 
     Lines of the source inside the coverage that the pull did not return have disappeared.
     ``accounts`` is None for every account of the source (Fastly; Akamai with discovered
-    contracts), else the contract ids pulled. ``products`` is None for every product, else the
-    product ids pulled (Akamai with ``products`` configured).
+    contracts), else the accounts pulled: the contract ids (Akamai with ``contracts``
+    configured), or ``{""}``, Fastly's account-level lines only (``services = false``).
+    ``products`` is None for every product, else the product ids pulled (Akamai with
+    ``products`` configured).
     """
 
     months: tuple[Month, ...]

@@ -162,7 +162,10 @@ class FastlyProvider:
             async for page in self._service_usage(lines, months[0], months[-1]):
                 yield page
         self._invoice_lines = invoices
-        self._coverage = Coverage(months=months, accounts=None)
+        # Account-level lines have account "": without services, only those were covered.
+        self._coverage = Coverage(
+            months=months, accounts=None if settings.services else frozenset({""})
+        )
         log.info(
             "source '%s': pulled %d lines %s..%s (%d pages, %d API calls, %d retries) in %.1fs",
             self.source,

@@ -231,6 +231,7 @@ async def test_long_lookback_is_split_into_three_month_windows(sandbox: Sandbox)
     assert sorted({line.month for line in lines}) == Month(2024, 1).range_to(JULY)
     assert all(line.service == "" for line in lines)
     assert sandbox.requests("fastly.service_usage_metrics") == 0
+    assert provider.coverage.accounts == frozenset({""})  # service lines were not covered
 
 
 async def test_identity_is_stable_across_runs(start_sandbox: StartSandbox) -> None:
