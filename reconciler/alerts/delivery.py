@@ -36,7 +36,7 @@ from sqlalchemy.ext.asyncio import AsyncEngine
 
 from reconciler.alerts.outbox import FAILED, PENDING, SENDING, SENT, outbox_t
 from reconciler.alerts.routes import DEFAULT_ROUTE, Webhook, WebhookResolver
-from reconciler.alerts.webhook import DeliveryResult, SlackWebhookClient
+from reconciler.alerts.webhook import DeliveryResult, DeliveryStatus, SlackWebhookClient
 from reconciler.settings import Settings
 
 log = logging.getLogger(__name__)
@@ -53,7 +53,10 @@ class DeliveryPolicy:
     backoff_cap_s: float = 900.0
     max_retry_after_s: float = 3_600.0  # a larger Retry-After is taken as this
     claim_lease: timedelta = timedelta(minutes=5)  # far above the client's timeout
-    give_up_after: timedelta = timedelta(days=2)  # a message failing this long is dropped
+    # Attempts after which a transient failure (never a 429) drops a message: about two
+    # days of capped backoff, so an outage loses nothing, but a message Slack always
+    # answers with a 5xx cannot hold up its webhook's queue for ever.
+    max_transient_attempts: int = 200
     jitter: Callable[[], float] = random.random
 
     def backoff_s(self, attempts: int) -> float:
@@ -124,7 +127,6 @@ class _Claim:
     route: str
     payload: str
     attempts: int  # including this attempt: the claim's token
-    created_at: datetime
 
     @property
     def destination(self) -> Destination:
@@ -186,7 +188,12 @@ async def deliver_due(
     counts = await pending_counts(engine)
     report.unconfigured = sum(counts.get(d, 0) for d in unconfigured)
     if report.attempted or report.unconfigured:
-        log.info("alerts: %s in %.1fs", report.summary(), time.monotonic() - began)
+        log.log(
+            logging.INFO if report.attempted else logging.DEBUG,
+            "alerts: %s in %.1fs",
+            report.summary(),
+            time.monotonic() - began,
+        )
     return report
 
 
@@ -225,7 +232,6 @@ async def _claim_next(
             outbox_t.c.payload,
             outbox_t.c.attempts,
             outbox_t.c.state,
-            outbox_t.c.created_at,
         )
         .where(or_(pending, abandoned), *(not_(_in(d)) for d in sorted(skip)))
         .order_by(outbox_t.c.id)
@@ -249,7 +255,7 @@ async def _claim_next(
             row.id,
             row.source,
         )
-    return _Claim(row.id, row.source, row.route, row.payload, attempts, row.created_at)
+    return _Claim(row.id, row.source, row.route, row.payload, attempts)
 
 
 async def _release(engine: AsyncEngine, claim: _Claim) -> None:
@@ -296,8 +302,12 @@ class _Delivery:
             self.report.sent += 1
             await self._record(claim, state=SENT, sent_at=at, last_error=None)
             return True
-        if result.permanent or at - claim.created_at >= self.policy.give_up_after:
-            if not result.permanent:
+        given_up = (
+            result.status is DeliveryStatus.TRANSIENT
+            and claim.attempts >= self.policy.max_transient_attempts
+        )
+        if result.permanent or given_up:
+            if given_up:
                 reason = f"gave up after {claim.attempts} attempts: {reason}"
             self.report.failed += 1
             self.report.problems.append(f"#{claim.id} ({claim.source}): {reason}")

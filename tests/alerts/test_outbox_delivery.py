@@ -161,6 +161,31 @@ async def test_transient_failures_back_off_exponentially_up_to_the_cap(
     assert "HTTP 500 rollup_error" in row.last_error
 
 
+async def test_a_message_failing_transiently_for_days_is_given_up(
+    engine: AsyncEngine, slack: SlackStandIn, client: SlackWebhookClient
+) -> None:
+    settings = alert_settings()
+    await queue_runs(engine, settings, 2)
+    policy = fixed_policy(max_transient_attempts=3)
+    deliver = Deliverer(engine, settings, client, {WEBHOOK_ENV: slack.webhook_url()}, policy)
+    slack.answer_next(Answer(429, "rate_limited", retry_after="1"), times=4)
+    slack.answer_next("server_error", times=2)
+    reports = [await deliver(T0 + timedelta(hours=n), ignore_backoff=True) for n in range(7)]
+
+    # 429s never give up; the first 5xx past the limit does; message 2 goes on.
+    assert [(r.deferred, r.failed, r.sent) for r in reports] == [
+        *[(1, 0, 0)] * 4,
+        (0, 1, 0),
+        (1, 0, 0),
+        (0, 0, 1),
+    ]
+    rows = await outbox_rows(engine)
+    assert [(r.state, r.attempts) for r in rows] == [("failed", 5), ("sent", 2)]
+    assert rows[0].last_error == (
+        "gave up after 5 attempts: webhook default: transient (HTTP 500 rollup_error)"
+    )
+
+
 async def test_an_outage_of_many_minutes_then_everything_exactly_once(
     engine: AsyncEngine, slack: SlackStandIn, client: SlackWebhookClient
 ) -> None:
