@@ -133,7 +133,7 @@ async def test_concurrency_limit_holds_across_a_sources_requests(
         akamai_contracts=5, akamai_products_per_contract=8, akamai_oddities=False
     )
     sandbox = await start_sandbox(scenario)
-    sandbox.add_faults({"kind": "latency", "latency_ms": 20, "endpoint": "akamai"})
+    sandbox.add_faults({"kind": "latency", "latency_ms": 50, "endpoint": "akamai"})
 
     provider = sandbox.akamai(max_concurrency=2)
     _, pages = await collect(provider, scenario.today)
