@@ -127,6 +127,7 @@ class _Claim:
     route: str
     payload: str
     attempts: int  # including this attempt: the claim's token
+    due_at: datetime  # next_attempt_at before the claim
 
     @property
     def destination(self) -> Destination:
@@ -232,6 +233,7 @@ async def _claim_next(
             outbox_t.c.payload,
             outbox_t.c.attempts,
             outbox_t.c.state,
+            outbox_t.c.next_attempt_at,
         )
         .where(or_(pending, abandoned), *(not_(_in(d)) for d in sorted(skip)))
         .order_by(outbox_t.c.id)
@@ -255,7 +257,7 @@ async def _claim_next(
             row.id,
             row.source,
         )
-    return _Claim(row.id, row.source, row.route, row.payload, attempts)
+    return _Claim(row.id, row.source, row.route, row.payload, attempts, row.next_attempt_at)
 
 
 async def _release(engine: AsyncEngine, claim: _Claim) -> None:
@@ -268,7 +270,7 @@ async def _release(engine: AsyncEngine, claim: _Claim) -> None:
                 outbox_t.c.state == SENDING,
                 outbox_t.c.attempts == claim.attempts,
             )
-            .values(state=PENDING, attempts=claim.attempts - 1)
+            .values(state=PENDING, attempts=claim.attempts - 1, next_attempt_at=claim.due_at)
         )
 
 

@@ -117,6 +117,27 @@ async def test_one_message_per_second_per_webhook(
     assert sends.sleeps == [1.0, 1.0, 1.0]
 
 
+async def test_a_failing_webhook_is_not_tried_again_in_the_same_pass(
+    engine: AsyncEngine, slack: SlackStandIn, client: SlackWebhookClient
+) -> None:
+    # Source "edge" has its own route, but to the same URL as the global one.
+    settings = alert_settings(routes=[{"source": "edge", "webhook_url_env": "EDGE"}])
+    await queue_runs(engine, settings, 1, first_run=1)
+    await queue_runs(engine, settings, 1, first_run=2, source="edge")
+    url = slack.webhook_url()
+    deliver = Deliverer(engine, settings, client, {WEBHOOK_ENV: url, "EDGE": url})
+    slack.answer_all("server_error")
+
+    report = await deliver(T0)
+
+    assert (report.deferred, len(slack.attempts)) == (1, 1)
+    first, second = await outbox_rows(engine)
+    assert (first.state, first.attempts) == ("pending", 1)
+    assert first.next_attempt_at > T0
+    # Given back untried: still due now, no attempt counted.
+    assert (second.state, second.attempts, second.next_attempt_at) == ("pending", 0, T0)
+
+
 async def test_rate_limit_waits_retry_after_for_the_whole_webhook(
     engine: AsyncEngine, slack: SlackStandIn, client: SlackWebhookClient
 ) -> None:
