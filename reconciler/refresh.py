@@ -8,6 +8,7 @@ A pull that fails, is cancelled or is killed leaves the tracked state exactly as
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import time
 from collections.abc import Awaitable, Callable, Mapping, Sequence
@@ -112,10 +113,12 @@ async def refresh_source(
     began = time.monotonic()
     stager = Stager(engine, run_id, source_name)
     try:
-        async for page in provider.pull(today):
-            await stager.add(page)
-            if on_page is not None:
-                on_page(provider.stats)
+        # aclosing: a pull that stops early (error, cancellation) cleans up at once.
+        async with contextlib.aclosing(provider.pull(today)) as pages:
+            async for page in pages:
+                await stager.add(page)
+                if on_page is not None:
+                    on_page(provider.stats)
         async with engine.begin() as conn:
             await _lock_source(conn, source_name)
             outcome.ingest = await apply_staged(

@@ -90,6 +90,7 @@ async def enqueue_run_alerts(
             resolved=message.resolved,
             report_url=slack.report_link_base,
             see_all_hint=hint,
+            max_items=slack.max_items,
         )
     else:
         payload = render_resolved_message(

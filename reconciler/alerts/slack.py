@@ -274,15 +274,17 @@ def render_run_message(
     resolved: Sequence[PlanItem] = (),
     report_url: str | None = None,
     see_all_hint: str = "reconciler plan",
+    max_items: int = MAX_ITEM_BLOCKS,
 ) -> dict[str, Any]:
-    """One message for one pull run of one source: new items, most important first."""
+    """One message for one pull run of one source: new items, most important first
+    (at most ``max_items`` of them, never more than Slack's block limit allows)."""
     ordered = order_items(items)
     title = f"reconciler · {_safe(source, _FIELD_CHARS)} · run {run_id}"
     blocks: list[Block] = [_header(title)]
     if ordered:
         blocks += [_section(_counts(ordered)), {"type": "divider"}]
     reserved = len(blocks) + (1 if resolved else 0) + 1
-    shown = ordered[: min(MAX_ITEM_BLOCKS, MAX_BLOCKS - reserved)]
+    shown = ordered[: max(1, min(max_items, MAX_ITEM_BLOCKS, MAX_BLOCKS - reserved))]
     blocks += [_section(render_item(item)) for item in shown]
     if resolved:
         heading = f"*:white_check_mark: Resolved ({len(resolved)})*"

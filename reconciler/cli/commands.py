@@ -6,6 +6,7 @@ from reconciler.cli import (  # noqa: F401
     alerts_cmds,
     cli,
     daemon_cmds,
+    demo_cmd,
     report_cmd,
     review_cmds,
     setup_cmds,

@@ -22,7 +22,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
-from collections.abc import AsyncIterator, Mapping, Sequence
+from collections.abc import AsyncGenerator, AsyncIterator, Mapping, Sequence
 from datetime import date
 from typing import Any, Final
 from urllib.parse import quote
@@ -122,7 +122,7 @@ class AkamaiProvider:
             raise RuntimeError(f"source '{self.source}': no pull has finished")
         return []
 
-    async def pull(self, today: date) -> AsyncIterator[list[UsageLine]]:
+    async def pull(self, today: date) -> AsyncGenerator[list[UsageLine], None]:
         """The monthly-summary lines of every (contract, product), as each one completes."""
         started = time.monotonic()
         self.stats.reset()

@@ -11,7 +11,7 @@ holds the posted invoices' line items. A pull that raises covered nothing.
 from __future__ import annotations
 
 import ipaddress
-from collections.abc import AsyncIterator, Mapping
+from collections.abc import AsyncGenerator, Mapping
 from dataclasses import dataclass, fields
 from datetime import date
 from decimal import Decimal
@@ -97,7 +97,7 @@ class UsageProvider(Protocol):
     source: str
     stats: PullStats
 
-    def pull(self, today: date) -> AsyncIterator[list[UsageLine]]:
+    def pull(self, today: date) -> AsyncGenerator[list[UsageLine], None]:
         """Every usage line of the months to pull (``lookback_months`` ending with ``today``'s
         month), page by page. Raises a ProviderError subclass if anything is wrong: a pull
         is complete or it fails as a whole."""

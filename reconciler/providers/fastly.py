@@ -25,7 +25,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
-from collections.abc import AsyncIterator, Mapping
+from collections.abc import AsyncGenerator, AsyncIterator, Mapping
 from datetime import date
 from functools import partial
 from typing import Any, Final
@@ -137,7 +137,7 @@ class FastlyProvider:
             raise RuntimeError(f"source '{self.source}': no pull has finished")
         return self._invoice_lines
 
-    async def pull(self, today: date) -> AsyncIterator[list[UsageLine]]:
+    async def pull(self, today: date) -> AsyncGenerator[list[UsageLine], None]:
         """Account lines, then service lines, page by page (invoices are read first)."""
         started = time.monotonic()
         self.stats.reset()

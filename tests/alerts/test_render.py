@@ -330,3 +330,17 @@ def test_any_items_render_within_limits_and_escaped(
             r"…and (\d+) more — run `reconciler plan`", message["blocks"][-1]["elements"][0]["text"]
         )
         assert match is not None and int(match.group(1)) == len(items) - shown
+
+
+def test_max_items_limits_the_items_listed() -> None:
+    from reconciler.alerts.slack import render_run_message as render
+
+    items = [make_item(fingerprint=f"f{i}", text=f"item{i}") for i in range(12)]
+    payload = render(source="s", run_id=1, items=items, max_items=5)
+    listed = [
+        b
+        for b in payload["blocks"]
+        if b["type"] == "section" and b["text"]["text"].startswith(":large_orange_circle: *item")
+    ]
+    assert len(listed) == 5
+    assert "and 7 more" in str(payload["blocks"])

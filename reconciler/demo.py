@@ -1,0 +1,316 @@
+"""``reconciler demo``: months of billing life, fast-forwarded against the embedded sandbox.
+
+No configuration, credentials or network: the provider sandbox runs in-process on loopback.
+A Fastly account and an Akamai contract are pulled daily while the simulated clock moves;
+a reviewer applies the plan at each month start; along the way the sandbox restates a
+finalized month, lowers a collecting month and pushes a usage type toward its commitment.
+"""
+
+from __future__ import annotations
+
+import json
+import shutil
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from datetime import UTC, date, datetime, time, timedelta
+from decimal import Decimal
+from pathlib import Path
+from typing import Any
+
+from sqlalchemy import select
+from sqlalchemy.ext.asyncio import AsyncEngine
+
+from reconciler.alerts.delivery import DeliveryPolicy, Pacer, deliver_due
+from reconciler.alerts.hook import outbox_hook
+from reconciler.alerts.outbox import outbox_t
+from reconciler.alerts.routes import WebhookResolver
+from reconciler.alerts.webhook import SlackWebhookClient
+from reconciler.providers.http import HttpClient
+from reconciler.reconcile.plan import Plan, render_text
+from reconciler.refresh import refresh_source
+from reconciler.reports.writer import write_report_set
+from reconciler.sandbox.scenario import named_scenario
+from reconciler.sandbox.server import SandboxServer
+from reconciler.settings import Settings, settings_from_mapping
+from reconciler.store.db import create_engine, reader, upgrade
+from reconciler.store.review import apply_acknowledgements, build_plan
+
+START = date(2024, 4, 1)
+END = date(2024, 7, 15)
+LAST_REVIEW = date(2024, 7, 1)
+SANDBOX_PORT = 8787
+COMMITTED_USAGE = "North America Bandwidth"
+Progress = Callable[[date, int, int], None]
+
+
+@dataclass
+class DemoResult:
+    directory: Path
+    plan: Plan
+    report_paths: list[Path]
+    messages: list[dict[str, Any]]
+    delivered: int
+    pulls: int
+    events: list[str] = field(default_factory=list)
+
+
+def demo_events() -> list[dict[str, Any]]:
+    """What the sandbox does to the accounts along the way (after the last review)."""
+    return [
+        {
+            "kind": "spike",
+            "provider": "fastly",
+            "day": "2024-07-05",
+            "usage_type": COMMITTED_USAGE,
+            "month": "2024-07",
+            "factor": "3",
+        },
+        {
+            "kind": "restate",
+            "provider": "akamai",
+            "day": "2024-07-08",
+            "month": "2024-05",
+            "product": "1-ABC012",
+            "factor": "1.08",
+        },
+        {
+            "kind": "decrease",
+            "provider": "fastly",
+            "day": "2024-07-10",
+            "month": "2024-07",
+            "usage_type": "Europe Requests",
+            "factor": "0.6",
+        },
+    ]
+
+
+def _describe(event: dict[str, Any]) -> str:
+    what = {
+        "spike": "usage of {usage_type} triples in {month} (toward its commitment)",
+        "restate": "Akamai restates finalized {month} of product {product} (+8%)",
+        "decrease": "Fastly lowers collecting {month} {usage_type} (-40%)",
+    }[event["kind"]]
+    return f"{event['day']}: " + what.format(**event)
+
+
+def base_config(base_url: str, contracts: list[str], edgerc: str) -> dict[str, Any]:
+    return {
+        "sources": [
+            {
+                "name": "fastly",
+                "provider": "fastly",
+                "base_url": base_url,
+                "token_env": "FASTLY_API_TOKEN",
+                "finalize_after_days": 3,
+                "lookback_months": 3,
+                "pull_every": "1d",
+            },
+            {
+                "name": "akamai",
+                "provider": "akamai",
+                "base_url": base_url,
+                "edgerc": edgerc,
+                "contracts": contracts,
+                "lookback_months": 3,
+                "pull_every": "1d",
+            },
+        ],
+        "reports": {"formats": ["html", "md", "json", "focus-csv"], "months": 6},
+        "daemon": {"listen": "127.0.0.1:9109"},
+    }
+
+
+async def highest_ordinary_month(sandbox: SandboxServer, http: HttpClient) -> Decimal:
+    """The largest full-month total of the committed usage type before any event."""
+    today = sandbox.state.today
+    sandbox.state.set_today(END)
+    highest = Decimal(0)
+    try:
+        for start, end in (("2024-01", "2024-03"), ("2024-04", "2024-06")):
+            url = f"{sandbox.base_url}/billing/v3/usage-metrics?start_month={start}&end_month={end}"
+            async with http.session.get(url, headers={"Fastly-Key": sandbox.fastly_token}) as r:
+                body = json.loads(await r.text(), parse_float=Decimal)
+            for record in body["data"]:
+                if record["usage_type"] == COMMITTED_USAGE:
+                    highest = max(highest, Decimal(str(record["quantity"])))
+    finally:
+        sandbox.state.set_today(today)
+    return highest
+
+
+def expectations(commitment: Decimal) -> list[dict[str, Any]]:
+    return [
+        {
+            "name": f"{COMMITTED_USAGE} commitment",
+            "source": "fastly",
+            "product": "cdn_usage",
+            "usage_type": COMMITTED_USAGE,
+            "monthly_max": str(commitment),
+            "unit": "GB",
+        },
+    ]
+
+
+def config_toml(data: dict[str, Any]) -> str:
+    from reconciler.cli.setup_cmds import to_toml
+
+    header = (
+        "# Written by 'reconciler demo'. The sources point at the provider sandbox.\n"
+        "# To pull again,\n"
+        f"# run 'reconciler sandbox serve --scenario demo --today {END} --port {SANDBOX_PORT} "
+        "--edgerc-out sandbox.edgerc'\n"
+        "# and 'FASTLY_API_TOKEN=sandbox-fastly-token reconciler plan --as-of "
+        f"{END}' (the demo's injected events are not replayed).\n\n"
+    )
+    return header + to_toml(data) + "\n"
+
+
+def prepare_directory(directory: Path) -> None:
+    if directory.exists():
+        shutil.rmtree(directory)
+    directory.mkdir(parents=True, mode=0o700)
+
+
+async def run_demo(
+    directory: Path,
+    *,
+    progress: Progress | None = None,
+    environ: dict[str, str] | None = None,
+) -> DemoResult:
+    """Run the whole demo into ``directory`` (created fresh by ``prepare_directory``)."""
+    state_dir = directory / ".reconciler"
+    database_url = f"sqlite+aiosqlite:///{(state_dir / 'state.db').resolve()}"
+    scenario = named_scenario("demo", today=START)
+    async with SandboxServer(scenario, host="127.0.0.1", port=0) as sandbox:
+        edgerc = directory / "sandbox.edgerc"
+        edgerc.write_text(sandbox.edgerc_text())
+        edgerc.chmod(0o600)
+        contracts = sandbox.contracts
+        live = base_config(sandbox.base_url, contracts, str(edgerc))
+        live["state"] = {"directory": str(state_dir.resolve())}
+        environment = {"FASTLY_API_TOKEN": sandbox.fastly_token, **(environ or {})}
+        engine = create_engine(database_url, create=True)
+        try:
+            await upgrade(engine)
+            result = await _simulate(engine, sandbox, live, environment, directory, progress)
+        finally:
+            await engine.dispose()
+    saved = base_config(f"http://127.0.0.1:{SANDBOX_PORT}", contracts, "sandbox.edgerc")
+    saved["expectations"] = live["expectations"]
+    (directory / "reconciler.toml").write_text(config_toml(saved), encoding="utf-8")
+    edgerc_text = edgerc.read_text().replace(sandbox.address, f"127.0.0.1:{SANDBOX_PORT}")
+    edgerc.write_text(edgerc_text)
+    return result
+
+
+async def _simulate(
+    engine: AsyncEngine,
+    sandbox: SandboxServer,
+    config: dict[str, Any],
+    environ: dict[str, str],
+    directory: Path,
+    progress: Progress | None,
+) -> DemoResult:
+    days = (END - START).days + 1
+    pulls = 0
+    events = demo_events()
+    async with HttpClient() as http:
+        # Commit to 20% above the busiest ordinary month: July's spike will break it.
+        commitment = (await highest_ordinary_month(sandbox, http) * Decimal("1.2")).quantize(1)
+        config["expectations"] = expectations(commitment)
+        settings = settings_from_mapping(config)
+        sandbox.state.add_events(events)
+        for offset in range(days):
+            today = START + timedelta(days=offset)
+            sandbox.state.set_today(today)
+            if today.day == 1 and today != START:
+                await _review(engine, today)
+            clock = _fixed_clock(datetime.combine(today, time(6, 0), tzinfo=UTC))
+            for source in ("fastly", "akamai"):
+                outcome = await refresh_source(
+                    engine,
+                    settings,
+                    source,
+                    http,
+                    today=today,
+                    clock=clock,
+                    environ=environ,
+                    alert_hook=outbox_hook(settings),
+                )
+                if not outcome.ok:
+                    raise RuntimeError(f"demo pull failed: {outcome.error}")
+                pulls += 1
+            if progress is not None:
+                progress(today, offset + 1, days)
+    now = datetime.combine(END, time(6, 0), tzinfo=UTC)
+    async with reader(engine).connect() as conn:
+        plan = await build_plan(conn, now)
+    report_settings = settings.model_copy(
+        update={"reports": settings.reports.model_copy(update={"directory": directory / "reports"})}
+    )
+    paths = await write_report_set(engine, report_settings, now)
+    messages = await _pending_messages(engine)
+    delivered = await _deliver_if_configured(engine, settings, environ)
+    return DemoResult(
+        directory, plan, paths, messages, delivered, pulls, [_describe(e) for e in events]
+    )
+
+
+def _fixed_clock(moment: datetime) -> Callable[[], datetime]:
+    def clock() -> datetime:
+        return moment
+
+    return clock
+
+
+async def _review(engine: AsyncEngine, today: date) -> None:
+    """The monthly review: a reviewer applies the plan."""
+    now = datetime.combine(today, time(5, 0), tzinfo=UTC)
+    async with reader(engine).connect() as conn:
+        plan = await build_plan(conn, now)
+    if not plan.empty:
+        await apply_acknowledgements(
+            engine,
+            serial=plan.serial,
+            expected=plan.expected_acknowledgements(),
+            who="demo reviewer",
+            note=f"monthly review {today:%Y-%m}",
+            now=now,
+        )
+
+
+async def _pending_messages(engine: AsyncEngine) -> list[dict[str, Any]]:
+    async with reader(engine).connect() as conn:
+        rows = (
+            await conn.execute(
+                select(outbox_t.c.payload)
+                .where(outbox_t.c.state == "pending")
+                .order_by(outbox_t.c.id)
+            )
+        ).all()
+    return [json.loads(row.payload) for row in rows]
+
+
+async def _deliver_if_configured(
+    engine: AsyncEngine, settings: Settings, environ: dict[str, str]
+) -> int:
+    if WebhookResolver(settings, environ).get("default", "fastly") is None:
+        return 0
+    import aiohttp
+
+    async with aiohttp.ClientSession(trust_env=False) as session:
+        report = await deliver_due(
+            engine,
+            settings,
+            SlackWebhookClient(session),
+            now=datetime.now(UTC),
+            environ=environ,
+            policy=DeliveryPolicy(),
+            pacer=Pacer(1.0),
+            ignore_backoff=True,
+        )
+    return report.sent
+
+
+def render_plan(plan: Plan) -> str:
+    return render_text(plan, limit_per_kind=5)

@@ -1,0 +1,42 @@
+"""``reconciler demo`` end to end: its plan, reports, queued alerts and the state it leaves."""
+
+from __future__ import annotations
+
+import asyncio
+import subprocess
+import sys
+from pathlib import Path
+
+from reconciler.demo import prepare_directory, run_demo
+
+
+def test_demo_tells_the_story(tmp_path: Path) -> None:
+    directory = tmp_path / "demo"
+    prepare_directory(directory)
+    days: list[int] = []
+    result = asyncio.run(run_demo(directory, progress=lambda today, done, total: days.append(done)))
+    assert days[-1] == days[0] + len(days) - 1
+    summary = result.plan.summary()
+    assert summary["restated"] >= 1
+    assert summary["decreased"] >= 1
+    assert summary["projected_overage"] == 1
+    assert all(i.severity.value == "critical" for i in result.plan.items if i.kind == "restated")
+    assert {p.suffix for p in result.report_paths} == {".html", ".md", ".json", ".csv"}
+    assert all(p.is_file() for p in result.report_paths)
+    texts = [m["text"] for m in result.messages]
+    assert any("critical" in t for t in texts)
+    assert result.delivered == 0
+    assert (directory / "reconciler.toml").is_file()
+    assert (directory / ".reconciler" / "state.db").is_file()
+
+    # The user can keep exploring from the directory the demo left behind.
+    plan = subprocess.run(
+        [sys.executable, "-m", "reconciler", "plan", "--no-refresh", "--detailed-exitcode"],
+        cwd=directory,
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    assert plan.returncode == 2, plan.stderr
+    assert plan.stdout.rstrip().splitlines()[-1].startswith("Plan: ")
+    assert "projected overage" in plan.stdout
