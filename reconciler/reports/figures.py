@@ -19,12 +19,12 @@ class Figure:
 
 @dataclass(frozen=True, slots=True)
 class Figures:
-    projections: Figure | None
+    projections: tuple[tuple[Series, Figure], ...]
     monthly: tuple[tuple[Series, Figure], ...]
     restated: tuple[tuple[RestatedLine, Figure], ...]
 
     def all(self) -> list[Figure]:
-        found = [self.projections] if self.projections is not None else []
+        found = [figure for _, figure in self.projections]
         found += [figure for _, figure in self.monthly]
         found += [figure for _, figure in self.restated]
         return found
@@ -32,14 +32,11 @@ class Figures:
 
 def build_figures(data: ReportData) -> Figures:
     months = data.months
-    projected = data.projections
-    projections = None
-    if projected:
-        projections = Figure(
-            "projections",
-            "Run-rate projection to month end",
-            projection_chart(projected, "chart-projections"),
-        )
+    projections = []
+    for index, series in enumerate(data.projections, start=1):
+        slug = f"projection-{index:02d}"
+        title = f"{series.source}: {series.label}: projection to month end"
+        projections.append((series, Figure(slug, title, projection_chart(series, f"chart-{slug}"))))
     monthly = []
     for index, series in enumerate(data.series, start=1):
         slug = f"usage-{index:02d}"
@@ -52,4 +49,4 @@ def build_figures(data: ReportData) -> Figures:
         slug = f"restated-{index:02d}"
         title = f"{line.source}: {line.label} {line.month}"
         restated.append((line, Figure(slug, title, restatement_chart(line, f"chart-{slug}"))))
-    return Figures(projections, tuple(monthly), tuple(restated))
+    return Figures(tuple(projections), tuple(monthly), tuple(restated))

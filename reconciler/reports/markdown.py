@@ -144,15 +144,25 @@ def render_markdown(
     if changes.raised:
         out += [f"## New since {md(changes.basis)}", ""]
         out += _findings(changes.raised, show_state=True)
-    if figures.projections is not None:
-        name, image = _image(figures.projections, chart_prefix)
-        charts[name] = figures.projections.svg
-        out += ["## Month-end projections", "", image, ""]
-        out += [
-            f"- **{md(s.source)}: {md(s.label)}**: {md(fmt.projection(s))}"
-            for s in data.projections
-        ]
-        out.append("")
+    if data.projections:
+        out += ["## Month-end projections", ""]
+        rows = []
+        for series in data.projections:
+            p = series.projection
+            assert p is not None
+            verdict = "" if p.limit is None else ("**above**" if p.over else "within")
+            rows.append(
+                [
+                    f"{md(series.source)}: {md(series.label)}",
+                    md(fmt.quantity(p.to_date, series.unit)),
+                    f"{p.elapsed_days} of {p.days}",
+                    md(fmt.quantity(p.projected, series.unit)),
+                    md(fmt.quantity(p.limit, series.unit)) if p.limit is not None else "—",
+                    verdict,
+                ]
+            )
+        header = ["Series", "So far", "Days", "Projected", "Expected max", ""]
+        out += _table(header, rows, {1, 2, 3, 4})
     out += ["## Usage by month", ""]
     note = "Account-level totals per product and usage type; hatched bars are still collecting."
     if data.series_omitted:

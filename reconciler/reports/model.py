@@ -40,6 +40,13 @@ class Band:
             return False
         return not (self.high is not None and quantity > self.high)
 
+    def flags(self, point: MonthPoint) -> bool:
+        """Whether a month is outside the band: a collecting month only when already above
+        the maximum (being below the minimum part way through a month is expected)."""
+        if point.status is LineStatus.COLLECTING:
+            return self.high is not None and point.quantity > self.high
+        return not self.contains(point.quantity)
+
 
 @dataclass(frozen=True, slots=True)
 class Projection:
@@ -228,4 +235,6 @@ class ReportData:
 
     @property
     def projections(self) -> list[Series]:
-        return [s for s in self.series if s.projection is not None]
+        """Charted series with a projection; those above their maximum first."""
+        projected = [s for s in self.series if s.projection is not None]
+        return sorted(projected, key=lambda s: not (s.projection and s.projection.over))

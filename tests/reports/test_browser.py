@@ -81,7 +81,7 @@ async def _chart_boxes(page: Page) -> list[Any]:
     import json
 
     boxes = json.loads(await page.evaluate(CHART_BOXES))
-    assert len(boxes) == 9
+    assert len(boxes) == 6 + 6 + 2
     return [box for box in boxes if not (box[1] > 0 and box[2] > 0)]
 
 

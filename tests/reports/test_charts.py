@@ -116,4 +116,5 @@ def test_restatement_and_projection_charts() -> None:
     )  # fmt: skip
     root = parse_svg(restatement_chart(line, "r"))
     assert "run 7, 2024-04-03 00:00 UTC: 5 GB (finalized)" in svg_text(root)
-    assert projection_chart([], "p").startswith("<svg")
+    with pytest.raises(ValueError, match="has no projection"):
+        projection_chart(_series([Month(2024, 6)]), "p")

@@ -57,7 +57,7 @@ async def test_html_charts(report: ReportData) -> None:
     figures = build_figures(report)
     document = render_html(report, figures)
     svgs = inline_svgs(document)
-    assert len(svgs) == len(figures.all()) == 1 + 6 + 2
+    assert len(svgs) == len(figures.all()) == 6 + 6 + 2
     ids = [parse_svg(svg).get("id") for svg in svgs]
     assert len(set(ids)) == len(ids)
     bandwidth = next(f for s, f in figures.monthly if s.usage_type == "North America Bandwidth")
@@ -89,7 +89,7 @@ async def test_markdown(report: ReportData) -> None:
         "## Summary",
         "### Run health",
         "## New since the latest run of each source",
-        "## Month-end projections",
+        "## Month-end projections",  # a table: the monthly charts show projections too
         "## Usage by month",
         "## Restated lines",
         "## Findings",
@@ -99,7 +99,7 @@ async def test_markdown(report: ReportData) -> None:
     ):
         assert f"\n{heading}\n" in text, heading
     assert "- **Open findings: 5** (2 critical, 2 warning, 1 info)" in text
-    assert len(markdown.charts) == len(figures.all())
+    assert len(markdown.charts) == len(figures.monthly) + len(figures.restated)
     for name, svg in markdown.charts.items():
         assert name.startswith("reconciler-report-x-") and name.endswith(".svg")
         assert f"]({name})" in text

@@ -45,7 +45,7 @@ async def test_report_set_writes_every_format_owner_only(
     assert _mode(directory) == 0o700
     files = sorted(directory.iterdir())
     charts = [f for f in files if f.suffix == ".svg"]
-    assert len(charts) == 1 + 6 + 1  # projections, six series, one restatement in Apr-Jun
+    assert len(charts) == 6 + 1  # six series, one restatement in Apr-Jun
     assert all(f.name.startswith("reconciler-report-20240615T120000Z-") for f in charts)
     assert {_mode(f) for f in files} == {0o600}
     assert not [f for f in files if f.name.startswith(".")]  # no temporary files left
