@@ -222,7 +222,9 @@ async def _series(
         month[1] = month[1] and row.status == LineStatus.FINALIZED.value
         month[2] += 1
 
-    reviewed = tables[FindingState.OPEN] + tables[FindingState.ACKNOWLEDGED]
+    concerns = _FindingIndex(
+        e.item for e in tables[FindingState.OPEN] + tables[FindingState.ACKNOWLEDGED]
+    )
     result: list[Series] = []
     for (source, provider, product, usage_type, unit), group in groups.items():
         points = tuple(
@@ -259,8 +261,7 @@ async def _series(
         if current is not None:
             limit = band.high if band is not None else None
             projection = project(current.month, current.quantity, current.status, now, limit)
-        findings = sum(1 for e in reviewed if _concerns(e.item, series))
-        result.append(replace(series, projection=projection, findings=findings))
+        result.append(replace(series, projection=projection, findings=concerns.count(series)))
     return result
 
 
@@ -268,10 +269,35 @@ def _glob(value: str, pattern: str) -> bool:
     return not pattern or fnmatchcase(value, pattern)
 
 
+_GLOB_CHARS = frozenset("*?[")
+
+
+class _FindingIndex:
+    """Counts the review items about a series. Drift items name their line exactly and are
+    looked up; expectation findings may hold globs or blanks and are matched one by one."""
+
+    def __init__(self, items: Iterable[PlanItem]) -> None:
+        self.exact: dict[tuple[str, str, str], int] = defaultdict(int)
+        self.patterns: dict[str, list[PlanItem]] = defaultdict(list)
+        for item in items:
+            fields = item.product + item.usage_type
+            if item.product and item.usage_type and not _GLOB_CHARS & set(fields):
+                self.exact[(item.source, item.product, item.usage_type)] += 1
+            else:
+                self.patterns[item.source].append(item)
+
+    def count(self, series: Series) -> int:
+        found = self.exact.get((series.source, series.product, series.usage_type), 0)
+        if series.product_name:
+            # Exact items may name the product by its display name.
+            key = (series.source, series.product_name, series.usage_type)
+            if series.product_name != series.product:
+                found += self.exact.get(key, 0)
+        return found + sum(1 for i in self.patterns[series.source] if _concerns(i, series))
+
+
 def _concerns(item: PlanItem, series: Series) -> bool:
     """Whether a review item is about (part of) a series; items may hold globs or blanks."""
-    if item.source != series.source:
-        return False
     product = _glob(series.product, item.product) or (
         bool(series.product_name) and _glob(series.product_name, item.product)
     )
