@@ -41,7 +41,7 @@ from reconciler.providers.http import HttpClient
 from reconciler.refresh import RunOutcome, refresh_source
 from reconciler.reports.writer import prune_reports, write_report_set
 from reconciler.settings import Settings, load_settings
-from reconciler.store.db import create_engine, reader, upgrade
+from reconciler.store.db import create_engine, reader, sqlite_path, upgrade
 from reconciler.store.runs import abandon_stale_runs, runs_t
 
 log = logging.getLogger(__name__)
@@ -132,15 +132,25 @@ class Daemon:
             self._stop.set()
 
     async def _shutdown(self) -> int:
+        # Pause, not shut down: APScheduler's asyncio executor cancels every job still running
+        # when it shuts down, which would cut short the pulls we mean to let finish.
         if self._scheduler is not None and self._scheduler.running:
-            self._scheduler.shutdown(wait=False)
+            self._scheduler.pause()
         pending = {t for t in self._inflight if not t.done()}
         if pending:
             _, still = await asyncio.wait(pending, timeout=self.settings.daemon.stop_timeout_s)
+            if still:
+                log.warning(
+                    "stop timeout (%ss) reached: cancelling %d in-flight jobs",
+                    self.settings.daemon.stop_timeout_s,
+                    len(still),
+                )
             for task in still:
                 task.cancel()  # the pull rolls back and records itself as cancelled
             if still:
                 await asyncio.wait(still, timeout=30)
+        if self._scheduler is not None and self._scheduler.running:
+            self._scheduler.shutdown(wait=False)
         try:
             async with asyncio.timeout(10):
                 await self._deliver_alerts()
@@ -232,7 +242,11 @@ class Daemon:
             try:
                 await job(*args)
             except asyncio.CancelledError:
-                raise
+                if not self._stop.is_set():
+                    raise
+                # Cancelled by the stop timeout: the work rolled back, which is not a failure
+                # worth a traceback from the scheduler.
+                log.warning("job %s cancelled at stop", getattr(job, "__name__", job))
             except Exception:
                 log.exception("job %s failed", getattr(job, "__name__", job))
             finally:
@@ -345,6 +359,10 @@ class Daemon:
             problems.append("scheduler not running")
         if self._engine is None:
             return [*problems, "database not open"]
+        path = sqlite_path(str(self._engine.url))
+        if path is not None and not path.exists():
+            # Open connections keep working on the unlinked file; nothing would survive a restart.
+            return [*problems, f"database unreachable: {path} no longer exists"]
         try:
             async with asyncio.timeout(5), reader(self._engine).connect() as conn:
                 await conn.execute(text("SELECT 1"))
