@@ -22,8 +22,8 @@ from reconciler.reports.model import FindingEntry, ReportData
 # Inline syntax: escapes, code spans, emphasis, links and images (no link without "["),
 # table cells and strikethrough. "_" only emphasises at a word boundary.
 _INLINE = re.compile(r"[\\`*\[\]|~]|(?<![0-9A-Za-z])_|_(?![0-9A-Za-z])")
-# Block syntax at the start of a line: headings, lists, setext underlines.
-_LEADING = re.compile(r"^(?:[#+=-]|\d+[.)])")
+# Block syntax at the start of a line: headings, list items, rules and setext underlines.
+_LEADING = re.compile(r"^(?:#|[+=-](?=[\s+=-]|$)|\d+[.)](?=\s|$))")
 _SEVERITIES = (Severity.CRITICAL, Severity.WARNING, Severity.INFO)
 _STATES = (FindingState.OPEN, FindingState.ACKNOWLEDGED, FindingState.RESOLVED)
 
@@ -179,11 +179,17 @@ def render_markdown(
             facts.append(f"{series.findings} finding{'s' if series.findings != 1 else ''}")
         out += [f"### {md(series.label)}", "", " · ".join(facts), "", image, ""]
         if series.band is not None:
-            out += [f"Expected: {md(', '.join(series.band.labels))}", ""]
+            bounds = [
+                f"{name} {fmt.quantity(value)}"
+                for name, value in (("min", series.band.low), ("max", series.band.high))
+                if value is not None
+            ]
+            expected = f"Expected: {md(', '.join(series.band.labels))}"
+            out += [" · ".join([expected, *bounds]), ""]
         if series.projection is not None:
             out += [f"Projection: {md(fmt.projection(series))}", ""]
         for label in series.unmatched_expectations:
-            out += [f"Not drawn: {md(label)} declares another unit than {md(series.unit)}.", ""]
+            out += [f"Not drawn, declared in another unit: {md(label)}", ""]
     if figures.restated:
         out += ["## Restated lines", ""]
         if data.restated_omitted:

@@ -8,6 +8,7 @@ report; a directory created for reports is mode 0700.
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 import logging
 import os
@@ -110,7 +111,10 @@ async def write_report(
     formats: Sequence[ReportFormat],
     path_for: dict[ReportFormat, Path],
 ) -> list[ReportOutput]:
-    """Gather once, render each format and write it to ``path_for[format]``."""
+    """Gather once, render each format and write it to ``path_for[format]``.
+
+    Files are written in a worker thread: an fsync must not stall the daemon's event loop.
+    """
     outputs: list[ReportOutput] = []
     data = None
     figures = None
@@ -120,26 +124,26 @@ async def write_report(
             rows = await focus_rows(
                 engine, request.first_month, request.last_month, request.sources
             )
-            write_private(path, render_focus_csv(rows))
+            await asyncio.to_thread(write_private, path, render_focus_csv(rows))
             outputs.append(ReportOutput(path))
             continue
         if data is None:
             data = await gather_report(engine, settings, request, now)
             figures = build_figures(data)
         if fmt == "html":
-            write_private(path, render_html(data, figures))
+            await asyncio.to_thread(write_private, path, render_html(data, figures))
             outputs.append(ReportOutput(path))
         elif fmt == "json":
-            write_private(path, render_json(data))
+            await asyncio.to_thread(write_private, path, render_json(data))
             outputs.append(ReportOutput(path))
         else:
             prefix = path.name.removesuffix(".md")
             markdown = render_markdown(data, prefix, figures)
             extra = []
             for name, svg in markdown.charts.items():
-                write_private(path.parent / name, svg)
+                await asyncio.to_thread(write_private, path.parent / name, svg)
                 extra.append(path.parent / name)
-            write_private(path, markdown.text)
+            await asyncio.to_thread(write_private, path, markdown.text)
             outputs.append(ReportOutput(path, tuple(extra)))
     return outputs
 
