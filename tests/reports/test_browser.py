@@ -58,11 +58,11 @@ async def _render(tmp_path: Path, *, hostile: bool) -> Path:
 def _problems(page: Page) -> list[str]:
     problems = []
     for event in page.events("Runtime.consoleAPICalled"):
-        if event.params.get("type") in ("error", "assert", "warning"):
+        if event.params.get("type") in ("error", "assert"):
             problems.append(f"console {event.params['type']}: {event.params.get('args')}")
     for event in page.events("Log.entryAdded"):
         entry = event.params.get("entry", {})
-        if entry.get("level") in ("error", "warning"):
+        if entry.get("level") == "error":
             problems.append(f"log {entry.get('level')}: {entry.get('text')} {entry.get('url')}")
     for event in page.events("Runtime.exceptionThrown"):
         problems.append(f"exception: {event.params.get('exceptionDetails')}")
