@@ -6,6 +6,7 @@ Quantities are :class:`~decimal.Decimal` everywhere; datetimes are aware UTC.
 from __future__ import annotations
 
 import calendar
+import functools
 import hashlib
 import re
 from dataclasses import dataclass, field
@@ -44,7 +45,7 @@ class Month:
         return cls(day.year, day.month)
 
     def __str__(self) -> str:
-        return f"{self.year:04d}-{self.month:02d}"
+        return _month_text(self.year, self.month)
 
     def __add__(self, months: int) -> Month:
         index = self.year * 12 + (self.month - 1) + months
@@ -72,6 +73,17 @@ class Month:
     def range_to(self, end: Month) -> list[Month]:
         """Months from ``self`` to ``end``, both inclusive."""
         return [self + i for i in range(self.months_until(end) + 1)]
+
+
+@functools.lru_cache(maxsize=4096)
+def _month_text(year: int, month: int) -> str:
+    return f"{year:04d}-{month:02d}"
+
+
+@functools.lru_cache(maxsize=4096)
+def iso_day(day: date) -> str:
+    """``YYYY-MM-DD``, cached: a million lines share a few dozen period dates."""
+    return day.isoformat()
 
 
 def utcnow() -> datetime:
@@ -164,7 +176,7 @@ class LineKey:
             self.region,
             self.service,
             str(self.month),
-            self.period_start.isoformat(),
+            iso_day(self.period_start),
         )
 
     @property
@@ -205,6 +217,22 @@ class UsageLine:
     status: LineStatus
     updated_at: datetime | None = None
     service_name: str = ""
+
+    @property
+    def digest(self) -> str:
+        """The same as ``self.key.digest``, without building the key (hot path)."""
+        return line_digest(
+            (
+                self.source,
+                self.account,
+                self.product,
+                self.usage_type,
+                self.region,
+                self.service,
+                str(self.month),
+                iso_day(self.period_start),
+            )
+        )
 
     @property
     def key(self) -> LineKey:

@@ -118,6 +118,7 @@ def upgrade() -> None:
     )
     op.create_table(
         "staging_lines",
+        sa.Column("id", sa.Integer(), nullable=False),
         sa.Column("run_id", sa.Integer(), nullable=False),
         sa.Column("key_hash", sqlmodel.sql.sqltypes.AutoString(length=32), nullable=False),
         sa.Column("source", sqlmodel.sql.sqltypes.AutoString(length=64), nullable=False),
@@ -140,8 +141,9 @@ def upgrade() -> None:
         sa.Column(
             "provider_updated_at", reconciler.store.types.UTCDateTime(timezone=True), nullable=True
         ),
-        sa.PrimaryKeyConstraint("run_id", "key_hash"),
+        sa.PrimaryKeyConstraint("id"),
     )
+    op.create_index("ix_staging_lines_run_id", "staging_lines", ["run_id"], unique=False)
     op.create_table(
         "state_meta",
         sa.Column("key", sqlmodel.sql.sqltypes.AutoString(length=64), nullable=False),

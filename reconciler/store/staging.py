@@ -13,11 +13,9 @@ from datetime import UTC, date, datetime
 from decimal import Decimal
 from typing import Any
 
-from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncEngine
 
-from reconciler.domain import UsageLine, canonical_decimal
-from reconciler.errors import BadProviderDataError
+from reconciler.domain import UsageLine, canonical_decimal, iso_day
 
 STAGING_COLUMNS = (
     "run_id",
@@ -71,7 +69,7 @@ def row_converter(dialect_name: str) -> Callable[[int, UsageLine], tuple[Any, ..
     """How one line becomes one driver row on this backend."""
     if dialect_name == "sqlite":
         as_decimal: Callable[[Decimal | None], Any] = _sqlite_decimal
-        as_date: Callable[[date], Any] = date.isoformat
+        as_date: Callable[[date], Any] = iso_day
         as_datetime: Callable[[datetime | None], Any] = _sqlite_datetime
     else:
         as_decimal, as_date, as_datetime = _identity, _identity, _identity
@@ -79,9 +77,9 @@ def row_converter(dialect_name: str) -> Callable[[int, UsageLine], tuple[Any, ..
     def convert(run_id: int, line: UsageLine) -> tuple[Any, ...]:
         return (
             run_id,
-            line.key.digest,
+            line.digest,
             line.source,
-            line.provider.value,
+            str(line.provider),
             line.account,
             line.product,
             line.product_name,
@@ -95,7 +93,7 @@ def row_converter(dialect_name: str) -> Callable[[int, UsageLine], tuple[Any, ..
             as_decimal(line.quantity),
             as_decimal(line.raw_quantity),
             line.unit,
-            line.status.value,
+            str(line.status),
             line.billable,
             as_datetime(line.updated_at),
         )
@@ -121,14 +119,6 @@ class Stager:
             return
         run_id, convert = self.run_id, self._convert
         rows = [convert(run_id, line) for line in lines]
-        try:
-            async with self.engine.begin() as conn:
-                await conn.exec_driver_sql(self._sql, rows)
-        except IntegrityError as exc:
-            raise BadProviderDataError(
-                self.source,
-                "pull",
-                "the provider returned the same usage line twice in one pull "
-                "(same account, product, usage type, region, service, month and period)",
-            ) from exc
+        async with self.engine.begin() as conn:
+            await conn.exec_driver_sql(self._sql, rows)
         self.lines += len(rows)

@@ -111,12 +111,17 @@ class LineVersion(SQLModel, table=True):
 
 
 class StagingLine(SQLModel, table=True):
-    """Lines of a pull in progress; compared with ``usage_lines`` in one transaction."""
+    """Lines of a pull in progress; compared with ``usage_lines`` in one transaction.
+
+    Append-only: no index on the line key (a random key would make every insert land at a
+    random place in a B-tree); duplicates are found set-based before the comparison.
+    """
 
     __tablename__ = "staging_lines"
 
-    run_id: int = Field(primary_key=True)
-    key_hash: str = Field(max_length=32, primary_key=True)
+    id: int | None = Field(default=None, primary_key=True)
+    run_id: int = Field(index=True)
+    key_hash: str = Field(max_length=32)
     source: str = Field(max_length=64)
     provider: str = Field(max_length=16)
     account: str = Field(max_length=128)

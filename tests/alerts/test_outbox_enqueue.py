@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import asyncio
 import dataclasses
+import json
 from typing import Any
 
 import aiohttp
@@ -81,7 +82,7 @@ async def test_500_findings_make_one_grouped_ordered_truncated_message(
     total: int,
     counts: str,
 ) -> None:
-    settings = alert_settings(min_severity=min_severity)
+    settings = alert_settings(min_severity=min_severity, max_items=40)
     items = [numbered(i, severity_of(i)) for i in range(500)]
     _, queued = await record_run(engine, settings, items, run_id=7)
     assert queued == 1
@@ -360,3 +361,18 @@ async def test_alerts_are_queued_atomically_with_the_run(engine: AsyncEngine) ->
 
 async def _rows_in(conn: AsyncConnection) -> list[Any]:
     return list((await conn.execute(select(outbox_t))).all())
+
+
+async def test_max_items_setting_bounds_the_listed_items(engine: AsyncEngine) -> None:
+    settings = alert_settings(max_items=3)
+    items = [
+        make_item(fingerprint=f"m{i}", text=f"Product {i:04d}", severity=Severity.WARNING)
+        for i in range(10)
+    ]
+    _, queued = await record_run(engine, settings, items, run_id=9)
+    assert queued == 1
+    [row] = await outbox_rows(engine)
+    payload = json.loads(row.payload)
+    sections = [b for b in payload["blocks"] if "Product" in str(b.get("text", ""))]
+    assert len(sections) == 3
+    assert "and 7 more" in json.dumps(payload, ensure_ascii=False)

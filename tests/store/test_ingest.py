@@ -200,3 +200,8 @@ async def test_arrival_order_does_not_change_the_classification(engine: AsyncEng
         ("shield", ChangeKind.GREW),
     ]
     assert date(2024, 5, 1) == result.changes[0].key.period_start
+
+
+def test_line_digest_shortcut_matches_the_key() -> None:
+    sample = line("bandwidth", "1", service="svc")
+    assert sample.digest == sample.key.digest
