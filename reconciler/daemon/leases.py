@@ -14,7 +14,7 @@ from datetime import UTC, datetime, timedelta
 
 from sqlalchemy import delete, update
 from sqlalchemy.dialects import postgresql, sqlite
-from sqlalchemy.ext.asyncio import AsyncEngine
+from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
 from reconciler.store.tables import JobLease
 
@@ -70,15 +70,24 @@ async def claim(
 async def renew(engine: AsyncEngine, lease: Lease, *, ttl: timedelta, now: datetime) -> bool:
     """Extend a lease still held by its holder; False if it was lost."""
     async with engine.begin() as conn:
-        result = await conn.execute(
-            update(leases_t)
-            .where(
-                leases_t.c.slot == lease.slot,
-                leases_t.c.holder == lease.holder,
-                leases_t.c.completed_at.is_(None),
-            )
-            .values(expires_at=now + ttl)
+        return await hold(conn, lease, ttl=ttl, now=now)
+
+
+async def hold(conn: AsyncConnection, lease: Lease, *, ttl: timedelta, now: datetime) -> bool:
+    """Extend ``lease`` in the caller's transaction; False if another instance took it over.
+
+    Called in the transaction that commits a slot's work, this fences a holder that stalled
+    past its lease: the row lock orders it against a takeover, so exactly one of them commits.
+    """
+    result = await conn.execute(
+        update(leases_t)
+        .where(
+            leases_t.c.slot == lease.slot,
+            leases_t.c.holder == lease.holder,
+            leases_t.c.completed_at.is_(None),
         )
+        .values(expires_at=now + ttl)
+    )
     return result.rowcount == 1
 
 

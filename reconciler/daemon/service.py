@@ -25,7 +25,7 @@ import aiohttp
 from apscheduler.schedulers.asyncio import AsyncIOScheduler
 from apscheduler.triggers.interval import IntervalTrigger
 from sqlalchemy import func, select, text
-from sqlalchemy.ext.asyncio import AsyncEngine
+from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
 from reconciler.alerts.delivery import deliver_due, pending_counts
 from reconciler.alerts.hook import outbox_hook
@@ -36,9 +36,9 @@ from reconciler.daemon.http import HealthServer
 from reconciler.daemon.metrics import DaemonMetrics
 from reconciler.daemon.systemd import SystemdNotifier
 from reconciler.domain import utcnow
-from reconciler.errors import ConfigError, ReconcilerError
+from reconciler.errors import ConfigError, ReconcilerError, StateError
 from reconciler.providers.http import HttpClient
-from reconciler.refresh import RunOutcome, refresh_source
+from reconciler.refresh import AlertHook, RunOutcome, refresh_source
 from reconciler.reports.writer import prune_reports, write_report_set
 from reconciler.settings import Settings, load_settings
 from reconciler.store.db import create_engine, reader, sqlite_path, upgrade
@@ -284,7 +284,7 @@ class Daemon:
                 self._http,
                 today=await self._today(),
                 clock=self.clock,
-                alert_hook=outbox_hook(settings),
+                alert_hook=self._fenced(lease, outbox_hook(settings)),
                 instance=self.instance,
                 slot=slot,
             )
@@ -304,6 +304,20 @@ class Daemon:
             self.metrics.observe_run(outcome, time.time())
             self.notifier.status(f"last run: {outcome.summary()}"[:500])
         return outcome
+
+    def _fenced(self, lease: leases.Lease, hook: AlertHook | None) -> AlertHook:
+        """Run inside the pull's commit: its results land only while the lease is still ours."""
+
+        async def fenced(conn: AsyncConnection, outcome: RunOutcome) -> None:
+            if not await leases.hold(conn, lease, ttl=self._lease_ttl, now=self.clock()):
+                raise StateError(
+                    f"slot {lease.slot} was taken over by another instance while this pull "
+                    "ran: its results are dropped"
+                )
+            if hook is not None:
+                await hook(conn, outcome)
+
+        return fenced
 
     async def _keep_lease(self, lease: leases.Lease) -> None:
         assert self._engine is not None

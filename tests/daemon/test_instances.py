@@ -1,0 +1,265 @@
+"""Three daemon processes sharing one real PostgreSQL database: migrations serialized at
+start, every pull slot of every source run exactly once, and a dead lease holder's slot taken
+over by another instance."""
+
+from __future__ import annotations
+
+import asyncio
+import signal
+from collections import Counter
+from collections.abc import AsyncIterator, Callable
+from datetime import datetime, timedelta
+from itertools import pairwise
+from pathlib import Path
+from typing import Any
+
+import pytest
+from sqlalchemy import select
+from sqlalchemy.ext.asyncio import AsyncEngine
+
+from reconciler.daemon import leases
+from reconciler.daemon.leases import leases_t
+from reconciler.domain import utcnow
+from reconciler.sandbox.scenario import named_scenario
+from reconciler.sandbox.server import SandboxServer
+from reconciler.store.db import create_engine
+from reconciler.store.runs import runs_t
+from tests.daemon.support import (
+    DaemonProcess,
+    NotifySocket,
+    akamai_source,
+    eventually,
+    fastly_source,
+    write_config,
+)
+
+pytestmark = pytest.mark.postgres
+
+INSTANCES = 3
+SLOTS_PER_SOURCE = 8
+
+
+@pytest.fixture
+async def sandbox() -> AsyncIterator[SandboxServer]:
+    async with SandboxServer(named_scenario("default"), host="127.0.0.1", port=0) as server:
+        yield server
+
+
+@pytest.fixture
+async def pg(postgres_url: str) -> AsyncIterator[AsyncEngine]:
+    """The shared database as the test sees it (empty: the daemons migrate it)."""
+    engine = create_engine(postgres_url)
+    yield engine
+    await engine.dispose()
+
+
+class Fleet:
+    """Several daemons on one config, each with its own notify socket."""
+
+    def __init__(self, config: Path, sandbox: SandboxServer, directory: Path) -> None:
+        self.sockets = [NotifySocket(directory / f"notify-{n}") for n in range(INSTANCES)]
+        self.daemons = [DaemonProcess(config, sandbox, notify=s) for s in self.sockets]
+
+    async def start(self) -> None:
+        await asyncio.gather(*(d.start() for d in self.daemons))
+        await asyncio.gather(*(s.wait_for("READY", "1", timeout_s=60) for s in self.sockets))
+
+    def by_holder(self, holder: str) -> DaemonProcess:
+        pid = int(holder.rpartition(":")[2])
+        return next(d for d in self.daemons if d.pid == pid)
+
+    async def stop(self) -> list[int]:
+        alive = [d for d in self.daemons if d.process.returncode is None]
+        for daemon in alive:
+            daemon.send_signal(signal.SIGTERM)
+        return list(await asyncio.gather(*(d.wait() for d in alive)))
+
+    async def close(self) -> None:
+        for daemon in self.daemons:
+            await daemon.close()
+        for sock in self.sockets:
+            await sock.close()
+
+
+@pytest.fixture
+async def fleet(sandbox: SandboxServer, tmp_path: Path) -> AsyncIterator[Callable[[Path], Fleet]]:
+    """Makes the fleet for a config; kills whatever is left of it after the test."""
+    fleets: list[Fleet] = []
+
+    def make(config: Path) -> Fleet:
+        fleets.append(Fleet(config, sandbox, tmp_path))
+        return fleets[-1]
+
+    yield make
+    for made in fleets:
+        await made.close()
+
+
+def slot_time(slot: str) -> datetime:
+    stamp = slot.rsplit(":", 1)[1]
+    return datetime.strptime(stamp, "%Y%m%dT%H%M%S%z")
+
+
+async def runs(engine: AsyncEngine) -> list[dict[str, Any]]:
+    async with engine.connect() as conn:
+        rows = await conn.execute(select(runs_t).order_by(runs_t.c.id))
+        return [dict(row) for row in rows.mappings()]
+
+
+async def test_three_instances_migrate_once_and_run_every_slot_exactly_once(
+    sandbox: SandboxServer,
+    postgres_url: str,
+    pg: AsyncEngine,
+    tmp_path: Path,
+    fleet: Callable[[Path], Fleet],
+) -> None:
+    config = write_config(
+        tmp_path / "reconciler.toml",
+        postgres_url,
+        [
+            fastly_source(sandbox, pull_every="2s"),
+            akamai_source(sandbox, tmp_path / "sandbox.edgerc", pull_every="2s"),
+        ],
+        jitter_s=0.5,  # instances race for each slot instead of one always checking first
+    )
+    daemons = fleet(config)
+    # All three start at once on an empty database: one migrates, the others wait and find head.
+    await daemons.start()
+    migrated = [d for d in daemons.daemons if any("database migrated" in x for x in d.lines)]
+    assert len(migrated) == 1, [d.log() for d in daemons.daemons]
+
+    async def enough() -> bool:
+        done = Counter(r["source"] for r in await runs(pg) if r["status"] == "succeeded")
+        return min(done["fastly"], done["akamai"]) >= SLOTS_PER_SOURCE
+
+    await eventually(enough, timeout_s=120, every_s=0.5)
+    assert await daemons.stop() == [0] * INSTANCES
+
+    all_runs = await runs(pg)
+    assert {r["status"] for r in all_runs} == {"succeeded"}, all_runs
+    per_slot = Counter((r["source"], r["slot"]) for r in all_runs)
+    twice = {slot: n for slot, n in per_slot.items() if n > 1}
+    assert twice == {}
+    every = timedelta(seconds=2)
+    for source in ("fastly", "akamai"):
+        starts = sorted(slot_time(slot) for src, slot in per_slot if src == source)
+        assert len(starts) >= SLOTS_PER_SOURCE
+        gaps = [b - a for a, b in pairwise(starts)]
+        assert set(gaps) == {every}, f"{source}: slots missing between {starts}"
+        assert all(s == leases.slot_start(s, every) for s in starts)
+    # Every slot's lease was completed by the instance that ran it.
+    async with pg.connect() as conn:
+        held = {
+            row.slot: (row.holder, row.outcome, row.completed_at is not None)
+            for row in (await conn.execute(select(leases_t))).all()
+        }
+    for run in all_runs:
+        assert held[run["slot"]] == (run["instance"], "succeeded", True)
+    pulls_by = Counter(r["instance"] for r in all_runs)
+    print(f"\n{len(all_runs)} slots run by {dict(pulls_by)}")
+    assert len(pulls_by) >= 2  # the claims really were contested
+
+
+async def test_a_dead_or_stalled_lease_holder_loses_its_slot_to_another_instance(
+    sandbox: SandboxServer,
+    postgres_url: str,
+    pg: AsyncEngine,
+    tmp_path: Path,
+    fleet: Callable[[Path], Fleet],
+) -> None:
+    every = timedelta(seconds=10)  # checks every 5 s
+    ttl = timedelta(seconds=3)
+    config = write_config(
+        tmp_path / "reconciler.toml",
+        postgres_url,
+        [fastly_source(sandbox, pull_every="10s")],
+        lease_ttl_s=ttl.total_seconds(),
+    )
+    daemons = fleet(config)
+    await daemons.start()
+    # Make the next pull hang (until the sandbox stops) just before a slot begins, and have
+    # every instance reload just after: their checks restart then, and the next round (half a
+    # slot later) is still inside this slot. That is where the takeover must happen.
+    boundary = leases.slot_start(utcnow() + timedelta(seconds=2), every) + every
+    async with asyncio.timeout(every.total_seconds() + 5):
+        await asyncio.sleep((boundary - utcnow()).total_seconds() - 1)
+        (hang,) = sandbox.state.add_faults(
+            [{"kind": "hang", "endpoint": "fastly.usage_metrics", "count": 1}]
+        )
+        await asyncio.sleep((boundary - utcnow()).total_seconds() + 0.2)
+    for daemon in daemons.daemons:
+        daemon.send_signal(signal.SIGHUP)
+
+    async def in_flight() -> dict[str, Any] | None:
+        running = [r for r in await runs(pg) if r["status"] == "running"]
+        return running[0] if running and hang.fired == 1 else None
+
+    stuck = await eventually(in_flight, timeout_s=30, every_s=0.05)
+    slot = stuck["slot"]
+    assert slot_time(slot) == boundary
+    holder = daemons.by_holder(stuck["instance"])
+    holder.process.send_signal(signal.SIGKILL)
+    killed_at = utcnow()
+    assert await holder.wait() == -signal.SIGKILL
+    async with pg.connect() as conn:
+        dead = (await conn.execute(select(leases_t).where(leases_t.c.slot == slot))).one()
+    assert dead.holder == stuck["instance"] and dead.completed_at is None
+
+    async def taken_over() -> Any:
+        async with pg.connect() as conn:
+            row = (await conn.execute(select(leases_t).where(leases_t.c.slot == slot))).one()
+        return row if row.completed_at is not None else None
+
+    done = await eventually(taken_over, timeout_s=30, every_s=0.1)
+    assert done.holder != dead.holder and done.outcome == "succeeded"
+    # Not before the dead holder's lease ran out (it renewed every ttl/3 while alive).
+    assert done.acquired_at > dead.expires_at > killed_at - ttl
+    slot_runs = [r for r in await runs(pg) if r["slot"] == slot]
+    assert [(r["instance"], r["status"]) for r in slot_runs] == [
+        (dead.holder, "running"),  # killed mid-pull: left for housekeeping to abandon
+        (done.holder, "succeeded"),
+    ]
+    assert boundary <= done.acquired_at < boundary + every
+    print(f"\ntakeover of {slot} {done.acquired_at - killed_at} after the kill (ttl {ttl})")
+
+    # A holder that stalls past its lease (SIGSTOP) and wakes up after the takeover finds its
+    # results refused: the slot still counts one successful pull.
+    sandbox.state.add_faults(
+        [{"kind": "latency", "latency_ms": 2000, "endpoint": "fastly.usage_metrics", "count": 1}]
+    )
+    next_slot = leases.slot_name("pull", "fastly", boundary + every, every)
+
+    async def next_in_flight() -> dict[str, Any] | None:
+        running = [r for r in await runs(pg) if r["slot"] == next_slot]
+        return running[0] if running and running[0]["status"] == "running" else None
+
+    stalled_run = await eventually(next_in_flight, timeout_s=30, every_s=0.05)
+    stalled = daemons.by_holder(stalled_run["instance"])
+    stalled.process.send_signal(signal.SIGSTOP)
+    try:
+        again = await eventually(
+            lambda: completed(pg, next_slot, other_than=stalled_run["instance"]), timeout_s=30
+        )
+    finally:
+        stalled.process.send_signal(signal.SIGCONT)
+
+    async def resumed_run_ended() -> dict[str, Any] | None:
+        run = next(r for r in await runs(pg) if r["id"] == stalled_run["id"])
+        return run if run["status"] != "running" else None
+
+    late = await eventually(resumed_run_ended, timeout_s=30)
+    assert late["status"] == "failed"
+    assert "taken over by another instance" in late["error"]
+    await stalled.wait_for_log("taken over by another instance")
+    next_runs = [(r["instance"], r["status"]) for r in await runs(pg) if r["slot"] == next_slot]
+    assert next_runs == [(stalled_run["instance"], "failed"), (again.holder, "succeeded")]
+
+    assert await daemons.stop() == [0] * (INSTANCES - 1)
+    succeeded = Counter(r["slot"] for r in await runs(pg) if r["status"] == "succeeded")
+    assert max(succeeded.values()) == 1
+
+
+async def completed(engine: AsyncEngine, slot: str, *, other_than: str) -> Any:
+    async with engine.connect() as conn:
+        row = (await conn.execute(select(leases_t).where(leases_t.c.slot == slot))).one()
+    return row if row.completed_at is not None and row.holder != other_than else None
