@@ -32,6 +32,7 @@ from reconciler.reports.model import (
     SourceHealth,
 )
 from reconciler.settings import Settings
+from reconciler.store.db import reader
 from reconciler.store.items import findings_table, load_items
 
 # Charts kept for a huge state: the largest series, plus every series with findings.
@@ -72,7 +73,7 @@ async def gather_report(
     engine: AsyncEngine, settings: Settings, request: ReportRequest, now: datetime
 ) -> ReportData:
     """Read everything one report shows in one transaction (a consistent snapshot)."""
-    async with engine.connect() as conn:
+    async with reader(engine).connect() as conn:
         if conn.dialect.name == "postgresql":
             conn = await conn.execution_options(isolation_level="REPEATABLE READ")
         return await _gather(conn, settings, request, now)

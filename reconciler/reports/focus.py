@@ -24,6 +24,7 @@ from sqlalchemy.ext.asyncio import AsyncEngine
 from reconciler.domain import EXACT_CONTEXT, LineStatus, Month, canonical_decimal
 from reconciler.reports.history import lines_table, restated_lines
 from reconciler.reports.model import RestatedLine
+from reconciler.store.db import reader
 
 FOCUS_COLUMNS = (
     "BillingAccountId",
@@ -185,7 +186,7 @@ async def focus_rows(
         )
         .order_by(c.source, c.month, c.product, c.usage_type, c.region, c.account, c.period_start)
     )
-    async with engine.connect() as conn:
+    async with reader(engine).connect() as conn:
         if conn.dialect.name == "postgresql":
             conn = await conn.execution_options(isolation_level="REPEATABLE READ")
         restated = {r.line_id: r for r in await restated_lines(conn, first, last, sources)}
