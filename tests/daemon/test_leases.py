@@ -148,3 +148,31 @@ async def test_purge_drops_old_slots_only(engine: AsyncEngine) -> None:
     async with engine.connect() as conn:
         slots = (await conn.execute(select(leases_t.c.slot))).scalars().all()
     assert slots == [SLOT]
+
+
+async def test_hold_fences_a_holder_whose_lease_was_taken_over(engine: AsyncEngine) -> None:
+    stalled = await leases.claim(engine, SLOT, "host-a:1", ttl=TTL, now=T0)
+    assert stalled is not None
+    later = T0 + TTL + timedelta(seconds=1)
+    taken = await leases.claim(engine, SLOT, "host-b:2", ttl=TTL, now=later)
+    assert taken is not None
+    async with engine.begin() as conn:
+        assert await leases.hold(conn, stalled, ttl=TTL, now=later) is False
+        assert await leases.hold(conn, taken, ttl=TTL, now=later + TTL / 2) is True
+    assert (await row(engine))["expires_at"] == later + TTL / 2 + TTL
+
+
+async def test_a_takeover_waits_for_the_commit_that_holds_the_lease(engine: AsyncEngine) -> None:
+    lease = await leases.claim(engine, SLOT, "host-a:1", ttl=TTL, now=T0)
+    assert lease is not None
+    late = T0 + TTL + timedelta(seconds=1)  # expired, not yet taken over
+    async with asyncio.timeout(30):
+        async with engine.begin() as conn:
+            assert await leases.hold(conn, lease, ttl=TTL, now=late) is True
+            # Another instance tries to take the slot while the holder's commit is open.
+            takeover = asyncio.create_task(
+                leases.claim(engine, SLOT, "host-b:2", ttl=TTL, now=late)
+            )
+            await asyncio.sleep(0.2)
+        assert await takeover is None
+    assert (await row(engine))["holder"] == "host-a:1"
