@@ -12,7 +12,8 @@ from datetime import UTC, datetime
 from decimal import Decimal
 from typing import Any
 
-from reconciler.domain import FindingState, Observation, PlanItem, canonical_decimal
+from reconciler.domain import FindingState, canonical_decimal
+from reconciler.reconcile.plan import item_json as plan_item_json
 from reconciler.reports.history import RECENT_RUNS_WINDOW
 from reconciler.reports.model import (
     Band,
@@ -37,40 +38,11 @@ def _time(value: datetime | None) -> str | None:
     return value.astimezone(UTC).isoformat().replace("+00:00", "Z")
 
 
-def _observation(obs: Observation | None) -> dict[str, Any] | None:
-    if obs is None:
-        return None
-    return {"quantity": _decimal(obs.quantity), "unit": obs.unit, "status": obs.status.value}
-
-
-def _percent(item: PlanItem) -> str | None:
-    try:
-        return _decimal(item.percent)
-    except ArithmeticError:
-        return None
-
-
 def item_json(entry: FindingEntry) -> dict[str, Any]:
-    item = entry.item
+    """The plan's JSON shape of an item, plus its category and review history."""
     return {
-        "category": item.category.value,
-        "kind": item.kind,
-        "severity": item.severity.value,
-        "fingerprint": item.fingerprint,
-        "source": item.source,
-        "provider": item.provider,
-        "account": item.account,
-        "product": item.product,
-        "product_name": item.product_name,
-        "usage_type": item.usage_type,
-        "region": item.region,
-        "service": item.service,
-        "month": str(item.month),
-        "before": _observation(item.before),
-        "after": _observation(item.after),
-        "delta": _decimal(item.delta),
-        "percent": _percent(item),
-        "message": item.message,
+        "category": entry.item.category.value,
+        **plan_item_json(entry.item),
         "state": entry.state.value,
         "raised_at": _time(entry.raised_at),
         "updated_at": _time(entry.updated_at),

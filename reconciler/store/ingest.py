@@ -28,6 +28,7 @@ from reconciler.domain import (
 from reconciler.errors import BadProviderDataError
 from reconciler.providers.base import Coverage
 from reconciler.reconcile.diff import QUIET_KINDS, Tracked, classify, severity_of
+from reconciler.store.staging import STAGING_COLUMNS
 from reconciler.store.tables import ChangeRow, LineVersion, StagingLine, UsageLineRow
 
 lines_t = UsageLineRow.__table__  # type: ignore[attr-defined]
@@ -36,27 +37,8 @@ versions_t = LineVersion.__table__  # type: ignore[attr-defined]
 changes_t = ChangeRow.__table__  # type: ignore[attr-defined]
 
 KEY_COLUMNS = ("source", "account", "product", "usage_type", "region", "service", "month")
-COPIED_COLUMNS = (
-    "key_hash",
-    "source",
-    "provider",
-    "account",
-    "product",
-    "product_name",
-    "usage_type",
-    "region",
-    "service",
-    "service_name",
-    "month",
-    "period_start",
-    "period_end",
-    "quantity",
-    "raw_quantity",
-    "unit",
-    "status",
-    "billable",
-    "provider_updated_at",
-)
+# Every staged column but the run id is copied into the tracked line.
+COPIED_COLUMNS = STAGING_COLUMNS[1:]
 _CHUNK = 500
 
 
