@@ -8,6 +8,7 @@ A pull that fails, is cancelled or is killed leaves the tracked state exactly as
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 import logging
 import time
@@ -19,7 +20,7 @@ from fnmatch import fnmatchcase
 from sqlalchemy import delete, insert, select, text
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
-from reconciler.domain import ChangeKind, ItemCategory, LineStatus, Month, PlanItem, utcnow
+from reconciler.domain import ChangeKind, ItemCategory, LineStatus, Month, utcnow
 from reconciler.errors import ReconcilerError
 from reconciler.providers.base import Coverage, InvoiceLine, PullStats, open_provider
 from reconciler.providers.http import HttpClient
@@ -173,7 +174,7 @@ async def refresh_source(
 def _describe(exc: BaseException) -> str:
     if isinstance(exc, KeyboardInterrupt | SystemExit):
         return "interrupted"
-    if isinstance(exc, BaseException) and exc.__class__.__name__ == "CancelledError":
+    if isinstance(exc, asyncio.CancelledError):
         return "cancelled"
     return f"{exc.__class__.__name__}: {exc}"
 
@@ -185,8 +186,6 @@ async def _record_failure(
     started: datetime,
     clock: Callable[[], datetime],
 ) -> None:
-    import asyncio
-
     # Shielded: a cancelled pull still records why it stopped and drops its staging rows.
     task = asyncio.ensure_future(
         fail_run(
@@ -349,7 +348,3 @@ async def _review(
         now=now,
     )
     return updates
-
-
-def raised_items(outcome: RunOutcome) -> list[PlanItem]:
-    return outcome.items.raised
