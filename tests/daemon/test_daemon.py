@@ -135,13 +135,15 @@ async def test_systemd_hears_ready_watchdog_status_reloading_and_stopping(
     assert daemon.lines[-1].startswith("<6>reconciler daemon ") and "stopped" in daemon.lines[-1]
 
 
-async def test_without_notify_socket_it_runs_the_same(
+async def test_without_notify_socket_it_runs_the_same_and_sigint_stops_it(
     sandbox: SandboxServer, spawn: Spawn, db_url: str, tmp_path: Path, state: Any
 ) -> None:
     config = write_config(tmp_path / "reconciler.toml", db_url, [fastly_source(sandbox)])
     daemon = await spawn(config)
     await daemon.wait_for_log("fastly: 32 lines read")
-    assert await daemon.stop() == 0
+    daemon.send_signal(signal.SIGINT)
+    assert await daemon.wait() == 0
+    await daemon.wait_for_log("stopping: finishing in-flight work")
     assert (await run_counts(state(), "fastly")).keys() == {"succeeded"}
 
 
