@@ -77,7 +77,9 @@ class RunOutcome:
         )
 
 
+# Called inside a run's reconcile transaction, before it commits.
 AlertHook = Callable[[AsyncConnection, "RunOutcome"], Awaitable[None]]
+CommitCheck = AlertHook
 PageHook = Callable[[PullStats], None]
 
 
@@ -91,12 +93,18 @@ async def refresh_source(
     clock: Callable[[], datetime] = utcnow,
     environ: Mapping[str, str] | None = None,
     alert_hook: AlertHook | None = None,
+    commit_check: CommitCheck | None = None,
     on_page: PageHook | None = None,
     instance: str | None = None,
     slot: str | None = None,
 ) -> RunOutcome:
     """Pull one source and reconcile it. Never raises for a provider problem: the outcome
-    carries the error (and the run is recorded as failed); configuration errors raise."""
+    carries the error (and the run is recorded as failed); configuration errors raise.
+
+    ``commit_check`` runs first inside the reconcile transaction and may raise a
+    ReconcilerError to drop the run's results (the daemon checks it still holds its slot);
+    ``alert_hook`` queues the run's alerts in the same transaction.
+    """
     index = settings.source_index(source_name)
     source_settings = settings.sources[index]
     provider = open_provider(source_settings, index, http, environ)
@@ -146,6 +154,8 @@ async def refresh_source(
             if outcome.ingest.versions_added or outcome.items.changed:
                 await items_store.bump_serial(conn)
             outcome.duration_s = time.monotonic() - began
+            if commit_check is not None:
+                await commit_check(conn, outcome)
             if alert_hook is not None:
                 await alert_hook(conn, outcome)
             await finish_run(

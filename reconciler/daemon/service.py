@@ -38,7 +38,7 @@ from reconciler.daemon.systemd import SystemdNotifier
 from reconciler.domain import utcnow
 from reconciler.errors import ConfigError, ReconcilerError, StateError
 from reconciler.providers.http import HttpClient
-from reconciler.refresh import AlertHook, RunOutcome, refresh_source
+from reconciler.refresh import CommitCheck, RunOutcome, refresh_source
 from reconciler.reports.writer import prune_reports, write_report_set
 from reconciler.settings import Settings, load_settings
 from reconciler.store.db import create_engine, reader, sqlite_path, upgrade
@@ -284,7 +284,8 @@ class Daemon:
                 self._http,
                 today=await self._today(),
                 clock=self.clock,
-                alert_hook=self._fenced(lease, outbox_hook(settings)),
+                alert_hook=outbox_hook(settings),
+                commit_check=self._still_holding(lease),
                 instance=self.instance,
                 slot=slot,
             )
@@ -305,19 +306,17 @@ class Daemon:
             self.notifier.status(f"last run: {outcome.summary()}"[:500])
         return outcome
 
-    def _fenced(self, lease: leases.Lease, hook: AlertHook | None) -> AlertHook:
+    def _still_holding(self, lease: leases.Lease) -> CommitCheck:
         """Run inside the pull's commit: its results land only while the lease is still ours."""
 
-        async def fenced(conn: AsyncConnection, outcome: RunOutcome) -> None:
+        async def check(conn: AsyncConnection, outcome: RunOutcome) -> None:
             if not await leases.hold(conn, lease, ttl=self._lease_ttl, now=self.clock()):
                 raise StateError(
                     f"slot {lease.slot} was taken over by another instance while this pull "
                     "ran: its results are dropped"
                 )
-            if hook is not None:
-                await hook(conn, outcome)
 
-        return fenced
+        return check
 
     async def _keep_lease(self, lease: leases.Lease) -> None:
         assert self._engine is not None
@@ -343,9 +342,17 @@ class Daemon:
         lease = await leases.claim(self._engine, slot, self.instance, ttl=self._lease_ttl, now=now)
         if lease is None:
             return
-        paths = await write_report_set(self._engine, self.settings, now)
+        paths = await write_report_set(
+            self._engine, self.settings, now, as_of=await self._report_time(now)
+        )
         await leases.complete(self._engine, lease, outcome="succeeded", now=self.clock())
         log.info("reports written: %s", ", ".join(p.name for p in paths))
+
+    async def _report_time(self, now: datetime) -> datetime:
+        """The moment a report describes: now, on the simulated day when one is followed."""
+        if self.today_source is None:
+            return now
+        return datetime.combine(await self._today(), now.timetz())
 
     async def housekeeping(self) -> None:
         assert self._engine is not None

@@ -158,17 +158,24 @@ def previous_report_time(directory: Path, before: datetime) -> datetime | None:
     return max(stamps, default=None)
 
 
-async def write_report_set(engine: AsyncEngine, settings: Settings, now: datetime) -> list[Path]:
+async def write_report_set(
+    engine: AsyncEngine, settings: Settings, now: datetime, *, as_of: datetime | None = None
+) -> list[Path]:
     """The daemon's scheduled reports: every configured format of the last ``reports.months``
-    months, dated ``now``, in the reports directory. Returns the report files (not charts)."""
+    months, dated ``now``, in the reports directory. Returns the report files (not charts).
+
+    ``as_of`` (default ``now``) is the moment the report describes: its months and month-end
+    projections. File names, retention and "since the last report" stay on ``now``.
+    """
     directory = settings.reports_directory
+    described = as_of or now
     request = ReportRequest.last_months(
-        settings.reports.months, now, since=previous_report_time(directory, now)
+        settings.reports.months, described, since=previous_report_time(directory, now)
     )
     formats = list(dict.fromkeys(settings.reports.formats))
     paths = {fmt: directory / dated_name(fmt, now) for fmt in formats}
     started = clock.monotonic()
-    outputs = await write_report(engine, settings, request, now, formats, paths)
+    outputs = await write_report(engine, settings, request, described, formats, paths)
     log.info(
         "wrote %d report file(s) to %s in %.2fs",
         sum(1 + len(o.extra) for o in outputs),
