@@ -303,7 +303,9 @@ class Daemon:
                 )
         if outcome is not None:
             self.metrics.observe_run(outcome, time.time())
-            self.notifier.status(f"last run: {outcome.summary()}"[:500])
+            # A pull still in flight at SIGTERM finishes and says so while stopping.
+            prefix = "stopping; " if self._stop.is_set() else ""
+            self.notifier.status(f"{prefix}last run: {outcome.summary()}"[:500])
         return outcome
 
     def _still_holding(self, lease: leases.Lease) -> CommitCheck:
