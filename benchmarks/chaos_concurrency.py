@@ -1,0 +1,200 @@
+"""Concurrency: several daemons on one PostgreSQL database; every slot pulled exactly once.
+
+A fresh database is created on the server and dropped at the end. ``daemons`` processes of
+``reconciler run`` start together on it (so they also race to migrate it), each configured
+with the same sources pulled every 3 seconds, and run for ``seconds``; halfway through one
+of them is killed with SIGKILL, so its claimed slot must be taken over once its lease expires.
+Then, from the database: no slot succeeded twice, no two runs of a slot overlapped, every
+slot inside the window was pulled, and the stored lines are consistent with their versions.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import itertools
+import signal
+import uuid
+from collections import defaultdict
+from datetime import date
+from pathlib import Path
+from typing import Any
+
+from chaos_support import Results, sandbox, start_daemon, stop_process
+from sqlalchemy.engine import make_url
+
+from reconciler.cli.setup_cmds import to_toml
+
+SECTION = "concurrency"
+TODAY = date(2024, 7, 10)
+PULL_EVERY_S = 3
+LEASE_TTL_S = 4
+
+
+def _dsn(url: str) -> str:
+    return make_url(url).set(drivername="postgresql").render_as_string(hide_password=False)
+
+
+async def create_database(admin: str) -> str:
+    import asyncpg
+
+    name = f"reconciler_chaos_{uuid.uuid4().hex[:10]}"
+    conn = await asyncpg.connect(_dsn(admin), timeout=10)
+    try:
+        await conn.execute(f'CREATE DATABASE "{name}"')
+    finally:
+        await conn.close()
+    return make_url(admin).set(database=name).render_as_string(hide_password=False)
+
+
+async def drop_database(admin: str, url: str) -> None:
+    import asyncpg
+
+    conn = await asyncpg.connect(_dsn(admin), timeout=10)
+    try:
+        await conn.execute(f'DROP DATABASE IF EXISTS "{make_url(url).database}" WITH (FORCE)')
+    finally:
+        await conn.close()
+
+
+async def fetch(url: str, query: str) -> list[Any]:
+    import asyncpg
+
+    conn = await asyncpg.connect(_dsn(url), timeout=10)
+    try:
+        return list(await conn.fetch(query))
+    finally:
+        await conn.close()
+
+
+def write_config(path: Path, url: str, base_url: str, edgerc: Path, instance: str) -> None:
+    every = f"{PULL_EVERY_S}s"
+    common = {"base_url": base_url, "lookback_months": 2, "pull_every": every, "max_retries": 1}
+    data = {
+        "state": {"database_url": url, "directory": str(path.parent / instance)},
+        "daemon": {
+            "listen": "",
+            "jitter_s": 0,
+            "first_pull_delay_s": 0,
+            "alert_every_s": 1,
+            "lease_ttl_s": LEASE_TTL_S,
+            "stop_timeout_s": 10,
+            "instance": instance,
+        },
+        "sources": [
+            {"name": "fastly-a", "provider": "fastly", **common},
+            {"name": "fastly-b", "provider": "fastly", **common},
+            {"name": "akamai", "provider": "akamai", "edgerc": str(edgerc), **common},
+        ],
+    }
+    path.write_text(to_toml(data))
+
+
+async def run_concurrency(
+    results: Results, work: Path, *, daemons: int, seconds: float, admin: str
+) -> None:
+    try:
+        url = await create_database(admin)
+    except Exception as exc:
+        results.add(SECTION, "PostgreSQL", f"unreachable at {make_url(admin)}: {exc}", False)
+        return
+    try:
+        async with sandbox({}, today=TODAY.isoformat()) as box:
+            edgerc = box.write_edgerc(work / "sandbox.edgerc")
+            procs = []
+            for n in range(1, daemons + 1):
+                config = work / f"d{n}.toml"
+                write_config(config, url, box.base_url, edgerc, f"chaos-d{n}")
+                log = work / f"d{n}.log"
+                procs.append(
+                    await start_daemon(config, box.base_url, log, FASTLY_API_TOKEN=box.fastly_token)
+                )
+            try:
+                async with asyncio.timeout(120):  # they migrate the empty database first
+                    await _all_started(work, daemons)
+                await asyncio.sleep(seconds / 2)
+                procs[0].send_signal(signal.SIGKILL)  # dies holding whatever it held
+                await procs[0].wait()
+                # Long enough for its leases to expire and its slots to be taken over.
+                await asyncio.sleep(max(seconds / 2, LEASE_TTL_S + 2 * PULL_EVERY_S))
+            finally:
+                codes = [await stop_process(p, timeout_s=60) for p in procs]
+        await _check(results, url, daemons, seconds, codes)
+    finally:
+        await drop_database(admin, url)
+
+
+async def _all_started(work: Path, daemons: int) -> None:
+    logs = [work / f"d{n}.log" for n in range(1, daemons + 1)]
+    while True:  # polls log files: nothing to wait on but time
+        if all(" started: " in log.read_text() for log in logs):
+            return
+        await asyncio.sleep(0.2)
+
+
+async def _check(
+    results: Results, url: str, daemons: int, seconds: float, codes: list[int]
+) -> None:
+    runs = await fetch(
+        url,
+        "SELECT source, slot, status, instance, started_at, finished_at FROM pull_runs "
+        "WHERE slot IS NOT NULL ORDER BY started_at",
+    )
+    by_slot: dict[tuple[str, str], list[Any]] = defaultdict(list)
+    for run in runs:
+        by_slot[(run["source"], run["slot"])].append(run)
+    twice = [k for k, rs in by_slot.items() if sum(r["status"] == "succeeded" for r in rs) > 1]
+    overlapping = [k for k, rs in by_slot.items() if _overlap(rs)]
+    retried = sum(1 for rs in by_slot.values() if len(rs) > 1)
+    missed = _missed(by_slot)
+    instances = {r["instance"] for r in runs if r["status"] == "succeeded"}
+    leases = await fetch(url, "SELECT slot, count(*) AS n FROM job_leases GROUP BY slot")
+    consistency = await fetch(
+        url,
+        "SELECT count(*) AS n FROM usage_lines u WHERE u.versions != "
+        "(SELECT count(*) FROM line_versions v WHERE v.line_id = u.id)",
+    )
+    inconsistent = int(consistency[0]["n"])
+    succeeded = sum(1 for rs in by_slot.values() if any(r["status"] == "succeeded" for r in rs))
+    ok = succeeded > 0 and not twice and not overlapping and not missed and not inconsistent
+    results.add(
+        SECTION,
+        f"{daemons} daemons, one PostgreSQL database, {seconds:.0f}s",
+        f"{len(by_slot)} slots ({PULL_EVERY_S}s, 3 sources): {succeeded} pulled once, "
+        f"{len(twice)} twice, {len(overlapping)} overlapping, {len(missed)} missed inside the "
+        f"window, {retried} retried after a failure or a dead holder; pulls by {len(instances)} "
+        f"instances; {len(leases)} lease rows",
+        ok,
+        f"twice {twice[:2]} overlapping {overlapping[:2]} missed {missed[:3]}",
+    )
+    results.add(
+        SECTION,
+        "after SIGKILL of one daemon",
+        f"exit codes {codes}; lines whose version count disagrees with line_versions: "
+        f"{inconsistent}",
+        codes[0] == -signal.SIGKILL and all(c == 0 for c in codes[1:]) and not inconsistent,
+    )
+
+
+def _overlap(runs: list[Any]) -> bool:
+    spans = sorted((r["started_at"], r["finished_at"]) for r in runs if r["finished_at"])
+    return any(b[0] < a[1] for a, b in itertools.pairwise(spans))
+
+
+def _missed(by_slot: dict[tuple[str, str], list[Any]]) -> list[tuple[str, str]]:
+    """Slots of each source between its first and last pulled slot that nobody pulled."""
+    from datetime import datetime, timedelta
+
+    missed = []
+    stamps: dict[str, list[datetime]] = defaultdict(list)
+    for source, slot in by_slot:
+        stamps[source].append(datetime.strptime(slot.rsplit(":", 1)[1], "%Y%m%dT%H%M%SZ"))
+    for source, times in stamps.items():
+        times.sort()
+        expected = times[0]
+        while expected < times[-1]:
+            if expected not in times:
+                missed.append((source, expected.isoformat()))
+            expected += timedelta(seconds=PULL_EVERY_S)
+    pulled = {k for k, rs in by_slot.items() if any(r["status"] == "succeeded" for r in rs)}
+    missed += [k for k in by_slot if k not in pulled]
+    return missed
