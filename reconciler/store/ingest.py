@@ -148,21 +148,11 @@ async def apply_staged(
             result.changes.append(_change(row.id, kind, severities, row, before.observation, after))
 
     # 2. Tracked, present lines of the covered months that this complete pull did not return.
-    staged = staging_t.alias("staged")
     vanished = select(lines_t).where(
-        _coverage_filter(lines_t, source, coverage), lines_t.c.present.is_(True)
+        _coverage_filter(lines_t, source, coverage),
+        lines_t.c.present.is_(True),
+        _not_staged(conn.dialect.name, run_id),
     )
-    if conn.dialect.name == "sqlite":
-        # Staging has no key index: joined, SQLite would scan the run's staged rows once per
-        # tracked line (quadratic). A NOT IN list is indexed once, then looked up.
-        run_keys = select(staged.c.key_hash).where(staged.c.run_id == run_id)
-        vanished = vanished.where(lines_t.c.key_hash.not_in(run_keys))
-    else:  # PostgreSQL hashes the anti-join; NOT IN would not fit in work_mem at scale.
-        vanished = vanished.select_from(
-            lines_t.outerjoin(
-                staged, and_(staged.c.run_id == run_id, staged.c.key_hash == lines_t.c.key_hash)
-            )
-        ).where(staged.c.id.is_(None))
     for row in (await conn.execute(vanished)).all():
         last_seen = Observation(row.quantity, row.unit, LineStatus(row.status))
         updates.append(
