@@ -38,6 +38,7 @@ from reconciler.alerts.outbox import FAILED, PENDING, SENDING, SENT, outbox_t
 from reconciler.alerts.routes import DEFAULT_ROUTE, Webhook, WebhookResolver
 from reconciler.alerts.webhook import DeliveryResult, DeliveryStatus, SlackWebhookClient
 from reconciler.settings import Settings
+from reconciler.store.db import reader
 
 log = logging.getLogger(__name__)
 
@@ -168,7 +169,11 @@ async def deliver_due(
 
     webhooks = WebhookResolver(settings, environ)
     report = DeliveryReport()
-    skip = {d for d in await pending_counts(engine) if webhooks.get(*d) is None}
+    waiting = await pending_counts(engine)
+    if not waiting:
+        # Nothing to claim: do not queue for the write lock (SQLite) behind a long pull.
+        return report
+    skip = {d for d in waiting if webhooks.get(*d) is None}
     unconfigured = set(skip)
     blocked: set[str] = set()
     while limit is None or report.attempted < limit:
@@ -206,7 +211,7 @@ async def pending_counts(engine: AsyncEngine) -> dict[Destination, int]:
         .group_by(outbox_t.c.route, outbox_t.c.source)
     )
     counts: dict[Destination, int] = {}
-    async with engine.connect() as conn:
+    async with reader(engine).connect() as conn:
         for route, source, count in (await conn.execute(query)).all():
             key = _destination(route, source)
             counts[key] = counts.get(key, 0) + int(count)
