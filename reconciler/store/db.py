@@ -18,7 +18,7 @@ from reconciler.errors import SchemaOutOfDateError, StateError
 log = logging.getLogger(__name__)
 
 SQLITE_BUSY_TIMEOUT_MS = 30_000
-SQLITE_CACHE_KIB = 64 * 1024
+SQLITE_CACHE_KIB = 16 * 1024
 SQLITE_WAL_LIMIT_BYTES = 64 * 1024 * 1024
 # Any constant works; it only has to be the same in every instance sharing a database.
 MIGRATION_LOCK_ID = 0x5EC0_0C11
@@ -48,7 +48,7 @@ def _sqlite_pragmas(dbapi_connection: Any, _record: Any) -> None:
     cursor.execute(f"PRAGMA busy_timeout={SQLITE_BUSY_TIMEOUT_MS}")
     cursor.execute("PRAGMA foreign_keys=ON")
     cursor.execute("PRAGMA synchronous=NORMAL")
-    # A bigger page cache keeps the line-key indexes of a million-line state in memory;
+    # A bigger page cache (per connection: the pool holds several) speeds up index work;
     # the WAL is truncated back to this size after a large transaction is checkpointed.
     cursor.execute(f"PRAGMA cache_size=-{SQLITE_CACHE_KIB}")
     cursor.execute(f"PRAGMA journal_size_limit={SQLITE_WAL_LIMIT_BYTES}")
