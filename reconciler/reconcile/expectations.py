@@ -257,9 +257,19 @@ class _Context:
         exp = self.exp
         unit = exp.unit or self.observed.unit
         before = None if expected is None else Observation(expected, unit, self.observed.status)
-        fingerprint = line_digest(
-            ("finding", kind.value, exp.label, self.source, str(self.month), self.service)
+        parts: tuple[str, ...] = (
+            "finding",
+            kind.value,
+            exp.label,
+            self.source,
+            str(self.month),
+            self.service,
         )
+        if self.observed.unit != exp.unit:
+            # Totals are per unit: without a declared unit (or against another one) a month
+            # can have several, and each is a finding of its own.
+            parts += (self.observed.unit,)
+        fingerprint = line_digest(parts)
         level = severity or exp.severity or DEFAULT_FINDING_SEVERITY[kind]
         item = PlanItem(
             category=ItemCategory.FINDING,
