@@ -36,7 +36,7 @@ from reconciler.store import findings as items_store
 from reconciler.store.findings import ItemUpdates, drift_item, drift_values_hash
 from reconciler.store.ingest import IngestResult, apply_staged, lines_t
 from reconciler.store.runs import fail_run, finish_run, start_run
-from reconciler.store.staging import Stager
+from reconciler.store.staging import Stager, check_lengths, text_limits
 from reconciler.store.tables import InvoiceLineRow
 
 log = logging.getLogger(__name__)
@@ -248,6 +248,13 @@ async def _store_invoices(
         if str(line.month) in months
     ]
     if rows:
+        names = list(rows[0])
+        check_lengths(
+            source,
+            "an invoice line",
+            text_limits(invoices_t, names),
+            [list(r.values()) for r in rows],
+        )
         await conn.execute(insert(invoices_t), rows)
 
 

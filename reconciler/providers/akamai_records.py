@@ -35,7 +35,7 @@ def contract_ids(source: str, endpoint: str, payload: Any) -> list[str]:
         )
     ids: list[str] = []
     for index, value in enumerate(payload):
-        if type(value) is not str or not value.strip():
+        if type(value) is not str or not value.strip() or not value.isprintable():
             raise BadProviderDataError(
                 source, endpoint, f"item {index} is not a contract id (got {n.show(value)})"
             )

@@ -125,6 +125,14 @@ class FastlyLines:
                 and unit
                 and (region is None or type(region) is str)
                 and (name is None or type(name) is str)
+                # Anything unprintable is cleaned by the field readers.
+                and account.isprintable()
+                and service.isprintable()
+                and product.isprintable()
+                and usage_type.isprintable()
+                and unit.isprintable()
+                and (region is None or region.isprintable())
+                and (name is None or name.isprintable())
                 and get("last_updated_at") is None
             ):
                 month, first, last, status = when

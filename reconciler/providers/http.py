@@ -36,7 +36,7 @@ import yarl
 from reconciler import __version__
 from reconciler.errors import BadProviderDataError, ProviderAuthError, ProviderError
 from reconciler.logs import redact
-from reconciler.providers.normalize import loads_exact
+from reconciler.providers.normalize import clean, loads_exact
 
 if TYPE_CHECKING:
     from reconciler.providers.base import PullStats
@@ -170,7 +170,7 @@ def _json_message(data: Mapping[str, Any]) -> str:
 
 
 def _clip(text: str) -> str:
-    text = redact(" ".join(text.split()))
+    text = redact(clean(" ".join(text.split())))
     return text if len(text) <= _MESSAGE_LIMIT else text[: _MESSAGE_LIMIT - 1] + "…"
 
 

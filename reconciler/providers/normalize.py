@@ -13,6 +13,7 @@ into a BadProviderDataError for the whole pull.
 from __future__ import annotations
 
 import json
+import re
 from collections.abc import Iterable
 from datetime import UTC, date, datetime
 from decimal import Decimal
@@ -24,6 +25,7 @@ from reconciler.domain import Month
 __all__ = [
     "BadRecord",
     "NonFinite",
+    "clean",
     "describe",
     "flag",
     "integer",
@@ -69,6 +71,17 @@ def loads_exact(data: bytes | str) -> Any:
     return _DECODER.decode(text)
 
 
+# What a provider string must not carry into terminals, logs, messages or the database:
+# C0 and C1 controls (escape sequences; NUL, which PostgreSQL cannot store), lone surrogates
+# (no UTF-8 form) and bidirectional overrides (they reorder what a reader sees).
+_UNSAFE: Final = re.compile("[\x00-\x1f\x7f-\x9f\ud800-\udfff\u202a-\u202e\u2066-\u2069]")
+
+
+def clean(value: str) -> str:
+    """``value`` with unsafe characters replaced by U+FFFD; printable text is returned as is."""
+    return value if value.isprintable() else _UNSAFE.sub("\ufffd", value)
+
+
 class BadRecord(ValueError):
     """One field of one record is unusable; the message names the field, not the record."""
 
@@ -95,6 +108,7 @@ def describe(record: Any, fields: Iterable[tuple[str, str]]) -> str:
     for key, label in fields:
         value = record.get(key)
         if isinstance(value, str) and value:
+            value = clean(value)
             parts.append(f"{label} {value if len(value) <= 40 else value[:39] + '…'}")
     return f" ({', '.join(parts)})" if parts else ""
 
@@ -109,7 +123,7 @@ def text(record: dict[str, Any], key: str) -> str:
     """A required, non-empty string."""
     value = _get(record, key)
     if type(value) is str and value:
-        return value
+        return clean(value)
     if value is None:
         raise BadRecord(f"{key} is missing")
     raise BadRecord(f"{key} is not a non-empty string (got {show(value)})")
@@ -121,7 +135,7 @@ def optional_text(record: dict[str, Any], key: str) -> str:
     if value is None:
         return ""
     if type(value) is str:
-        return value
+        return clean(value)
     raise BadRecord(f"{key} is not a string (got {show(value)})")
 
 

@@ -11,11 +11,16 @@ from __future__ import annotations
 from collections.abc import Callable, Sequence
 from datetime import UTC, date, datetime
 from decimal import Decimal
+from operator import itemgetter
 from typing import Any
 
+from sqlalchemy import String, Table
 from sqlalchemy.ext.asyncio import AsyncEngine
+from sqlmodel.sql.sqltypes import AutoString
 
 from reconciler.domain import UsageLine, canonical_decimal, iso_day
+from reconciler.errors import BadProviderDataError
+from reconciler.store.tables import StagingLine
 
 STAGING_COLUMNS = (
     "run_id",
@@ -101,6 +106,35 @@ def row_converter(dialect_name: str) -> Callable[[int, UsageLine], tuple[Any, ..
     return convert
 
 
+def text_limits(table: Table, columns: Sequence[str]) -> list[tuple[int, str, int]]:
+    """(position, name, length) of each length-limited text column among ``columns``."""
+    limits = []
+    for position, name in enumerate(columns):
+        kind = table.c[name].type
+        if isinstance(kind, String | AutoString) and kind.length:
+            limits.append((position, name, int(kind.length)))
+    return limits
+
+
+def check_lengths(
+    source: str, what: str, limits: Sequence[tuple[int, str, int]], rows: Sequence[Sequence[Any]]
+) -> None:
+    """Refuse text longer than its column, on every backend (SQLite would keep it, PostgreSQL
+    would fail with a database error)."""
+    for position, name, limit in limits:
+        longest = max(map(len, filter(None, map(itemgetter(position), rows))), default=0)
+        if longest > limit:
+            raise BadProviderDataError(
+                source,
+                "pull",
+                f"{what} has a {name} of {longest} characters, longer than the {limit} "
+                "the state database keeps",
+            )
+
+
+_STAGING_LIMITS = text_limits(StagingLine.__table__, STAGING_COLUMNS)  # type: ignore[attr-defined]
+
+
 class Stager:
     """Writes a pull's lines to staging, one short transaction per page."""
 
@@ -119,6 +153,7 @@ class Stager:
             return
         run_id, convert = self.run_id, self._convert
         rows = [convert(run_id, line) for line in lines]
+        check_lengths(self.source, "a usage line", _STAGING_LIMITS, rows)
         async with self.engine.begin() as conn:
             await conn.exec_driver_sql(self._sql, rows)
         self.lines += len(rows)
