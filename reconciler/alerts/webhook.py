@@ -24,6 +24,7 @@ from yarl import URL
 
 from reconciler.domain import utcnow
 from reconciler.errors import AlertDeliveryError
+from reconciler.providers.base import is_loopback_host
 
 log = logging.getLogger(__name__)
 
@@ -150,6 +151,14 @@ class SlackWebhookClient:
             result = DeliveryResult(DeliveryStatus.PERMANENT, "the webhook URL is not valid")
             log.warning("%s", result.describe(name))
             return result
+        if not _private_url(secret):
+            # The URL is the credential: over plain http anyone on the path could post.
+            result = DeliveryResult(
+                DeliveryStatus.PERMANENT,
+                "the webhook URL must use https (plain http only to a loopback address)",
+            )
+            log.warning("%s", result.describe(name))
+            return result
         data = json.dumps(payload, ensure_ascii=False, default=_json_default).encode()
         try:
             async with self._session.post(
@@ -189,6 +198,11 @@ def _usable_url(text: str) -> bool:
     except (TypeError, ValueError):
         return False
     return parsed.scheme in ("http", "https") and bool(parsed.host)
+
+
+def _private_url(text: str) -> bool:
+    parsed = URL(text)
+    return parsed.scheme == "https" or is_loopback_host(parsed.host or "")
 
 
 def _redact(text: str, secret: str) -> str:
