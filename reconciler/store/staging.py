@@ -127,7 +127,7 @@ def check_lengths(
             raise BadProviderDataError(
                 source,
                 "pull",
-                f"{what} has a {name} of {longest} characters, longer than the {limit} "
+                f"{what}'s {name} has {longest} characters, longer than the {limit} "
                 "the state database keeps",
             )
 
