@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import logging
 import os
 import shutil
 import sys
@@ -138,6 +139,9 @@ async def run_section(section: str, args: argparse.Namespace, results: Results, 
 
 def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
+    # Pulls run in this process too: their retry and failure logs would drown the rows
+    # (what they say is counted and quoted in the table).
+    logging.getLogger().addHandler(logging.NullHandler())
     work = Path(tempfile.mkdtemp(prefix="reconciler-chaos-"))
     began = time.monotonic()
     try:

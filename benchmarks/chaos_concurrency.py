@@ -2,10 +2,12 @@
 
 A fresh database is created on the server and dropped at the end. ``daemons`` processes of
 ``reconciler run`` start together on it (so they also race to migrate it), each configured
-with the same sources pulled every 3 seconds, and run for ``seconds``; halfway through one
-of them is killed with SIGKILL, so its claimed slot must be taken over once its lease expires.
-Then, from the database: no slot succeeded twice, no two runs of a slot overlapped, every
-slot inside the window was pulled, and the stored lines are consistent with their versions.
+with the same three sources pulled every 6 seconds (checks jittered, as in production, so the
+daemons race for each slot), and run for ``seconds``. Halfway through, the first daemon is
+killed with SIGKILL while it holds a slot it has just claimed: another daemon must take that
+slot over once the lease expires. Then, from the database: no slot succeeded twice, no two runs
+of a slot overlapped, every slot inside the window was pulled, and the stored lines agree with
+their versions; and the surviving daemons logged no error.
 """
 
 from __future__ import annotations
@@ -14,20 +16,24 @@ import asyncio
 import itertools
 import signal
 import uuid
-from collections import defaultdict
-from datetime import date
+from collections import Counter, defaultdict
+from datetime import UTC, date, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
-from chaos_support import Results, sandbox, start_daemon, stop_process
+from chaos_support import Results, log_errors, sandbox, start_daemon, stop_process
 from sqlalchemy.engine import make_url
 
 from reconciler.cli.setup_cmds import to_toml
 
 SECTION = "concurrency"
 TODAY = date(2024, 7, 10)
-PULL_EVERY_S = 3
-LEASE_TTL_S = 4
+# A dead holder's slot is taken over within the slot when its lease expires early enough:
+# the daemon is killed within a second of its slot's start, its lease runs out 1.5s after its
+# last renewal, and each survivor checks every 3s (half of pull_every).
+PULL_EVERY_S = 6
+LEASE_TTL_S = 1.5
+KILL_WITHIN_S = 1.0
 
 
 def _dsn(url: str) -> str:
@@ -56,12 +62,12 @@ async def drop_database(admin: str, url: str) -> None:
         await conn.close()
 
 
-async def fetch(url: str, query: str) -> list[Any]:
+async def fetch(url: str, query: str, *args: Any) -> list[Any]:
     import asyncpg
 
     conn = await asyncpg.connect(_dsn(url), timeout=10)
     try:
-        return list(await conn.fetch(query))
+        return list(await conn.fetch(query, *args))
     finally:
         await conn.close()
 
@@ -73,7 +79,7 @@ def write_config(path: Path, url: str, base_url: str, edgerc: Path, instance: st
         "state": {"database_url": url, "directory": str(path.parent / instance)},
         "daemon": {
             "listen": "",
-            "jitter_s": 0,
+            "jitter_s": PULL_EVERY_S / 4,  # checks race instead of one daemon always first
             "first_pull_delay_s": 0,
             "alert_every_s": 1,
             "lease_ttl_s": LEASE_TTL_S,
@@ -111,16 +117,51 @@ async def run_concurrency(
             try:
                 async with asyncio.timeout(120):  # they migrate the empty database first
                     await _all_started(work, daemons)
+                # Slow Akamai pulls (about 2s): a daemon holds its slot for a while.
+                await box.add_faults({"kind": "latency", "latency_ms": 700, "endpoint": "akamai"})
                 await asyncio.sleep(seconds / 2)
-                procs[0].send_signal(signal.SIGKILL)  # dies holding whatever it held
+                held = await _holding(url, "chaos-d1", timeout_s=4 * PULL_EVERY_S)
+                procs[0].send_signal(signal.SIGKILL)  # dies holding that slot
                 await procs[0].wait()
                 # Long enough for its leases to expire and its slots to be taken over.
                 await asyncio.sleep(max(seconds / 2, LEASE_TTL_S + 2 * PULL_EVERY_S))
             finally:
                 codes = [await stop_process(p, timeout_s=60) for p in procs]
-        await _check(results, url, daemons, seconds, codes)
+        await _check(results, url, daemons, seconds, codes, held)
+        errors = [e for n in range(2, daemons + 1) for e in log_errors(work / f"d{n}.log")]
+        results.add(
+            SECTION,
+            "logs of the surviving daemons",
+            f"{len(errors)} ERROR lines or tracebacks",
+            not errors,
+            "; ".join(errors[:2]),
+        )
     finally:
         await drop_database(admin, url)
+
+
+async def _holding(url: str, instance: str, *, timeout_s: float) -> str | None:
+    """A slot ``instance`` holds that began under KILL_WITHIN_S ago (waiting up to
+    ``timeout_s`` for one), or None."""
+    query = (
+        "SELECT slot FROM job_leases WHERE holder = $1 AND completed_at IS NULL "
+        "AND expires_at > now() AND slot LIKE 'pull:%'"
+    )
+    try:
+        async with asyncio.timeout(timeout_s):
+            while True:  # polls the database: nothing to wait on but time
+                now = datetime.now(UTC)
+                for row in await fetch(url, query, instance):
+                    if (now - _slot_start(row["slot"])).total_seconds() < KILL_WITHIN_S:
+                        return str(row["slot"])
+                await asyncio.sleep(0.05)
+    except TimeoutError:
+        return None
+
+
+def _slot_start(slot: str) -> datetime:
+    stamp = slot.rsplit(":", 1)[1]
+    return datetime.strptime(stamp, "%Y%m%dT%H%M%SZ").replace(tzinfo=UTC)
 
 
 async def _all_started(work: Path, daemons: int) -> None:
@@ -132,7 +173,7 @@ async def _all_started(work: Path, daemons: int) -> None:
 
 
 async def _check(
-    results: Results, url: str, daemons: int, seconds: float, codes: list[int]
+    results: Results, url: str, daemons: int, seconds: float, codes: list[int], held: str | None
 ) -> None:
     runs = await fetch(
         url,
@@ -146,7 +187,8 @@ async def _check(
     overlapping = [k for k, rs in by_slot.items() if _overlap(rs)]
     retried = sum(1 for rs in by_slot.values() if len(rs) > 1)
     missed = _missed(by_slot)
-    instances = {r["instance"] for r in runs if r["status"] == "succeeded"}
+    pulls_by = Counter(r["instance"] for r in runs if r["status"] == "succeeded")
+    by = ", ".join(f"{name.removeprefix('chaos-')} {n}" for name, n in sorted(pulls_by.items()))
     leases = await fetch(url, "SELECT slot, count(*) AS n FROM job_leases GROUP BY slot")
     consistency = await fetch(
         url,
@@ -161,18 +203,34 @@ async def _check(
         f"{daemons} daemons, one PostgreSQL database, {seconds:.0f}s",
         f"{len(by_slot)} slots ({PULL_EVERY_S}s, 3 sources): {succeeded} pulled once, "
         f"{len(twice)} twice, {len(overlapping)} overlapping, {len(missed)} missed inside the "
-        f"window, {retried} retried after a failure or a dead holder; pulls by {len(instances)} "
-        f"instances; {len(leases)} lease rows",
+        f"window, {retried} retried after a failure or a dead holder; pulls by daemon: {by}; "
+        f"{len(leases)} lease rows",
         ok,
         f"twice {twice[:2]} overlapping {overlapping[:2]} missed {missed[:3]}",
     )
+    taken = _taken_over(by_slot, held)
     results.add(
         SECTION,
-        "after SIGKILL of one daemon",
-        f"exit codes {codes}; lines whose version count disagrees with line_versions: "
+        "SIGKILL of a daemon holding a slot",
+        (f"d1 killed holding {held.split(':', 1)[1]}: " if held else "d1 killed holding none; ")
+        + (f"pulled afterwards by {taken}; " if held else "")
+        + f"exit codes {codes}; lines whose version count disagrees with line_versions: "
         f"{inconsistent}",
-        codes[0] == -signal.SIGKILL and all(c == 0 for c in codes[1:]) and not inconsistent,
+        codes[0] == -signal.SIGKILL
+        and all(c == 0 for c in codes[1:])
+        and not inconsistent
+        and (held is None or taken != "nobody"),
     )
+
+
+def _taken_over(by_slot: dict[tuple[str, str], list[Any]], held: str | None) -> str:
+    """Which daemon pulled the slot the killed one held, once its lease expired."""
+    if held is None:
+        return "nobody"
+    source = held.split(":")[1]
+    runs = by_slot.get((source, held), [])
+    done = [r["instance"] for r in runs if r["status"] == "succeeded"]
+    return done[0].removeprefix("chaos-") if done else "nobody"
 
 
 def _overlap(runs: list[Any]) -> bool:
@@ -182,12 +240,11 @@ def _overlap(runs: list[Any]) -> bool:
 
 def _missed(by_slot: dict[tuple[str, str], list[Any]]) -> list[tuple[str, str]]:
     """Slots of each source between its first and last pulled slot that nobody pulled."""
-    from datetime import datetime, timedelta
 
     missed = []
     stamps: dict[str, list[datetime]] = defaultdict(list)
     for source, slot in by_slot:
-        stamps[source].append(datetime.strptime(slot.rsplit(":", 1)[1], "%Y%m%dT%H%M%SZ"))
+        stamps[source].append(_slot_start(slot))
     for source, times in stamps.items():
         times.sort()
         expected = times[0]

@@ -46,6 +46,14 @@ from reconciler.cli.setup_cmds import to_toml
 
 SECTION = "kills"
 PHASES = ("fetch", "staging", "commit", "random")
+CASES = {
+    "startup": "killed during startup",
+    "fetch": "killed during fetch",
+    "staging": "killed during staging",
+    "commit": "killed during commit",
+    "after commit": "killed after its commit",
+    "exited first": "finished before the kill",
+}
 POLL_S = 0.005
 FIRST_DAY = date(2024, 7, 1)
 
@@ -195,6 +203,7 @@ class KillRounds:
             line.run_id, line.status = watch.run_id, watch.status
         finally:
             watch.close()
+            await _reap(proc)
         return proc.returncode or 0, line
 
     async def next_day(self) -> None:
@@ -244,6 +253,7 @@ class KillRounds:
                 proc.send_signal(signal.SIGKILL)
             code = await proc.wait()
         finally:
+            await _reap(proc)
             await self.box.clear_faults()
         watch.poll()
         landed = _landed(watch, staged, before_status, self.full)
@@ -279,6 +289,14 @@ class KillRounds:
             total = self.last.finished_s or 5.0
             await asyncio.sleep(max(rng.uniform(0, total) - (time.monotonic() - began), 0))
         return write_locked(self.db) if phase in ("commit", "random") else False
+
+
+async def _reap(proc: asyncio.subprocess.Process) -> None:
+    """Never leave a pull running behind (a timeout, an error of ours)."""
+    if proc.returncode is None:
+        with contextlib.suppress(ProcessLookupError):
+            proc.kill()
+        await proc.wait()
 
 
 def _over(watch: Watch) -> bool:
@@ -369,7 +387,7 @@ class _Tallies:
             self.problems.setdefault(kill.landed, []).extend(kill.problems)
 
     def report(self, results: Results, kills: int) -> None:
-        for landed in ("startup", "fetch", "staging", "commit", "after commit", "exited first"):
+        for landed in CASES:
             count = self.by_phase.get(landed, 0)
             if not count:
                 continue
@@ -383,9 +401,7 @@ class _Tallies:
             else:
                 figures += "; integrity ok, state = that run's commit"
             figures += "; next pull completed"
-            results.add(
-                SECTION, f"killed during {landed}", figures, not problems, "; ".join(problems[:3])
-            )
+            results.add(SECTION, CASES[landed], figures, not problems, "; ".join(problems[:3]))
         results.add(
             SECTION,
             "setup",

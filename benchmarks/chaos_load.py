@@ -23,6 +23,7 @@ from typing import Any
 from chaos_support import (
     Results,
     connect,
+    log_errors,
     proc_kib,
     sandbox,
     start_daemon,
@@ -162,6 +163,14 @@ async def run_load(
             await listener.close()
         pings = listener.pings(ready, loaded)
         _report(results, db, names, done, code, pings, ready, loaded, began, watchdog_s)
+        errors = log_errors(work / "daemon.log")
+        results.add(
+            SECTION,
+            "daemon log",
+            f"{len(errors)} ERROR lines or tracebacks",
+            not errors,
+            "; ".join(errors[:2]),
+        )
         results.add(
             SECTION,
             "memory",

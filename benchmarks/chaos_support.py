@@ -61,7 +61,8 @@ class Results:
     def add(self, section: str, case: str, figures: str, ok: bool = True, note: str = "") -> None:
         self.rows.append(Row(section, case, figures, ok, note))
         mark = "ok" if ok else "FAIL"
-        print(f"  [{mark}] {section} / {case}: {figures}{' (' + note + ')' if note else ''}")
+        problem = f" ({note})" if note and not ok else ""
+        print(f"  [{mark}] {section} / {case}: {figures}{problem}")
         sys.stdout.flush()
 
     @property
@@ -132,6 +133,14 @@ async def start_daemon(
             stdout=asyncio.subprocess.DEVNULL,
             stderr=stderr,
         )
+
+
+def log_errors(log: Path) -> list[str]:
+    """ERROR lines (and tracebacks) a daemon wrote to its log."""
+    if not log.exists():
+        return []
+    lines = log.read_text(errors="replace").splitlines()
+    return [line[:200] for line in lines if " ERROR " in line or "Traceback" in line]
 
 
 class Sandbox:
