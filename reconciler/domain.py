@@ -168,16 +168,7 @@ class LineKey:
     period_start: date
 
     def parts(self) -> tuple[str, ...]:
-        return (
-            self.source,
-            self.account,
-            self.product,
-            self.usage_type,
-            self.region,
-            self.service,
-            str(self.month),
-            iso_day(self.period_start),
-        )
+        return key_parts(self)
 
     @property
     def digest(self) -> str:
@@ -189,6 +180,20 @@ class LineKey:
         region = f" [{self.region}]" if self.region else ""
         line = f"{self.account}/{self.product}/{self.usage_type}{region}{service}"
         return f"{self.source}:{line} {self.month}"
+
+
+def key_parts(line: LineKey | UsageLine) -> tuple[str, ...]:
+    """The text parts of a line's identity (both types carry the same key fields)."""
+    return (
+        line.source,
+        line.account,
+        line.product,
+        line.usage_type,
+        line.region,
+        line.service,
+        str(line.month),
+        iso_day(line.period_start),
+    )
 
 
 def line_digest(parts: tuple[str, ...]) -> str:
@@ -221,18 +226,7 @@ class UsageLine:
     @property
     def digest(self) -> str:
         """The same as ``self.key.digest``, without building the key (hot path)."""
-        return line_digest(
-            (
-                self.source,
-                self.account,
-                self.product,
-                self.usage_type,
-                self.region,
-                self.service,
-                str(self.month),
-                iso_day(self.period_start),
-            )
-        )
+        return line_digest(key_parts(self))
 
     @property
     def key(self) -> LineKey:
