@@ -11,7 +11,7 @@ The script exits 1 if any promise was broken (a row marked FAIL).
 - load: many sources and a million lines pulled by one daemon, watched by a watchdog;
 - concurrency: several daemons on one PostgreSQL database.
 
-    .venv/bin/python benchmarks/chaos.py                 # the full run (about 15 minutes)
+    .venv/bin/python benchmarks/chaos.py                 # the full run (about 25 min, 2 cores)
     .venv/bin/python benchmarks/chaos.py --quick         # every section, small (under a minute)
     .venv/bin/python benchmarks/chaos.py --sections kills,faults --kills 40
 """

@@ -393,7 +393,7 @@ class _Tallies:
                 continue
             problems = self.problems.get(landed, [])
             aimed = ", ".join(f"{n} aimed at {p}" for p, n in sorted(self.planned[landed].items()))
-            figures = f"{count} SIGKILLs ({aimed})"
+            figures = f"{count} SIGKILL{'s' if count > 1 else ''} ({aimed})"
             if landed == "commit":
                 figures += f"; {self.in_tx} inside the open apply transaction"
             if landed in ("startup", "fetch", "staging", "commit"):
