@@ -137,6 +137,7 @@ async def refresh_source(
                 coverage=provider.coverage,
                 now=clock(),
                 severities=settings.severities,
+                finalize_tolerance=settings.finalize_tolerance_for(source_name),
             )
             await _store_invoices(
                 conn, source_name, provider.coverage, provider.invoice_lines, run_id
@@ -340,7 +341,7 @@ async def _review(
     back = [c for c in ingest.changes if c.kind == ChangeKind.REAPPEARED]
     if back:
         updates.resolved += await items_store.resolve_fingerprints(
-            conn, [items_store.disappeared_fingerprint_for(c) for c in back], now
+            conn, [fp for c in back for fp in items_store.absence_fingerprints(c)], now
         )
 
     expectations = expectations_for(settings, source)

@@ -112,6 +112,23 @@ class Tolerance(BaseModel):
         return f"{self.percent}%" if self.percent is not None else str(self.absolute or 0)
 
 
+def _finalize_tolerance(value: Any) -> Tolerance:
+    tolerance = Tolerance.parse(value)
+    if (tolerance.percent if tolerance.percent is not None else tolerance.absolute or 0) < 0:
+        raise ValueError(f"finalize_tolerance must not be negative (got {tolerance})")
+    return tolerance
+
+
+# How far a finalized value may be from the month's last collecting one for the finalization
+# to be routine ("1%", or an absolute quantity such as "0.5").
+FinalizeTolerance = Annotated[
+    Tolerance,
+    BeforeValidator(_finalize_tolerance),
+    PlainSerializer(str, return_type=str, when_used="json"),
+]
+DEFAULT_FINALIZE_TOLERANCE = Tolerance(percent=Decimal(1))
+
+
 class _Strict(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True)
 
@@ -131,6 +148,7 @@ class _SourceBase(_Strict):
     timeout_s: float = Field(default=60.0, gt=0)
     max_retries: int = Field(default=5, ge=0, le=20)
     retry_cap_s: float = Field(default=60.0, gt=0)
+    finalize_tolerance: FinalizeTolerance | None = None
 
     @field_validator("name")
     @classmethod
@@ -340,6 +358,7 @@ class Settings(BaseSettings):
     sources: list[SourceSettings] = Field(default_factory=list)
     expectations: list[ExpectationSettings] = Field(default_factory=list)
     severities: dict[ChangeKind, Severity] = Field(default_factory=dict)
+    finalize_tolerance: FinalizeTolerance = DEFAULT_FINALIZE_TOLERANCE
     alerts: AlertSettings = AlertSettings()
     reports: ReportSettings = ReportSettings()
     daemon: DaemonSettings = DaemonSettings()
@@ -375,6 +394,10 @@ class Settings(BaseSettings):
             if source.name == name:
                 return source
         raise ConfigError([f"sources: no source named {name!r}"])
+
+    def finalize_tolerance_for(self, name: str) -> Tolerance:
+        """The source's own ``finalize_tolerance``, else the global one (default 1%)."""
+        return self.source(name).finalize_tolerance or self.finalize_tolerance
 
     @property
     def state_directory(self) -> Path:

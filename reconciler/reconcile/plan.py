@@ -59,16 +59,19 @@ class Plan:
 
 _SUMMARY_ORDER = [
     "restated",
+    "finalized_disappeared",
     "reopened",
     "unit_changed",
     "invoice_mismatch",
     "decreased",
+    "finalized_changed",
     "disappeared",
     "over_expectation",
     "projected_overage",
     "under_expectation",
     "unit_mismatch",
     "finalized",
+    "left_window_collecting",
     "new",
     "reappeared",
     "grew",
@@ -80,7 +83,7 @@ def symbol(item: PlanItem) -> str:
         return "!"
     if item.kind == ChangeKind.NEW:
         return "+"
-    if item.kind == ChangeKind.DISAPPEARED:
+    if item.kind in (ChangeKind.DISAPPEARED, ChangeKind.FINALIZED_DISAPPEARED):
         return "-"
     return "~"
 

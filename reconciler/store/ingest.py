@@ -9,7 +9,7 @@ adds no version rows.
 from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import date, datetime
 from decimal import Decimal
 from typing import Any
@@ -24,10 +24,13 @@ from reconciler.domain import (
     Month,
     Observation,
     Severity,
+    quantity_delta,
+    quantity_percent,
 )
 from reconciler.errors import BadProviderDataError
 from reconciler.providers.base import Coverage
 from reconciler.reconcile.diff import QUIET_KINDS, Tracked, classify, severity_of
+from reconciler.settings import DEFAULT_FINALIZE_TOLERANCE, Tolerance
 from reconciler.store.staging import STAGING_COLUMNS
 from reconciler.store.tables import ChangeRow, LineVersion, StagingLine, UsageLineRow
 
@@ -54,10 +57,19 @@ class LineChange:
     product_name: str
     before: Observation | None
     after: Observation | None
+    returned: bool = False  # the line was absent before this pull
 
     @property
     def reviewable(self) -> bool:
         return self.kind not in QUIET_KINDS
+
+    @property
+    def delta(self) -> Decimal | None:
+        return quantity_delta(self.before, self.after)
+
+    @property
+    def percent(self) -> Decimal | None:
+        return quantity_percent(self.before, self.after)
 
 
 @dataclass
@@ -107,6 +119,7 @@ async def apply_staged(
     coverage: Coverage,
     now: datetime,
     severities: Mapping[ChangeKind, Severity],
+    finalize_tolerance: Tolerance = DEFAULT_FINALIZE_TOLERANCE,
 ) -> IngestResult:
     """Compare the run's staged snapshot with the tracked state and write what changed.
 
@@ -130,7 +143,10 @@ async def apply_staged(
         (lines_t.c.present.is_(False))
         | (lines_t.c.quantity != staging_t.c.quantity)
         | (lines_t.c.unit != staging_t.c.unit)
-        | (lines_t.c.status != staging_t.c.status),
+        | (lines_t.c.status != staging_t.c.status)
+        # Recorded as a version even when no rule calls it a change: never left stale.
+        | lines_t.c.raw_quantity.is_distinct_from(staging_t.c.raw_quantity)
+        | lines_t.c.billable.is_distinct_from(staging_t.c.billable),
     )
     updates: list[dict[str, Any]] = []
     versions: list[dict[str, Any]] = []
@@ -140,12 +156,13 @@ async def apply_staged(
             bool(row.old_present),
         )
         after = Observation(row.quantity, row.unit, LineStatus(row.status))
-        kind = classify(before, after)
+        kind = classify(before, after, finalize_tolerance=finalize_tolerance)
         values = {name: row._mapping[name] for name in COPIED_COLUMNS if name != "key_hash"}
         updates.append({"b_id": row.id, **values, "present": True, "last_run_id": run_id})
         versions.append(_version(row.id, run_id, now, values, present=True))
         if kind is not None:
-            result.changes.append(_change(row.id, kind, severities, row, before.observation, after))
+            change = _change(row.id, kind, severities, row, before.observation, after)
+            result.changes.append(replace(change, returned=not before.present))
 
     # 2. Tracked, present lines of the covered months that this complete pull did not return.
     vanished = select(lines_t).where(
@@ -164,9 +181,8 @@ async def apply_staged(
             }
         )
         versions.append(_version(row.id, run_id, now, dict(row._mapping), present=False))
-        result.changes.append(
-            _change(row.id, ChangeKind.DISAPPEARED, severities, row, last_seen, None)
-        )
+        gone = classify(Tracked(last_seen, True), None) or ChangeKind.DISAPPEARED
+        result.changes.append(_change(row.id, gone, severities, row, last_seen, None))
 
     if updates:
         await conn.execute(
