@@ -77,9 +77,10 @@ def drift_message(change: LineChange) -> str:
     if change.kind == ChangeKind.FINALIZED_CHANGED:
         percent, delta = change.percent, change.delta or Decimal(0)
         share = f" ({percent:+}%)" if percent is not None else ""
+        sign = "+" if delta > 0 else ""
         return (
-            f"the finalized value is {'+' if delta > 0 else ''}{canonical_decimal(delta)} from the last collecting one"
-            f"{share}, beyond the finalize tolerance"
+            f"the finalized value is {sign}{canonical_decimal(delta)} from the last collecting "
+            f"one{share}, beyond the finalize tolerance"
         )
     if change.kind == ChangeKind.FINALIZED_DISAPPEARED:
         return "a billed (finalized) line is missing from a complete pull"

@@ -117,8 +117,8 @@ ONE_PERCENT = Tolerance(percent=Decimal(1))
 def test_finalization_against_the_last_collecting_value(
     last_collecting: str, finalized: str, tolerance: Tolerance, expected: ChangeKind
 ) -> None:
-    kind = classify(tracked(last_collecting), obs(finalized, status=F), finalize_tolerance=tolerance)
-    assert kind == expected
+    before, after = tracked(last_collecting), obs(finalized, status=F)
+    assert classify(before, after, finalize_tolerance=tolerance) == expected
 
 
 def test_severities_default_and_override() -> None:

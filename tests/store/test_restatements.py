@@ -33,7 +33,7 @@ async def test_a_billed_line_that_vanishes_is_critical_and_distinct(engine: Asyn
 async def test_a_changed_return_is_compared_with_the_last_present_values(
     engine: AsyncEngine,
 ) -> None:
-    await pull(engine, [line("a", "7", status=F), line("b", "7", status=F), line("c", "7", status=F)])
+    await pull(engine, [line(name, "7", status=F) for name in ("a", "b", "c")])
     await pull(engine, [])
     back = await pull(
         engine,
