@@ -81,9 +81,7 @@ def classify(
     return ChangeKind.REAPPEARED if kind in (None, ChangeKind.GREW) else kind
 
 
-def compare(
-    old: Observation, new: Observation, finalize_tolerance: Tolerance
-) -> ChangeKind | None:
+def compare(old: Observation, new: Observation, finalize_tolerance: Tolerance) -> ChangeKind | None:
     """The change between two sets of values of one line (None: the same)."""
     if new.unit != old.unit:
         return ChangeKind.UNIT_CHANGED
