@@ -24,19 +24,15 @@ from reconciler.domain import ChangeKind, ItemCategory, LineStatus, Month, utcno
 from reconciler.errors import ReconcilerError
 from reconciler.providers.base import Coverage, InvoiceLine, PullStats, open_provider
 from reconciler.providers.http import HttpClient
-from reconciler.reconcile.expectations import (
-    Evaluated,
-    MonthLine,
-    ProviderInvoiceLine,
-    check_provider_invoices,
-    evaluate,
-)
+from reconciler.reconcile.expectations import Evaluated, MonthLine, evaluate
+from reconciler.reconcile.invoices import check_provider_invoices
 from reconciler.settings import ExpectationSettings, Settings
 from reconciler.store import findings as items_store
 from reconciler.store.findings import ItemUpdates, drift_item, drift_values_hash
 from reconciler.store.ingest import IngestResult, apply_staged, lines_t
 from reconciler.store.runs import fail_run, finish_run, start_run
 from reconciler.store.staging import Stager, check_lengths, text_limits
+from reconciler.store.statuses import collecting_months_before, left_window_items
 from reconciler.store.tables import InvoiceLineRow
 
 log = logging.getLogger(__name__)
@@ -244,6 +240,12 @@ async def _store_invoices(
             "amount": line.amount,
             "currency": line.currency,
             "run_id": run_id,
+            "invoice_id": line.invoice_id,
+            "position": line.position,
+            "description": line.description,
+            "unit": line.unit,
+            "billing_start": line.billing_start,
+            "billing_end": line.billing_end,
         }
         for line in invoice_lines
         if str(line.month) in months
@@ -307,13 +309,29 @@ async def month_lines(
 
 async def stored_invoice_lines(
     conn: AsyncConnection, source: str, months: Sequence[Month]
-) -> list[ProviderInvoiceLine]:
-    query = select(invoices_t).where(
-        invoices_t.c.source == source, invoices_t.c.month.in_([str(m) for m in months])
+) -> list[InvoiceLine]:
+    query = (
+        select(invoices_t)
+        .where(invoices_t.c.source == source, invoices_t.c.month.in_([str(m) for m in months]))
+        .order_by(invoices_t.c.id)
     )
     return [
-        ProviderInvoiceLine(
-            r.source, Month.parse(r.month), r.usage_type, r.product_name, r.region, r.units
+        InvoiceLine(
+            source=r.source,
+            account=r.account,
+            month=Month.parse(r.month),
+            usage_type=r.usage_type,
+            product_name=r.product_name,
+            region=r.region,
+            units=r.units,
+            amount=r.amount,
+            currency=r.currency,
+            invoice_id=r.invoice_id,
+            position=r.position,
+            description=r.description,
+            unit=r.unit,
+            billing_start=r.billing_start,
+            billing_end=r.billing_end,
         )
         for r in (await conn.execute(query)).all()
     ]
@@ -338,6 +356,21 @@ async def _review(
         now=now,
         keep_open_before=True,
     )
+    left = left_window_items(
+        source,
+        await collecting_months_before(conn, source, coverage.months[0]),
+        settings.severities,
+    )
+    if left:
+        flagged = await items_store.record_items(
+            conn,
+            [Evaluated(item, drift_values_hash(item)) for item in left],
+            run_id=run_id,
+            now=now,
+            keep_open_before=True,
+        )
+        updates.raised += flagged.raised
+        updates.values_hashes.update(flagged.values_hashes)
     back = [c for c in ingest.changes if c.kind == ChangeKind.REAPPEARED]
     if back:
         updates.resolved += await items_store.resolve_fingerprints(

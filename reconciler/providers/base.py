@@ -14,13 +14,13 @@ import ipaddress
 from collections.abc import AsyncGenerator, Mapping
 from dataclasses import dataclass, fields
 from datetime import date
-from decimal import Decimal
 from typing import TYPE_CHECKING, Protocol
 
 import yarl
 
 from reconciler.domain import Month, UsageLine
 from reconciler.errors import ConfigError
+from reconciler.reconcile.invoices import InvoiceLine
 from reconciler.settings import AkamaiSourceSettings, FastlySourceSettings
 
 if TYPE_CHECKING:
@@ -61,12 +61,15 @@ class Coverage:
     contracts), else the accounts pulled: the contract ids (Akamai with ``contracts``
     configured), or ``{""}``, Fastly's account-level lines only (``services = false``).
     ``products`` is None for every product, else the product ids pulled (Akamai with
-    ``products`` configured).
+    ``products`` configured). ``derived_statuses`` says the provider reports no status and
+    reconciler derives it (Fastly: by invoices, or by the calendar): such a status never
+    reopens a month that was finalized, whichever rule finalized it.
     """
 
     months: tuple[Month, ...]
     accounts: frozenset[str] | None
     products: frozenset[str] | None = None
+    derived_statuses: bool = False
 
     def covers(self, line: UsageLine) -> bool:
         return (
@@ -74,21 +77,6 @@ class Coverage:
             and (self.accounts is None or line.account in self.accounts)
             and (self.products is None or line.product in self.products)
         )
-
-
-@dataclass(frozen=True)
-class InvoiceLine:
-    """One line item of a posted Fastly invoice, to reconcile finalized totals against."""
-
-    source: str
-    account: str
-    month: Month
-    usage_type: str
-    product_name: str
-    region: str
-    units: Decimal
-    amount: Decimal | None
-    currency: str | None
 
 
 class UsageProvider(Protocol):

@@ -126,6 +126,8 @@ def describe(item: PlanItem) -> list[str]:
     if item.category == ItemCategory.FINDING:
         expected = _side(item.before) if item.before else "-"
         lines.append(f"      observed: {_side(item.after)}   expected: {expected}   [{status}]")
+    elif item.before is None and item.after is None:
+        pass  # a month-level item (left_window_collecting): its message says it all
     else:
         change = f"      quantity: {_side(item.before)} → {_side(item.after)}"
         if item.before and item.after and item.before.unit != item.after.unit:

@@ -32,6 +32,7 @@ from reconciler.providers.base import Coverage
 from reconciler.reconcile.diff import QUIET_KINDS, Tracked, classify, severity_of
 from reconciler.settings import DEFAULT_FINALIZE_TOLERANCE, Tolerance
 from reconciler.store.staging import STAGING_COLUMNS
+from reconciler.store.statuses import keep_finalized_months
 from reconciler.store.tables import ChangeRow, LineVersion, StagingLine, UsageLineRow
 
 lines_t = UsageLineRow.__table__  # type: ignore[attr-defined]
@@ -127,6 +128,7 @@ async def apply_staged(
     """
     result = IngestResult()
     await _refuse_duplicates(conn, run_id, source)
+    await keep_finalized_months(conn, run_id=run_id, source=source, coverage=coverage)
     tracked_months = await _tracked_months(conn, source, coverage)
 
     # 1. Tracked lines whose values differ from the staged ones (or that come back).
