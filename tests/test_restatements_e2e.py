@@ -18,6 +18,7 @@ from reconciler.refresh import refresh_source
 from reconciler.sandbox.scenario import named_scenario
 from reconciler.sandbox.server import SandboxServer
 from reconciler.settings import Settings, Tolerance, settings_from_mapping
+from reconciler.store.ingest import lines_t
 from reconciler.store.items import findings_table, item_from_row
 from reconciler.store.review import build_plan
 
@@ -182,3 +183,41 @@ async def test_the_finalize_tolerance_is_configurable_per_source(
     # Fastly falls under the global 95%; Akamai's own 1% flags the same -90%.
     assert {kind for source, kind in june if source == "fastly"} == {"finalized"}
     assert {kind for source, kind in june if source == "akamai"} == {"finalized_changed"}
+
+
+async def test_a_period_re_dated_at_finalization_is_the_same_line(
+    engine: AsyncEngine, sandbox: SandboxServer, tmp_path: Path
+) -> None:
+    # The sandbox's oddity: the first contract's first product, once its first month (2024-01)
+    # is finalized, reports that period dated 2021-01-01..31.
+    settings = settings_for(sandbox, tmp_path)
+    await pull(engine, settings, sandbox, date(2024, 2, 1))  # January complete, collecting
+    async with engine.connect() as conn:
+        before = (
+            await conn.execute(
+                select(lines_t.c.id, lines_t.c.period_start).where(
+                    lines_t.c.source == "akamai",
+                    lines_t.c.product == "1-ABC012",
+                    lines_t.c.month == "2024-01",
+                )
+            )
+        ).all()
+    assert before and {row.period_start for row in before} == {date(2024, 1, 1)}
+    await pull(engine, settings, sandbox, date(2024, 2, 5))  # January finalized, re-dated
+    async with engine.connect() as conn:
+        after = (
+            await conn.execute(
+                select(lines_t.c.id, lines_t.c.period_start, lines_t.c.status).where(
+                    lines_t.c.source == "akamai",
+                    lines_t.c.product == "1-ABC012",
+                    lines_t.c.month == "2024-01",
+                )
+            )
+        ).all()
+        plan = await build_plan(conn, utcnow())
+    assert sorted(row.id for row in after) == sorted(row.id for row in before)
+    assert {(row.period_start, row.status) for row in after} == {(date(2021, 1, 1), "finalized")}
+    january = [i for i in plan.items if i.source == "akamai" and str(i.month) == "2024-01"]
+    assert {i.kind for i in january} == {"finalized"}
+    odd = [i for i in january if i.product == "1-ABC012"]
+    assert odd and all("re-dated" in i.message for i in odd)

@@ -86,6 +86,12 @@ def drift_message(change: LineChange) -> str:
         return "a billed (finalized) line is missing from a complete pull"
     if change.returned and change.kind != ChangeKind.REAPPEARED:
         return "came back after being absent, with other values than when last seen"
+    if change.redated is not None:
+        start, end = change.redated
+        key = change.key
+        return (
+            f"the provider re-dated this period (was {start}..{end}, now from {key.period_start})"
+        )
     return ""
 
 

@@ -31,6 +31,7 @@ from reconciler.errors import BadProviderDataError
 from reconciler.providers.base import Coverage
 from reconciler.reconcile.diff import QUIET_KINDS, Tracked, classify, severity_of
 from reconciler.settings import DEFAULT_FINALIZE_TOLERANCE, Tolerance
+from reconciler.store.redating import rekey_redated
 from reconciler.store.staging import STAGING_COLUMNS
 from reconciler.store.statuses import keep_finalized_months
 from reconciler.store.tables import ChangeRow, LineVersion, StagingLine, UsageLineRow
@@ -59,6 +60,7 @@ class LineChange:
     before: Observation | None
     after: Observation | None
     returned: bool = False  # the line was absent before this pull
+    redated: tuple[date, date] | None = None  # the period's dates before the provider's re-dating
 
     @property
     def reviewable(self) -> bool:
@@ -130,6 +132,15 @@ async def apply_staged(
     await _refuse_duplicates(conn, run_id, source)
     await keep_finalized_months(conn, run_id=run_id, source=source, coverage=coverage)
     tracked_months = await _tracked_months(conn, source, coverage)
+    redated = await rekey_redated(
+        conn,
+        run_id=run_id,
+        not_returned=and_(
+            _coverage_filter(lines_t, source, coverage),
+            lines_t.c.present.is_(True),
+            _not_staged(conn.dialect.name, run_id),
+        ),
+    )
 
     # 1. Tracked lines whose values differ from the staged ones (or that come back).
     differing = select(
@@ -148,7 +159,10 @@ async def apply_staged(
         | (lines_t.c.status != staging_t.c.status)
         # Recorded as a version even when no rule calls it a change: never left stale.
         | lines_t.c.raw_quantity.is_distinct_from(staging_t.c.raw_quantity)
-        | lines_t.c.billable.is_distinct_from(staging_t.c.billable),
+        | lines_t.c.billable.is_distinct_from(staging_t.c.billable)
+        # A period the provider re-dated (see store.redating): its new dates are a version.
+        | (lines_t.c.period_start != staging_t.c.period_start)
+        | (lines_t.c.period_end != staging_t.c.period_end),
     )
     updates: list[dict[str, Any]] = []
     versions: list[dict[str, Any]] = []
@@ -164,7 +178,8 @@ async def apply_staged(
         versions.append(_version(row.id, run_id, now, values, present=True))
         if kind is not None:
             change = _change(row.id, kind, severities, row, before.observation, after)
-            result.changes.append(replace(change, returned=not before.present))
+            returned = not before.present
+            result.changes.append(replace(change, returned=returned, redated=redated.get(row.id)))
 
     # 2. Tracked, present lines of the covered months that this complete pull did not return.
     vanished = select(lines_t).where(

@@ -5,14 +5,19 @@ value, and versions for changes no rule names."""
 from __future__ import annotations
 
 from dataclasses import replace
+from datetime import date
 from decimal import Decimal
+from types import SimpleNamespace
+from typing import Any
 
+import pytest
 from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncEngine
 
-from reconciler.domain import ChangeKind, LineStatus, Observation, Severity
+from reconciler.domain import ChangeKind, LineStatus, Observation, Severity, UsageLine
 from reconciler.settings import Tolerance
 from reconciler.store.ingest import apply_staged, lines_t, versions_t
+from reconciler.store.redating import pair_redated
 from reconciler.store.runs import start_run
 from reconciler.store.staging import Stager
 from tests.store.test_ingest import COVER, NOW, count, line, pull
@@ -118,3 +123,64 @@ async def test_raw_quantity_or_billability_alone_is_a_version(engine: AsyncEngin
         (Decimal(100001), False),
         (None, None),
     ]
+
+
+def _period(usage_type: str, quantity: str, first: date, last: date, **kw: Any) -> UsageLine:
+    return replace(line(usage_type, quantity, **kw), period_start=first, period_end=last)
+
+
+async def test_a_re_dated_period_is_a_change_of_the_same_line(engine: AsyncEngine) -> None:
+    may = (date(2024, 5, 1), date(2024, 5, 31))
+    odd = (date(2021, 5, 1), date(2021, 5, 31))
+    await pull(engine, [_period("a", "100", *may), _period("b", "5", *may)])
+    result = await pull(engine, [_period("a", "100.5", *odd, status=F), _period("b", "5", *odd)])
+    assert result.new_lines == 0
+    kinds = {c.key.usage_type: (c.kind, c.key.period_start, c.redated) for c in result.changes}
+    # "b" was re-dated with the same values: a version with the new dates, nothing to review.
+    assert kinds == {"a": (ChangeKind.FINALIZED, odd[0], may)}
+    assert result.versions_added == 2
+    async with engine.connect() as conn:
+        rows = (await conn.execute(select(lines_t.c.period_start, lines_t.c.period_end))).all()
+    assert {tuple(r) for r in rows} == {odd}
+    again = await pull(engine, [_period("a", "100.5", *odd, status=F), _period("b", "5", *odd)])
+    assert again.changes == [] and again.versions_added == 0
+
+
+async def test_a_split_month_is_not_a_re_dating(engine: AsyncEngine) -> None:
+    await pull(engine, [_period("a", "100", date(2024, 5, 1), date(2024, 5, 31))])
+    # Two periods for one (neither starting on the old one's day): not paired.
+    halves = [
+        _period("a", "50", date(2024, 5, 2), date(2024, 5, 15)),
+        _period("a", "50", date(2024, 5, 16), date(2024, 5, 31)),
+    ]
+    result = await pull(engine, halves)
+    assert sorted(c.kind for c in result.changes) == [
+        ChangeKind.DISAPPEARED,
+        ChangeKind.NEW,
+        ChangeKind.NEW,
+    ]
+
+
+@pytest.mark.parametrize(
+    ("gone", "fresh", "pairs"),
+    [
+        ([("a", 1)], [("a", 2)], [(1, 2)]),
+        ([("a", 1)], [("b", 2)], []),
+        ([("a", 1)], [("a", 2), ("a", 3)], []),
+        ([("a", 1), ("a", 5)], [("a", 9), ("a", 2)], [(1, 2), (5, 9)]),
+        ([("a", 1), ("b", 1)], [("b", 4)], [(1, 4)]),
+        ([], [("a", 2)], []),
+    ],
+)
+def test_pairing_of_re_dated_periods(
+    gone: list[tuple[str, int]], fresh: list[tuple[str, int]], pairs: list[tuple[int, int]]
+) -> None:
+    def row(usage_type: str, day: int) -> SimpleNamespace:
+        return SimpleNamespace(
+            account="", product="p", usage_type=usage_type, region="", service="",
+            month="2024-05", period_start=date(2024, 5, day),
+        )  # fmt: skip
+
+    found = pair_redated([row(*g) for g in gone], [row(*f) for f in fresh])
+    assert [(old.period_start.day, new.period_start.day) for old, new in found] == pairs
+    assert all(old.usage_type == new.usage_type for old, new in found)
