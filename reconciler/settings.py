@@ -29,6 +29,7 @@ from pydantic_settings import BaseSettings, PydanticBaseSettingsSource, Settings
 
 from reconciler.domain import ChangeKind, Month, Severity
 from reconciler.errors import ConfigError
+from reconciler.reconcile.measures import MeasureKind
 from reconciler.secrets import SecretRef
 
 CONFIG_ENV = "RECONCILER_CONFIG"
@@ -250,6 +251,16 @@ class ExpectationSettings(_Strict):
         return "/".join(parts) or "all usage"
 
 
+class MeasureSettings(_Strict):
+    """A ``[[measures]]`` entry: the measure kind of the stats it matches (globs)."""
+
+    provider: str = "*"
+    product: str = "*"
+    usage_type: str = "*"
+    unit: str = "*"
+    kind: MeasureKind
+
+
 class SlackRouteSettings(_Strict):
     source: str
     webhook_url_env: str | None = None
@@ -339,6 +350,7 @@ class Settings(BaseSettings):
     state: StateSettings = StateSettings()
     sources: list[SourceSettings] = Field(default_factory=list)
     expectations: list[ExpectationSettings] = Field(default_factory=list)
+    measures: list[MeasureSettings] = Field(default_factory=list)
     severities: dict[ChangeKind, Severity] = Field(default_factory=dict)
     alerts: AlertSettings = AlertSettings()
     reports: ReportSettings = ReportSettings()
