@@ -24,12 +24,14 @@ from reconciler.domain import ChangeKind, ItemCategory, LineStatus, Month, utcno
 from reconciler.errors import ReconcilerError
 from reconciler.providers.base import Coverage, InvoiceLine, PullStats, open_provider
 from reconciler.providers.http import HttpClient
-from reconciler.reconcile.expectations import Evaluated, MonthLine, evaluate
+from reconciler.reconcile.expectations import Evaluated, MonthLine, evaluate, unmatched_months
 from reconciler.reconcile.invoices import check_provider_invoices
+from reconciler.reconcile.measures import MeasureKind
 from reconciler.settings import ExpectationSettings, Settings
 from reconciler.store import findings as items_store
 from reconciler.store.findings import ItemUpdates, drift_item, drift_values_hash
 from reconciler.store.ingest import IngestResult, apply_staged, lines_t
+from reconciler.store.measures import apply_measure_kinds
 from reconciler.store.runs import fail_run, finish_run, start_run
 from reconciler.store.staging import Stager, check_lengths, text_limits
 from reconciler.store.statuses import collecting_months_before, left_window_items
@@ -281,6 +283,9 @@ async def month_lines(
         lines_t.c.quantity,
         lines_t.c.unit,
         lines_t.c.status,
+        lines_t.c.period_start,
+        lines_t.c.measure_kind,
+        lines_t.c.billable,
     ).where(
         lines_t.c.source == source,
         lines_t.c.month.in_([str(m) for m in months]),
@@ -302,6 +307,9 @@ async def month_lines(
             r.quantity,
             r.unit,
             LineStatus(r.status),
+            r.period_start,
+            MeasureKind(r.measure_kind),
+            r.billable,
         )
         for r in (await conn.execute(query)).all()
     ]
@@ -377,6 +385,7 @@ async def _review(
             conn, [fp for c in back for fp in items_store.absence_fingerprints(c)], now
         )
 
+    await apply_measure_kinds(conn, source, settings.measures)
     expectations = expectations_for(settings, source)
     lines = await month_lines(
         conn, source, coverage.months, services=any(e.per_service for e in expectations)
@@ -397,5 +406,6 @@ async def _review(
         current={e.item.fingerprint for e in evaluated},
         category=ItemCategory.FINDING,
         now=now,
+        hold=unmatched_months(expectations, lines),
     )
     return updates

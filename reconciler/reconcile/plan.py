@@ -70,6 +70,7 @@ _SUMMARY_ORDER = [
     "projected_overage",
     "under_expectation",
     "unit_mismatch",
+    "no_match",
     "finalized",
     "left_window_collecting",
     "new",
