@@ -30,6 +30,7 @@ from reconciler.domain import (
     line_digest,
 )
 from reconciler.reconcile.expectations import Evaluated, MonthLine, matches
+from reconciler.reconcile.measures import MeasureKind
 from reconciler.settings import ExpectationSettings, Tolerance
 
 # Spellings of one unit (after case folding and trimming) → the unit they mean.
@@ -178,6 +179,8 @@ def check_provider_invoices(
         if not in_unit or len(usage_units) > 1:
             found.append(context.unit_mismatch(candidates))
             continue
+        if len(in_unit) > 1 and any(line.kind is not MeasureKind.VOLUME for line in in_unit):
+            continue  # a percentile, peak or level of several lines has no sum to compare
         tolerance = next(
             (e.tolerance for e in expectations if any(matches(e, line) for line in in_unit)),
             Tolerance(absolute=Decimal(0)),

@@ -14,6 +14,7 @@ from hypothesis import strategies as st
 from reconciler.domain import FindingKind, LineStatus, Month
 from reconciler.reconcile.expectations import MonthLine
 from reconciler.reconcile.invoices import InvoiceLine, check_provider_invoices, normalized_unit
+from reconciler.reconcile.measures import MeasureKind
 
 MAY = Month(2024, 5)
 F, C = LineStatus.FINALIZED, LineStatus.COLLECTING
@@ -28,10 +29,11 @@ def usage(
     region: str = "North America",
     status: LineStatus = F,
     service: str = "",
+    kind: MeasureKind = MeasureKind.VOLUME,
 ) -> MonthLine:
     return MonthLine(
         "fastly", "fastly", "", "cdn_usage", "", usage_type, region, service, MAY,
-        Decimal(quantity), unit, status,
+        Decimal(quantity), unit, status, kind=kind,
     )  # fmt: skip
 
 
@@ -76,6 +78,7 @@ def found(lines: list[MonthLine], items: list[InvoiceLine]) -> list[tuple[str, s
     return out
 
 
+P = MeasureKind.PERCENTILE
 MISMATCH, UNIT = FindingKind.INVOICE_MISMATCH.value, FindingKind.UNIT_MISMATCH.value
 
 
@@ -113,6 +116,9 @@ MISMATCH, UNIT = FindingKind.INVOICE_MISMATCH.value, FindingKind.UNIT_MISMATCH.v
         ([usage("100", region="Europe")], [item("50")], []),
         # Service lines are not what the invoice bills.
         ([usage("100"), usage("100", service="svc")], [item("100")], []),
+        # A percentile of several lines (two periods) has no sum to compare.
+        ([usage("10", kind=P), usage("12", kind=P)], [item("22")], []),
+        ([usage("10", kind=P)], [item("12")], [(MISMATCH, "12 GB", "10")]),
         # Other usage types of the month do not match.
         ([usage("100"), usage("7", usage_type="Europe Bandwidth")], [item("100")], []),
     ],
