@@ -113,18 +113,11 @@ class Tolerance(BaseModel):
         return f"{self.percent}%" if self.percent is not None else str(self.absolute or 0)
 
 
-def _finalize_tolerance(value: Any) -> Tolerance:
-    tolerance = Tolerance.parse(value)
-    if (tolerance.percent if tolerance.percent is not None else tolerance.absolute or 0) < 0:
-        raise ValueError(f"finalize_tolerance must not be negative (got {tolerance})")
-    return tolerance
-
-
 # How far a finalized value may be from the month's last collecting one for the finalization
 # to be routine ("1%", or an absolute quantity such as "0.5").
 FinalizeTolerance = Annotated[
     Tolerance,
-    BeforeValidator(_finalize_tolerance),
+    BeforeValidator(Tolerance.parse),
     PlainSerializer(str, return_type=str, when_used="json"),
 ]
 DEFAULT_FINALIZE_TOLERANCE = Tolerance(percent=Decimal(1))

@@ -87,7 +87,11 @@ async def test_tiers_fees_and_mid_month_invoices(
     subscription = [r for r in stored if r.usage_type == "subscription"]
     assert len(usage) == 2 * 4 + 1  # two tiers for each of 4 usage types; the subscription
     assert sorted(r.description for r in fees) == ["Platform fee", "Sales tax"]
-    assert all(r.units is None and r.currency == "USD" for r in fees)
+    assert all(r.currency == "USD" for r in fees)
+    assert sorted((r.description, r.units) for r in fees) == [
+        ("Platform fee", Decimal(1)),
+        ("Sales tax", None),
+    ]
     assert [r.amount for r in fees if r.description == "Platform fee"] == [Decimal("250.00")]
     assert [(r.billing_start, r.billing_end) for r in subscription] == [
         (date(2024, 6, 5), date(2024, 7, 4))

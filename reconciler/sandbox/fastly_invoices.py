@@ -6,8 +6,8 @@ changes usage but not the invoice, as happens for real.
 
 Scenario switches make invoices look like a real account's: ``fastly_invoice_tiers`` bills
 each usage type in two price tiers (two line items whose units add up to the usage),
-``fastly_invoice_fees`` adds a platform fee and a sales tax line (no product, no usage type,
-no units), and ``fastly_midmonth_invoices`` posts, on the 5th of each month, a subscription
+``fastly_invoice_fees`` adds a platform fee (one unit) and a sales tax line (no units), both
+without product or usage type, and ``fastly_midmonth_invoices`` posts, on the 5th of each month, a subscription
 invoice billing the 5th to the 4th of the next month (one line item with a product, a usage
 type and one unit): it starts inside a month but bills no month of usage.
 """
@@ -96,14 +96,16 @@ def _usage_item(
     return item
 
 
-def _fee_item(description: str, amount: Decimal, *, coupon: bool) -> dict[str, Any]:
+def _fee_item(
+    description: str, amount: Decimal, units: Decimal | None, *, coupon: bool
+) -> dict[str, Any]:
     item: dict[str, Any] = {"description": description, "amount": amount}
     if coupon:
         item["credit_coupon_code"] = None
     item.update(
         {
-            "rate": None,
-            "units": None,
+            "rate": amount if units is not None else None,
+            "units": units,
             "product_name": None,
             "product_group": "Fees",
             "product_line": "Fees",
@@ -137,8 +139,8 @@ def _line_items(
     total = usage_total
     if scenario.fastly_invoice_fees and items:
         tax = ((usage_total + PLATFORM_FEE) * SALES_TAX).quantize(Decimal("0.01"), ROUND_HALF_EVEN)
-        items.append(_fee_item("Platform fee", PLATFORM_FEE, coupon=coupon))
-        items.append(_fee_item("Sales tax", tax, coupon=coupon))
+        items.append(_fee_item("Platform fee", PLATFORM_FEE, Decimal(1), coupon=coupon))
+        items.append(_fee_item("Sales tax", tax, None, coupon=coupon))
         total += PLATFORM_FEE + tax
     return items, total
 
