@@ -148,3 +148,18 @@ def test_a_line_against_itself_is_no_change(observation: Observation) -> None:
 def test_within_is_symmetric_for_absolute_tolerances(a: Decimal, b: Decimal) -> None:
     tolerance = Tolerance(absolute=Decimal("0.5"))
     assert within(a, b, tolerance) == within(b, a, tolerance)
+
+
+@given(observations)
+def test_an_identical_return_is_reappeared(observation: Observation) -> None:
+    assert classify(Tracked(observation, False), observation) == ChangeKind.REAPPEARED
+
+
+@given(observations, quantities)
+def test_a_billed_line_cannot_come_back_changed_unnoticed(
+    observation: Observation, quantity: Decimal
+) -> None:
+    billed = Observation(observation.quantity, observation.unit, F)
+    back = Observation(quantity, billed.unit, F)
+    kind = classify(Tracked(billed, False), back)
+    assert kind == (ChangeKind.REAPPEARED if quantity == billed.quantity else ChangeKind.RESTATED)
