@@ -12,7 +12,7 @@ import asyncio
 import contextlib
 import logging
 import time
-from collections.abc import Awaitable, Callable, Mapping, Sequence
+from collections.abc import AsyncIterator, Awaitable, Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import date, datetime
 from fnmatch import fnmatchcase
@@ -35,7 +35,14 @@ from reconciler.settings import ExpectationSettings, Settings
 from reconciler.store import findings as items_store
 from reconciler.store.findings import ItemUpdates, drift_item, drift_values_hash
 from reconciler.store.ingest import IngestResult, apply_staged, lines_t
-from reconciler.store.runs import fail_run, finish_run, start_run
+from reconciler.store.runs import (
+    HEARTBEAT_INTERVAL_S,
+    RunAbandonedError,
+    fail_run,
+    finish_run,
+    heartbeat,
+    start_run,
+)
 from reconciler.store.staging import Stager, check_lengths, text_limits
 from reconciler.store.tables import InvoiceLineRow
 
@@ -120,15 +127,18 @@ async def refresh_source(
     )
     outcome = RunOutcome(source_name, source_settings.provider, run_id, provider.stats, 0.0)
     began = time.monotonic()
-    stager = Stager(engine, run_id, source_name)
+    stager = Stager(engine, run_id, source_name, clock=clock)
     try:
-        # aclosing: a pull that stops early (error, cancellation) cleans up at once.
-        async with contextlib.aclosing(provider.pull(today)) as pages:
-            async for page in pages:
-                await stager.add(page)
-                if on_page is not None:
-                    on_page(provider.stats)
+        async with _heartbeats(engine, run_id, clock):
+            # aclosing: a pull that stops early (error, cancellation) cleans up at once.
+            async with contextlib.aclosing(provider.pull(today)) as pages:
+                async for page in pages:
+                    await stager.add(page)
+                    if on_page is not None:
+                        on_page(provider.stats)
         async with engine.begin() as conn:
+            # The claim: still running (else abandoned), and locked until this commits.
+            await heartbeat(conn, run_id, clock())
             await _lock_source(conn, source_name)
             outcome.ingest = await apply_staged(
                 conn,
@@ -179,6 +189,32 @@ async def refresh_source(
         return outcome
     log.info("%s", outcome.summary())
     return outcome
+
+
+@contextlib.asynccontextmanager
+async def _heartbeats(
+    engine: AsyncEngine, run_id: int, clock: Callable[[], datetime]
+) -> AsyncIterator[None]:
+    """Keep the run's heartbeat fresh while the provider is slow to answer."""
+
+    async def beat() -> None:
+        while True:
+            await asyncio.sleep(HEARTBEAT_INTERVAL_S)
+            try:
+                async with engine.begin() as conn:
+                    await heartbeat(conn, run_id, clock())
+            except RunAbandonedError:
+                return  # the next staged page, or the claim, fails the run
+            except Exception as exc:  # a busy database: the next page renews it
+                log.debug("heartbeat of run %d failed: %s", run_id, exc)
+
+    task = asyncio.create_task(beat(), name=f"heartbeat-{run_id}")
+    try:
+        yield
+    finally:
+        task.cancel()
+        with contextlib.suppress(asyncio.CancelledError):
+            await task
 
 
 def _describe(exc: BaseException) -> str:
