@@ -21,7 +21,7 @@ from sqlalchemy import delete, insert, select, text
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
 from reconciler.domain import ChangeKind, ItemCategory, LineStatus, Month, utcnow
-from reconciler.errors import ReconcilerError
+from reconciler.errors import ProviderError, ReconcilerError
 from reconciler.providers.base import Coverage, InvoiceLine, PullStats, open_provider
 from reconciler.providers.http import HttpClient
 from reconciler.reconcile.expectations import (
@@ -129,13 +129,16 @@ async def refresh_source(
     began = time.monotonic()
     stager = Stager(engine, run_id, source_name, clock=clock)
     try:
-        async with _heartbeats(engine, run_id, clock):
-            # aclosing: a pull that stops early (error, cancellation) cleans up at once.
-            async with contextlib.aclosing(provider.pull(today)) as pages:
-                async for page in pages:
-                    await stager.add(page)
-                    if on_page is not None:
-                        on_page(provider.stats)
+        # aclosing: a pull that stops early (error, cancellation, deadline) cleans up at once.
+        async with (
+            _heartbeats(engine, run_id, clock),
+            _deadline(source_name, source_settings.pull_timeout_s, provider.stats),
+            contextlib.aclosing(provider.pull(today)) as pages,
+        ):
+            async for page in pages:
+                await stager.add(page)
+                if on_page is not None:
+                    on_page(provider.stats)
         async with engine.begin() as conn:
             # The claim: still running (else abandoned), and locked until this commits.
             await heartbeat(conn, run_id, clock())
@@ -215,6 +218,34 @@ async def _heartbeats(
         task.cancel()
         with contextlib.suppress(asyncio.CancelledError):
             await task
+
+
+@contextlib.asynccontextmanager
+async def _deadline(source: str, timeout_s: float, stats: PullStats) -> AsyncIterator[None]:
+    """Fail the pull once ``timeout_s`` have passed (``pull_timeout_s``), naming the
+    endpoints it was still waiting for at that moment."""
+    task = asyncio.current_task()
+    assert task is not None
+    stalled: list[str] = []
+
+    def expire() -> None:
+        stalled.extend(sorted(stats.in_flight) or ["(between requests)"])
+        task.cancel()
+
+    handle = asyncio.get_running_loop().call_later(timeout_s, expire)
+    try:
+        yield
+    except asyncio.CancelledError:
+        # Our own cancellation only: a cancel from outside (shutdown) stays a cancel.
+        if stalled and task.uncancel() == 0:
+            raise ProviderError(
+                source,
+                ", ".join(stalled),
+                f"no answer within the pull's deadline of {timeout_s:g}s (pull_timeout_s)",
+            ) from None
+        raise
+    finally:
+        handle.cancel()
 
 
 def _describe(exc: BaseException) -> str:

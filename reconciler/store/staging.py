@@ -2,9 +2,10 @@
 
 Nothing here touches the tracked state: a pull that dies while staging leaves only staging
 rows behind, which housekeeping removes once the run's heartbeat is old. Every page renews
-the heartbeat in its own transaction, and fails if the run was abandoned meanwhile. The bulk insert goes straight to the driver's
-``executemany`` (SQLAlchemy's per-row type processing would dominate at a million lines), so
-values are converted here the way each backend stores them.
+the heartbeat in its own transaction, and fails if the run was abandoned meanwhile. The bulk
+insert goes straight to the driver's ``executemany`` (SQLAlchemy's per-row type processing
+would dominate at a million lines), so values are converted here the way each backend stores
+them.
 """
 
 from __future__ import annotations
