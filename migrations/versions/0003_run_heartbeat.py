@@ -1,7 +1,7 @@
 """pull runs carry a heartbeat
 
-Revision ID: 0002_run_heartbeat
-Revises: 0001_initial
+Revision ID: 0003_run_heartbeat
+Revises: 0002_measure_kinds
 Create Date: 2026-12-01 21:40:00.000000
 
 A run is abandoned only when its heartbeat is old (its process stopped), never by its age.
@@ -17,8 +17,8 @@ from alembic import op
 
 import reconciler.store.types
 
-revision: str = "0002_run_heartbeat"
-down_revision: str | None = "0001_initial"
+revision: str = "0003_run_heartbeat"
+down_revision: str | None = "0002_measure_kinds"
 branch_labels: str | Sequence[str] | None = None
 depends_on: str | Sequence[str] | None = None
 
