@@ -146,7 +146,10 @@ def test_per_region_findings_have_distinct_fingerprints_and_labels() -> None:
     lines = [line(P, "300", region="Americas"), line(P, "263.2", region="EMEA")]
     found = evaluate([expect(P, monthly_max="250")], lines, MID_AUGUST)
     assert len({f.item.fingerprint for f in found}) == 2
-    assert [f.item.message.split(":")[0] for f in found] == ["x / 1-7KLGH [Americas]", "x / 1-7KLGH [EMEA]"]
+    assert [f.item.message.split(":")[0] for f in found] == [
+        "x / 1-7KLGH [Americas]",
+        "x / 1-7KLGH [EMEA]",
+    ]
 
 
 @pytest.mark.parametrize(
