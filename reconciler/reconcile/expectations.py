@@ -205,14 +205,14 @@ class _Context:
     def label(self) -> str:
         """The expectation's label, with what this evaluation covers when it is narrower."""
         exp, key = self.exp, self.key
-        where = []
+        label = exp.label
         if key.usage_type != exp.usage_type:
-            where.append(key.usage_type)
+            label += f" / {key.usage_type}"
+        if key.product and exp.product != key.product:
+            label += f" / {key.product}"
         if key.region and key.region != exp.region:
-            where.append(f"[{key.region}]")
-        if key.product and key.product not in (exp.product, "") and exp.product != "*":
-            where.append(key.product)
-        return f"{exp.label} ({' '.join(where)})" if where else exp.label
+            label += f" [{key.region}]"
+        return label
 
     def finding(
         self,

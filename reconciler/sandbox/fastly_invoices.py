@@ -7,9 +7,10 @@ changes usage but not the invoice, as happens for real.
 Scenario switches make invoices look like a real account's: ``fastly_invoice_tiers`` bills
 each usage type in two price tiers (two line items whose units add up to the usage),
 ``fastly_invoice_fees`` adds a platform fee (one unit) and a sales tax line (no units), both
-without product or usage type, and ``fastly_midmonth_invoices`` posts, on the 5th of each month, a subscription
-invoice billing the 5th to the 4th of the next month (one line item with a product, a usage
-type and one unit): it starts inside a month but bills no month of usage.
+without product or usage type, and ``fastly_midmonth_invoices`` posts, on the 5th of each
+month, a subscription invoice billing the 5th to the 4th of the next month (one line item
+with a product, a usage type and one unit): it starts inside a month but bills no month of
+usage.
 """
 
 from __future__ import annotations

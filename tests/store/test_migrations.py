@@ -163,7 +163,7 @@ def invoice_line(usage_type: str, units: Decimal, amount: Decimal | None) -> dic
     }
 
 
-async def test_0003_keeps_invoice_lines_and_reads_them_as_covering_their_month(
+async def test_0004_keeps_invoice_lines_and_reads_them_as_covering_their_month(
     state_url: str,
 ) -> None:
     rows: Rows = {
@@ -177,10 +177,10 @@ async def test_0003_keeps_invoice_lines_and_reads_them_as_covering_their_month(
             invoice_line("North America Requests", Decimal(5000), None),
         ],
     }
-    async with database_at(state_url, "0002_measure_kinds", rows) as engine:
-        assert await upgrade(engine, "0003_invoice_line_items") == (
-            "0002_measure_kinds",
-            "0003_invoice_line_items",
+    async with database_at(state_url, "0003_run_heartbeat", rows) as engine:
+        assert await upgrade(engine, "0004_invoice_line_items") == (
+            "0003_run_heartbeat",
+            "0004_invoice_line_items",
         )
         invoices = SQLModel.metadata.tables["invoice_lines"]
         columns = ("product_name", "units", "amount", "currency", "invoice_id", "position")
@@ -225,3 +225,29 @@ async def test_0003_keeps_invoice_lines_and_reads_them_as_covering_their_month(
                 )
             ).one()
         assert fee.units is None and fee.amount == Decimal("25.00")
+
+
+async def test_0003_gives_existing_runs_their_start_as_heartbeat(state_url: str) -> None:
+    started = datetime(2026, 8, 20, 8, 30, tzinfo=UTC)
+    running = {**pull_run(1, "fastly", "fastly"), "status": "running", "finished_at": None}
+    rows: Rows = {
+        "pull_runs": [
+            {**running, "started_at": started, "lines_read": 7},
+            {**pull_run(2, "fastly", "fastly"), "lines_read": 9},
+        ]
+    }
+    async with database_at(state_url, "0002_measure_kinds", rows) as engine:
+        assert await upgrade(engine, "0003_run_heartbeat") == (
+            "0002_measure_kinds",
+            "0003_run_heartbeat",
+        )
+        async with engine.connect() as conn:
+            runs = SQLModel.metadata.tables["pull_runs"]
+            got = (
+                await conn.execute(
+                    sa.select(runs.c.status, runs.c.lines_read, runs.c.heartbeat_at).order_by(
+                        runs.c.id
+                    )
+                )
+            ).all()
+        assert [tuple(r) for r in got] == [("running", 7, started), ("succeeded", 9, NOW)]
