@@ -234,3 +234,28 @@ async def test_focus_rows_follow_the_kind(
     assert not_billable and all(
         r["ChargeDescription"].endswith("(not billable)") for r in not_billable
     )
+
+
+async def test_drift_of_a_not_billable_stat_is_info_unless_named(
+    engine: AsyncEngine, sandbox: SandboxServer, tmp_path: Path
+) -> None:
+    settings = settings_for(sandbox, tmp_path)
+    await pull(engine, settings, TODAY)
+    # Restate May of Web Application Accelerator: Total MB is billable, Total Hits is not;
+    # 95/5 Mbps and Peak Mbps are not either, but the "WAA 95/5" and "WAA peak" name them.
+    sandbox.state.add_events(
+        [{"kind": "restate", "provider": "akamai", "day": "2024-07-11", "month": "2024-05",
+          "product": "1-ABC012", "factor": "1.5"}]
+    )  # fmt: skip
+    sandbox.state.set_today(date(2024, 7, 11))
+    await pull(engine, settings, date(2024, 7, 11))
+    t = findings_table.c
+    query = select(t.usage_type, t.severity).where(t.kind == "restated", t.month == "2024-05")
+    async with engine.connect() as conn:
+        severities = {(r.usage_type, r.severity) for r in (await conn.execute(query)).all()}
+    assert severities == {
+        ("Total MB", "critical"),
+        ("Total Hits", "info"),
+        ("Peak Mbps", "critical"),
+        ("95/5 Mbps", "critical"),
+    }
