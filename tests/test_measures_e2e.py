@@ -23,6 +23,7 @@ from reconciler.reconcile.measures import MeasureKind
 from reconciler.refresh import refresh_source
 from reconciler.reports.data import ReportRequest, gather_report
 from reconciler.reports.focus import focus_rows
+from reconciler.reports.writer import write_report_set
 from reconciler.sandbox.scenario import named_scenario
 from reconciler.sandbox.server import SandboxServer
 from reconciler.settings import Settings, settings_from_mapping
@@ -259,3 +260,20 @@ async def test_drift_of_a_not_billable_stat_is_info_unless_named(
         ("Peak Mbps", "critical"),
         ("95/5 Mbps", "critical"),
     }
+
+
+async def test_written_reports_show_kinds_and_lower_bounds(
+    engine: AsyncEngine, sandbox: SandboxServer, tmp_path: Path
+) -> None:
+    reports = {"directory": str(tmp_path / "reports"), "formats": ["md", "html"], "months": 3}
+    settings = settings_for(sandbox, tmp_path, reports=reports)
+    await pull(engine, settings, TODAY)
+    paths = await write_report_set(engine, settings, NOW)
+    markdown = next(p for p in paths if p.suffix == ".md").read_text()
+    html = next(p for p in paths if p.suffix == ".html").read_text()
+    assert "### Adaptive Media Delivery / 95/5 Mbps \\[EMEA\\]" in markdown
+    assert "monthly percentile values (largest period; never added)" in markdown
+    assert "2024-07 so far: at least 63.1 (can only go up; not projected)" in markdown
+    assert "Web Application Accelerator / Peak Mbps" in markdown
+    assert "monthly levels (latest period)" in markdown
+    assert "2024-07 so far: at least 1,217 Peak Mbps (a peak can only go up" in html
