@@ -132,6 +132,8 @@ class _SourceBase(_Strict):
     timeout_s: float = Field(default=60.0, gt=0)
     max_retries: int = Field(default=5, ge=0, le=20)
     retry_cap_s: float = Field(default=60.0, gt=0)
+    # The whole pull's deadline, whatever its requests and retries do.
+    pull_timeout_s: float = Field(default=1800.0, gt=0)
 
     @field_validator("name")
     @classmethod

@@ -44,6 +44,8 @@ class PullRun(SQLModel, table=True):
     provider: str = Field(max_length=16)
     status: str = Field(max_length=16, index=True)  # running | succeeded | failed
     started_at: datetime = Field(sa_column=_utc())
+    # Written by the live process while it pulls: an old heartbeat means the process died.
+    heartbeat_at: datetime | None = Field(default=None, sa_column=_utc(nullable=True))
     finished_at: datetime | None = Field(default=None, sa_column=_utc(nullable=True))
     duration_s: float | None = None
     lines_read: int = 0

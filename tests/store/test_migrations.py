@@ -195,3 +195,29 @@ def _cli(*args: str, cwd: Path) -> subprocess.CompletedProcess[str]:
         text=True,
         timeout=120,
     )
+
+
+async def test_0003_gives_existing_runs_their_start_as_heartbeat(state_url: str) -> None:
+    started = datetime(2026, 8, 20, 8, 30, tzinfo=UTC)
+    running = {**pull_run(1, "fastly", "fastly"), "status": "running", "finished_at": None}
+    rows: Rows = {
+        "pull_runs": [
+            {**running, "started_at": started, "lines_read": 7},
+            {**pull_run(2, "fastly", "fastly"), "lines_read": 9},
+        ]
+    }
+    async with database_at(state_url, "0002_measure_kinds", rows) as engine:
+        assert await upgrade(engine, "0003_run_heartbeat") == (
+            "0002_measure_kinds",
+            "0003_run_heartbeat",
+        )
+        async with engine.connect() as conn:
+            runs = SQLModel.metadata.tables["pull_runs"]
+            got = (
+                await conn.execute(
+                    sa.select(runs.c.status, runs.c.lines_read, runs.c.heartbeat_at).order_by(
+                        runs.c.id
+                    )
+                )
+            ).all()
+        assert [tuple(r) for r in got] == [("running", 7, started), ("succeeded", 9, NOW)]
