@@ -1,0 +1,294 @@
+"""Expected cost: the month lines of a source priced by its rate cards and commitments. Pure.
+
+Each line is priced once: by the first commitment in quantity that matches it, else by the
+first rate card that matches it (a card is the ``[[rates]]`` tables with the same matchers,
+one per period of its terms). A month's volume lines of one card and unit are priced together
+(graduated tiers apply to their total) and the cost is shared among the lines by quantity; a
+percentile or peak line is priced on its own month value. A money commitment then lifts the
+rated cost of what it matches to its commit. Lines no rate prices are listed with the reason.
+"""
+
+from __future__ import annotations
+
+from collections import defaultdict
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, replace
+from datetime import date
+from decimal import Decimal, localcontext
+from fnmatch import fnmatchcase
+
+from reconciler.cost_settings import CommitmentSettings, RateSettings
+from reconciler.domain import EXACT_CONTEXT, LineStatus, Month
+from reconciler.reconcile import commitments as commits
+from reconciler.reconcile.commitments import CommitmentMonth
+from reconciler.reconcile.pricing import PricedMonth, RateVersion, Usage, price_value, price_volume
+
+ZERO = Decimal(0)
+_NON_ADDITIVE = ("95/5", "peak", "percentile", "p95", "max ")
+
+
+@dataclass(frozen=True, slots=True)
+class CostLine:
+    """One tracked line, as pricing sees it."""
+
+    source: str
+    account: str
+    product: str
+    product_name: str
+    usage_type: str
+    region: str
+    service: str
+    month: Month
+    period_start: date
+    period_end: date
+    quantity: Decimal
+    unit: str
+    status: LineStatus
+    additive: bool = True
+
+    @property
+    def identity(self) -> tuple[str, ...]:
+        return (self.source, self.account, self.product, self.usage_type, self.region, self.service)
+
+
+@dataclass(frozen=True, slots=True)
+class LineCost:
+    """The expected cost of one line and how it was computed."""
+
+    line: CostLine
+    currency: str
+    amount: Decimal
+    priced_by: str
+    basis: str
+
+
+@dataclass(frozen=True, slots=True)
+class Unpriced:
+    line: CostLine
+    reason: str
+
+
+@dataclass
+class CostSheet:
+    lines: list[LineCost]
+    commitments: list[CommitmentMonth]
+    unpriced: list[Unpriced]
+
+    def month_totals(self) -> dict[tuple[str, Month, str], Decimal]:
+        """Expected cost by (source, month, currency), commitments' adjustments included."""
+        totals: dict[tuple[str, Month, str], Decimal] = defaultdict(lambda: ZERO)
+        with localcontext(EXACT_CONTEXT):
+            for cost in self.lines:
+                totals[(cost.line.source, cost.line.month, cost.currency)] += cost.amount
+            for commitment in self.commitments:
+                key = (commitment.source, commitment.month, commitment.currency)
+                totals[key] += commitment.adjustment
+        return dict(totals)
+
+
+def is_additive(unit: str, usage_type: str) -> bool:
+    """Whether a line's month value is a sum (volume) rather than a percentile or peak."""
+    text = f"{unit} {usage_type}".lower()
+    return not any(marker in text for marker in _NON_ADDITIVE)
+
+
+def _matches(rule: RateSettings | CommitmentSettings, line: CostLine) -> bool:
+    if rule.per_service != bool(line.service):
+        return False
+    return (
+        fnmatchcase(line.source, rule.source)
+        and (
+            fnmatchcase(line.product, rule.product) or fnmatchcase(line.product_name, rule.product)
+        )
+        and fnmatchcase(line.usage_type, rule.usage_type)
+        and fnmatchcase(line.region, rule.region)
+        and fnmatchcase(line.service, rule.service)
+    )
+
+
+def rate_cards(rates: Sequence[RateSettings]) -> list[list[RateSettings]]:
+    """Rates grouped into cards by their matchers, in the order first declared."""
+    cards: dict[tuple[object, ...], list[RateSettings]] = {}
+    for rate in rates:
+        key = (
+            rate.source,
+            rate.product,
+            rate.usage_type,
+            rate.region,
+            rate.service,
+            rate.per_service,
+        )
+        cards.setdefault(key, []).append(rate)
+    return list(cards.values())
+
+
+def price_lines(
+    rates: Sequence[RateSettings],
+    commitments: Sequence[CommitmentSettings],
+    lines: Sequence[CostLine],
+) -> CostSheet:
+    """Every line's expected cost, the commitments' months and what could not be priced."""
+    sheet = CostSheet([], [], [])
+    quantity_commits = [c for c in commitments if c.quantity is not None]
+    money_commits = [c for c in commitments if c.amount is not None]
+    cards = rate_cards(rates)
+    by_commit: dict[int, list[CostLine]] = defaultdict(list)
+    by_card: dict[tuple[int, str, Month, str], list[CostLine]] = defaultdict(list)
+    for line in lines:
+        commit = _first(quantity_commits, line)
+        if commit is not None:
+            by_commit[commit].append(line)
+            continue
+        card = next((i for i, c in enumerate(cards) if _matches(c[0], line)), None)
+        if card is None:
+            sheet.unpriced.append(Unpriced(line, "no rate matches"))
+        elif cards[card][0].unit is not None and cards[card][0].unit != line.unit:
+            sheet.unpriced.append(
+                Unpriced(line, f"in '{line.unit}', the rate in '{cards[card][0].unit}'")
+            )
+        else:
+            by_card[(card, line.source, line.month, line.unit)].append(line)
+    for (card, _, month, _), group in by_card.items():
+        versions = [RateVersion.of(r) for r in cards[card]]
+        sheet.lines.extend(_rated(versions, month, group, sheet.unpriced))
+    for index, group in by_commit.items():
+        _commit_quantity(quantity_commits[index], group, sheet)
+    for commitment in money_commits:
+        _commit_money(commitment, sheet)
+    return sheet
+
+
+def _first(commitments: Sequence[CommitmentSettings], line: CostLine) -> int | None:
+    for index, commitment in enumerate(commitments):
+        if _matches(commitment, line) and commits.months_of(commitment, line.month):
+            return index
+    return None
+
+
+def _rated(
+    versions: list[RateVersion], month: Month, group: list[CostLine], unpriced: list[Unpriced]
+) -> list[LineCost]:
+    costs: list[LineCost] = []
+    volume = [line for line in group if line.additive]
+    if volume:
+        usage = [Usage(x.quantity, x.unit, x.period_start, x.period_end) for x in volume]
+        priced = price_volume(versions, month, usage)
+        costs.extend(_shared(priced, volume, versions, unpriced))
+    by_identity: dict[tuple[str, ...], list[CostLine]] = defaultdict(list)
+    for line in group:
+        if not line.additive:
+            by_identity[line.identity].append(line)
+    for periods in by_identity.values():
+        # A split month's percentile lines: the month value is the highest of its periods.
+        priced = price_value(versions, month, max(x.quantity for x in periods))
+        costs.extend(_shared(priced, periods, versions, unpriced))
+    return costs
+
+
+def _shared(
+    priced: PricedMonth | None,
+    lines: list[CostLine],
+    versions: list[RateVersion],
+    unpriced: list[Unpriced],
+) -> list[LineCost]:
+    """A group's cost shared among its lines by quantity (equally when all are zero)."""
+    if priced is None:
+        unpriced.extend(Unpriced(x, "no version of the rate is in force") for x in lines)
+        return []
+    unit = lines[0].unit
+    basis = "; ".join(c.describe(unit, priced.currency) for c in priced.charges)
+    label = versions[0].label
+    return [
+        LineCost(line, priced.currency, amount, label, basis)
+        for line, amount in zip(lines, _split(priced.amount, lines), strict=True)
+    ]
+
+
+def _split(amount: Decimal, lines: Sequence[CostLine]) -> list[Decimal]:
+    with localcontext(EXACT_CONTEXT):
+        total = sum((x.quantity for x in lines), ZERO)
+        if total == 0:
+            return [amount / len(lines) for _ in lines]
+        return [amount * x.quantity / total for x in lines]
+
+
+def _commit_quantity(
+    commitment: CommitmentSettings, group: list[CostLine], sheet: CostSheet
+) -> None:
+    by_month: dict[tuple[str, Month], list[CostLine]] = defaultdict(list)
+    for line in group:
+        if commitment.unit is not None and line.unit != commitment.unit:
+            sheet.unpriced.append(
+                Unpriced(line, f"in '{line.unit}', the commitment in '{commitment.unit}'")
+            )
+        else:
+            by_month[(line.source, line.month)].append(line)
+    used: dict[str, dict[Month, Decimal]] = defaultdict(dict)
+    for (source, month), lines in by_month.items():
+        value = _month_value(lines)
+        if value is None:
+            sheet.unpriced.extend(
+                Unpriced(x, f"{commitment.label} matches several percentile lines") for x in lines
+            )
+        else:
+            used[source][month] = value
+    months = [
+        result
+        for source, values in sorted(used.items())
+        for result in _commit_months(commitment, source, values, money=False)
+    ]
+    sheet.commitments.extend(months)
+    for result in months:
+        lines = by_month[(result.source, result.month)]
+        basis = result.describe(commitment.unit or "")
+        sheet.lines.extend(
+            LineCost(line, result.currency, amount, commitment.label, basis)
+            for line, amount in zip(lines, _split(result.billed, lines), strict=True)
+        )
+
+
+def _month_value(lines: list[CostLine]) -> Decimal | None:
+    with localcontext(EXACT_CONTEXT):
+        if all(x.additive for x in lines):
+            return sum((x.quantity for x in lines), ZERO)
+        if len({x.identity for x in lines}) > 1:
+            return None
+        return max(x.quantity for x in lines)
+
+
+def _commit_money(commitment: CommitmentSettings, sheet: CostSheet) -> None:
+    """Lift the rated cost of what a money commitment matches to its commit; the difference
+    is a charge of the commitment itself (a line of no usage)."""
+    cost: dict[str, dict[Month, Decimal]] = defaultdict(dict)
+    with localcontext(EXACT_CONTEXT):
+        for priced in sheet.lines:
+            line = priced.line
+            if (
+                priced.currency == commitment.currency
+                and _matches(commitment, line)
+                and commits.months_of(commitment, line.month)
+            ):
+                months = cost[line.source]
+                months[line.month] = months.get(line.month, ZERO) + priced.amount
+    for source, values in sorted(cost.items()):
+        sheet.commitments.extend(_commit_months(commitment, source, values, money=True))
+
+
+def _commit_months(
+    commitment: CommitmentSettings, source: str, values: dict[Month, Decimal], *, money: bool
+) -> list[CommitmentMonth]:
+    if commitment.period == "term":
+        return commits.term_months(commitment, source, sorted(values.items()))
+    month_of = commits.money_month if money else commits.quantity_month
+    return [month_of(commitment, source, m, v) for m, v in sorted(values.items())]
+
+
+def projected_lines(
+    lines: Sequence[CostLine], project: Callable[[CostLine], Decimal]
+) -> list[CostLine]:
+    """Collecting volume lines at their projected month-end quantity; percentile and peak
+    lines keep their value to date (they are not flows and are never projected)."""
+    return [
+        replace(x, quantity=project(x)) if x.additive and x.status is LineStatus.COLLECTING else x
+        for x in lines
+    ]
