@@ -35,6 +35,7 @@ from reconciler.cost_settings import (
 )
 from reconciler.domain import ChangeKind, Month, Severity
 from reconciler.errors import ConfigError
+from reconciler.reconcile.measures import MeasureKind
 from reconciler.secrets import SecretRef
 
 CONFIG_ENV = "RECONCILER_CONFIG"
@@ -275,6 +276,16 @@ class CostSettings(_Strict):
         return Tolerance.parse(value)
 
 
+class MeasureSettings(_Strict):
+    """A ``[[measures]]`` entry: the measure kind of the stats it matches (globs)."""
+
+    provider: str = "*"
+    product: str = "*"
+    usage_type: str = "*"
+    unit: str = "*"
+    kind: MeasureKind
+
+
 class SlackRouteSettings(_Strict):
     source: str
     webhook_url_env: str | None = None
@@ -367,6 +378,7 @@ class Settings(BaseSettings):
     rates: list[RateSettings] = Field(default_factory=list)
     commitments: list[CommitmentSettings] = Field(default_factory=list)
     cost: CostSettings = CostSettings()
+    measures: list[MeasureSettings] = Field(default_factory=list)
     severities: dict[ChangeKind, Severity] = Field(default_factory=dict)
     alerts: AlertSettings = AlertSettings()
     reports: ReportSettings = ReportSettings()
