@@ -21,10 +21,10 @@ from reconciler.cost_settings import CommitmentSettings, RateSettings
 from reconciler.domain import EXACT_CONTEXT, LineStatus, Month
 from reconciler.reconcile import commitments as commits
 from reconciler.reconcile.commitments import CommitmentMonth
+from reconciler.reconcile.measures import MeasureKind, PeriodValue, combine, month_value
 from reconciler.reconcile.pricing import PricedMonth, RateVersion, Usage, price_value, price_volume
 
 ZERO = Decimal(0)
-_NON_ADDITIVE = ("95/5", "peak", "percentile", "p95", "max ")
 
 
 @dataclass(frozen=True, slots=True)
@@ -44,7 +44,12 @@ class CostLine:
     quantity: Decimal
     unit: str
     status: LineStatus
-    additive: bool = True
+    kind: MeasureKind = MeasureKind.VOLUME
+
+    @property
+    def additive(self) -> bool:
+        """Whether the line is a flow, priced by the days its period covers."""
+        return self.kind is MeasureKind.VOLUME
 
     @property
     def identity(self) -> tuple[str, ...]:
@@ -84,12 +89,6 @@ class CostSheet:
                 key = (commitment.source, commitment.month, commitment.currency)
                 totals[key] += commitment.adjustment
         return dict(totals)
-
-
-def is_additive(unit: str, usage_type: str) -> bool:
-    """Whether a line's month value is a sum (volume) rather than a percentile or peak."""
-    text = f"{unit} {usage_type}".lower()
-    return not any(marker in text for marker in _NON_ADDITIVE)
 
 
 def _matches(rule: RateSettings | CommitmentSettings, line: CostLine) -> bool:
@@ -179,8 +178,7 @@ def _rated(
         if not line.additive:
             by_identity[line.identity].append(line)
     for periods in by_identity.values():
-        # A split month's percentile lines: the month value is the highest of its periods.
-        priced = price_value(versions, month, max(x.quantity for x in periods))
+        priced = price_value(versions, month, _line_value(periods))
         costs.extend(_shared(priced, periods, versions, unpriced))
     return costs
 
@@ -247,13 +245,23 @@ def _commit_quantity(
         )
 
 
+def _line_value(periods: Sequence[CostLine]) -> Decimal:
+    """One line's month value from its periods, by its measure kind."""
+    return month_value(periods[0].kind, (PeriodValue(x.period_start, x.quantity) for x in periods))
+
+
 def _month_value(lines: list[CostLine]) -> Decimal | None:
-    with localcontext(EXACT_CONTEXT):
-        if all(x.additive for x in lines):
-            return sum((x.quantity for x in lines), ZERO)
-        if len({x.identity for x in lines}) > 1:
-            return None
-        return max(x.quantity for x in lines)
+    """What a commitment measures: the month value of its lines (None: they do not add up)."""
+    kinds = {x.kind for x in lines}
+    by_identity: dict[tuple[str, ...], list[CostLine]] = defaultdict(list)
+    for line in lines:
+        by_identity[line.identity].append(line)
+    values = [_line_value(periods) for periods in by_identity.values()]
+    if len(values) == 1:
+        return values[0]
+    if len(kinds) > 1 or not lines[0].kind.adds_up:
+        return None
+    return combine(lines[0].kind, values)
 
 
 def _commit_money(commitment: CommitmentSettings, sheet: CostSheet) -> None:

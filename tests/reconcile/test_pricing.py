@@ -13,7 +13,8 @@ from hypothesis import strategies as st
 from reconciler.cost_settings import CommitmentSettings, RateSettings
 from reconciler.domain import LineStatus, Month
 from reconciler.money import Money
-from reconciler.reconcile.costing import CostLine, is_additive, price_lines
+from reconciler.reconcile.costing import CostLine, price_lines
+from reconciler.reconcile.measures import classify
 from reconciler.reconcile.pricing import RateVersion, Tier, Usage, price_volume, tiered
 
 JUNE = Month(2024, 6)
@@ -44,7 +45,7 @@ def line(
         Decimal(quantity),
         unit,
         F,
-        is_additive(unit, usage_type),
+        classify("akamai", usage_type, unit).kind,
     )
 
 
@@ -153,8 +154,8 @@ def total(rates: list[RateSettings], lines: list[CostLine], commits: Any = ()) -
         pytest.param(
             [],
             [
-                line("120", unit="95/5 Mbps", usage_type="95/5", end=date(2024, 6, 14)),
-                line("131.1", unit="95/5 Mbps", usage_type="95/5", start=date(2024, 6, 15)),
+                line("120", unit="95/5 Mbps", usage_type="95/5 Mbps", end=date(2024, 6, 14)),
+                line("131.1", unit="95/5 Mbps", usage_type="95/5 Mbps", start=date(2024, 6, 15)),
             ],
             [commit(quantity="100", unit="95/5 Mbps", commit_price="2.50", overage_price="3.00")],
             "343.30 USD (2024-06)",
@@ -229,8 +230,8 @@ def test_term_commit_burns_down_and_shows_the_shortfall_at_term_end() -> None:
 
 def test_a_percentile_commit_over_several_lines_is_not_summed() -> None:
     lines = [
-        line("120", unit="95/5 Mbps", usage_type="95/5", region="EMEA"),
-        line("80", unit="95/5 Mbps", usage_type="95/5", region="Americas"),
+        line("120", unit="95/5 Mbps", usage_type="95/5 Mbps", region="EMEA"),
+        line("80", unit="95/5 Mbps", usage_type="95/5 Mbps", region="Americas"),
     ]
     sheet = price_lines([], [commit(quantity="100", unit="95/5 Mbps", commit_price="2.5")], lines)
     assert not sheet.lines
