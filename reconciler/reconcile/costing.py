@@ -45,6 +45,7 @@ class CostLine:
     unit: str
     status: LineStatus
     kind: MeasureKind = MeasureKind.VOLUME
+    provider: str = ""
 
     @property
     def additive(self) -> bool:
