@@ -127,6 +127,19 @@ class CommitmentSettings(_Matcher):
         return self
 
 
+class CreditSettings(_Matcher):
+    """A credit the contract grants every month from ``effective_from`` to ``effective_to``
+    (a service credit, a discount in money): the month's expected total is lower by it."""
+
+    amount: MoneyValue
+
+    @model_validator(mode="after")
+    def _positive(self) -> CreditSettings:
+        if self.amount.amount <= 0:
+            raise ValueError("a credit's amount is positive (it is subtracted)")
+        return self
+
+
 def rate_card_problems(rates: list[RateSettings]) -> list[str]:
     """Versions of one rate card (same matchers) must share a currency and never overlap."""
     cards: dict[tuple[object, ...], list[tuple[int, RateSettings]]] = {}

@@ -32,6 +32,7 @@ from reconciler.reconcile.expectations import (
     evaluate,
 )
 from reconciler.settings import ExpectationSettings, Settings
+from reconciler.store import costs as cost_store
 from reconciler.store import findings as items_store
 from reconciler.store.findings import ItemUpdates, drift_item, drift_values_hash
 from reconciler.store.ingest import IngestResult, apply_staged, lines_t
@@ -329,7 +330,13 @@ async def _review(
     now: datetime,
 ) -> ItemUpdates:
     """Raise drift items for this run's changes and re-evaluate the source's expectations."""
-    drift = [drift_item(c) for c in ingest.changes if c.reviewable]
+    reviewable = [c for c in ingest.changes if c.reviewable]
+    drift = [drift_item(c) for c in reviewable]
+    priced = None
+    if cost_store.prices_anything(settings):
+        provider = settings.source(source).provider
+        priced = await cost_store.load_context(conn, settings, source, provider, coverage.months)
+        drift = cost_store.with_impacts(priced, drift, reviewable)
     updates = await items_store.record_items(
         conn,
         [Evaluated(item, drift_values_hash(item)) for item in drift],
@@ -351,6 +358,18 @@ async def _review(
     evaluated = evaluate(expectations, lines, today) + check_provider_invoices(
         lines, invoices, expectations
     )
+    if priced is not None:
+        evaluated = cost_store.finding_impacts(priced, evaluated)
+        evaluated += await cost_store.cost_findings(
+            conn,
+            priced,
+            source,
+            settings.source(source).provider,
+            coverage.months,
+            today,
+            run_id,
+            now,
+        )
     found = await items_store.record_items(
         conn, evaluated, run_id=run_id, now=now, keep_open_before=False
     )

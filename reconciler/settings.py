@@ -29,6 +29,7 @@ from pydantic_settings import BaseSettings, PydanticBaseSettingsSource, Settings
 
 from reconciler.cost_settings import (
     CommitmentSettings,
+    CreditSettings,
     MoneyValue,
     RateSettings,
     rate_card_problems,
@@ -377,6 +378,7 @@ class Settings(BaseSettings):
     expectations: list[ExpectationSettings] = Field(default_factory=list)
     rates: list[RateSettings] = Field(default_factory=list)
     commitments: list[CommitmentSettings] = Field(default_factory=list)
+    credits: list[CreditSettings] = Field(default_factory=list)
     cost: CostSettings = CostSettings()
     measures: list[MeasureSettings] = Field(default_factory=list)
     severities: dict[ChangeKind, Severity] = Field(default_factory=dict)

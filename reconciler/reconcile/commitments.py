@@ -17,7 +17,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from decimal import Decimal, localcontext
 
-from reconciler.cost_settings import CommitmentSettings
+from reconciler.cost_settings import CommitmentSettings, CreditSettings
 from reconciler.domain import EXACT_CONTEXT, Month
 
 ZERO = Decimal(0)
@@ -65,7 +65,7 @@ class CommitmentMonth:
         return text
 
 
-def months_of(commitment: CommitmentSettings, month: Month) -> bool:
+def months_of(commitment: CommitmentSettings | CreditSettings, month: Month) -> bool:
     """Whether ``month`` lies (at least partly) within the commitment's dates."""
     start, end = commitment.effective_from, commitment.effective_to
     return (start is None or month.last_day >= start) and (end is None or month.first_day <= end)

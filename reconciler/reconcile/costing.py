@@ -12,12 +12,12 @@ from __future__ import annotations
 
 from collections import defaultdict
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass, replace
+from dataclasses import dataclass, field, replace
 from datetime import date
 from decimal import Decimal, localcontext
 from fnmatch import fnmatchcase
 
-from reconciler.cost_settings import CommitmentSettings, RateSettings
+from reconciler.cost_settings import CommitmentSettings, CreditSettings, RateSettings
 from reconciler.domain import EXACT_CONTEXT, LineStatus, Month
 from reconciler.reconcile import commitments as commits
 from reconciler.reconcile.commitments import CommitmentMonth
@@ -74,11 +74,23 @@ class Unpriced:
     reason: str
 
 
+@dataclass(frozen=True, slots=True)
+class AppliedCredit:
+    """A contract credit subtracted from a source's month."""
+
+    credit: str
+    source: str
+    month: Month
+    currency: str
+    amount: Decimal
+
+
 @dataclass
 class CostSheet:
     lines: list[LineCost]
     commitments: list[CommitmentMonth]
     unpriced: list[Unpriced]
+    credits: list[AppliedCredit] = field(default_factory=list)
 
     def month_totals(self) -> dict[tuple[str, Month, str], Decimal]:
         """Expected cost by (source, month, currency), commitments' adjustments included."""
@@ -89,10 +101,12 @@ class CostSheet:
             for commitment in self.commitments:
                 key = (commitment.source, commitment.month, commitment.currency)
                 totals[key] += commitment.adjustment
+            for credit in self.credits:
+                totals[(credit.source, credit.month, credit.currency)] -= credit.amount
         return dict(totals)
 
 
-def _matches(rule: RateSettings | CommitmentSettings, line: CostLine) -> bool:
+def _matches(rule: RateSettings | CommitmentSettings | CreditSettings, line: CostLine) -> bool:
     if rule.per_service != bool(line.service):
         return False
     return (
@@ -126,8 +140,10 @@ def price_lines(
     rates: Sequence[RateSettings],
     commitments: Sequence[CommitmentSettings],
     lines: Sequence[CostLine],
+    credits: Sequence[CreditSettings] = (),
 ) -> CostSheet:
-    """Every line's expected cost, the commitments' months and what could not be priced."""
+    """Every line's expected cost, the commitments' months, the credits applied and what
+    could not be priced."""
     sheet = CostSheet([], [], [])
     quantity_commits = [c for c in commitments if c.quantity is not None]
     money_commits = [c for c in commitments if c.amount is not None]
@@ -155,7 +171,26 @@ def price_lines(
         _commit_quantity(quantity_commits[index], group, sheet)
     for commitment in money_commits:
         _commit_money(commitment, sheet)
+    sheet.credits = _credits(credits, lines)
     return sheet
+
+
+def _credits(credits: Sequence[CreditSettings], lines: Sequence[CostLine]) -> list[AppliedCredit]:
+    """Each credit once per source and month in its dates that has a line it matches."""
+    applied: list[AppliedCredit] = []
+    for credit in credits:
+        months = sorted(
+            {
+                (x.source, x.month)
+                for x in lines
+                if _matches(credit, x) and commits.months_of(credit, x.month)
+            }
+        )
+        applied.extend(
+            AppliedCredit(credit.label, source, month, credit.amount.currency, credit.amount.amount)
+            for source, month in months
+        )
+    return applied
 
 
 def _first(commitments: Sequence[CommitmentSettings], line: CostLine) -> int | None:

@@ -17,7 +17,7 @@ from datetime import date
 from decimal import Decimal, localcontext
 from fnmatch import fnmatchcase
 
-from reconciler.cost_settings import CommitmentSettings, RateSettings
+from reconciler.cost_settings import CommitmentSettings, CreditSettings, RateSettings
 from reconciler.domain import (
     EXACT_CONTEXT,
     FindingKind,
@@ -50,11 +50,11 @@ def projected_sheet(
     commitments: Sequence[CommitmentSettings],
     lines: Sequence[CostLine],
     today: date,
+    credits: Sequence[CreditSettings] = (),
 ) -> CostSheet:
     """Expected cost with collecting volumes projected to month end."""
-    return price_lines(
-        rates, commitments, projected_lines(lines, lambda x: project_quantity(x, today))
-    )
+    ahead = projected_lines(lines, lambda x: project_quantity(x, today))
+    return price_lines(rates, commitments, ahead, credits)
 
 
 def last_invoice_rates(
@@ -220,3 +220,47 @@ def change_impact(
     with localcontext(EXACT_CONTEXT):
         amount = now.month_totals().get(key, ZERO) - then.month_totals().get(key, ZERO)
     return Money(amount, currency)
+
+
+def repriced_findings(
+    source: str,
+    provider: str,
+    previous: dict[tuple[Month, str], Decimal],
+    current: dict[tuple[Month, str], Decimal],
+    finalized: set[Month],
+) -> list[Evaluated]:
+    """A finalized month whose expected cost changed since it was last priced (a rate card
+    corrected retroactively): a ``repriced`` finding with both amounts, never silent."""
+    found: list[Evaluated] = []
+    for (month, currency), amount in sorted(current.items()):
+        before = previous.get((month, currency))
+        if month not in finalized or before is None or before == amount:
+            continue
+        with localcontext(EXACT_CONTEXT):
+            change = amount - before
+        item = PlanItem(
+            category=ItemCategory.FINDING,
+            kind=FindingKind.REPRICED.value,
+            severity=Severity.WARNING,
+            fingerprint=line_digest(("repriced", source, str(month), currency)),
+            source=source,
+            provider=provider,
+            account="",
+            product="",
+            usage_type="",
+            region="",
+            service="",
+            month=month,
+            before=Observation(before, currency, LineStatus.FINALIZED),
+            after=Observation(amount, currency, LineStatus.FINALIZED),
+            message=(
+                f"finalized {month} re-priced by a change of the rates: expected cost "
+                f"{Money(before, currency)} -> {Money(amount, currency)} "
+                f"({Money(change, currency).display(signed=True)})"
+            ),
+            product_name="rate card",
+            impact=change,
+            impact_currency=currency,
+        )
+        found.append(Evaluated(item, line_digest(("repriced", str(before), str(amount)))))
+    return found

@@ -167,3 +167,20 @@ def test_change_impact_follows_the_tiers() -> None:
     assert impact == Money(Decimal("10.00"), "USD")
     assert change_impact([], [], [changed], changed, Decimal("1000")) is None
     assert replace(changed, quantity=Decimal(1)) != changed
+
+
+def test_a_missing_credit_shows_in_the_total() -> None:
+    from reconciler.cost_settings import CreditSettings
+
+    credit = CreditSettings(name="SLA credit", source="fastly", amount="25 USD")  # type: ignore[arg-type]
+    sheet = price_lines(RATES, [], [line("1000")], [credit])
+    credited = [invoice("1000", "120.00"), invoice("0", "-25.00", "SLA credit")]
+
+    def kinds(invoices: list[InvoiceAmount]) -> list[str]:
+        found = audit_invoices(sheet, invoices, tolerance=NONE, rate_tolerance=HALF_PERCENT)
+        return [f.item.message for f in found]
+
+    assert kinds(credited) == []
+    assert kinds(credited[:1]) == [
+        "invoice total of 2024-05: invoiced 120.00 USD, expected 95.00 USD (difference +25.00 USD)"
+    ]

@@ -1,0 +1,288 @@
+"""Money in a run's review: lines and invoices read for pricing, expected costs kept.
+
+Called inside a run's reconcile transaction: reads the source's tracked lines and stored
+invoice amounts, prices them with the pure core (:mod:`reconciler.reconcile.costing`,
+``audit``, ``spend``), and keeps each month's expected cost so that a finalized month
+re-priced by a changed rate card raises a ``repriced`` finding. The amount of a finalized
+month is kept as first priced: the finding stays until the rates price it so again.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass, replace
+from datetime import date, datetime
+from decimal import Decimal, localcontext
+from fnmatch import fnmatchcase
+
+from sqlalchemy import insert, select, update
+from sqlalchemy.ext.asyncio import AsyncConnection
+
+from reconciler.domain import EXACT_CONTEXT, LineStatus, Month, PlanItem
+from reconciler.reconcile.audit import InvoiceAmount, audit_invoices
+from reconciler.reconcile.costing import CostLine, CostSheet, price_lines
+from reconciler.reconcile.expectations import Evaluated
+from reconciler.reconcile.measures import classify
+from reconciler.reconcile.spend import (
+    budget_findings,
+    change_impact,
+    last_invoice_rates,
+    projected_sheet,
+    repriced_findings,
+)
+from reconciler.settings import Settings
+from reconciler.store.ingest import LineChange, lines_t
+from reconciler.store.tables import ExpectedCostRow, InvoiceLineRow
+
+invoices_t = InvoiceLineRow.__table__  # type: ignore[attr-defined]
+expected_t = ExpectedCostRow.__table__  # type: ignore[attr-defined]
+
+
+@dataclass
+class CostContext:
+    """A source's priced months: what its rates say, and what its invoices say."""
+
+    settings: Settings
+    lines: list[CostLine]
+    invoices: list[InvoiceAmount]
+    sheet: CostSheet
+
+    @property
+    def rates(self) -> list:  # type: ignore[type-arg]
+        return list(self.settings.rates) or last_invoice_rates(self.invoices, self.lines)
+
+    @property
+    def priced(self) -> bool:
+        return bool(self.sheet.lines)
+
+
+def prices_anything(settings: Settings) -> bool:
+    return bool(settings.rates or settings.commitments) or any(
+        e.monthly_budget is not None for e in settings.expectations
+    )
+
+
+async def cost_lines(
+    conn: AsyncConnection, settings: Settings, source: str, months: Sequence[Month]
+) -> list[CostLine]:
+    """The source's present lines of ``months`` with their measure kinds."""
+    c = lines_t.c
+    names = (
+        "source provider account product product_name usage_type region service month "
+        "period_start period_end quantity unit status"
+    )
+    query = select(*(c[name] for name in names.split())).where(
+        c.source == source, c.month.in_([str(m) for m in months]), c.present.is_(True)
+    )
+    lines = []
+    for r in (await conn.execute(query)).all():
+        kind = classify(
+            r.provider,
+            r.usage_type,
+            r.unit,
+            product=r.product,
+            product_name=r.product_name,
+            overrides=settings.measures,
+        ).kind
+        lines.append(
+            CostLine(
+                r.source,
+                r.account,
+                r.product,
+                r.product_name,
+                r.usage_type,
+                r.region,
+                r.service,
+                Month.parse(r.month),
+                r.period_start,
+                r.period_end,
+                r.quantity,
+                r.unit,
+                LineStatus(r.status),
+                kind,
+                r.provider,
+            )
+        )
+    return lines
+
+
+async def invoice_amounts(
+    conn: AsyncConnection, source: str, provider: str, months: Sequence[Month]
+) -> list[InvoiceAmount]:
+    """Stored invoice line items of ``months`` that carry an amount and a currency."""
+    c = invoices_t.c
+    query = select(invoices_t).where(
+        c.source == source,
+        c.month.in_([str(m) for m in months]),
+        c.amount.is_not(None),
+        c.currency.is_not(None),
+    )
+    return [
+        InvoiceAmount(
+            r.source,
+            provider,
+            Month.parse(r.month),
+            r.usage_type,
+            r.product_name,
+            r.region,
+            Decimal(0) if r.units is None else r.units,
+            r.amount,
+            r.currency,
+        )
+        for r in (await conn.execute(query)).all()
+    ]
+
+
+async def load_context(
+    conn: AsyncConnection, settings: Settings, source: str, provider: str, months: Sequence[Month]
+) -> CostContext:
+    lines = await cost_lines(conn, settings, source, months)
+    invoices = await invoice_amounts(conn, source, provider, months)
+    rates = list(settings.rates) or last_invoice_rates(invoices, lines)
+    sheet = price_lines(rates, settings.commitments, lines, settings.credits)
+    return CostContext(settings, lines, invoices, sheet)
+
+
+def with_impacts(
+    context: CostContext, items: list[PlanItem], changes: Sequence[LineChange]
+) -> list[PlanItem]:
+    """Drift items with the money impact of their change, where a rate prices the line."""
+    by_key = {(x.identity, x.month, x.period_start): x for x in context.lines}
+    rates = context.rates
+    out: list[PlanItem] = []
+    for item, change in zip(items, changes, strict=True):
+        key = change.key
+        identity = (key.source, key.account, key.product, key.usage_type, key.region, key.service)
+        line = by_key.get((identity, key.month, key.period_start))
+        before = change.before.quantity if change.before is not None else Decimal(0)
+        impact = None
+        if line is not None and change.after is not None:
+            impact = change_impact(rates, context.settings.commitments, context.lines, line, before)
+        if impact is None:
+            out.append(item)
+        else:
+            out.append(replace(item, impact=impact.amount, impact_currency=impact.currency))
+    return out
+
+
+def finding_impacts(context: CostContext, evaluated: list[Evaluated]) -> list[Evaluated]:
+    """Expectation findings without an impact get the excess priced at the matched lines'
+    effective rate (their expected cost over their quantity)."""
+    out: list[Evaluated] = []
+    for entry in evaluated:
+        item = entry.item
+        delta = item.delta
+        if item.impact is not None or delta is None or item.before is None or item.after is None:
+            out.append(entry)
+            continue
+        matched = [
+            cost
+            for cost in context.sheet.lines
+            if cost.line.source == item.source
+            and cost.line.month == item.month
+            and cost.line.unit == item.after.unit
+            and all(
+                fnmatchcase(value, pattern or "*")
+                for value, pattern in (
+                    (cost.line.usage_type, item.usage_type),
+                    (cost.line.region, item.region),
+                    (cost.line.product, item.product),
+                )
+            )
+        ]
+        currencies = {c.currency for c in matched}
+        with localcontext(EXACT_CONTEXT):
+            quantity = sum((c.line.quantity for c in matched), Decimal(0))
+            if len(currencies) != 1 or quantity == 0:
+                out.append(entry)
+                continue
+            rate = sum((c.amount for c in matched), Decimal(0)) / quantity
+            impact = delta * rate
+        out.append(
+            Evaluated(
+                replace(item, impact=impact, impact_currency=currencies.pop()), entry.values_hash
+            )
+        )
+    return out
+
+
+async def cost_findings(
+    conn: AsyncConnection,
+    context: CostContext,
+    source: str,
+    provider: str,
+    months: Sequence[Month],
+    today: date,
+    run_id: int,
+    now: datetime,
+) -> list[Evaluated]:
+    """The invoice audit, budgets and re-pricings of a source's months (and keeps the
+    expected costs)."""
+    settings = context.settings
+    found = audit_invoices(
+        context.sheet,
+        context.invoices if settings.rates else [],
+        tolerance=settings.cost.invoice_tolerance,
+        rate_tolerance=settings.cost.rate_tolerance,
+    )
+    expectations = [e for e in settings.expectations if fnmatchcase(source, e.source)]
+    forecast = projected_sheet(
+        context.rates, settings.commitments, context.lines, today, settings.credits
+    )
+    found += budget_findings(expectations, context.sheet, forecast)
+    current = {(m, cur): amount for (_, m, cur), amount in context.sheet.month_totals().items()}
+    finalized = {
+        m
+        for m in months
+        if all(x.status is LineStatus.FINALIZED for x in context.lines if x.month == m)
+    }
+    previous = await _stored(conn, source, months)
+    # Only a month priced as finalized before can be re-priced; a collecting estimate cannot.
+    stored = {k: amount for k, (amount, done) in previous.items() if done}
+    found += repriced_findings(source, provider, stored, current, finalized)
+    await _keep(conn, source, current, finalized, previous, run_id, now)
+    return found
+
+
+async def _stored(
+    conn: AsyncConnection, source: str, months: Sequence[Month]
+) -> dict[tuple[Month, str], tuple[Decimal, bool]]:
+    query = select(expected_t).where(
+        expected_t.c.source == source, expected_t.c.month.in_([str(m) for m in months])
+    )
+    return {
+        (Month.parse(r.month), r.currency): (r.amount, r.finalized)
+        for r in (await conn.execute(query)).all()
+    }
+
+
+async def _keep(
+    conn: AsyncConnection,
+    source: str,
+    current: dict[tuple[Month, str], Decimal],
+    finalized: set[Month],
+    previous: dict[tuple[Month, str], tuple[Decimal, bool]],
+    run_id: int,
+    now: datetime,
+) -> None:
+    """Record new months; follow collecting ones; keep a finalized month as first priced."""
+    for (month, currency), amount in sorted(current.items()):
+        done = month in finalized
+        values = {"amount": amount, "finalized": done, "run_id": run_id, "updated_at": now}
+        old = previous.get((month, currency))
+        if old is None:
+            await conn.execute(
+                insert(expected_t).values(
+                    source=source, month=str(month), currency=currency, **values
+                )
+            )
+        elif not old[1] and (old[0] != amount or done):
+            await conn.execute(
+                update(expected_t)
+                .where(
+                    expected_t.c.source == source,
+                    expected_t.c.month == str(month),
+                    expected_t.c.currency == currency,
+                )
+                .values(**values)
+            )
