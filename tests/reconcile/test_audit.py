@@ -172,7 +172,7 @@ def test_change_impact_follows_the_tiers() -> None:
 def test_a_missing_credit_shows_in_the_total() -> None:
     from reconciler.cost_settings import CreditSettings
 
-    credit = CreditSettings(name="SLA credit", source="fastly", amount="25 USD")  # type: ignore[arg-type]
+    credit = CreditSettings(name="SLA credit", source="fastly", amount="25 USD")
     sheet = price_lines(RATES, [], [line("1000")], [credit])
     credited = [invoice("1000", "120.00"), invoice("0", "-25.00", "SLA credit")]
 
