@@ -34,6 +34,10 @@ def check_currency(code: Any) -> str:
     return code
 
 
+def is_currency(code: str) -> bool:
+    return code in _known_currencies()
+
+
 @cache
 def minor_unit(currency: str) -> Decimal:
     """The smallest amount a currency is shown in: ``0.01`` for USD, ``1`` for JPY."""

@@ -6,6 +6,7 @@ import getpass
 import socket
 import sys
 from collections.abc import Sequence
+from dataclasses import replace
 from datetime import date, timedelta
 from pathlib import Path
 
@@ -20,6 +21,7 @@ from reconciler.providers.http import HttpClient
 from reconciler.reconcile.plan import Plan, parse_saved_plan, render_json, render_text
 from reconciler.refresh import RunOutcome, refresh_source
 from reconciler.settings import Settings
+from reconciler.store.costs import projected_invoices
 from reconciler.store.db import open_state, reader
 from reconciler.store.review import apply_acknowledgements, build_plan
 from reconciler.store.runs import abandon_stale_runs
@@ -169,7 +171,9 @@ def plan(
         async with open_state(settings.database_url) as engine:
             outcomes = [] if no_refresh else await refresh_all(engine, settings, names, as_of)
             async with reader(engine).connect() as conn:
-                return await build_plan(conn, utcnow(), list(sources) or None), outcomes
+                built = await build_plan(conn, utcnow(), list(sources) or None)
+                invoices = await projected_invoices(conn, settings, sources, as_of)
+                return replace(built, invoices=tuple(invoices)), outcomes
 
     the_plan, outcomes = run_async(_plan())
     for outcome in outcomes:

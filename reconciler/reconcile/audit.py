@@ -25,6 +25,7 @@ from reconciler.domain import (
     Observation,
     PlanItem,
     Severity,
+    canonical_decimal,
     line_digest,
 )
 from reconciler.money import Money, minor_unit
@@ -33,6 +34,7 @@ from reconciler.reconcile.expectations import Evaluated
 from reconciler.settings import Tolerance
 
 ZERO = Decimal(0)
+RATE_PLACES = Decimal("0.000001")
 
 
 @dataclass(frozen=True, slots=True)
@@ -133,8 +135,9 @@ def _line_findings(
         )
     if invoice.units > 0 and quantity > 0:
         with localcontext(EXACT_CONTEXT):
-            invoiced_rate = invoice.amount / invoice.units
-            declared_rate = expected / quantity
+            # Quotients: kept to a millionth of a unit price, enough to name a rate.
+            invoiced_rate = (invoice.amount / invoice.units).quantize(RATE_PLACES)
+            declared_rate = (expected / quantity).quantize(RATE_PLACES)
             rate_difference = invoiced_rate - declared_rate
         if abs(rate_difference) > rate_tolerance.allowance(declared_rate):
             with localcontext(EXACT_CONTEXT):
@@ -157,8 +160,7 @@ def _line_findings(
 
 
 def _rate(value: Decimal) -> str:
-    with localcontext(EXACT_CONTEXT):
-        return f"{value.quantize(Decimal('0.000001')).normalize():f}"
+    return canonical_decimal(value)
 
 
 def _total_findings(
@@ -213,7 +215,8 @@ def _finding(
     impact: Decimal,
     message: str,
 ) -> Evaluated:
-    unit = invoice.currency if kind is FindingKind.COST_MISMATCH else f"{invoice.currency}/unit"
+    per = f"/{line.unit}" if line is not None else "/unit"
+    unit = invoice.currency if kind is FindingKind.COST_MISMATCH else invoice.currency + per
     status = LineStatus.FINALIZED
     item = PlanItem(
         category=ItemCategory.FINDING,

@@ -12,7 +12,7 @@ from __future__ import annotations
 
 from collections import defaultdict
 from collections.abc import Sequence
-from dataclasses import replace
+from dataclasses import dataclass, replace
 from datetime import date
 from decimal import Decimal, localcontext
 from fnmatch import fnmatchcase
@@ -264,3 +264,41 @@ def repriced_findings(
         )
         found.append(Evaluated(item, line_digest(("repriced", str(before), str(amount)))))
     return found
+
+
+@dataclass(frozen=True, slots=True)
+class ProjectedInvoice:
+    """What a source's open month is expected to cost by its end, in one currency."""
+
+    source: str
+    month: Month
+    as_of: date
+    currency: str
+    amount: Decimal
+    at_last_rates: bool = False
+
+    def describe(self) -> str:
+        text = f"{self.source} {Money(self.amount, self.currency)}"
+        return text + f" ({LAST_INVOICE})" if self.at_last_rates else text
+
+
+def projected_invoices(
+    source: str,
+    rates: Sequence[RateSettings],
+    commitments: Sequence[CommitmentSettings],
+    credits: Sequence[CreditSettings],
+    lines: Sequence[CostLine],
+    today: date,
+    *,
+    at_last_rates: bool = False,
+) -> list[ProjectedInvoice]:
+    """The open month's (``today``'s) projected invoice of one source, per currency."""
+    month = Month.of(today)
+    open_lines = [x for x in lines if x.month == month and x.source == source]
+    if not open_lines:
+        return []
+    sheet = projected_sheet(rates, commitments, open_lines, today, credits)
+    return [
+        ProjectedInvoice(source, month, today, currency, amount, at_last_rates)
+        for (_, _, currency), amount in sorted(sheet.month_totals().items())
+    ]

@@ -15,7 +15,7 @@ from datetime import date, datetime
 from decimal import Decimal, localcontext
 from fnmatch import fnmatchcase
 
-from sqlalchemy import insert, select, update
+from sqlalchemy import func, insert, select, update
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 from reconciler.domain import EXACT_CONTEXT, LineStatus, Month, PlanItem
@@ -24,14 +24,17 @@ from reconciler.reconcile.costing import CostLine, CostSheet, price_lines
 from reconciler.reconcile.expectations import Evaluated
 from reconciler.reconcile.measures import classify
 from reconciler.reconcile.spend import (
+    ProjectedInvoice,
     budget_findings,
     change_impact,
     last_invoice_rates,
     projected_sheet,
     repriced_findings,
 )
+from reconciler.reconcile.spend import projected_invoices as spend_projected
 from reconciler.settings import Settings
 from reconciler.store.ingest import LineChange, lines_t
+from reconciler.store.runs import SUCCEEDED, runs_t
 from reconciler.store.tables import ExpectedCostRow, InvoiceLineRow
 
 invoices_t = InvoiceLineRow.__table__  # type: ignore[attr-defined]
@@ -158,7 +161,7 @@ def with_impacts(
         impact = None
         if line is not None and change.after is not None:
             impact = change_impact(rates, context.settings.commitments, context.lines, line, before)
-        if impact is None:
+        if impact is None or impact.rounded() == 0:
             out.append(item)
         else:
             out.append(replace(item, impact=impact.amount, impact_currency=impact.currency))
@@ -286,3 +289,43 @@ async def _keep(
                 )
                 .values(**values)
             )
+
+
+async def projected_invoices(
+    conn: AsyncConnection,
+    settings: Settings,
+    sources: Sequence[str] = (),
+    as_of: date | None = None,
+) -> list[ProjectedInvoice]:
+    """Each source's open month priced to month end, as of its latest successful pull (or
+    ``as_of``); sources without declared rates are priced at their last invoice's rates."""
+    found: list[ProjectedInvoice] = []
+    for source in settings.sources:
+        if sources and source.name not in sources:
+            continue
+        day = as_of or await _last_pull_day(conn, source.name)
+        if day is None:
+            continue
+        month = Month.of(day)
+        months = [month - 3, month - 2, month - 1, month]
+        lines = await cost_lines(conn, settings, source.name, months)
+        invoices = await invoice_amounts(conn, source.name, source.provider, months)
+        rates = list(settings.rates) or last_invoice_rates(invoices, lines)
+        found += spend_projected(
+            source.name,
+            rates,
+            settings.commitments,
+            settings.credits,
+            lines,
+            day,
+            at_last_rates=not settings.rates,
+        )
+    return found
+
+
+async def _last_pull_day(conn: AsyncConnection, source: str) -> date | None:
+    query = select(func.max(runs_t.c.started_at)).where(
+        runs_t.c.source == source, runs_t.c.status == SUCCEEDED
+    )
+    started = (await conn.execute(query)).scalar_one_or_none()
+    return None if started is None else started.date()
