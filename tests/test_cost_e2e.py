@@ -155,6 +155,8 @@ async def test_drift_carries_its_money_impact(engine: AsyncEngine, sandbox: Sand
     item = restated[0]
     assert item.delta is not None
     assert (item.impact, item.impact_currency) == (item.delta * Decimal("0.12"), "USD")
+    # A restatement changes the expected cost through the usage: it is not a re-pricing.
+    assert findings(items, "repriced") == []
 
 
 async def test_budgets_on_the_projected_invoice(

@@ -41,6 +41,7 @@ def upgrade() -> None:
         sa.Column("month", sqlmodel.sql.sqltypes.AutoString(length=7), nullable=False),
         sa.Column("currency", sqlmodel.sql.sqltypes.AutoString(length=3), nullable=False),
         sa.Column("amount", reconciler.store.types.ExactDecimal(length=80), nullable=False),
+        sa.Column("usage_digest", sqlmodel.sql.sqltypes.AutoString(length=64), nullable=False),
         sa.Column("finalized", sa.Boolean(), nullable=False),
         sa.Column("run_id", sa.Integer(), nullable=False),
         sa.Column("updated_at", reconciler.store.types.UTCDateTime(timezone=True), nullable=False),

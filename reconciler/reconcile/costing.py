@@ -46,6 +46,7 @@ class CostLine:
     status: LineStatus
     kind: MeasureKind = MeasureKind.VOLUME
     provider: str = ""
+    billable: bool | None = None
 
     @property
     def additive(self) -> bool:
@@ -151,6 +152,11 @@ def price_lines(
     by_commit: dict[int, list[CostLine]] = defaultdict(list)
     by_card: dict[tuple[int, str, Month, str], list[CostLine]] = defaultdict(list)
     for line in lines:
+        currency = _currency_of(rates, line) if line.billable is False else None
+        if currency:
+            # The provider says the stat is not billed: it costs nothing, whatever matches it.
+            sheet.lines.append(LineCost(line, currency, ZERO, "", "not billable"))
+            continue
         commit = _first(quantity_commits, line)
         if commit is not None:
             by_commit[commit].append(line)
@@ -191,6 +197,13 @@ def _credits(credits: Sequence[CreditSettings], lines: Sequence[CostLine]) -> li
             for source, month in months
         )
     return applied
+
+
+def _currency_of(rates: Sequence[RateSettings], line: CostLine) -> str:
+    """The currency of the rate matching a line, else of the first rate of its source."""
+    matching = (r.currency for r in rates if _matches(r, line))
+    of_source = (r.currency for r in rates if fnmatchcase(line.source, r.source))
+    return next(matching, None) or next(of_source, "")
 
 
 def _first(commitments: Sequence[CommitmentSettings], line: CostLine) -> int | None:

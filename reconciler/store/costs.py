@@ -14,11 +14,12 @@ from dataclasses import dataclass, replace
 from datetime import date, datetime
 from decimal import Decimal, localcontext
 from fnmatch import fnmatchcase
+from typing import Any
 
 from sqlalchemy import func, insert, select, update
 from sqlalchemy.ext.asyncio import AsyncConnection
 
-from reconciler.domain import EXACT_CONTEXT, LineStatus, Month, PlanItem
+from reconciler.domain import EXACT_CONTEXT, LineStatus, Month, PlanItem, line_digest
 from reconciler.reconcile.audit import InvoiceAmount, audit_invoices
 from reconciler.reconcile.costing import CostLine, CostSheet, price_lines
 from reconciler.reconcile.expectations import Evaluated
@@ -72,7 +73,7 @@ async def cost_lines(
     c = lines_t.c
     names = (
         "source provider account product product_name usage_type region service month "
-        "period_start period_end quantity unit status"
+        "period_start period_end quantity unit status billable"
     )
     query = select(*(c[name] for name in names.split())).where(
         c.source == source, c.month.in_([str(m) for m in months]), c.present.is_(True)
@@ -104,6 +105,7 @@ async def cost_lines(
                 LineStatus(r.status),
                 kind,
                 r.provider,
+                r.billable,
             )
         )
     return lines
@@ -239,24 +241,37 @@ async def cost_findings(
         for m in months
         if all(x.status is LineStatus.FINALIZED for x in context.lines if x.month == m)
     }
+    usage = usage_digests(context.lines)
     previous = await _stored(conn, source, months)
-    # Only a month priced as finalized before can be re-priced; a collecting estimate cannot.
-    stored = {k: amount for k, (amount, done) in previous.items() if done}
+    # Only a month priced as finalized before, on the same usage, can be re-priced: a
+    # collecting estimate cannot, and a restatement is a drift item of its own.
+    stored = {
+        key: row.amount
+        for key, row in previous.items()
+        if row.finalized and row.usage_digest == usage.get(key[0])
+    }
     found += repriced_findings(source, provider, stored, current, finalized)
-    await _keep(conn, source, current, finalized, previous, run_id, now)
+    await _keep(conn, source, current, finalized, usage, previous, run_id, now)
     return found
+
+
+def usage_digests(lines: Sequence[CostLine]) -> dict[Month, str]:
+    """A digest of each month's usage (every line's identity, period, quantity and unit)."""
+    parts: dict[Month, list[str]] = {}
+    for x in sorted(lines, key=lambda x: (x.month, x.identity, x.period_start)):
+        parts.setdefault(x.month, []).append(
+            "\x1e".join((*x.identity, str(x.period_start), str(x.quantity), x.unit))
+        )
+    return {month: line_digest(tuple(items)) for month, items in parts.items()}
 
 
 async def _stored(
     conn: AsyncConnection, source: str, months: Sequence[Month]
-) -> dict[tuple[Month, str], tuple[Decimal, bool]]:
+) -> dict[tuple[Month, str], Any]:
     query = select(expected_t).where(
         expected_t.c.source == source, expected_t.c.month.in_([str(m) for m in months])
     )
-    return {
-        (Month.parse(r.month), r.currency): (r.amount, r.finalized)
-        for r in (await conn.execute(query)).all()
-    }
+    return {(Month.parse(r.month), r.currency): r for r in (await conn.execute(query)).all()}
 
 
 async def _keep(
@@ -264,14 +279,23 @@ async def _keep(
     source: str,
     current: dict[tuple[Month, str], Decimal],
     finalized: set[Month],
-    previous: dict[tuple[Month, str], tuple[Decimal, bool]],
+    usage: dict[Month, str],
+    previous: dict[tuple[Month, str], Any],
     run_id: int,
     now: datetime,
 ) -> None:
-    """Record new months; follow collecting ones; keep a finalized month as first priced."""
+    """Record new months; follow collecting ones and changed usage; keep a finalized month's
+    amount as first priced while its usage stays the same."""
     for (month, currency), amount in sorted(current.items()):
         done = month in finalized
-        values = {"amount": amount, "finalized": done, "run_id": run_id, "updated_at": now}
+        digest = usage.get(month, "")
+        values = {
+            "amount": amount,
+            "usage_digest": digest,
+            "finalized": done,
+            "run_id": run_id,
+            "updated_at": now,
+        }
         old = previous.get((month, currency))
         if old is None:
             await conn.execute(
@@ -279,7 +303,7 @@ async def _keep(
                     source=source, month=str(month), currency=currency, **values
                 )
             )
-        elif not old[1] and (old[0] != amount or done):
+        elif not old.finalized or old.usage_digest != digest:
             await conn.execute(
                 update(expected_t)
                 .where(

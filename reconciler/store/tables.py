@@ -228,7 +228,8 @@ class ExpectedCostRow(SQLModel, table=True):
     """The expected cost of a source's month in one currency, as last priced by a run.
 
     Kept so that a rate card changed after a month was finalized re-prices it as a recorded
-    event (a ``repriced`` finding), never silently.
+    event (a ``repriced`` finding), never silently. ``usage_digest`` tells a re-pricing (same
+    usage, another amount) from a restatement (other usage: a drift item of its own).
     """
 
     __tablename__ = "expected_costs"
@@ -239,6 +240,7 @@ class ExpectedCostRow(SQLModel, table=True):
     month: str = Field(max_length=7)
     currency: str = Field(max_length=3)
     amount: Decimal = Field(sa_column=_exact())
+    usage_digest: str = Field(max_length=64)
     finalized: bool
     run_id: int = Field(foreign_key="pull_runs.id")
     updated_at: datetime = Field(sa_column=_utc())
