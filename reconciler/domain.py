@@ -140,6 +140,7 @@ class FindingKind(StrEnum):
     OVER_BUDGET = "over_budget"
     PROJECTED_OVER_BUDGET = "projected_over_budget"
     REPRICED = "repriced"
+    NO_MATCH = "no_match"
 
 
 class FindingState(StrEnum):

@@ -140,6 +140,8 @@ class _SourceBase(_Strict):
     max_retries: int = Field(default=5, ge=0, le=20)
     retry_cap_s: float = Field(default=60.0, gt=0)
     min_impact: MoneyValue | None = None
+    # The whole pull's deadline, whatever its requests and retries do.
+    pull_timeout_s: float = Field(default=1800.0, gt=0)
 
     @field_validator("name")
     @classmethod
@@ -255,10 +257,18 @@ class ExpectationSettings(_Strict):
 
     @property
     def label(self) -> str:
+        """The name, else every matcher field that narrows what the expectation covers."""
         if self.name:
             return self.name
         parts = [p for p in (self.source, self.product, self.usage_type) if p != "*"]
-        return "/".join(parts) or "all usage"
+        label = "/".join(parts) or "all usage"
+        if self.region != "*":
+            label += f" [{self.region}]"
+        if self.service != "*":
+            label += f" service {self.service}"
+        if self.per_service:
+            label += " per service"
+        return label
 
 
 class CostSettings(_Strict):
@@ -407,6 +417,21 @@ class Settings(BaseSettings):
         problems = rate_card_problems(self.rates)
         if problems:
             raise ValueError("; ".join(problems))
+        return self
+
+    @model_validator(mode="after")
+    def _distinct_expectations(self) -> Settings:
+        # Findings are identified by the expectation's label and matchers: two expectations
+        # alike in both would raise items with one fingerprint, which cannot be stored.
+        seen: dict[str, int] = {}
+        for index, expectation in enumerate(self.expectations):
+            label = expectation.label
+            if label in seen:
+                raise ValueError(
+                    f"expectations {seen[label] + 1} and {index + 1} have the same label "
+                    f"{label!r}: give each a distinct name (or different matchers)"
+                )
+            seen[label] = index
         return self
 
     def source_index(self, name: str) -> int:

@@ -76,6 +76,7 @@ _SUMMARY_ORDER = [
     "projected_over_budget",
     "under_expectation",
     "unit_mismatch",
+    "no_match",
     "finalized",
     "new",
     "reappeared",

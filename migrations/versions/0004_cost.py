@@ -1,7 +1,7 @@
 """money: review items carry their money impact; expected costs per source and month
 
-Revision ID: 0002_cost
-Revises: 0001_initial
+Revision ID: 0004_cost
+Revises: 0003_run_heartbeat
 Create Date: 2026-12-01 21:45:00.000000
 
 Existing review items have no impact (no rate priced them); no expected cost is known yet,
@@ -18,8 +18,8 @@ from alembic import op
 
 import reconciler.store.types
 
-revision: str = "0002_cost"
-down_revision: str | None = "0001_initial"
+revision: str = "0004_cost"
+down_revision: str | None = "0003_run_heartbeat"
 branch_labels: str | Sequence[str] | None = None
 depends_on: str | Sequence[str] | None = None
 
