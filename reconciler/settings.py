@@ -303,6 +303,7 @@ class SlackRouteSettings(_Strict):
     webhook_url_file: Path | None = None
     webhook_url_credential: str | None = None
     min_severity: Severity | None = None
+    min_impact: MoneyValue | None = None
 
     def webhook_ref(self, index: int) -> SecretRef | None:
         if not (self.webhook_url_env or self.webhook_url_file or self.webhook_url_credential):

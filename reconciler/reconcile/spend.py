@@ -302,3 +302,11 @@ def projected_invoices(
         ProjectedInvoice(source, month, today, currency, amount, at_last_rates)
         for (_, _, currency), amount in sorted(sheet.month_totals().items())
     ]
+
+
+def below_min_impact(item: PlanItem, threshold: Money | None) -> bool:
+    """Whether an item's money impact is smaller than ``threshold`` (in its currency). An
+    item no rate prices, or priced in another currency, is never below: it cannot be told."""
+    if threshold is None or item.impact is None or item.impact_currency != threshold.currency:
+        return False
+    return Money(abs(item.impact), item.impact_currency).rounded() < threshold.amount

@@ -36,16 +36,35 @@ def line(
     status: LineStatus = F,
 ) -> CostLine:
     return CostLine(
-        "fastly", "acct", "cdn_usage", "Full-Site Delivery", usage_type, "North America", "",
-        month, month.first_day, month.last_day, Decimal(quantity), "GB", status, provider="fastly",
-    )  # fmt: skip
+        "fastly",
+        "acct",
+        "cdn_usage",
+        "Full-Site Delivery",
+        usage_type,
+        "North America",
+        "",
+        month,
+        month.first_day,
+        month.last_day,
+        Decimal(quantity),
+        "GB",
+        status,
+        provider="fastly",
+    )
 
 
 def invoice(units: str, amount: str, name: str = "North America Bandwidth") -> InvoiceAmount:
     return InvoiceAmount(
-        "fastly", "fastly", MAY, "bandwidth", name, "North America", Decimal(units),
-        Decimal(amount), "USD",
-    )  # fmt: skip
+        "fastly",
+        "fastly",
+        MAY,
+        "bandwidth",
+        name,
+        "North America",
+        Decimal(units),
+        Decimal(amount),
+        "USD",
+    )
 
 
 RATES = [
@@ -184,3 +203,57 @@ def test_a_missing_credit_shows_in_the_total() -> None:
     assert kinds(credited[:1]) == [
         "invoice total of 2024-05: invoiced 120.00 USD, expected 95.00 USD (difference +25.00 USD)"
     ]
+
+
+@pytest.mark.parametrize(
+    ("impact", "currency", "threshold", "below"),
+    [
+        ("-9.994", "USD", "10 USD", True),
+        ("-9.995", "USD", "10 USD", False),  # shown as -10.00 USD
+        ("12", "USD", "10 USD", False),
+        ("5", "EUR", "10 USD", False),  # another currency cannot be compared
+        (None, "", "10 USD", False),  # not priced: never hidden
+        ("1", "USD", None, False),
+    ],
+)
+def test_min_impact(impact: str | None, currency: str, threshold: str | None, below: bool) -> None:
+    from reconciler.domain import ItemCategory, PlanItem, Severity
+    from reconciler.reconcile.spend import below_min_impact
+
+    item = PlanItem(
+        ItemCategory.DRIFT,
+        "restated",
+        Severity.CRITICAL,
+        "f",
+        "fastly",
+        "fastly",
+        "",
+        "",
+        "",
+        "",
+        "",
+        MAY,
+        None,
+        None,
+        impact=None if impact is None else Decimal(impact),
+        impact_currency=currency,
+    )
+    limit = None if threshold is None else Money.parse(threshold)
+    assert below_min_impact(item, limit) is below
+
+
+def test_a_route_takes_the_source_min_impact_unless_it_has_its_own() -> None:
+    from reconciler.alerts.routes import route_for
+    from reconciler.settings import settings_from_mapping
+
+    settings = settings_from_mapping(
+        {
+            "sources": [
+                {"name": "fastly", "provider": "fastly", "min_impact": "50 USD"},
+                {"name": "akamai", "provider": "akamai", "min_impact": "20 USD"},
+            ],
+            "alerts": {"slack": {"routes": [{"source": "akamai", "min_impact": "500 USD"}]}},
+        }
+    )
+    assert route_for(settings, "fastly").min_impact == Money.parse("50 USD")
+    assert route_for(settings, "akamai").min_impact == Money.parse("500 USD")
