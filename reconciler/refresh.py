@@ -66,6 +66,7 @@ class RunOutcome:
     ingest: IngestResult = field(default_factory=IngestResult)
     items: ItemUpdates = field(default_factory=ItemUpdates)
     error: str | None = None
+    costs: list[cost_store.CostGauge] = field(default_factory=list)
 
     @property
     def ok(self) -> bool:
@@ -167,6 +168,7 @@ async def refresh_source(
                 run_id,
                 today,
                 clock(),
+                costs=outcome.costs,
             )
             if outcome.ingest.versions_added or outcome.items.changed:
                 await items_store.bump_serial(conn)
@@ -404,8 +406,11 @@ async def _review(
     run_id: int,
     today: date,
     now: datetime,
+    *,
+    costs: list[cost_store.CostGauge] | None = None,
 ) -> ItemUpdates:
-    """Raise drift items for this run's changes and re-evaluate the source's expectations."""
+    """Raise drift items for this run's changes and re-evaluate the source's expectations
+    (and, where rates are declared, fill ``costs`` with the open month's)."""
     reviewable = [c for c in ingest.changes if c.reviewable]
     drift = [drift_item(c) for c in reviewable]
     priced = None
@@ -413,6 +418,8 @@ async def _review(
         provider = settings.source(source).provider
         priced = await cost_store.load_context(conn, settings, source, provider, coverage.months)
         drift = cost_store.with_impacts(priced, drift, reviewable)
+        if costs is not None:
+            costs.extend(cost_store.open_month_gauges(priced, source, today))
     updates = await items_store.record_items(
         conn,
         [Evaluated(item, drift_values_hash(item)) for item in drift],

@@ -10,10 +10,11 @@ from typing import Any
 import pytest
 from sqlalchemy.ext.asyncio import AsyncEngine
 
+from reconciler.daemon.metrics import DaemonMetrics
 from reconciler.domain import PlanItem
 from reconciler.money import Money
 from reconciler.providers.http import HttpClient
-from reconciler.refresh import refresh_source
+from reconciler.refresh import RunOutcome, refresh_source
 from reconciler.sandbox.catalog import FASTLY_USAGE_TYPES
 from reconciler.sandbox.scenario import named_scenario
 from reconciler.sandbox.server import SandboxServer
@@ -65,7 +66,9 @@ def settings_for(sandbox: SandboxServer, rates: list[dict[str, Any]], **more: An
     )
 
 
-async def pull(engine: AsyncEngine, settings: Any, sandbox: SandboxServer, today: date) -> None:
+async def pull(
+    engine: AsyncEngine, settings: Any, sandbox: SandboxServer, today: date
+) -> RunOutcome:
     sandbox.state.set_today(today)
     async with HttpClient() as http:
         outcome = await refresh_source(
@@ -77,6 +80,7 @@ async def pull(engine: AsyncEngine, settings: Any, sandbox: SandboxServer, today
             environ={"FASTLY_API_TOKEN": sandbox.fastly_token},
         )
     assert outcome.ok, outcome.error
+    return outcome
 
 
 async def open_items(engine: AsyncEngine) -> list[PlanItem]:
@@ -171,3 +175,18 @@ async def test_budgets_on_the_projected_invoice(
         ("over_budget", "2024-06", ""),
         ("over_budget", "2024-07", ""),
     ]
+
+
+async def test_metrics_carry_the_open_months_cost(
+    engine: AsyncEngine, sandbox: SandboxServer
+) -> None:
+    outcome = await pull(engine, settings_for(sandbox, contract()), sandbox, TODAY)
+    (gauge,) = outcome.costs
+    assert gauge.currency == "USD" and 0 < gauge.to_date < gauge.projected
+    metrics = DaemonMetrics()
+    metrics.observe_run(outcome, 0.0)
+    text = metrics.render()[0].decode()
+    assert (
+        f'reconciler_expected_cost{{currency="USD",source="fastly"}} {float(gauge.to_date)}' in text
+    )
+    assert 'reconciler_projected_invoice{currency="USD",source="fastly"}' in text

@@ -353,3 +353,27 @@ async def _last_pull_day(conn: AsyncConnection, source: str) -> date | None:
     )
     started = (await conn.execute(query)).scalar_one_or_none()
     return None if started is None else started.date()
+
+
+@dataclass(frozen=True, slots=True)
+class CostGauge:
+    """The open month of a source in one currency: expected cost to date and projected."""
+
+    currency: str
+    to_date: Decimal
+    projected: Decimal
+
+
+def open_month_gauges(context: CostContext, source: str, today: date) -> list[CostGauge]:
+    """The expected and projected cost of ``today``'s month, per currency (for /metrics)."""
+    month = Month.of(today)
+    lines = [x for x in context.lines if x.month == month]
+    settings = context.settings
+    ahead = projected_sheet(context.rates, settings.commitments, lines, today, settings.credits)
+    now = price_lines(context.rates, settings.commitments, lines, settings.credits)
+    expected = {cur: amount for (_, _, cur), amount in now.month_totals().items()}
+    projected = {cur: amount for (_, _, cur), amount in ahead.month_totals().items()}
+    return [
+        CostGauge(cur, expected.get(cur, Decimal(0)), projected.get(cur, Decimal(0)))
+        for cur in sorted(set(expected) | set(projected))
+    ]
