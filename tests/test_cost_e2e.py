@@ -190,3 +190,35 @@ async def test_metrics_carry_the_open_months_cost(
         f'reconciler_expected_cost{{currency="USD",source="fastly"}} {float(gauge.to_date)}' in text
     )
     assert 'reconciler_projected_invoice{currency="USD",source="fastly"}' in text
+
+
+async def test_the_report_shows_the_audit_and_the_projected_invoice(
+    engine: AsyncEngine, sandbox: SandboxServer
+) -> None:
+    from reconciler.reports.cost_render import cost_json
+    from reconciler.reports.data import ReportRequest, gather_report
+    from reconciler.reports.markdown import render_markdown
+
+    settings = settings_for(sandbox, contract("0.11"))
+    await pull(engine, settings, sandbox, TODAY)
+    now = datetime(2024, 7, 10, 6, tzinfo=UTC)
+    data = await gather_report(engine, settings, ReportRequest.last_months(3, now), now)
+    assert data.costs is not None
+    states = {(str(m.month), m.state) for m in data.costs.months}
+    assert states == {
+        ("2024-05", "finalized"),
+        ("2024-06", "finalized"),
+        ("2024-07", "collecting"),
+        ("2024-07", "projected"),
+    }
+    mismatched = [(str(r.month), r.line) for r in data.costs.audit if r.matches is False]
+    assert mismatched == [
+        ("2024-05", "North America Bandwidth [North America]"),
+        ("2024-06", "North America Bandwidth [North America]"),
+    ]
+    assert all(r.matches for r in data.costs.audit if "North America Bandwidth" not in r.line)
+    text = render_markdown(data, "r").text
+    assert "## Cost" in text and "MISMATCH" in text and "**Projected invoice:** fastly" in text
+    exported = cost_json(data.costs)
+    assert exported is not None
+    assert {m["currency"] for m in exported["months"]} == {"USD"}
