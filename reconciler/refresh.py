@@ -36,9 +36,9 @@ from reconciler.reconcile.measures import MeasureKind
 from reconciler.settings import ExpectationSettings, Settings
 from reconciler.store import costs as cost_store
 from reconciler.store import findings as items_store
-from reconciler.store.findings import ItemUpdates, drift_item, drift_values_hash
+from reconciler.store.findings import ItemUpdates, drift_values_hash
 from reconciler.store.ingest import IngestResult, apply_staged, lines_t
-from reconciler.store.measures import apply_measure_kinds
+from reconciler.store.measures import apply_measure_kinds, quiet_not_billable
 from reconciler.store.runs import (
     HEARTBEAT_INTERVAL_S,
     RunAbandonedError,
@@ -411,8 +411,9 @@ async def _review(
 ) -> ItemUpdates:
     """Raise drift items for this run's changes and re-evaluate the source's expectations
     (and, where rates are declared, fill ``costs`` with the open month's)."""
+    expectations = expectations_for(settings, source)
     reviewable = [c for c in ingest.changes if c.reviewable]
-    drift = [drift_item(c) for c in reviewable]
+    drift = await quiet_not_billable(conn, reviewable, expectations)
     priced = None
     if cost_store.prices_anything(settings):
         provider = settings.source(source).provider
@@ -434,7 +435,6 @@ async def _review(
         )
 
     await apply_measure_kinds(conn, source, settings.measures)
-    expectations = expectations_for(settings, source)
     lines = await month_lines(
         conn, source, coverage.months, services=any(e.per_service for e in expectations)
     )

@@ -11,6 +11,7 @@ prorated month) is written to 10 decimal places.
 
 from __future__ import annotations
 
+from collections import defaultdict
 from collections.abc import Sequence
 from dataclasses import dataclass
 from decimal import Decimal, localcontext
@@ -19,7 +20,8 @@ from typing import Any
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 from reconciler.domain import EXACT_CONTEXT, Month, canonical_decimal
-from reconciler.reconcile.costing import CostSheet, price_lines
+from reconciler.reconcile.costing import CostSheet, LineCost, price_lines
+from reconciler.reconcile.measures import PeriodValue, month_value
 from reconciler.reconcile.spend import last_invoice_rates
 from reconciler.settings import Settings
 from reconciler.store.costs import cost_lines, invoice_amounts
@@ -84,12 +86,29 @@ class FocusPricing:
 
 
 def _prices(sheet: CostSheet) -> dict[_Key, LinePrice]:
+    """Each line's effective rate. A percentile, peak or gauge month is one FOCUS row (the
+    period that gives the month its value): every period's rate is the month's whole cost
+    over that value, so the one row carries the month's cost."""
     prices: dict[_Key, LinePrice] = {}
+    months: dict[tuple[Any, ...], list[LineCost]] = defaultdict(list)
     for cost in sheet.lines:
         line = cost.line
+        if line.additive:
+            with localcontext(EXACT_CONTEXT):
+                rate = cost.amount / line.quantity if line.quantity else Decimal(0)
+            prices[(*line.identity, line.month, line.period_start)] = LinePrice(cost.currency, rate)
+        else:
+            months[(*line.identity, line.month)].append(cost)
+    for periods in months.values():
+        lines = [c.line for c in periods]
+        value = month_value(lines[0].kind, (PeriodValue(x.period_start, x.quantity) for x in lines))
         with localcontext(EXACT_CONTEXT):
-            rate = cost.amount / line.quantity if line.quantity else Decimal(0)
-        prices[(*line.identity, line.month, line.period_start)] = LinePrice(cost.currency, rate)
+            total = sum((c.amount for c in periods), Decimal(0))
+            rate = total / value if value else Decimal(0)
+        for line in lines:
+            prices[(*line.identity, line.month, line.period_start)] = LinePrice(
+                periods[0].currency, rate
+            )
     return prices
 
 
