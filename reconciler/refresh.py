@@ -35,9 +35,9 @@ from reconciler.reconcile.expectations import (
 from reconciler.reconcile.measures import MeasureKind
 from reconciler.settings import ExpectationSettings, Settings
 from reconciler.store import findings as items_store
-from reconciler.store.findings import ItemUpdates, drift_item, drift_values_hash
+from reconciler.store.findings import ItemUpdates, drift_values_hash
 from reconciler.store.ingest import IngestResult, apply_staged, lines_t
-from reconciler.store.measures import apply_measure_kinds
+from reconciler.store.measures import apply_measure_kinds, quiet_not_billable
 from reconciler.store.runs import (
     HEARTBEAT_INTERVAL_S,
     RunAbandonedError,
@@ -428,7 +428,10 @@ async def _review(
     now: datetime,
 ) -> ItemUpdates:
     """Raise drift items for this run's changes and re-evaluate the source's expectations."""
-    drift = [drift_item(c) for c in ingest.changes if c.reviewable]
+    expectations = expectations_for(settings, source)
+    drift = await quiet_not_billable(
+        conn, [c for c in ingest.changes if c.reviewable], expectations
+    )
     updates = await items_store.record_items(
         conn,
         [Evaluated(item, drift_values_hash(item)) for item in drift],
@@ -443,7 +446,6 @@ async def _review(
         )
 
     await apply_measure_kinds(conn, source, settings.measures)
-    expectations = expectations_for(settings, source)
     lines = await month_lines(
         conn, source, coverage.months, services=any(e.per_service for e in expectations)
     )

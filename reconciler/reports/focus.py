@@ -6,12 +6,17 @@ quantity changed after its month was finalized gets its first finalized quantity
 row and one ``ChargeClass = Correction`` row per later change carrying the difference, so the
 rows of a line always add up to its current quantity. Costs are unknown to reconciler (the
 usage APIs report quantities only), so every cost and price column is empty.
+
+Rows follow the measure kind (``x_MeasureKind``): a percentile, peak or gauge month split in
+periods is one row (see :func:`month_rows`); a stat the provider marks not billable says so
+(``x_Billable`` = ``false``, "(not billable)" in the description) and is never billed usage.
 """
 
 from __future__ import annotations
 
 import csv
 import io
+from collections import defaultdict
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from datetime import UTC, date, datetime, time, timedelta
@@ -22,6 +27,7 @@ from sqlalchemy import select, true
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from reconciler.domain import EXACT_CONTEXT, LineStatus, Month, canonical_decimal
+from reconciler.reconcile.measures import MeasureKind
 from reconciler.reports.history import lines_table, restated_lines
 from reconciler.reports.model import RestatedLine
 from reconciler.store.db import reader
@@ -73,6 +79,8 @@ FOCUS_COLUMNS = (
     "x_RawQuantity",
     "x_CorrectedQuantity",
     "x_RecordedAt",
+    "x_MeasureKind",
+    "x_Billable",
 )
 PROVIDER_NAMES = {"fastly": "Fastly", "akamai": "Akamai"}
 CORRECTION = "Correction"
@@ -106,6 +114,8 @@ def _base_values(line: Any) -> dict[str, str]:
     description = f"{name}: {line.usage_type}"
     if line.region:
         description += f" ({line.region})"
+    if line.billable is False:
+        description += " (not billable)"
     return {
         "BillingAccountId": line.account,
         "BillingPeriodStart": _timestamp(month.first_day),
@@ -133,6 +143,8 @@ def _base_values(line: Any) -> dict[str, str]:
         "x_LineStatus": line.status,
         "x_UsageType": line.usage_type,
         "x_RawQuantity": "" if line.raw_quantity is None else canonical_decimal(line.raw_quantity),
+        "x_MeasureKind": line.measure_kind,
+        "x_Billable": "" if line.billable is None else str(line.billable).lower(),
     }
 
 
@@ -192,9 +204,50 @@ async def focus_rows(
         restated = {r.line_id: r for r in await restated_lines(conn, first, last, sources)}
         lines = (await conn.execute(query)).all()
     rows: list[FocusRow] = []
-    for line in lines:
-        rows.extend(line_rows(line, restated.get(line.id)))
+    for line, span in month_rows(lines):
+        for row in line_rows(line, restated.get(line.id)):
+            if span is not None:
+                row.values["ChargePeriodStart"] = _timestamp(span[0])
+                row.values["ChargePeriodEnd"] = _timestamp(span[1])
+            rows.append(row)
     return rows
+
+
+def month_rows(lines: Sequence[Any]) -> list[tuple[Any, tuple[date, date] | None]]:
+    """The lines to export, and for a non-volume month in several periods the month's span.
+
+    A volume's periods add up, so each period is a row. A percentile, a peak or a level does
+    not: its month is one row, the period that gives the month its value (the largest for a
+    percentile or peak, the latest for a gauge), over the span of all the month's periods, so
+    a FOCUS tool adding rows never adds two halves of one 95/5 month.
+    """
+    groups: dict[tuple[Any, ...], list[Any]] = defaultdict(list)
+    out: list[tuple[Any, tuple[date, date] | None]] = []
+    for line in lines:
+        if line.measure_kind == MeasureKind.VOLUME:
+            out.append((line, None))
+        else:
+            groups[(line.source, line.month, line.account, line.product, line.usage_type,
+                    line.region, line.unit)].append(line)  # fmt: skip
+    for members in groups.values():
+        if len(members) == 1:
+            out.append((members[0], None))
+            continue
+        kind = MeasureKind(members[0].measure_kind)
+        if kind is MeasureKind.GAUGE:
+            chosen = max(members, key=lambda m: (m.period_start, m.quantity))
+        else:
+            chosen = max(members, key=lambda m: (m.quantity, m.period_start))
+        month = Month.parse(chosen.month)
+        start = min(_charge_period(month, m.period_start, m.period_end)[0] for m in members)
+        end = max(_charge_period(month, m.period_start, m.period_end)[1] for m in members)
+        out.append((chosen, (start, end)))
+    return sorted(out, key=lambda pair: _order(pair[0]))
+
+
+def _order(line: Any) -> tuple[Any, ...]:
+    return (line.source, line.month, line.product, line.usage_type, line.region, line.account,
+            line.period_start)  # fmt: skip
 
 
 def render_focus_csv(rows: Iterable[FocusRow]) -> str:

@@ -7,10 +7,14 @@ migration is: rows at the previous revision, ``upgrade``, then what the rows bec
 
 from __future__ import annotations
 
+import os
+import subprocess
+import sys
 from collections.abc import AsyncIterator, Mapping, Sequence
 from contextlib import asynccontextmanager
 from datetime import UTC, date, datetime
 from decimal import Decimal
+from pathlib import Path
 from typing import Any
 
 import sqlalchemy as sa
@@ -146,6 +150,51 @@ async def test_upgrade_from_the_first_release_reaches_head(state_url: str) -> No
             lines = SQLModel.metadata.tables["usage_lines"]
             count = (await conn.execute(sa.select(sa.func.count()).select_from(lines))).scalar()
         assert count == 1
+
+
+async def test_db_upgrade_command_carries_a_first_release_database(tmp_path: Path) -> None:
+    """``reconciler db upgrade`` on a database made by the first release, then ``config check``
+    lists its stat types with the kind each got."""
+    url = f"sqlite+aiosqlite:///{tmp_path / '.reconciler' / 'state.db'}"
+    rows: Rows = {
+        "pull_runs": [pull_run(1, "akamai", "akamai")],
+        "usage_lines": [
+            usage_line(1, "akamai", "95/5 Mbps", "95/5 Mbps"),
+            usage_line(2, "akamai", "Total MB", "GB"),
+        ],
+    }
+    async with database_at(url, "0001_initial", rows):
+        pass
+    (tmp_path / "reconciler.toml").write_text(
+        "[[measures]]\nprovider = 'akamai'\nusage_type = 'Total MB'\nkind = 'gauge'\n",
+        encoding="utf-8",
+    )
+    upgraded = _cli("db", "upgrade", cwd=tmp_path)
+    assert upgraded.returncode == 0, upgraded.stderr
+    assert head_revision() in upgraded.stdout
+    checked = _cli("config", "check", cwd=tmp_path)
+    assert checked.returncode == 0, checked.stderr
+    lines = checked.stdout.splitlines()
+    start = lines.index("# stat types in the state: measure kind and why")
+    assert lines[start + 1 :] == [
+        "#   akamai · Adaptive Media Delivery · 95/5 Mbps (95/5 Mbps): percentile — "
+        "built-in catalog (akamai '95/5 Mbps')",
+        "#   akamai · Adaptive Media Delivery · Total MB (GB): gauge — "
+        "[[measures]] entry 1 of the configuration (stored as volume until the source's next "
+        "pull)",
+    ]
+
+
+def _cli(*args: str, cwd: Path) -> subprocess.CompletedProcess[str]:
+    env = {k: v for k, v in os.environ.items() if not k.startswith("RECONCILER_")}
+    return subprocess.run(
+        [sys.executable, "-m", "reconciler", *args],
+        cwd=cwd,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
 
 
 async def test_0003_gives_existing_runs_their_start_as_heartbeat(state_url: str) -> None:
