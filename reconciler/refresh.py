@@ -17,11 +17,11 @@ from dataclasses import dataclass, field
 from datetime import date, datetime
 from fnmatch import fnmatchcase
 
-from sqlalchemy import delete, insert, select, text
+from sqlalchemy import delete, func, insert, select, text
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
 from reconciler.domain import ChangeKind, ItemCategory, LineStatus, Month, utcnow
-from reconciler.errors import ProviderError, ReconcilerError
+from reconciler.errors import BadProviderDataError, ProviderError, ReconcilerError
 from reconciler.providers.base import Coverage, InvoiceLine, PullStats, open_provider
 from reconciler.providers.http import HttpClient
 from reconciler.reconcile.expectations import (
@@ -148,6 +148,7 @@ async def refresh_source(
             # The claim: still running (else abandoned), and locked until this commits.
             await heartbeat(conn, run_id, clock())
             await _lock_source(conn, source_name)
+            await _refuse_empty_discovery(conn, source_name, provider.coverage)
             outcome.ingest = await apply_staged(
                 conn,
                 run_id=run_id,
@@ -285,6 +286,28 @@ async def _record_failure(
     except asyncio.CancelledError:
         await task
         raise
+
+
+async def _refuse_empty_discovery(conn: AsyncConnection, source: str, coverage: Coverage) -> None:
+    """A discovery that listed nothing where the source tracks lines is a bad answer, not
+    an empty account: fail the pull rather than claim nothing is there."""
+    for endpoint, account in coverage.empty_discovery:
+        query = select(func.count()).where(
+            lines_t.c.source == source,
+            lines_t.c.present.is_(True),
+            lines_t.c.month.in_([str(m) for m in coverage.months]),
+        )
+        if account is not None:
+            query = query.where(lines_t.c.account == account)
+        tracked = int((await conn.execute(query)).scalar_one())
+        if tracked:
+            listed = "contracts" if account is None else f"products for contract {account}"
+            raise BadProviderDataError(
+                source,
+                endpoint,
+                f"listed no {listed}, but {tracked} line(s) of the months pulled are tracked "
+                "there: an empty discovery is not an empty account, so nothing was changed",
+            )
 
 
 async def _lock_source(conn: AsyncConnection, source: str) -> None:
