@@ -30,11 +30,14 @@ from reconciler.reconcile.expectations import (
     ProviderInvoiceLine,
     check_provider_invoices,
     evaluate,
+    unmatched_months,
 )
+from reconciler.reconcile.measures import MeasureKind
 from reconciler.settings import ExpectationSettings, Settings
 from reconciler.store import findings as items_store
 from reconciler.store.findings import ItemUpdates, drift_item, drift_values_hash
 from reconciler.store.ingest import IngestResult, apply_staged, lines_t
+from reconciler.store.measures import apply_measure_kinds
 from reconciler.store.runs import fail_run, finish_run, start_run
 from reconciler.store.staging import Stager, check_lengths, text_limits
 from reconciler.store.tables import InvoiceLineRow
@@ -278,6 +281,9 @@ async def month_lines(
         lines_t.c.quantity,
         lines_t.c.unit,
         lines_t.c.status,
+        lines_t.c.period_start,
+        lines_t.c.measure_kind,
+        lines_t.c.billable,
     ).where(
         lines_t.c.source == source,
         lines_t.c.month.in_([str(m) for m in months]),
@@ -299,6 +305,9 @@ async def month_lines(
             r.quantity,
             r.unit,
             LineStatus(r.status),
+            r.period_start,
+            MeasureKind(r.measure_kind),
+            r.billable,
         )
         for r in (await conn.execute(query)).all()
     ]
@@ -343,6 +352,7 @@ async def _review(
             conn, [items_store.disappeared_fingerprint_for(c) for c in back], now
         )
 
+    await apply_measure_kinds(conn, source, settings.measures)
     expectations = expectations_for(settings, source)
     lines = await month_lines(
         conn, source, coverage.months, services=any(e.per_service for e in expectations)
@@ -363,5 +373,6 @@ async def _review(
         current={e.item.fingerprint for e in evaluated},
         category=ItemCategory.FINDING,
         now=now,
+        hold=unmatched_months(expectations, lines),
     )
     return updates

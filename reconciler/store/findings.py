@@ -7,7 +7,7 @@ drift item, and an expectation finding whose condition no longer holds is resolv
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Sequence
+from collections.abc import Collection, Iterable, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
@@ -254,8 +254,13 @@ async def resolve_missing(
     category: ItemCategory,
     kinds: Sequence[str] | None = None,
     now: datetime,
+    hold: Collection[tuple[str, Month]] = (),
 ) -> list[PlanItem]:
-    """Resolve open or acknowledged items of these months whose condition no longer holds."""
+    """Resolve open or acknowledged items of these months whose condition no longer holds.
+
+    ``hold`` names (expectation label, month) pairs that were not re-evaluated (the
+    expectation matched nothing): their items stay as they are.
+    """
     query = select(findings_t).where(
         findings_t.c.source == source,
         findings_t.c.category == category.value,
@@ -264,7 +269,11 @@ async def resolve_missing(
     )
     if kinds is not None:
         query = query.where(findings_t.c.kind.in_(list(kinds)))
-    gone = [row for row in (await conn.execute(query)).all() if row.fingerprint not in current]
+    gone = [
+        row
+        for row in (await conn.execute(query)).all()
+        if row.fingerprint not in current and (row.product_name, Month.parse(row.month)) not in hold
+    ]
     if gone:
         await conn.execute(
             update(findings_t)

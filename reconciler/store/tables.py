@@ -88,6 +88,10 @@ class UsageLineRow(SQLModel, table=True):
     provider_updated_at: datetime | None = Field(default=None, sa_column=_utc(nullable=True))
     present: bool = True
     versions: int = 1
+    # volume | percentile | peak | gauge (reconciler.reconcile.measures), set by each pull
+    measure_kind: str = Field(
+        default="volume", max_length=16, sa_column_kwargs={"server_default": "volume"}
+    )
     first_run_id: int = Field(foreign_key="pull_runs.id", index=True)
     last_run_id: int = Field(foreign_key="pull_runs.id")
 

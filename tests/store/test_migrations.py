@@ -1,58 +1,190 @@
-"""Each migration carries the rows of the revision before it forward (on both backends)."""
+"""Each migration carries a database made at the revision before it forward, rows and all.
+
+:func:`database_at` builds a state database at any revision with the rows given (typed by the
+current table definitions, restricted to the columns that revision has), so a case for a new
+migration is: rows at the previous revision, ``upgrade``, then what the rows became.
+"""
 
 from __future__ import annotations
 
-from datetime import UTC, datetime
+from collections.abc import AsyncIterator, Mapping, Sequence
+from contextlib import asynccontextmanager
+from datetime import UTC, date, datetime
+from decimal import Decimal
+from typing import Any
 
-from sqlalchemy import text
+import sqlalchemy as sa
+from sqlalchemy.engine import Connection
+from sqlalchemy.ext.asyncio import AsyncEngine
+from sqlmodel import SQLModel
 
-from reconciler.alerts.blocks import blocks_t, load_blocks
 from reconciler.store.db import create_engine, current_revision, head_revision, upgrade
 
-T0 = datetime(2024, 5, 1, 12, 0, 0, tzinfo=UTC)
+Rows = Mapping[str, Sequence[Mapping[str, Any]]]
+NOW = datetime(2026, 8, 20, 12, tzinfo=UTC)
 
 
-async def test_0002_alert_blocks_keeps_the_outbox(state_url: str) -> None:
-    engine = create_engine(state_url, create=True)
+@asynccontextmanager
+async def database_at(url: str, revision: str, rows: Rows) -> AsyncIterator[AsyncEngine]:
+    """A database migrated to ``revision`` holding ``rows`` (table name -> rows), in order."""
+    engine = create_engine(url, create=True)
     try:
-        await upgrade(engine, "0001_initial")
+        await upgrade(engine, revision)
         async with engine.begin() as conn:
-            for run_id, state in ((1, "sent"), (2, "pending"), (3, "failed")):
-                await conn.execute(
-                    text(
-                        "INSERT INTO alert_outbox (source, run_id, kind, route, payload, state,"
-                        " attempts, next_attempt_at, last_error, created_at)"
-                        " VALUES ('prod', :run, 'run', 'default', '{\"text\":\"x\"}', :state,"
-                        " 1, :at, :error, :at)"
-                    ),
-                    {"run": run_id, "state": state, "at": T0, "error": f"e{run_id}"},
-                )
+            for name, table_rows in rows.items():
+                table = await conn.run_sync(_table_as_of, name)
+                if table_rows:
+                    await conn.execute(sa.insert(table), list(table_rows))
+        yield engine
+    finally:
+        await engine.dispose()
 
-        await upgrade(engine, "0002_alert_blocks")
 
-        assert await current_revision(engine) == "0002_alert_blocks"
+def _table_as_of(connection: Connection, name: str) -> sa.Table:
+    """The table's current column types, for the columns the database has now."""
+    present = {c["name"] for c in sa.inspect(connection).get_columns(name)}
+    current = SQLModel.metadata.tables[name]
+    columns = [sa.Column(c.name, c.type) for c in current.columns if c.name in present]
+    return sa.Table(name, sa.MetaData(), *columns)
+
+
+def pull_run(run_id: int, source: str, provider: str) -> dict[str, Any]:
+    return {
+        "id": run_id,
+        "source": source,
+        "provider": provider,
+        "status": "succeeded",
+        "started_at": NOW,
+        "finished_at": NOW,
+        "lines_read": 0,
+        "pages": 0,
+        "api_calls": 0,
+        "retries": 0,
+        "versions_added": 0,
+        "changes_count": 0,
+        "findings_count": 0,
+        "coverage": "{}",
+        "complete": True,
+    }
+
+
+def usage_line(
+    line_id: int, provider: str, usage_type: str, unit: str, **extra: Any
+) -> dict[str, Any]:
+    values: dict[str, Any] = {
+        "id": line_id,
+        "key_hash": f"{line_id:032x}",
+        "source": provider,
+        "provider": provider,
+        "account": "acct",
+        "product": "1-7KLGH" if provider == "akamai" else "cdn_usage",
+        "product_name": "Adaptive Media Delivery" if provider == "akamai" else "CDN",
+        "usage_type": usage_type,
+        "region": "EMEA" if provider == "akamai" else "Europe",
+        "service": "",
+        "service_name": "",
+        "month": "2026-08",
+        "period_start": date(2026, 8, 1),
+        "period_end": date(2026, 8, 15),
+        "quantity": Decimal("11.3"),
+        "raw_quantity": None,
+        "unit": unit,
+        "status": "collecting",
+        "billable": None,
+        "provider_updated_at": None,
+        "present": True,
+        "versions": 1,
+        "first_run_id": 1,
+        "last_run_id": 1,
+    }
+    return {**values, **extra}
+
+
+async def test_0002_fills_the_measure_kind_of_tracked_lines(state_url: str) -> None:
+    rows: Rows = {
+        "pull_runs": [pull_run(1, "akamai", "akamai"), pull_run(2, "fastly", "fastly")],
+        "usage_lines": [
+            usage_line(1, "akamai", "95/5 Mbps", "95/5 Mbps"),
+            usage_line(2, "akamai", "Peak Mbps", "Peak Mbps"),
+            usage_line(3, "akamai", "Total MB", "GB", quantity=Decimal("12345678901.0123456789")),
+            usage_line(4, "akamai", "Storage GB", "GB", present=False),
+            usage_line(5, "fastly", "Europe Bandwidth", "GB", first_run_id=2, last_run_id=2),
+            usage_line(6, "akamai", "Edge Throughput", "Gbps"),
+        ],
+    }
+    async with database_at(state_url, "0001_initial", rows) as engine:
+        assert await upgrade(engine, "0002_measure_kinds") == ("0001_initial", "0002_measure_kinds")
         async with engine.connect() as conn:
-            rows = (
+            lines = SQLModel.metadata.tables["usage_lines"]
+            got = (
                 await conn.execute(
-                    text(
-                        "SELECT run_id, state, attempts, last_error, payload FROM alert_outbox"
-                        " ORDER BY id"
+                    sa.select(lines.c.id, lines.c.measure_kind, lines.c.quantity).order_by(
+                        lines.c.id
                     )
                 )
             ).all()
-            assert [tuple(r) for r in rows] == [
-                (1, "sent", 1, "e1", '{"text":"x"}'),
-                (2, "pending", 1, "e2", '{"text":"x"}'),
-                (3, "failed", 1, "e3", '{"text":"x"}'),
-            ]
-            await conn.execute(
-                blocks_t.insert().values(
-                    key="k", destination="default", reason="refused", blocked_at=T0
-                )
-            )
-            await conn.commit()
-        assert list(await load_blocks(engine)) == ["k"]
+        assert [(r.id, r.measure_kind) for r in got] == [
+            (1, "percentile"),
+            (2, "peak"),
+            (3, "volume"),
+            (4, "gauge"),
+            (5, "volume"),
+            (6, "percentile"),
+        ]
+        assert got[2].quantity == Decimal("12345678901.0123456789")  # carried exactly
+
+
+async def test_upgrade_from_the_first_release_reaches_head(state_url: str) -> None:
+    rows: Rows = {
+        "pull_runs": [pull_run(1, "akamai", "akamai")],
+        "usage_lines": [usage_line(1, "akamai", "95/5 Mbps", "95/5 Mbps")],
+    }
+    async with database_at(state_url, "0001_initial", rows) as engine:
         await upgrade(engine)
         assert await current_revision(engine) == head_revision()
-    finally:
-        await engine.dispose()
+        async with engine.connect() as conn:
+            lines = SQLModel.metadata.tables["usage_lines"]
+            count = (await conn.execute(sa.select(sa.func.count()).select_from(lines))).scalar()
+        assert count == 1
+
+
+def outbox_row(row_id: int, state: str) -> dict[str, Any]:
+    return {
+        "id": row_id,
+        "source": "fastly",
+        "run_id": row_id,
+        "kind": "run",
+        "route": "default",
+        "payload": '{"text":"x"}',
+        "state": state,
+        "attempts": 1,
+        "next_attempt_at": NOW,
+        "last_error": f"error {row_id}",
+        "created_at": NOW,
+        "sent_at": NOW if state == "sent" else None,
+    }
+
+
+async def test_0003_alert_blocks_keeps_the_outbox(state_url: str) -> None:
+    rows: Rows = {
+        "alert_outbox": [outbox_row(1, "sent"), outbox_row(2, "pending"), outbox_row(3, "failed")]
+    }
+    async with database_at(state_url, "0002_measure_kinds", rows) as engine:
+        assert await upgrade(engine, "0003_alert_blocks") == (
+            "0002_measure_kinds",
+            "0003_alert_blocks",
+        )
+        outbox = SQLModel.metadata.tables["alert_outbox"]
+        blocks = SQLModel.metadata.tables["alert_destination_blocks"]
+        async with engine.begin() as conn:
+            got = (await conn.execute(sa.select(outbox).order_by(outbox.c.id))).all()
+            await conn.execute(
+                sa.insert(blocks).values(
+                    key="k", destination="default", reason="refused", blocked_at=NOW
+                )
+            )
+        assert [r._asdict() for r in got] == [
+            outbox_row(i, s) for i, s in ((1, "sent"), (2, "pending"), (3, "failed"))
+        ]
+        async with engine.connect() as conn:
+            assert (await conn.execute(sa.select(blocks.c.key))).scalars().all() == ["k"]
