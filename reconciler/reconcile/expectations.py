@@ -187,7 +187,8 @@ def _upper_limit(exp: ExpectationSettings) -> Decimal | None:
     if exp.monthly_max is not None:
         limits.append(exp.monthly_max)
     if exp.monthly_quantity is not None:
-        limits.append(exp.monthly_quantity + exp.tolerance.allowance(exp.monthly_quantity))
+        with localcontext(EXACT_CONTEXT):  # the default 28 digits would round the limit
+            limits.append(exp.monthly_quantity + exp.tolerance.allowance(exp.monthly_quantity))
     return min(limits) if limits else None
 
 
@@ -196,7 +197,8 @@ def _lower_limit(exp: ExpectationSettings) -> Decimal | None:
     if exp.monthly_min is not None:
         limits.append(exp.monthly_min)
     if exp.monthly_quantity is not None:
-        limits.append(exp.monthly_quantity - exp.tolerance.allowance(exp.monthly_quantity))
+        with localcontext(EXACT_CONTEXT):
+            limits.append(exp.monthly_quantity - exp.tolerance.allowance(exp.monthly_quantity))
     return max(limits) if limits else None
 
 
@@ -216,14 +218,14 @@ class _Context:
     def label(self) -> str:
         """The expectation's label, with what this evaluation covers when it is narrower."""
         exp, key = self.exp, self.key
-        where = []
+        label = exp.label
         if key.usage_type != exp.usage_type:
-            where.append(key.usage_type)
+            label += f" / {key.usage_type}"
+        if key.product and exp.product != key.product:
+            label += f" / {key.product}"
         if key.region and key.region != exp.region:
-            where.append(f"[{key.region}]")
-        if key.product and key.product not in (exp.product, "") and exp.product != "*":
-            where.append(key.product)
-        return f"{exp.label} ({' '.join(where)})" if where else exp.label
+            label += f" [{key.region}]"
+        return label
 
     def finding(
         self,

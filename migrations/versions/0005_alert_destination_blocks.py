@@ -1,7 +1,7 @@
 """alert destination blocks: a refusing webhook keeps its messages pending
 
-Revision ID: 0003_alert_blocks
-Revises: 0002_measure_kinds
+Revision ID: 0005_alert_blocks
+Revises: 0004_cost
 Create Date: 2026-12-01 21:40:00
 """
 
@@ -15,8 +15,8 @@ from alembic import op
 
 import reconciler.store.types
 
-revision: str = "0003_alert_blocks"
-down_revision: str | None = "0002_measure_kinds"
+revision: str = "0005_alert_blocks"
+down_revision: str | None = "0004_cost"
 branch_labels: str | Sequence[str] | None = None
 depends_on: str | Sequence[str] | None = None
 
