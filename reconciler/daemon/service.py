@@ -269,11 +269,10 @@ class Daemon:
             source = settings.source(name)
         except ConfigError:
             return None  # removed by a reload
-        now = self.clock()
-        slot = leases.slot_name("pull", name, now, source.pull_every)
-        lease = await leases.claim(self._engine, slot, self.instance, ttl=self._lease_ttl, now=now)
+        lease = await self._claim("pull", name, source.pull_every)
         if lease is None:
             return None
+        slot = lease.slot
         heartbeat = asyncio.create_task(self._keep_lease(lease))
         outcome: RunOutcome | None = None
         try:
@@ -295,12 +294,10 @@ class Daemon:
             heartbeat.cancel()
             ok = outcome is not None and outcome.ok
             if ok:
-                await leases.complete(self._engine, lease, outcome="succeeded", now=self.clock())
+                await leases.complete(self._engine, lease, outcome="succeeded")
             else:
                 retry = min(source.pull_every / 4, timedelta(minutes=5))
-                await leases.release_for_retry(
-                    self._engine, lease, retry_after=retry, now=self.clock()
-                )
+                await leases.release_for_retry(self._engine, lease, retry_after=retry)
         if outcome is not None:
             self.metrics.observe_run(outcome, time.time())
             # A pull still in flight at SIGTERM finishes and says so while stopping.
@@ -308,11 +305,25 @@ class Daemon:
             self.notifier.status(f"{prefix}last run: {outcome.summary()}"[:500])
         return outcome
 
+    async def _claim(self, kind: str, key: str, every: timedelta) -> leases.Lease | None:
+        """Claim this slot of ``every`` (named and timed on the database's clock)."""
+        assert self._engine is not None
+        now = await leases.engine_now(self._engine)
+        slot = leases.slot_name(kind, key, now, every)
+        lease = await leases.claim(self._engine, slot, self.instance, ttl=self._lease_ttl)
+        if lease is not None and lease.taken_from is not None:
+            log.warning(
+                "took over %s from %s: its lease expired without the work being done",
+                slot,
+                lease.taken_from,
+            )
+        return lease
+
     def _still_holding(self, lease: leases.Lease) -> CommitCheck:
         """Run inside the pull's commit: its results land only while the lease is still ours."""
 
         async def check(conn: AsyncConnection, outcome: RunOutcome) -> None:
-            if not await leases.hold(conn, lease, ttl=self._lease_ttl, now=self.clock()):
+            if not await leases.hold(conn, lease, ttl=self._lease_ttl):
                 raise StateError(
                     f"slot {lease.slot} was taken over by another instance while this pull "
                     "ran: its results are dropped"
@@ -324,7 +335,7 @@ class Daemon:
         assert self._engine is not None
         while True:
             await asyncio.sleep(self._lease_ttl.total_seconds() / 3)
-            if not await leases.renew(self._engine, lease, ttl=self._lease_ttl, now=self.clock()):
+            if not await leases.renew(self._engine, lease, ttl=self._lease_ttl):
                 log.warning("lost the lease of %s to another instance", lease.slot)
                 return
 
@@ -339,15 +350,20 @@ class Daemon:
 
     async def write_reports(self) -> None:
         assert self._engine is not None
-        now = self.clock()
-        slot = leases.slot_name("reports", "all", now, self.settings.reports.every)
-        lease = await leases.claim(self._engine, slot, self.instance, ttl=self._lease_ttl, now=now)
+        lease = await self._claim("reports", "all", self.settings.reports.every)
         if lease is None:
             return
-        paths = await write_report_set(
-            self._engine, self.settings, now, as_of=await self._report_time(now)
-        )
-        await leases.complete(self._engine, lease, outcome="succeeded", now=self.clock())
+        now = self.clock()
+        try:
+            paths = await write_report_set(
+                self._engine, self.settings, now, as_of=await self._report_time(now)
+            )
+        except BaseException:
+            # Hand the slot back: another attempt (here or on another instance) may follow.
+            retry = min(self.settings.reports.every / 4, timedelta(minutes=5))
+            await leases.release_for_retry(self._engine, lease, retry_after=retry)
+            raise
+        await leases.complete(self._engine, lease, outcome="succeeded")
         log.info("reports written: %s", ", ".join(p.name for p in paths))
 
     async def _report_time(self, now: datetime) -> datetime:
