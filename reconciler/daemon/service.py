@@ -71,6 +71,7 @@ class Daemon:
         self.started_at = clock()
         self._stop = asyncio.Event()
         self._inflight: set[asyncio.Task[Any]] = set()
+        self._pull_slots = asyncio.Semaphore(settings.daemon.max_concurrent_pulls)
         self._scheduler: AsyncIOScheduler | None = None
         self._engine: AsyncEngine | None = None
         self._http: HttpClient | None = None
@@ -178,6 +179,9 @@ class Daemon:
             return
         if new.database_url != self.settings.database_url:
             log.warning("state.database_url changed: restart the daemon to use the new database")
+        if new.daemon.max_concurrent_pulls != self.settings.daemon.max_concurrent_pulls:
+            # Pulls waiting on the old bound finish under it; new checks wait on the new one.
+            self._pull_slots = asyncio.Semaphore(new.daemon.max_concurrent_pulls)
         self.settings = new
         self._schedule_jobs()
         log.info("configuration reloaded: %d sources", len(new.sources))
@@ -199,8 +203,12 @@ class Daemon:
         daemon = self.settings.daemon
         start = datetime.now(tz=scheduler.timezone) + timedelta(seconds=daemon.first_pull_delay_s)
         common: dict[str, Any] = {"coalesce": True, "max_instances": 1, "misfire_grace_time": None}
-        for source in self.settings.sources:
+        count = len(self.settings.sources)
+        for index, source in enumerate(self.settings.sources):
             check_every = min(source.pull_every / 2, timedelta(seconds=60))
+            # First checks spread evenly over one check interval: thousands of sources do
+            # not all start at once.
+            spread = check_every * index / count
             scheduler.add_job(
                 self._tracked(self.pull_source),
                 IntervalTrigger(
@@ -209,7 +217,7 @@ class Daemon:
                 ),
                 args=[source.name],
                 id=f"pull:{source.name}",
-                next_run_time=start,
+                next_run_time=start + spread,
                 **common,
             )
         scheduler.add_job(
@@ -262,7 +270,15 @@ class Daemon:
         return self.clock().date()
 
     async def pull_source(self, name: str) -> RunOutcome | None:
-        """Pull ``name`` if its current slot is unclaimed (or its holder died)."""
+        """Pull ``name`` if its current slot is unclaimed (or its holder died).
+
+        At most ``daemon.max_concurrent_pulls`` pulls run at once; a check waits for its turn
+        before it claims the slot, so that no lease runs out while it waits.
+        """
+        async with self._pull_slots:
+            return await self._pull_source(name)
+
+    async def _pull_source(self, name: str) -> RunOutcome | None:
         assert self._engine is not None and self._http is not None
         settings = self.settings
         try:
