@@ -11,6 +11,7 @@ SIGTERM/SIGINT.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 import os
 import signal
@@ -25,6 +26,7 @@ import aiohttp
 from apscheduler.schedulers.asyncio import AsyncIOScheduler
 from apscheduler.triggers.interval import IntervalTrigger
 from sqlalchemy import func, select, text
+from sqlalchemy.exc import SQLAlchemyError
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
 from reconciler.alerts.delivery import deliver_due, pending_counts
@@ -75,7 +77,8 @@ class Daemon:
         self._scheduler: AsyncIOScheduler | None = None
         self._engine: AsyncEngine | None = None
         self._http: HttpClient | None = None
-        self._slack_session: aiohttp.ClientSession | None = None
+        self._reload_task: asyncio.Task[None] | None = None
+        self._database_failures: dict[str, str] = {}  # source → why its last pull failed
         self._slack: SlackWebhookClient | None = None
 
     # -- lifecycle -------------------------------------------------------------------------
@@ -84,44 +87,59 @@ class Daemon:
         loop = asyncio.get_running_loop()
         for sig in (signal.SIGTERM, signal.SIGINT):
             loop.add_signal_handler(sig, self.request_stop)
-        loop.add_signal_handler(signal.SIGHUP, lambda: asyncio.ensure_future(self.reload()))
+        loop.add_signal_handler(signal.SIGHUP, self.request_reload)
         watchdog = asyncio.create_task(self.notifier.run_watchdog(), name="watchdog")
-        health: HealthServer | None = None
         try:
-            self.notifier.status("migrating the state database")
-            self._engine = create_engine(self.settings.database_url, create=True)
-            before, after = await upgrade(self._engine)
-            if before != after:
-                log.info("state database migrated %s -> %s", before or "empty", after)
-            await abandon_stale_runs(self._engine, older_than=self._lease_ttl * 2, now=self.clock())
-            self._http = await HttpClient().__aenter__()
-            self._slack_session = aiohttp.ClientSession(trust_env=False)
-            self._slack = SlackWebhookClient(self._slack_session)
-            if self.settings.daemon.listen:
-                health = HealthServer(
-                    self.settings.daemon.listen, self.readiness, self.metrics.render
-                )
-                await health.start()
-            self._scheduler = AsyncIOScheduler(timezone="UTC")
-            self._schedule_jobs()
-            self._scheduler.start()
-            sources = ", ".join(s.name for s in self.settings.sources) or "none"
-            log.info(
-                "reconciler daemon %s started: sources %s; health %s",
-                self.instance,
-                sources,
-                self.settings.daemon.listen or "off",
-            )
-            self.notifier.ready(f"running; sources: {sources}")
-            await self._stop.wait()
-            return await self._shutdown()
+            async with contextlib.AsyncExitStack() as stack:
+                # Closed in reverse order: health endpoint, Slack session, HTTP client, engine.
+                stack.push_async_callback(self._dispose_engine)
+                await self._migrate()
+                if self._stop.is_set():
+                    log.info("stopped during start-up, after the state database migration")
+                    return 0
+                self._http = await stack.enter_async_context(HttpClient())
+                session = await stack.enter_async_context(aiohttp.ClientSession(trust_env=False))
+                self._slack = SlackWebhookClient(session)
+                if self.settings.daemon.listen:
+                    health = HealthServer(
+                        self.settings.daemon.listen, self.readiness, self.metrics.render
+                    )
+                    await health.start()
+                    stack.push_async_callback(health.stop)
+                self._start_scheduler()
+                await self._stop.wait()
+                return await self._shutdown()
         finally:
             watchdog.cancel()
-            if health is not None:
-                await health.stop()
-            await self._close()
+            await asyncio.gather(watchdog, return_exceptions=True)
             for sig in (signal.SIGTERM, signal.SIGINT, signal.SIGHUP):
                 loop.remove_signal_handler(sig)
+
+    async def _migrate(self) -> None:
+        self.notifier.status("migrating the state database")
+        self._engine = create_engine(self.settings.database_url, create=True)
+        # A migration is one transaction: a stop asked for meanwhile waits for it to end.
+        before, after = await upgrade(self._engine)
+        if before != after:
+            log.info("state database migrated %s -> %s", before or "empty", after)
+        await abandon_stale_runs(self._engine, older_than=self._lease_ttl * 2, now=self.clock())
+
+    def _start_scheduler(self) -> None:
+        self._scheduler = AsyncIOScheduler(timezone="UTC")
+        self._schedule_jobs()
+        self._scheduler.start()
+        sources = ", ".join(s.name for s in self.settings.sources) or "none"
+        log.info(
+            "reconciler daemon %s started: sources %s; health %s",
+            self.instance,
+            sources,
+            self.settings.daemon.listen or "off",
+        )
+        self.notifier.ready(f"running; sources: {sources}")
+
+    async def _dispose_engine(self) -> None:
+        if self._engine is not None:
+            await self._engine.dispose()
 
     def request_stop(self) -> None:
         if not self._stop.is_set():
@@ -149,7 +167,11 @@ class Daemon:
             for task in still:
                 task.cancel()  # the pull rolls back and records itself as cancelled
             if still:
-                await asyncio.wait(still, timeout=30)
+                # Every job ends before the engine is disposed: a cancelled pull rolls back
+                # and records itself as cancelled on a connection that must still be open.
+                await asyncio.gather(*still, return_exceptions=True)
+        if self._reload_task is not None:
+            await asyncio.gather(self._reload_task, return_exceptions=True)
         if self._scheduler is not None and self._scheduler.running:
             self._scheduler.shutdown(wait=False)
         try:
@@ -160,21 +182,40 @@ class Daemon:
         log.info("reconciler daemon %s stopped", self.instance)
         return 0
 
-    async def _close(self) -> None:
-        if self._slack_session is not None:
-            await self._slack_session.close()
-        if self._http is not None:
-            await self._http.__aexit__(None, None, None)
-        if self._engine is not None:
-            await self._engine.dispose()
+    def request_reload(self) -> None:
+        """SIGHUP: reload once the reload in progress (if any) is done; the task is kept."""
+        previous = self._reload_task
+
+        async def reload_after() -> None:
+            if previous is not None:
+                await asyncio.gather(previous, return_exceptions=True)
+            await self.reload()
+
+        self._reload_task = asyncio.create_task(reload_after(), name="reload")
 
     async def reload(self) -> None:
         """SIGHUP: re-read and validate the configuration; keep the old one if it is bad."""
         self.notifier.reloading()
         try:
             new, _ = load_settings(self.config_path)
+            if self.settings.sources and not new.sources:
+                raise ConfigError(
+                    [
+                        "the new configuration has no sources: it would stop every pull "
+                        "(stop the daemon instead if that is meant)"
+                    ],
+                    str(self.config_path) if self.config_path else None,
+                )
         except ConfigError as exc:
             log.error("reload failed, still running on the previous configuration: %s", exc)
+            self.notifier.ready("reload failed: still running on the previous configuration")
+            return
+        except Exception as exc:  # an unreadable file, a bad encoding: never the daemon's end
+            log.error(
+                "reload failed (%s: %s), still running on the previous configuration",
+                exc.__class__.__name__,
+                exc,
+            )
             self.notifier.ready("reload failed: still running on the previous configuration")
             return
         if new.database_url != self.settings.database_url:
@@ -255,8 +296,11 @@ class Daemon:
                 # Cancelled by the stop timeout: the work rolled back, which is not a failure
                 # worth a traceback from the scheduler.
                 log.warning("job %s cancelled at stop", getattr(job, "__name__", job))
-            except Exception:
-                log.exception("job %s failed", getattr(job, "__name__", job))
+            except Exception as exc:
+                # One line per failure: a full disk fails every job, and a traceback for
+                # each would bury everything else in the journal.
+                log.error("job %s failed: %s", getattr(job, "__name__", job), one_line(exc))
+                log.debug("job %s failed", getattr(job, "__name__", job), exc_info=True)
             finally:
                 if task is not None:
                     self._inflight.discard(task)
@@ -276,7 +320,13 @@ class Daemon:
         before it claims the slot, so that no lease runs out while it waits.
         """
         async with self._pull_slots:
-            return await self._pull_source(name)
+            try:
+                outcome = await self._pull_source(name)
+            except (SQLAlchemyError, OSError) as exc:
+                self._database_failures[name] = one_line(exc)
+                raise
+            self._database_failures.pop(name, None)
+            return outcome
 
     async def _pull_source(self, name: str) -> RunOutcome | None:
         assert self._engine is not None and self._http is not None
@@ -430,6 +480,10 @@ class Daemon:
                 ).all()
         except Exception as exc:  # any failure here means "not ready", with the reason
             return [*problems, f"database unreachable: {exc.__class__.__name__}"]
+        failing = [s.name for s in self.settings.sources if s.name in self._database_failures]
+        if failing and len(failing) == len(self.settings.sources):
+            reason = self._database_failures[failing[-1]]
+            problems.append(f"every pull is failing on the database: {reason}")
         last = {source: _aware(when) for source, when in rows}
         now = self.clock()
         for source in self.settings.sources:
@@ -444,6 +498,13 @@ class Daemon:
                     f"(allowed {allowed})"
                 )
         return problems
+
+
+def one_line(exc: BaseException) -> str:
+    """``Class: message`` on one line; a database error by its driver's message, no SQL."""
+    cause = getattr(exc, "orig", None) or exc
+    first = (str(cause).strip().splitlines() or [""])[0]
+    return f"{cause.__class__.__name__}: {first}"[:300]
 
 
 def _aware(value: Any) -> datetime | None:
