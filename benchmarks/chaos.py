@@ -133,7 +133,12 @@ async def run_section(section: str, args: argparse.Namespace, results: Results, 
         from chaos_concurrency import run_concurrency
 
         await run_concurrency(
-            results, work, daemons=args.daemons, seconds=args.daemon_seconds, admin=args.postgres
+            results,
+            work,
+            daemons=args.daemons,
+            seconds=args.daemon_seconds,
+            admin=args.postgres,
+            missed_fails=not args.quick,
         )
 
 

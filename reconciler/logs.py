@@ -60,6 +60,5 @@ def setup_logging(verbosity: int = 0) -> None:
     # Third-party loggers are chatty (SQL statements, every job execution) and may print URLs
     # with secrets in them at debug level: only their warnings, unless -vvv.
     third_party = logging.DEBUG if verbosity > 2 else logging.WARNING
-    for noisy in ("aiohttp", "slack_sdk", "sqlalchemy", "apscheduler", "alembic"):
+    for noisy in ("aiohttp", "sqlalchemy", "apscheduler", "alembic", "tenacity"):
         logging.getLogger(noisy).setLevel(third_party)
-    logging.getLogger("slack_sdk").setLevel(logging.WARNING)

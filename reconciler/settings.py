@@ -108,7 +108,7 @@ def _between(low: timedelta, high: timedelta) -> AfterValidator:
 # stop the daemon (an overflowing timer), never fire, or spin a core.
 PullEvery = Annotated[Duration, _between(timedelta(seconds=1), timedelta(days=90))]
 MaxAge = Annotated[Duration, _between(timedelta(seconds=1), timedelta(days=365))]
-ReportEvery = Annotated[Duration, _between(timedelta(minutes=1), timedelta(days=90))]
+ReportEvery = Annotated[Duration, _between(timedelta(seconds=1), timedelta(days=90))]
 HousekeepingEvery = Annotated[Duration, _between(timedelta(minutes=1), timedelta(days=7))]
 
 

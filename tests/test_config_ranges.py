@@ -31,7 +31,7 @@ EXTREMES = [
     ("[daemon]\nstop_timeout_s = 1e300\n", "daemon.stop_timeout_s: Input should be less"),
     ("[daemon]\nkeep_runs_days = 0\n", "daemon.keep_runs_days: Input should be greater"),
     ("[daemon]\nmax_concurrent_pulls = 0\n", "daemon.max_concurrent_pulls: Input should be"),
-    ("[reports]\nevery = '1s'\n", "reports.every: must be between 1m and 90d, got 1s"),
+    ("[reports]\nevery = '0.5s'\n", "reports.every: must be between 1s and 90d, got 0.5s"),
     ("[reports]\nkeep_days = 100000\n", "reports.keep_days: Input should be less than or equal"),
 ]
 
