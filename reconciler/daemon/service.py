@@ -44,6 +44,7 @@ from reconciler.refresh import CommitCheck, RunOutcome, refresh_source
 from reconciler.reports.writer import prune_reports, write_report_set
 from reconciler.settings import Settings, load_settings
 from reconciler.store.db import create_engine, reader, sqlite_path, upgrade
+from reconciler.store.retention import purge_history
 from reconciler.store.runs import abandon_stale_runs, runs_t
 
 log = logging.getLogger(__name__)
@@ -444,14 +445,18 @@ class Daemon:
         abandoned = await abandon_stale_runs(self._engine, older_than=self._lease_ttl * 2, now=now)
         purged = await leases.purge(self._engine, before=now - timedelta(days=7))
         delivered = await purge_delivered(self._engine, before=now - timedelta(days=30))
+        keep = timedelta(days=self.settings.daemon.keep_runs_days)
+        history = await purge_history(self._engine, before=now - keep)
         pruned = prune_reports(
             self.settings.reports_directory, self.settings.reports.keep_days, now
         )
         log.info(
-            "housekeeping: %d abandoned runs, %d old leases, %d delivered alerts, %d old reports",
+            "housekeeping: %d abandoned runs, %d old leases, %d delivered alerts, %s, "
+            "%d old reports",
             abandoned,
             purged,
             delivered,
+            history,
             pruned,
         )
 

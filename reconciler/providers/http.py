@@ -14,7 +14,8 @@ request goes through :meth:`HttpClient.get_json`, which
   page, truncated or malformed JSON is a BadProviderDataError, never retried.
 
 Retries are run by tenacity (:class:`tenacity.AsyncRetrying`): its wait is the provider's
-Retry-After when given, its before-sleep hook logs each attempt. Requests never follow redirects: an EdgeGrid signature is only valid for the URL it signed.
+Retry-After when given, its before-sleep hook logs each attempt. Requests never follow
+redirects: an EdgeGrid signature is only valid for the URL it signed.
 """
 
 from __future__ import annotations
