@@ -42,6 +42,7 @@ from reconciler.errors import ConfigError, ReconcilerError, StateError
 from reconciler.providers.http import HttpClient
 from reconciler.refresh import CommitCheck, RunOutcome, refresh_source
 from reconciler.reports.writer import prune_reports, write_report_set
+from reconciler.secret_mask import register_configured_secrets
 from reconciler.settings import Settings, load_settings
 from reconciler.store.db import create_engine, reader, sqlite_path, upgrade
 from reconciler.store.retention import purge_history
@@ -66,6 +67,7 @@ class Daemon:
     ) -> None:
         self.settings = settings
         self.config_path = config_path
+        register_configured_secrets(settings)
         self.notifier = notifier or SystemdNotifier()
         self.clock = clock
         self.today_source = today_source
@@ -219,6 +221,7 @@ class Daemon:
             )
             self.notifier.ready("reload failed: still running on the previous configuration")
             return
+        register_configured_secrets(new)
         if new.database_url != self.settings.database_url:
             log.warning("state.database_url changed: restart the daemon to use the new database")
         if new.daemon.max_concurrent_pulls != self.settings.daemon.max_concurrent_pulls:

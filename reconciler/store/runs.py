@@ -9,6 +9,7 @@ from typing import Any
 from sqlalchemy import delete, insert, select, update
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
+from reconciler.logs import redact
 from reconciler.providers.base import Coverage, PullStats
 from reconciler.store.tables import PullRun, StagingLine
 
@@ -89,7 +90,7 @@ async def fail_run(
             .where(runs_t.c.id == run_id)
             .values(
                 status=FAILED,
-                error=error[:4000],
+                error=redact(error)[:4000],  # no secret in any encoding is stored
                 finished_at=now,
                 duration_s=(now - started).total_seconds(),
                 **_stat_values(stats),
