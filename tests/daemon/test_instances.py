@@ -235,9 +235,12 @@ async def test_a_dead_or_stalled_lease_holder_loses_its_slot_to_another_instance
     # A holder that stalls past its lease (SIGSTOP) and wakes up after the takeover finds its
     # results refused: the slot still counts one successful pull. A new source (added by a
     # reload) gives a fresh slot; its first request hangs long enough to be caught.
-    sandbox.state.add_faults([{"kind": "hang", "hang_s": 20, "endpoint": "akamai", "count": 1}])
+    sandbox.state.add_faults(
+        [{"kind": "hang", "hang_s": 20, "endpoint": "akamai.monthly_summary", "count": 1}]
+    )
     akamai = akamai_source(sandbox, tmp_path / "edgerc", pull_every="7d")
-    write_config(config_path, postgres_url, [fastly, akamai], lease_ttl_s=ttl.total_seconds())
+    # First in the list: its checks are not spread after the others' (a reload re-spreads them).
+    write_config(config_path, postgres_url, [akamai, fastly], lease_ttl_s=ttl.total_seconds())
     for daemon in survivors:
         daemon.send_signal(signal.SIGHUP)
     stalled_run = await eventually(lambda: in_flight("akamai"), timeout_s=60, every_s=0.05)
@@ -250,6 +253,9 @@ async def test_a_dead_or_stalled_lease_holder_loses_its_slot_to_another_instance
             [d for d in survivors if d is not stalled],
             timeout_s=120,
         )
+    except TimeoutError:
+        logs = "\n\n".join(d.log() for d in survivors if d is not stalled)
+        raise AssertionError(f"no takeover of {next_slot}; logs:\n{logs}") from None
     finally:
         stalled.process.send_signal(signal.SIGCONT)
 
