@@ -12,16 +12,16 @@ import asyncio
 import contextlib
 import logging
 import time
-from collections.abc import Awaitable, Callable, Mapping, Sequence
+from collections.abc import AsyncIterator, Awaitable, Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import date, datetime
 from fnmatch import fnmatchcase
 
-from sqlalchemy import delete, insert, select, text
+from sqlalchemy import delete, func, insert, select, text
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
 from reconciler.domain import ChangeKind, ItemCategory, LineStatus, Month, utcnow
-from reconciler.errors import ReconcilerError
+from reconciler.errors import BadProviderDataError, ProviderError, ReconcilerError
 from reconciler.providers.base import Coverage, InvoiceLine, PullStats, open_provider
 from reconciler.providers.http import HttpClient
 from reconciler.reconcile.expectations import (
@@ -30,12 +30,23 @@ from reconciler.reconcile.expectations import (
     ProviderInvoiceLine,
     check_provider_invoices,
     evaluate,
+    unmatched_months,
 )
+from reconciler.reconcile.measures import MeasureKind
 from reconciler.settings import ExpectationSettings, Settings
+from reconciler.store import costs as cost_store
 from reconciler.store import findings as items_store
-from reconciler.store.findings import ItemUpdates, drift_item, drift_values_hash
+from reconciler.store.findings import ItemUpdates, drift_values_hash
 from reconciler.store.ingest import IngestResult, apply_staged, lines_t
-from reconciler.store.runs import fail_run, finish_run, start_run
+from reconciler.store.measures import apply_measure_kinds, quiet_not_billable
+from reconciler.store.runs import (
+    HEARTBEAT_INTERVAL_S,
+    RunAbandonedError,
+    fail_run,
+    finish_run,
+    heartbeat,
+    start_run,
+)
 from reconciler.store.staging import Stager, check_lengths, text_limits
 from reconciler.store.tables import InvoiceLineRow
 
@@ -55,6 +66,7 @@ class RunOutcome:
     ingest: IngestResult = field(default_factory=IngestResult)
     items: ItemUpdates = field(default_factory=ItemUpdates)
     error: str | None = None
+    costs: list[cost_store.CostGauge] = field(default_factory=list)
 
     @property
     def ok(self) -> bool:
@@ -120,16 +132,23 @@ async def refresh_source(
     )
     outcome = RunOutcome(source_name, source_settings.provider, run_id, provider.stats, 0.0)
     began = time.monotonic()
-    stager = Stager(engine, run_id, source_name)
+    stager = Stager(engine, run_id, source_name, clock=clock)
     try:
-        # aclosing: a pull that stops early (error, cancellation) cleans up at once.
-        async with contextlib.aclosing(provider.pull(today)) as pages:
+        # aclosing: a pull that stops early (error, cancellation, deadline) cleans up at once.
+        async with (
+            _heartbeats(engine, run_id, clock),
+            _deadline(source_name, source_settings.pull_timeout_s, provider.stats),
+            contextlib.aclosing(provider.pull(today)) as pages,
+        ):
             async for page in pages:
                 await stager.add(page)
                 if on_page is not None:
                     on_page(provider.stats)
         async with engine.begin() as conn:
+            # The claim: still running (else abandoned), and locked until this commits.
+            await heartbeat(conn, run_id, clock())
             await _lock_source(conn, source_name)
+            await _refuse_empty_discovery(conn, source_name, provider.coverage)
             outcome.ingest = await apply_staged(
                 conn,
                 run_id=run_id,
@@ -150,6 +169,7 @@ async def refresh_source(
                 run_id,
                 today,
                 clock(),
+                costs=outcome.costs,
             )
             if outcome.ingest.versions_added or outcome.items.changed:
                 await items_store.bump_serial(conn)
@@ -179,6 +199,60 @@ async def refresh_source(
         return outcome
     log.info("%s", outcome.summary())
     return outcome
+
+
+@contextlib.asynccontextmanager
+async def _heartbeats(
+    engine: AsyncEngine, run_id: int, clock: Callable[[], datetime]
+) -> AsyncIterator[None]:
+    """Keep the run's heartbeat fresh while the provider is slow to answer."""
+
+    async def beat() -> None:
+        while True:
+            await asyncio.sleep(HEARTBEAT_INTERVAL_S)
+            try:
+                async with engine.begin() as conn:
+                    await heartbeat(conn, run_id, clock())
+            except RunAbandonedError:
+                return  # the next staged page, or the claim, fails the run
+            except Exception as exc:  # a busy database: the next page renews it
+                log.debug("heartbeat of run %d failed: %s", run_id, exc)
+
+    task = asyncio.create_task(beat(), name=f"heartbeat-{run_id}")
+    try:
+        yield
+    finally:
+        task.cancel()
+        with contextlib.suppress(asyncio.CancelledError):
+            await task
+
+
+@contextlib.asynccontextmanager
+async def _deadline(source: str, timeout_s: float, stats: PullStats) -> AsyncIterator[None]:
+    """Fail the pull once ``timeout_s`` have passed (``pull_timeout_s``), naming the
+    endpoints it was still waiting for at that moment."""
+    task = asyncio.current_task()
+    assert task is not None
+    stalled: list[str] = []
+
+    def expire() -> None:
+        stalled.extend(sorted(stats.in_flight) or ["(between requests)"])
+        task.cancel()
+
+    handle = asyncio.get_running_loop().call_later(timeout_s, expire)
+    try:
+        yield
+    except asyncio.CancelledError:
+        # Our own cancellation only: a cancel from outside (shutdown) stays a cancel.
+        if stalled and task.uncancel() == 0:
+            raise ProviderError(
+                source,
+                ", ".join(stalled),
+                f"no answer within the pull's deadline of {timeout_s:g}s (pull_timeout_s)",
+            ) from None
+        raise
+    finally:
+        handle.cancel()
 
 
 def _describe(exc: BaseException) -> str:
@@ -212,6 +286,28 @@ async def _record_failure(
     except asyncio.CancelledError:
         await task
         raise
+
+
+async def _refuse_empty_discovery(conn: AsyncConnection, source: str, coverage: Coverage) -> None:
+    """A discovery that listed nothing where the source tracks lines is a bad answer, not
+    an empty account: fail the pull rather than claim nothing is there."""
+    for endpoint, account in coverage.empty_discovery:
+        query = select(func.count()).where(
+            lines_t.c.source == source,
+            lines_t.c.present.is_(True),
+            lines_t.c.month.in_([str(m) for m in coverage.months]),
+        )
+        if account is not None:
+            query = query.where(lines_t.c.account == account)
+        tracked = int((await conn.execute(query)).scalar_one())
+        if tracked:
+            listed = "contracts" if account is None else f"products for contract {account}"
+            raise BadProviderDataError(
+                source,
+                endpoint,
+                f"listed no {listed}, but {tracked} line(s) of the months pulled are tracked "
+                "there: an empty discovery is not an empty account, so nothing was changed",
+            )
 
 
 async def _lock_source(conn: AsyncConnection, source: str) -> None:
@@ -278,6 +374,9 @@ async def month_lines(
         lines_t.c.quantity,
         lines_t.c.unit,
         lines_t.c.status,
+        lines_t.c.period_start,
+        lines_t.c.measure_kind,
+        lines_t.c.billable,
     ).where(
         lines_t.c.source == source,
         lines_t.c.month.in_([str(m) for m in months]),
@@ -299,6 +398,9 @@ async def month_lines(
             r.quantity,
             r.unit,
             LineStatus(r.status),
+            r.period_start,
+            MeasureKind(r.measure_kind),
+            r.billable,
         )
         for r in (await conn.execute(query)).all()
     ]
@@ -327,9 +429,21 @@ async def _review(
     run_id: int,
     today: date,
     now: datetime,
+    *,
+    costs: list[cost_store.CostGauge] | None = None,
 ) -> ItemUpdates:
-    """Raise drift items for this run's changes and re-evaluate the source's expectations."""
-    drift = [drift_item(c) for c in ingest.changes if c.reviewable]
+    """Raise drift items for this run's changes and re-evaluate the source's expectations
+    (and, where rates are declared, fill ``costs`` with the open month's)."""
+    expectations = expectations_for(settings, source)
+    reviewable = [c for c in ingest.changes if c.reviewable]
+    drift = await quiet_not_billable(conn, reviewable, expectations)
+    priced = None
+    if cost_store.prices_anything(settings):
+        provider = settings.source(source).provider
+        priced = await cost_store.load_context(conn, settings, source, provider, coverage.months)
+        drift = cost_store.with_impacts(priced, drift, reviewable)
+        if costs is not None:
+            costs.extend(cost_store.open_month_gauges(priced, source, today))
     updates = await items_store.record_items(
         conn,
         [Evaluated(item, drift_values_hash(item)) for item in drift],
@@ -343,7 +457,7 @@ async def _review(
             conn, [items_store.disappeared_fingerprint_for(c) for c in back], now
         )
 
-    expectations = expectations_for(settings, source)
+    await apply_measure_kinds(conn, source, settings.measures)
     lines = await month_lines(
         conn, source, coverage.months, services=any(e.per_service for e in expectations)
     )
@@ -351,6 +465,18 @@ async def _review(
     evaluated = evaluate(expectations, lines, today) + check_provider_invoices(
         lines, invoices, expectations
     )
+    if priced is not None:
+        evaluated = cost_store.finding_impacts(priced, evaluated)
+        evaluated += await cost_store.cost_findings(
+            conn,
+            priced,
+            source,
+            settings.source(source).provider,
+            coverage.months,
+            today,
+            run_id,
+            now,
+        )
     found = await items_store.record_items(
         conn, evaluated, run_id=run_id, now=now, keep_open_before=False
     )
@@ -363,5 +489,6 @@ async def _review(
         current={e.item.fingerprint for e in evaluated},
         category=ItemCategory.FINDING,
         now=now,
+        hold=unmatched_months(expectations, lines),
     )
     return updates

@@ -29,8 +29,16 @@ from pydantic import (
 )
 from pydantic_settings import BaseSettings, PydanticBaseSettingsSource, SettingsConfigDict
 
+from reconciler.cost_settings import (
+    CommitmentSettings,
+    CreditSettings,
+    MoneyValue,
+    RateSettings,
+    rate_card_problems,
+)
 from reconciler.domain import ChangeKind, Month, Severity
 from reconciler.errors import ConfigError
+from reconciler.reconcile.measures import MeasureKind
 from reconciler.secrets import SecretRef
 
 CONFIG_ENV = "RECONCILER_CONFIG"
@@ -162,6 +170,9 @@ class _SourceBase(_Strict):
     timeout_s: float = seconds(60.0, 0.1, 3600)
     max_retries: int = Field(default=5, ge=0, le=20)
     retry_cap_s: float = seconds(60.0, 0.01, 3600)
+    min_impact: MoneyValue | None = None
+    # The whole pull's deadline, whatever its requests and retries do.
+    pull_timeout_s: float = seconds(1800.0, 0.1, 86400)
 
     @field_validator("name")
     @classmethod
@@ -244,6 +255,7 @@ class ExpectationSettings(_Strict):
     )
     unit: str | None = None
     invoices: dict[str, Quantity] = Field(default_factory=dict)
+    monthly_budget: MoneyValue | None = None
     severity: Severity | None = None
 
     @field_validator("tolerance", mode="before")
@@ -261,9 +273,10 @@ class ExpectationSettings(_Strict):
     @model_validator(mode="after")
     def _has_a_limit(self) -> ExpectationSettings:
         limits = (self.monthly_max, self.monthly_min, self.monthly_quantity, self.unit)
-        if all(v is None for v in limits) and not self.invoices:
+        if all(v is None for v in limits) and not self.invoices and self.monthly_budget is None:
             raise ValueError(
-                "declares nothing: set monthly_max, monthly_min, monthly_quantity, unit or invoices"
+                "declares nothing: set monthly_max, monthly_min, monthly_quantity, unit, "
+                "invoices or monthly_budget"
             )
         if (
             self.monthly_min is not None
@@ -275,10 +288,44 @@ class ExpectationSettings(_Strict):
 
     @property
     def label(self) -> str:
+        """The name, else every matcher field that narrows what the expectation covers."""
         if self.name:
             return self.name
         parts = [p for p in (self.source, self.product, self.usage_type) if p != "*"]
-        return "/".join(parts) or "all usage"
+        label = "/".join(parts) or "all usage"
+        if self.region != "*":
+            label += f" [{self.region}]"
+        if self.service != "*":
+            label += f" service {self.service}"
+        if self.per_service:
+            label += " per service"
+        return label
+
+
+class CostSettings(_Strict):
+    """How the invoice audit compares amounts (beyond the invoice's own rounding)."""
+
+    invoice_tolerance: Annotated[
+        Tolerance, PlainSerializer(str, return_type=str, when_used="json")
+    ] = Tolerance(absolute=Decimal(0))
+    rate_tolerance: Annotated[
+        Tolerance, PlainSerializer(str, return_type=str, when_used="json")
+    ] = Tolerance(percent=Decimal("0.5"))
+
+    @field_validator("invoice_tolerance", "rate_tolerance", mode="before")
+    @classmethod
+    def _tolerance(cls, value: Any) -> Tolerance:
+        return Tolerance.parse(value)
+
+
+class MeasureSettings(_Strict):
+    """A ``[[measures]]`` entry: the measure kind of the stats it matches (globs)."""
+
+    provider: str = "*"
+    product: str = "*"
+    usage_type: str = "*"
+    unit: str = "*"
+    kind: MeasureKind
 
 
 class SlackRouteSettings(_Strict):
@@ -287,6 +334,7 @@ class SlackRouteSettings(_Strict):
     webhook_url_file: Path | None = None
     webhook_url_credential: str | None = None
     min_severity: Severity | None = None
+    min_impact: MoneyValue | None = None
 
     def webhook_ref(self, index: int) -> SecretRef | None:
         if not (self.webhook_url_env or self.webhook_url_file or self.webhook_url_credential):
@@ -371,6 +419,11 @@ class Settings(BaseSettings):
     state: StateSettings = StateSettings()
     sources: list[SourceSettings] = Field(default_factory=list)
     expectations: list[ExpectationSettings] = Field(default_factory=list)
+    rates: list[RateSettings] = Field(default_factory=list)
+    commitments: list[CommitmentSettings] = Field(default_factory=list)
+    credits: list[CreditSettings] = Field(default_factory=list)
+    cost: CostSettings = CostSettings()
+    measures: list[MeasureSettings] = Field(default_factory=list)
     severities: dict[ChangeKind, Severity] = Field(default_factory=dict)
     alerts: AlertSettings = AlertSettings()
     reports: ReportSettings = ReportSettings()
@@ -394,6 +447,24 @@ class Settings(BaseSettings):
         duplicates = sorted({n for n in names if names.count(n) > 1})
         if duplicates:
             raise ValueError(f"duplicate source names: {', '.join(duplicates)}")
+        problems = rate_card_problems(self.rates)
+        if problems:
+            raise ValueError("; ".join(problems))
+        return self
+
+    @model_validator(mode="after")
+    def _distinct_expectations(self) -> Settings:
+        # Findings are identified by the expectation's label and matchers: two expectations
+        # alike in both would raise items with one fingerprint, which cannot be stored.
+        seen: dict[str, int] = {}
+        for index, expectation in enumerate(self.expectations):
+            label = expectation.label
+            if label in seen:
+                raise ValueError(
+                    f"expectations {seen[label] + 1} and {index + 1} have the same label "
+                    f"{label!r}: give each a distinct name (or different matchers)"
+                )
+            seen[label] = index
         return self
 
     def source_index(self, name: str) -> int:

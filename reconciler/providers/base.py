@@ -11,8 +11,10 @@ holds the posted invoices' line items. A pull that raises covered nothing.
 from __future__ import annotations
 
 import ipaddress
-from collections.abc import AsyncGenerator, Mapping
-from dataclasses import dataclass, fields
+from collections import Counter
+from collections.abc import AsyncGenerator, Iterator, Mapping
+from contextlib import contextmanager
+from dataclasses import dataclass, field, fields
 from datetime import date
 from decimal import Decimal
 from typing import TYPE_CHECKING, Protocol
@@ -28,6 +30,7 @@ if TYPE_CHECKING:
 
 __all__ = [
     "Coverage",
+    "CoverageScope",
     "InvoiceLine",
     "PullStats",
     "UsageProvider",
@@ -40,16 +43,31 @@ __all__ = [
 
 @dataclass
 class PullStats:
-    """Counters of one pull: HTTP requests sent, of which retries, JSON pages read, lines."""
+    """Counters of one pull: HTTP requests sent, of which retries, JSON pages read, lines;
+    and the endpoints of the requests in flight (to say which one stalled)."""
 
     api_calls: int = 0
     retries: int = 0
     pages: int = 0
     lines: int = 0
+    in_flight: Counter[str] = field(default_factory=Counter, repr=False, compare=False)
 
     def reset(self) -> None:
-        for field in fields(self):
-            setattr(self, field.name, 0)
+        for counter in fields(self):
+            if counter.name != "in_flight":
+                setattr(self, counter.name, 0)
+        self.in_flight.clear()
+
+    @contextmanager
+    def requesting(self, endpoint: str) -> Iterator[None]:
+        """Count ``endpoint`` as in flight while the block runs."""
+        self.in_flight[endpoint] += 1
+        try:
+            yield
+        finally:
+            self.in_flight[endpoint] -= 1
+            if not self.in_flight[endpoint]:
+                del self.in_flight[endpoint]
 
 
 @dataclass(frozen=True)
@@ -67,13 +85,41 @@ class Coverage:
     months: tuple[Month, ...]
     accounts: frozenset[str] | None
     products: frozenset[str] | None = None
+    # When given, a line is covered only if it also matches one of these: what was asked
+    # and answered (Akamai: each discovered contract's listed products; Fastly: the
+    # account-level lines plus the service lines of a product_id/usage_type_name filter).
+    scopes: tuple[CoverageScope, ...] | None = None
+    # Discoveries that answered nothing: (endpoint, account or None). The engine fails the
+    # pull if the source tracks lines there (an empty answer is not an empty account).
+    empty_discovery: tuple[tuple[str, str | None], ...] = ()
 
     def covers(self, line: UsageLine) -> bool:
         return (
             line.month in self.months
             and (self.accounts is None or line.account in self.accounts)
             and (self.products is None or line.product in self.products)
+            and (self.scopes is None or any(s.matches(line) for s in self.scopes))
         )
+
+
+@dataclass(frozen=True)
+class CoverageScope:
+    """Lines whose fields equal every value given here (None: any value)."""
+
+    account: str | None = None
+    product: str | None = None
+    usage_type: str | None = None
+
+    def matches(self, line: UsageLine) -> bool:
+        return (
+            (self.account is None or line.account == self.account)
+            and (self.product is None or line.product == self.product)
+            and (self.usage_type is None or line.usage_type == self.usage_type)
+        )
+
+    def as_dict(self) -> dict[str, str]:
+        fields = {"account": self.account, "product": self.product, "usage_type": self.usage_type}
+        return {k: v for k, v in fields.items() if v is not None}
 
 
 @dataclass(frozen=True)

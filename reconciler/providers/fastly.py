@@ -38,6 +38,7 @@ from reconciler.errors import ConfigError, ProviderAuthError
 from reconciler.logs import register_secret
 from reconciler.providers.base import (
     Coverage,
+    CoverageScope,
     InvoiceLine,
     PullStats,
     api_url,
@@ -162,9 +163,18 @@ class FastlyProvider:
             async for page in self._service_usage(lines, months[0], months[-1]):
                 yield page
         self._invoice_lines = invoices
-        # Account-level lines have account "": without services, only those were covered.
+        # Account-level lines have account "": without services, only those were covered;
+        # with a product_id/usage_type_name filter, only that product's service lines.
+        scopes = None
+        if settings.services and settings.product_id and settings.usage_type_name:
+            scopes = (
+                CoverageScope(account=""),
+                CoverageScope(product=settings.product_id, usage_type=settings.usage_type_name),
+            )
         self._coverage = Coverage(
-            months=months, accounts=None if settings.services else frozenset({""})
+            months=months,
+            accounts=None if settings.services else frozenset({""}),
+            scopes=scopes,
         )
         log.info(
             "source '%s': pulled %d lines %s..%s (%d pages, %d API calls, %d retries) in %.1fs",
@@ -179,15 +189,16 @@ class FastlyProvider:
         )
 
     async def _get(self, endpoint: str, params: Mapping[str, str]) -> Any:
-        body, _ = await self._http.get_json(
-            self.source,
-            endpoint,
-            api_url(self._base, endpoint, params),
-            headers=self._headers,
-            limiter=self._limiter,
-            policy=self._policy,
-            stats=self.stats,
-        )
+        with self.stats.requesting(endpoint):
+            body, _ = await self._http.get_json(
+                self.source,
+                endpoint,
+                api_url(self._base, endpoint, params),
+                headers=self._headers,
+                limiter=self._limiter,
+                policy=self._policy,
+                stats=self.stats,
+            )
         return body
 
     async def _invoices(
@@ -220,7 +231,7 @@ class FastlyProvider:
             lines.extend(items)
             next_cursor = page.meta.get("next_cursor") if page.meta else None
             total = meta_total(self.source, INVOICES, page.meta)
-            following = guard.advance(cursor, next_cursor, len(page.records), total)
+            following = guard.advance(cursor, next_cursor, len(page.records), total, page.records)
             if following is None:
                 return invoiced, lines
             cursor = following
@@ -274,7 +285,7 @@ class FastlyProvider:
             out = convert(self.source, SERVICE_USAGE, label, page.records, build)
             next_cursor = page.meta.get("next_cursor") if page.meta else None
             total = meta_total(self.source, SERVICE_USAGE, page.meta)
-            following = guard.advance(cursor, next_cursor, len(page.records), total)
+            following = guard.advance(cursor, next_cursor, len(page.records), total, page.records)
             self.stats.lines += len(out)
             if out:
                 yield out

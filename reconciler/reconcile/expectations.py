@@ -1,19 +1,23 @@
-"""Expectations as code: month totals measured against declared limits. Pure: no I/O, no clock.
+"""Expectations as code: month values measured against declared limits. Pure: no I/O, no clock.
 
-A month total sums the matching lines of a month (all periods; account-level lines, or each
-service on its own with ``per_service``). A total in another unit than the expectation's is a
-``unit_mismatch`` and is never compared. A collecting month's run rate, projected linearly to
-month end, above the maximum is a ``projected_overage``: the warning before the invoice.
+A month value follows the measure kind of its lines (:mod:`reconciler.reconcile.month_values`):
+volumes add up over periods and the regions an expectation spans; a percentile or a peak is the
+month's largest period value, evaluated per region; a gauge is the latest level. Account-level
+lines are used, or each service on its own with ``per_service``. A value in another unit than
+the expectation's is a ``unit_mismatch`` and is never compared. Only a volume is projected: a
+collecting month's run rate, projected to month end, above the maximum is a
+``projected_overage``; a percentile or peak to date is a lower bound and is ``over_expectation``
+as soon as it crosses the maximum. An expectation that matches nothing in a month of its source
+says so (``no_match``).
 """
 
 from __future__ import annotations
 
 from collections import defaultdict
-from collections.abc import Iterable, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import date
 from decimal import Decimal, localcontext
-from fnmatch import fnmatchcase
 
 from reconciler.domain import (
     EXACT_CONTEXT,
@@ -26,6 +30,11 @@ from reconciler.domain import (
     Severity,
     line_digest,
 )
+from reconciler.reconcile.measures import MeasureKind
+from reconciler.reconcile.month_values import MonthLine as MonthLine
+from reconciler.reconcile.month_values import MonthTotal, TotalKey, month_totals
+from reconciler.reconcile.month_values import matches as matches
+from reconciler.reconcile.no_match import NoMatch, find_unmatched
 from reconciler.settings import ExpectationSettings, Tolerance
 
 DEFAULT_FINDING_SEVERITY = {
@@ -34,25 +43,8 @@ DEFAULT_FINDING_SEVERITY = {
     FindingKind.UNIT_MISMATCH: Severity.WARNING,
     FindingKind.PROJECTED_OVERAGE: Severity.WARNING,
     FindingKind.INVOICE_MISMATCH: Severity.CRITICAL,
+    FindingKind.NO_MATCH: Severity.WARNING,
 }
-
-
-@dataclass(frozen=True, slots=True)
-class MonthLine:
-    """The current value of one tracked line, as expectations see it."""
-
-    source: str
-    provider: str
-    account: str
-    product: str
-    product_name: str
-    usage_type: str
-    region: str
-    service: str
-    month: Month
-    quantity: Decimal
-    unit: str
-    status: LineStatus
 
 
 @dataclass(frozen=True, slots=True)
@@ -73,50 +65,6 @@ class Evaluated:
     values_hash: str
 
 
-@dataclass
-class _Total:
-    quantity: Decimal
-    finalized: bool
-    provider: str
-    lines: int
-
-
-def matches(expectation: ExpectationSettings, line: MonthLine) -> bool:
-    if expectation.per_service != bool(line.service):
-        return False
-    return (
-        fnmatchcase(line.source, expectation.source)
-        and (
-            fnmatchcase(line.product, expectation.product)
-            or fnmatchcase(line.product_name, expectation.product)
-        )
-        and fnmatchcase(line.usage_type, expectation.usage_type)
-        and fnmatchcase(line.region, expectation.region)
-        and fnmatchcase(line.service, expectation.service)
-    )
-
-
-def month_totals(
-    expectation: ExpectationSettings, lines: Iterable[MonthLine]
-) -> dict[tuple[str, Month, str, str], _Total]:
-    """Totals by (source, month, unit, service) of the lines an expectation matches."""
-    totals: dict[tuple[str, Month, str, str], _Total] = {}
-    with localcontext(EXACT_CONTEXT):
-        for line in lines:
-            if not matches(expectation, line):
-                continue
-            key = (line.source, line.month, line.unit, line.service)
-            total = totals.get(key)
-            finalized = line.status == LineStatus.FINALIZED
-            if total is None:
-                totals[key] = _Total(line.quantity, finalized, line.provider, 1)
-            else:
-                total.quantity += line.quantity
-                total.finalized = total.finalized and finalized
-                total.lines += 1
-    return totals
-
-
 def projected(total: Decimal, month: Month, today: date) -> Decimal | None:
     """Linear run-rate projection of a month-to-date total to month end (None: not started)."""
     if today < month.first_day:
@@ -132,34 +80,45 @@ def evaluate(
     lines: Sequence[MonthLine],
     today: date,
 ) -> list[Evaluated]:
-    """Every finding the expectations raise on these lines, as of ``today``."""
+    """Every finding the expectations raise on these lines, as of ``today``.
+
+    Includes a ``no_match`` finding for each month of a source with data that an expectation
+    matches nothing of (see :func:`unmatched_months` for what that holds open).
+    """
     found: list[Evaluated] = []
     for expectation in expectations:
-        for (source, month, unit, service), total in sorted(
-            month_totals(expectation, lines).items(), key=lambda kv: (kv[0][1], kv[0])
+        for key, total in sorted(
+            month_totals(expectation, lines).items(), key=lambda kv: (kv[0].month, kv[0])
         ):
-            found.extend(_check(expectation, source, month, unit, service, total, today))
+            found.extend(_check(expectation, key, total, today))
+    found.extend(_no_match(miss) for miss in find_unmatched(expectations, lines))
     return found
 
 
+def unmatched_months(
+    expectations: Sequence[ExpectationSettings], lines: Sequence[MonthLine]
+) -> set[tuple[str, Month]]:
+    """(label, month) of each expectation that matched nothing in a month of these lines.
+
+    Their open findings are not re-evaluated, so they must not be resolved either.
+    """
+    return {(miss.expectation.label, miss.month) for miss in find_unmatched(expectations, lines)}
+
+
 def _check(
-    exp: ExpectationSettings,
-    source: str,
-    month: Month,
-    unit: str,
-    service: str,
-    total: _Total,
-    today: date,
+    exp: ExpectationSettings, key: TotalKey, total: MonthTotal, today: date
 ) -> list[Evaluated]:
     status = LineStatus.FINALIZED if total.finalized else LineStatus.COLLECTING
+    unit, month = key.unit, key.month
     observed = Observation(total.quantity, unit, status)
-    context = _Context(exp, source, month, service, total.provider, observed)
+    context = _Context(exp, key, total, observed)
+    label = context.label
     if exp.unit is not None and unit != exp.unit:
         return [
             context.finding(
                 FindingKind.UNIT_MISMATCH,
                 None,
-                f"{exp.label}: {month} is measured in '{unit}', the expectation in '{exp.unit}'; "
+                f"{label}: {month} is measured in '{unit}', the expectation in '{exp.unit}'; "
                 "not compared",
                 extra=unit,
             )
@@ -168,22 +127,23 @@ def _check(
     upper = _upper_limit(exp)
     lower = _lower_limit(exp)
     quantity = total.quantity
+    so_far = _value_words(key.kind, status)
     if upper is not None and quantity > upper:
         results.append(
             context.finding(
                 FindingKind.OVER_EXPECTATION,
                 upper,
-                f"{exp.label}: {month} total {quantity} {unit} is over {upper} {unit}",
+                f"{label}: {month} {so_far} {quantity} {unit} is over {upper} {unit}",
             )
         )
-    elif upper is not None and status == LineStatus.COLLECTING:
+    elif upper is not None and status == LineStatus.COLLECTING and key.kind.projected:
         projection = projected(quantity, month, today)
         if projection is not None and projection > upper:
             results.append(
                 context.finding(
                     FindingKind.PROJECTED_OVERAGE,
                     upper,
-                    f"{exp.label}: {month} to date {quantity} {unit} runs at a rate that "
+                    f"{label}: {month} to date {quantity} {unit} runs at a rate that "
                     f"projects {projection} {unit} by month end, over {upper} {unit}",
                     after=Observation(projection, unit, status),
                 )
@@ -193,7 +153,7 @@ def _check(
             context.finding(
                 FindingKind.UNDER_EXPECTATION,
                 lower,
-                f"{exp.label}: {month} total {quantity} {unit} is under {lower} {unit}",
+                f"{label}: {month} {so_far} {quantity} {unit} is under {lower} {unit}",
             )
         )
     invoiced = exp.invoices.get(str(month))
@@ -204,7 +164,7 @@ def _check(
                 context.finding(
                     FindingKind.INVOICE_MISMATCH,
                     invoiced,
-                    f"{exp.label}: finalized {month} total {quantity} {unit} differs from the "
+                    f"{label}: finalized {month} {so_far} {quantity} {unit} differs from the "
                     f"declared invoice quantity {invoiced} {unit} beyond {exp.tolerance}",
                     severity=Severity.CRITICAL,
                 )
@@ -212,12 +172,23 @@ def _check(
     return results
 
 
+def _value_words(kind: MeasureKind, status: LineStatus) -> str:
+    """How a month value reads: a total, a level, or a largest value (so far: at least)."""
+    collecting = status == LineStatus.COLLECTING
+    if kind is MeasureKind.VOLUME:
+        return "total to date" if collecting else "total"
+    if kind is MeasureKind.GAUGE:
+        return "latest level"
+    return f"{kind} to date at least" if collecting else f"{kind} value"
+
+
 def _upper_limit(exp: ExpectationSettings) -> Decimal | None:
     limits = []
     if exp.monthly_max is not None:
         limits.append(exp.monthly_max)
     if exp.monthly_quantity is not None:
-        limits.append(exp.monthly_quantity + exp.tolerance.allowance(exp.monthly_quantity))
+        with localcontext(EXACT_CONTEXT):  # the default 28 digits would round the limit
+            limits.append(exp.monthly_quantity + exp.tolerance.allowance(exp.monthly_quantity))
     return min(limits) if limits else None
 
 
@@ -226,7 +197,8 @@ def _lower_limit(exp: ExpectationSettings) -> Decimal | None:
     if exp.monthly_min is not None:
         limits.append(exp.monthly_min)
     if exp.monthly_quantity is not None:
-        limits.append(exp.monthly_quantity - exp.tolerance.allowance(exp.monthly_quantity))
+        with localcontext(EXACT_CONTEXT):
+            limits.append(exp.monthly_quantity - exp.tolerance.allowance(exp.monthly_quantity))
     return max(limits) if limits else None
 
 
@@ -238,11 +210,22 @@ def _outside(quantity: Decimal, reference: Decimal, tolerance: Tolerance) -> boo
 @dataclass(frozen=True)
 class _Context:
     exp: ExpectationSettings
-    source: str
-    month: Month
-    service: str
-    provider: str
+    key: TotalKey
+    total: MonthTotal
     observed: Observation
+
+    @property
+    def label(self) -> str:
+        """The expectation's label, with what this evaluation covers when it is narrower."""
+        exp, key = self.exp, self.key
+        label = exp.label
+        if key.usage_type != exp.usage_type:
+            label += f" / {key.usage_type}"
+        if key.product and exp.product != key.product:
+            label += f" / {key.product}"
+        if key.region and key.region != exp.region:
+            label += f" [{key.region}]"
+        return label
 
     def finding(
         self,
@@ -254,36 +237,43 @@ class _Context:
         severity: Severity | None = None,
         extra: str = "",
     ) -> Evaluated:
-        exp = self.exp
+        exp, key = self.exp, self.key
         unit = exp.unit or self.observed.unit
         before = None if expected is None else Observation(expected, unit, self.observed.status)
         parts: tuple[str, ...] = (
             "finding",
             kind.value,
-            exp.label,
-            self.source,
-            str(self.month),
-            self.service,
+            *expectation_identity(exp),
+            key.source,
+            str(key.month),
+            key.usage_type,
+            key.unit,
+            key.service,
+            key.kind.value,
+            key.region,
+            key.product,
+            key.account,
         )
-        if self.observed.unit != exp.unit:
-            # Totals are per unit: without a declared unit (or against another one) a month
-            # can have several, and each is a finding of its own.
-            parts += (self.observed.unit,)
-        fingerprint = line_digest(parts)
         level = severity or exp.severity or DEFAULT_FINDING_SEVERITY[kind]
+        if not self.total.billable and not _names(exp, key):
+            # Stats the provider marks isBillable: false are shown, never alarming, unless
+            # an expectation names them.
+            level = Severity.INFO
+        regions = self.total.regions
+        region = key.region or (next(iter(regions)) if len(regions) == 1 else "")
         item = PlanItem(
             category=ItemCategory.FINDING,
             kind=kind.value,
             severity=level,
-            fingerprint=fingerprint,
-            source=self.source,
-            provider=self.provider,
-            account="",
-            product=_pattern(exp.product),
-            usage_type=_pattern(exp.usage_type),
-            region=_pattern(exp.region),
-            service=self.service or _pattern(exp.service),
-            month=self.month,
+            fingerprint=line_digest(parts),
+            source=key.source,
+            provider=self.total.provider,
+            account=key.account,
+            product=key.product or _pattern(exp.product),
+            usage_type=key.usage_type,
+            region=region or _pattern(exp.region),
+            service=key.service or _pattern(exp.service),
+            month=key.month,
             before=before,
             after=after or self.observed,
             message=message,
@@ -292,6 +282,49 @@ class _Context:
         # Growth of the observed total is not news; a new limit, unit or severity is.
         values = (kind.value, level.value, str(expected), unit, extra)
         return Evaluated(item, line_digest(values))
+
+
+def expectation_identity(exp: ExpectationSettings) -> tuple[str, ...]:
+    """Every field that decides which lines an expectation covers, and its name."""
+    return (
+        exp.name,
+        exp.source,
+        exp.product,
+        exp.usage_type,
+        exp.region,
+        exp.service,
+        "per_service" if exp.per_service else "",
+    )
+
+
+def _names(exp: ExpectationSettings, key: TotalKey) -> bool:
+    """Whether the expectation names this usage type exactly (not through a glob)."""
+    return exp.usage_type == key.usage_type
+
+
+def _no_match(miss: NoMatch) -> Evaluated:
+    exp = miss.expectation
+    severity = exp.severity or DEFAULT_FINDING_SEVERITY[FindingKind.NO_MATCH]
+    parts = ("finding", FindingKind.NO_MATCH.value, *expectation_identity(exp), miss.source)
+    item = PlanItem(
+        category=ItemCategory.FINDING,
+        kind=FindingKind.NO_MATCH.value,
+        severity=severity,
+        fingerprint=line_digest((*parts, str(miss.month))),
+        source=miss.source,
+        provider="",
+        account="",
+        product=_pattern(exp.product),
+        usage_type=_pattern(exp.usage_type),
+        region=_pattern(exp.region),
+        service=_pattern(exp.service),
+        month=miss.month,
+        before=None,
+        after=None,
+        message=f"{exp.label}: matches no line of {miss.source} in {miss.month} ({miss.hint})",
+        product_name=exp.label,
+    )
+    return Evaluated(item, line_digest((*parts, severity.value, miss.hint)))
 
 
 def _pattern(value: str) -> str:

@@ -1,9 +1,11 @@
 """Gather a :class:`ReportData` from the state database.
 
-Month totals sum the current quantities of present account-level lines (``service == ""``:
-Fastly's per-service lines break the same usage down again and would count it twice; Akamai
-lines are all account-level) per (source, product, usage type, unit, month), in Python, so
-that SQLite's text quantities stay exact.
+Month values come from the current quantities of present account-level lines
+(``service == ""``: Fastly's per-service lines break the same usage down again and would count
+it twice; Akamai lines are all account-level) per (source, product, usage type, unit, month),
+in Python, so that SQLite's text quantities stay exact. They follow the measure kind: a volume
+sums periods and regions, a percentile or peak is the largest period of one region (one series
+per region), a gauge the latest period. Only volumes are projected.
 """
 
 from __future__ import annotations
@@ -12,15 +14,17 @@ from collections import defaultdict
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field, replace
 from datetime import datetime
-from decimal import Decimal, localcontext
+from decimal import Decimal
 from fnmatch import fnmatchcase
 from typing import Any
 
 from sqlalchemy import select, true
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
-from reconciler.domain import EXACT_CONTEXT, FindingState, LineStatus, Month, PlanItem, Severity
+from reconciler.domain import FindingState, LineStatus, Month, PlanItem, Severity
+from reconciler.reconcile.measures import MeasureKind, PeriodValue, combine, month_value
 from reconciler.reports.bands import expectation_band, project
+from reconciler.reports.costs import gather_costs
 from reconciler.reports.history import lines_table, restated_lines, source_health
 from reconciler.reports.model import (
     Changes,
@@ -40,6 +44,9 @@ MAX_SERIES_CHARTS = 24
 MAX_FINDING_SERIES_CHARTS = 60
 MAX_RESTATED_CHARTS = 12
 MAX_TABLE_ROWS = 500
+
+# (source, provider, product, usage type, unit, kind, region or "" when regions add up)
+_SeriesKey = tuple[str, str, str, str, str, MeasureKind, str]
 
 
 @dataclass(frozen=True, slots=True)
@@ -66,7 +73,22 @@ class ReportRequest:
 class _Accumulator:
     product_name: str = ""
     regions: set[str] = field(default_factory=set)
-    months: dict[Month, list[Any]] = field(default_factory=dict)
+    months: dict[Month, _MonthLines] = field(default_factory=dict)
+
+
+@dataclass
+class _MonthLines:
+    """The periods of each line (account, region) of one series' month."""
+
+    periods: dict[tuple[str, str], list[PeriodValue]] = field(
+        default_factory=lambda: defaultdict(list)
+    )
+    finalized: bool = True
+    lines: int = 0
+
+    def value(self, kind: MeasureKind) -> Decimal:
+        values = [month_value(kind, periods) for periods in self.periods.values()]
+        return values[0] if len(values) == 1 else combine(kind, values)
 
 
 async def gather_report(
@@ -109,6 +131,9 @@ async def _gather(
         },
         open_by_severity=by_severity,
         changes=_changes(tables, request, health, request.max_rows),
+        costs=await gather_costs(
+            conn, settings, request.first_month, request.last_month, sources, now.date()
+        ),
     )
 
 
@@ -204,6 +229,9 @@ async def _series(
         c.month,
         c.status,
         c.quantity,
+        c.account,
+        c.period_start,
+        c.measure_kind,
     ).where(
         c.present == true(),
         c.service == "",
@@ -211,31 +239,33 @@ async def _series(
         c.month <= str(request.last_month),
         c.source.in_(list(request.sources)) if request.sources else true(),
     )
-    groups: dict[tuple[str, str, str, str, str], _Accumulator] = defaultdict(_Accumulator)
+    groups: dict[_SeriesKey, _Accumulator] = defaultdict(_Accumulator)
     for row in (await conn.execute(query)).all():
-        group = groups[(row.source, row.provider, row.product, row.usage_type, row.unit)]
+        kind = MeasureKind(row.measure_kind)
+        # A percentile or a peak of several regions is no total: one series per region.
+        region = "" if kind.adds_up else row.region
+        key = (row.source, row.provider, row.product, row.usage_type, row.unit, kind, region)
+        group = groups[key]
         group.product_name = group.product_name or row.product_name
         group.regions.add(row.region)
-        # [sum, all finalized, line count]
-        month = group.months.setdefault(Month.parse(row.month), [Decimal(0), True, 0])
-        with localcontext(EXACT_CONTEXT):
-            month[0] += row.quantity
-        month[1] = month[1] and row.status == LineStatus.FINALIZED.value
-        month[2] += 1
+        month = group.months.setdefault(Month.parse(row.month), _MonthLines())
+        month.periods[(row.account, row.region)].append(PeriodValue(row.period_start, row.quantity))
+        month.finalized = month.finalized and row.status == LineStatus.FINALIZED.value
+        month.lines += 1
 
     concerns = _FindingIndex(
         e.item for e in tables[FindingState.OPEN] + tables[FindingState.ACKNOWLEDGED]
     )
     result: list[Series] = []
-    for (source, provider, product, usage_type, unit), group in groups.items():
+    for (source, provider, product, usage_type, unit, kind, region), group in groups.items():
         points = tuple(
             MonthPoint(
                 month=month,
-                quantity=total,
-                status=LineStatus.FINALIZED if final else LineStatus.COLLECTING,
-                lines=count,
+                quantity=lines.value(kind),
+                status=LineStatus.FINALIZED if lines.finalized else LineStatus.COLLECTING,
+                lines=lines.lines,
             )
-            for month, (total, final, count) in sorted(group.months.items())
+            for month, lines in sorted(group.months.items())
         )
         band, other_unit = expectation_band(
             settings.expectations,
@@ -256,10 +286,13 @@ async def _series(
             points=points,
             band=band,
             unmatched_expectations=other_unit,
+            kind=kind,
+            region=region,
         )
         current = series.point(Month.of(now.date()))
         projection = None
-        if current is not None:
+        # Only a volume has a run rate; a percentile, a peak or a level is never projected.
+        if current is not None and kind.projected:
             limit = band.high if band is not None else None
             projection = project(current.month, current.quantity, current.status, now, limit)
         result.append(replace(series, projection=projection, findings=concerns.count(series)))

@@ -14,6 +14,7 @@ from typing import Any
 
 from reconciler.domain import FindingState, canonical_decimal
 from reconciler.reconcile.plan import item_json as plan_item_json
+from reconciler.reports.cost_render import cost_json
 from reconciler.reports.history import RECENT_RUNS_WINDOW
 from reconciler.reports.model import (
     Band,
@@ -106,6 +107,8 @@ def _series(s: Series) -> dict[str, Any]:
         "product_name": s.product_name,
         "usage_type": s.usage_type,
         "unit": s.unit,
+        "measure_kind": s.kind.value,
+        "region": s.region,
         "findings": s.findings,
         "months": [
             {
@@ -113,6 +116,7 @@ def _series(s: Series) -> dict[str, Any]:
                 "quantity": _decimal(p.quantity),
                 "status": p.status.value,
                 "lines": p.lines,
+                "lower_bound": s.lower_bound(p),
             }
             for p in s.points
         ],
@@ -186,6 +190,7 @@ def report_json(data: ReportData) -> dict[str, Any]:
             }
             for state, table in data.findings.items()
         },
+        "costs": cost_json(data.costs),
     }
 
 

@@ -16,6 +16,7 @@ from urllib.parse import quote
 from reconciler import __version__
 from reconciler.domain import FindingState, Severity
 from reconciler.reports import fmt
+from reconciler.reports.cost_render import cost_markdown
 from reconciler.reports.figures import Figure, Figures, build_figures
 from reconciler.reports.model import FindingEntry, ReportData
 
@@ -163,6 +164,7 @@ def render_markdown(
             )
         header = ["Series", "So far", "Days", "Projected", "Expected max", ""]
         out += _table(header, rows, {1, 2, 3, 4})
+    out += cost_markdown(data.costs, md)
     out += ["## Usage by month", ""]
     note = "Account-level totals per product and usage type; hatched bars are still collecting."
     if data.series_omitted:
@@ -174,7 +176,13 @@ def render_markdown(
     for series, figure in figures.monthly:
         name, image = _image(figure, chart_prefix)
         charts[name] = figure.svg
-        facts = [md(series.source), md(series.unit)]
+        facts = [md(series.source), md(series.unit), md(series.values_name)]
+        current = series.points[-1] if series.points else None
+        if current is not None and series.lower_bound(current):
+            facts.append(
+                f"{current.month} so far: at least {md(fmt.quantity(current.quantity))} "
+                "(can only go up; not projected)"
+            )
         if series.findings:
             facts.append(f"{series.findings} finding{'s' if series.findings != 1 else ''}")
         out += [f"### {md(series.label)}", "", " · ".join(facts), "", image, ""]

@@ -44,6 +44,8 @@ class PullRun(SQLModel, table=True):
     provider: str = Field(max_length=16)
     status: str = Field(max_length=16, index=True)  # running | succeeded | failed
     started_at: datetime = Field(sa_column=_utc())
+    # Written by the live process while it pulls: an old heartbeat means the process died.
+    heartbeat_at: datetime | None = Field(default=None, sa_column=_utc(nullable=True))
     finished_at: datetime | None = Field(default=None, sa_column=_utc(nullable=True))
     duration_s: float | None = None
     lines_read: int = 0
@@ -88,6 +90,10 @@ class UsageLineRow(SQLModel, table=True):
     provider_updated_at: datetime | None = Field(default=None, sa_column=_utc(nullable=True))
     present: bool = True
     versions: int = 1
+    # volume | percentile | peak | gauge (reconciler.reconcile.measures), set by each pull
+    measure_kind: str = Field(
+        default="volume", max_length=16, sa_column_kwargs={"server_default": "volume"}
+    )
     first_run_id: int = Field(foreign_key="pull_runs.id", index=True)
     last_run_id: int = Field(foreign_key="pull_runs.id")
 
@@ -220,6 +226,30 @@ class FindingRow(SQLModel, table=True):
     ack_note: str | None = Field(default=None, sa_column=Column(Text, nullable=True))
     applied_plan_id: int | None = None
     resolved_at: datetime | None = Field(default=None, sa_column=_utc(nullable=True))
+    impact_amount: Decimal | None = Field(default=None, sa_column=_exact(nullable=True))
+    impact_currency: str | None = Field(default=None, max_length=3)
+
+
+class ExpectedCostRow(SQLModel, table=True):
+    """The expected cost of a source's month in one currency, as last priced by a run.
+
+    Kept so that a rate card changed after a month was finalized re-prices it as a recorded
+    event (a ``repriced`` finding), never silently. ``usage_digest`` tells a re-pricing (same
+    usage, another amount) from a restatement (other usage: a drift item of its own).
+    """
+
+    __tablename__ = "expected_costs"
+    __table_args__ = (UniqueConstraint("source", "month", "currency"),)
+
+    id: int | None = Field(default=None, primary_key=True)
+    source: str = Field(max_length=64)
+    month: str = Field(max_length=7)
+    currency: str = Field(max_length=3)
+    amount: Decimal = Field(sa_column=_exact())
+    usage_digest: str = Field(max_length=64)
+    finalized: bool
+    run_id: int = Field(foreign_key="pull_runs.id")
+    updated_at: datetime = Field(sa_column=_utc())
 
 
 class AlertOutboxRow(SQLModel, table=True):

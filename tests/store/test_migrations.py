@@ -1,0 +1,267 @@
+"""Each migration carries a database made at the revision before it forward, rows and all.
+
+:func:`database_at` builds a state database at any revision with the rows given (typed by the
+current table definitions, restricted to the columns that revision has), so a case for a new
+migration is: rows at the previous revision, ``upgrade``, then what the rows became.
+"""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+from collections.abc import AsyncIterator, Mapping, Sequence
+from contextlib import asynccontextmanager
+from datetime import UTC, date, datetime
+from decimal import Decimal
+from pathlib import Path
+from typing import Any
+
+import sqlalchemy as sa
+from sqlalchemy.engine import Connection
+from sqlalchemy.ext.asyncio import AsyncEngine
+from sqlmodel import SQLModel
+
+from reconciler.store.db import create_engine, current_revision, head_revision, upgrade
+
+Rows = Mapping[str, Sequence[Mapping[str, Any]]]
+NOW = datetime(2026, 8, 20, 12, tzinfo=UTC)
+
+
+@asynccontextmanager
+async def database_at(url: str, revision: str, rows: Rows) -> AsyncIterator[AsyncEngine]:
+    """A database migrated to ``revision`` holding ``rows`` (table name -> rows), in order."""
+    engine = create_engine(url, create=True)
+    try:
+        await upgrade(engine, revision)
+        async with engine.begin() as conn:
+            for name, table_rows in rows.items():
+                table = await conn.run_sync(_table_as_of, name)
+                if table_rows:
+                    await conn.execute(sa.insert(table), list(table_rows))
+        yield engine
+    finally:
+        await engine.dispose()
+
+
+def _table_as_of(connection: Connection, name: str) -> sa.Table:
+    """The table's current column types, for the columns the database has now."""
+    present = {c["name"] for c in sa.inspect(connection).get_columns(name)}
+    current = SQLModel.metadata.tables[name]
+    columns = [sa.Column(c.name, c.type) for c in current.columns if c.name in present]
+    return sa.Table(name, sa.MetaData(), *columns)
+
+
+def pull_run(run_id: int, source: str, provider: str) -> dict[str, Any]:
+    return {
+        "id": run_id,
+        "source": source,
+        "provider": provider,
+        "status": "succeeded",
+        "started_at": NOW,
+        "finished_at": NOW,
+        "lines_read": 0,
+        "pages": 0,
+        "api_calls": 0,
+        "retries": 0,
+        "versions_added": 0,
+        "changes_count": 0,
+        "findings_count": 0,
+        "coverage": "{}",
+        "complete": True,
+    }
+
+
+def usage_line(
+    line_id: int, provider: str, usage_type: str, unit: str, **extra: Any
+) -> dict[str, Any]:
+    values: dict[str, Any] = {
+        "id": line_id,
+        "key_hash": f"{line_id:032x}",
+        "source": provider,
+        "provider": provider,
+        "account": "acct",
+        "product": "1-7KLGH" if provider == "akamai" else "cdn_usage",
+        "product_name": "Adaptive Media Delivery" if provider == "akamai" else "CDN",
+        "usage_type": usage_type,
+        "region": "EMEA" if provider == "akamai" else "Europe",
+        "service": "",
+        "service_name": "",
+        "month": "2026-08",
+        "period_start": date(2026, 8, 1),
+        "period_end": date(2026, 8, 15),
+        "quantity": Decimal("11.3"),
+        "raw_quantity": None,
+        "unit": unit,
+        "status": "collecting",
+        "billable": None,
+        "provider_updated_at": None,
+        "present": True,
+        "versions": 1,
+        "first_run_id": 1,
+        "last_run_id": 1,
+    }
+    return {**values, **extra}
+
+
+async def test_0002_fills_the_measure_kind_of_tracked_lines(state_url: str) -> None:
+    rows: Rows = {
+        "pull_runs": [pull_run(1, "akamai", "akamai"), pull_run(2, "fastly", "fastly")],
+        "usage_lines": [
+            usage_line(1, "akamai", "95/5 Mbps", "95/5 Mbps"),
+            usage_line(2, "akamai", "Peak Mbps", "Peak Mbps"),
+            usage_line(3, "akamai", "Total MB", "GB", quantity=Decimal("12345678901.0123456789")),
+            usage_line(4, "akamai", "Storage GB", "GB", present=False),
+            usage_line(5, "fastly", "Europe Bandwidth", "GB", first_run_id=2, last_run_id=2),
+            usage_line(6, "akamai", "Edge Throughput", "Gbps"),
+        ],
+    }
+    async with database_at(state_url, "0001_initial", rows) as engine:
+        assert await upgrade(engine, "0002_measure_kinds") == ("0001_initial", "0002_measure_kinds")
+        async with engine.connect() as conn:
+            lines = SQLModel.metadata.tables["usage_lines"]
+            got = (
+                await conn.execute(
+                    sa.select(lines.c.id, lines.c.measure_kind, lines.c.quantity).order_by(
+                        lines.c.id
+                    )
+                )
+            ).all()
+        assert [(r.id, r.measure_kind) for r in got] == [
+            (1, "percentile"),
+            (2, "peak"),
+            (3, "volume"),
+            (4, "gauge"),
+            (5, "volume"),
+            (6, "percentile"),
+        ]
+        assert got[2].quantity == Decimal("12345678901.0123456789")  # carried exactly
+
+
+async def test_upgrade_from_the_first_release_reaches_head(state_url: str) -> None:
+    rows: Rows = {
+        "pull_runs": [pull_run(1, "akamai", "akamai")],
+        "usage_lines": [usage_line(1, "akamai", "95/5 Mbps", "95/5 Mbps")],
+    }
+    async with database_at(state_url, "0001_initial", rows) as engine:
+        await upgrade(engine)
+        assert await current_revision(engine) == head_revision()
+        async with engine.connect() as conn:
+            lines = SQLModel.metadata.tables["usage_lines"]
+            count = (await conn.execute(sa.select(sa.func.count()).select_from(lines))).scalar()
+        assert count == 1
+
+
+async def test_db_upgrade_command_carries_a_first_release_database(tmp_path: Path) -> None:
+    """``reconciler db upgrade`` on a database made by the first release, then ``config check``
+    lists its stat types with the kind each got."""
+    url = f"sqlite+aiosqlite:///{tmp_path / '.reconciler' / 'state.db'}"
+    rows: Rows = {
+        "pull_runs": [pull_run(1, "akamai", "akamai")],
+        "usage_lines": [
+            usage_line(1, "akamai", "95/5 Mbps", "95/5 Mbps"),
+            usage_line(2, "akamai", "Total MB", "GB"),
+        ],
+    }
+    async with database_at(url, "0001_initial", rows):
+        pass
+    (tmp_path / "reconciler.toml").write_text(
+        "[[measures]]\nprovider = 'akamai'\nusage_type = 'Total MB'\nkind = 'gauge'\n",
+        encoding="utf-8",
+    )
+    upgraded = _cli("db", "upgrade", cwd=tmp_path)
+    assert upgraded.returncode == 0, upgraded.stderr
+    assert head_revision() in upgraded.stdout
+    checked = _cli("config", "check", cwd=tmp_path)
+    assert checked.returncode == 0, checked.stderr
+    lines = checked.stdout.splitlines()
+    start = lines.index("# stat types in the state: measure kind and why")
+    assert lines[start + 1 :] == [
+        "#   akamai · Adaptive Media Delivery · 95/5 Mbps (95/5 Mbps): percentile — "
+        "built-in catalog (akamai '95/5 Mbps')",
+        "#   akamai · Adaptive Media Delivery · Total MB (GB): gauge — "
+        "[[measures]] entry 1 of the configuration (stored as volume until the source's next "
+        "pull)",
+    ]
+
+
+def _cli(*args: str, cwd: Path) -> subprocess.CompletedProcess[str]:
+    env = {k: v for k, v in os.environ.items() if not k.startswith("RECONCILER_")}
+    return subprocess.run(
+        [sys.executable, "-m", "reconciler", *args],
+        cwd=cwd,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+
+
+async def test_0003_gives_existing_runs_their_start_as_heartbeat(state_url: str) -> None:
+    started = datetime(2026, 8, 20, 8, 30, tzinfo=UTC)
+    running = {**pull_run(1, "fastly", "fastly"), "status": "running", "finished_at": None}
+    rows: Rows = {
+        "pull_runs": [
+            {**running, "started_at": started, "lines_read": 7},
+            {**pull_run(2, "fastly", "fastly"), "lines_read": 9},
+        ]
+    }
+    async with database_at(state_url, "0002_measure_kinds", rows) as engine:
+        assert await upgrade(engine, "0003_run_heartbeat") == (
+            "0002_measure_kinds",
+            "0003_run_heartbeat",
+        )
+        async with engine.connect() as conn:
+            runs = SQLModel.metadata.tables["pull_runs"]
+            got = (
+                await conn.execute(
+                    sa.select(runs.c.status, runs.c.lines_read, runs.c.heartbeat_at).order_by(
+                        runs.c.id
+                    )
+                )
+            ).all()
+        assert [tuple(r) for r in got] == [("running", 7, started), ("succeeded", 9, NOW)]
+
+
+async def test_0004_keeps_review_items_without_an_impact(state_url: str) -> None:
+    finding = {
+        "id": 1,
+        "fingerprint": "f1",
+        "category": "drift",
+        "kind": "restated",
+        "severity": "critical",
+        "source": "akamai",
+        "provider": "akamai",
+        "account": "",
+        "product": "",
+        "product_name": "",
+        "usage_type": "",
+        "region": "",
+        "service": "",
+        "month": "2026-07",
+        "after_quantity": Decimal("141.588"),
+        "message": "",
+        "state": "open",
+        "values_hash": "h",
+        "raised_at": NOW,
+        "updated_at": NOW,
+    }
+    rows: Rows = {"pull_runs": [pull_run(1, "akamai", "akamai")], "findings": [finding]}
+    async with database_at(state_url, "0003_run_heartbeat", rows) as engine:
+        assert await upgrade(engine, "0004_cost") == ("0003_run_heartbeat", "0004_cost")
+        async with engine.connect() as conn:
+            findings = SQLModel.metadata.tables["findings"]
+            got = (
+                await conn.execute(
+                    sa.select(
+                        findings.c.fingerprint,
+                        findings.c.after_quantity,
+                        findings.c.impact_amount,
+                        findings.c.impact_currency,
+                    )
+                )
+            ).all()
+            costs = SQLModel.metadata.tables["expected_costs"]
+            count = (await conn.execute(sa.select(sa.func.count()).select_from(costs))).scalar()
+        assert [tuple(r) for r in got] == [("f1", Decimal("141.588"), None, None)]
+        assert count == 0
