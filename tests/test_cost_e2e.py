@@ -222,3 +222,45 @@ async def test_the_report_shows_the_audit_and_the_projected_invoice(
     exported = cost_json(data.costs)
     assert exported is not None
     assert {m["currency"] for m in exported["months"]} == {"USD"}
+
+
+async def test_invoices_that_disagree_with_the_contract_are_caught(
+    engine: AsyncEngine, sandbox: SandboxServer
+) -> None:
+    day = "2024-01-01"
+    sandbox.state.add_events(
+        [
+            # May: billed for 10% more North America bandwidth than was used (an overcharge).
+            {"kind": "invoice_overcharge", "provider": "fastly", "day": day, "month": "2024-05",
+             "usage_type": "North America Bandwidth", "factor": "1.1"},
+            # June: Europe bandwidth billed at 0.15 instead of 0.12 (a wrong rate).
+            {"kind": "invoice_rate", "provider": "fastly", "day": day, "month": "2024-06",
+             "usage_type": "Europe Bandwidth", "factor": "1.25"},
+            # The contract's 25 USD credit is on May's invoice, missing from June's.
+            {"kind": "invoice_credit", "provider": "fastly", "day": day, "month": "2024-05",
+             "factor": "25"},
+        ]
+    )  # fmt: skip
+    credit = {"name": "SLA credit", "source": "fastly", "amount": "25 USD"}
+    settings = settings_for(sandbox, contract(), credits=[credit])
+    await pull(engine, settings, sandbox, TODAY)
+    items = await open_items(engine)
+    assert findings(items, "cost_mismatch", "rate_mismatch", "invoice_mismatch") == [
+        ("cost_mismatch", "2024-05", "North America Bandwidth"),
+        ("cost_mismatch", "2024-05", "total"),
+        ("cost_mismatch", "2024-06", "Europe Bandwidth"),
+        ("cost_mismatch", "2024-06", "total"),
+        ("invoice_mismatch", "2024-05", "North America Bandwidth"),
+        ("rate_mismatch", "2024-06", "Europe Bandwidth"),
+    ]
+    june_total = next(
+        i
+        for i in items
+        if i.kind == "cost_mismatch" and i.usage_type == "total" and i.month.month == 6
+    )
+    europe = next(
+        i for i in items if i.kind == "cost_mismatch" and i.usage_type == "Europe Bandwidth"
+    )
+    assert june_total.impact is not None and europe.impact is not None
+    # June's total is off by the wrong rate and by the missing 25 USD credit.
+    assert abs(june_total.impact - europe.impact - Decimal(25)) <= Decimal("0.01")
