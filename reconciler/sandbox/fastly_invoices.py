@@ -21,6 +21,7 @@ from decimal import ROUND_DOWN, ROUND_HALF_EVEN, Decimal
 from typing import Any
 
 from reconciler.domain import Month
+from reconciler.sandbox import invoice_faults
 from reconciler.sandbox.events import EventKind, SandboxEvent
 from reconciler.sandbox.fastly_data import FastlyData
 from reconciler.sandbox.scenario import det_id, det_int
@@ -128,18 +129,33 @@ def _line_items(
         if quantity is None:
             continue
         rate, _ = data.money(quantity.value, usage_type)
+        ref = data.line_ref(usage_type, month, None)
+        units, rate = invoice_faults.billed(events, ref, as_of, quantity.value, rate)
         if scenario.fastly_invoice_tiers:
-            first = (quantity.value / 2).quantize(Decimal("0.001"), ROUND_DOWN)
+            first = (units / 2).quantize(Decimal("0.001"), ROUND_DOWN)
             second_rate = (rate * TIER_DISCOUNT).normalize()
             items.append(_usage_item(data, usage_type, first, rate, coupon=coupon))
-            rest = quantity.value - first
-            items.append(_usage_item(data, usage_type, rest, second_rate, coupon=coupon))
+            items.append(_usage_item(data, usage_type, units - first, second_rate, coupon=coupon))
         else:
-            items.append(_usage_item(data, usage_type, quantity.value, rate, coupon=coupon))
-    usage_total = sum((item["amount"] for item in items), Decimal(0))
-    total = usage_total
+            items.append(_usage_item(data, usage_type, units, rate, coupon=coupon))
+    for number, credit in enumerate(invoice_faults.credits(events, month, as_of), start=1):
+        items.append(
+            {
+                "description": "Service credit",
+                "amount": -credit,
+                "credit_coupon_code": f"CREDIT{number}",
+                "rate": Decimal(0),
+                "units": Decimal(0),
+                "product_name": "Service credit",
+                "product_group": "Credits",
+                "product_line": "Credits",
+                "region": "",
+                "usage_type": "credit",
+            }
+        )
+    total = sum((item["amount"] for item in items), Decimal(0))
     if scenario.fastly_invoice_fees and items:
-        tax = ((usage_total + PLATFORM_FEE) * SALES_TAX).quantize(Decimal("0.01"), ROUND_HALF_EVEN)
+        tax = ((total + PLATFORM_FEE) * SALES_TAX).quantize(Decimal("0.01"), ROUND_HALF_EVEN)
         items.append(_fee_item("Platform fee", PLATFORM_FEE, Decimal(1), coupon=coupon))
         items.append(_fee_item("Sales tax", tax, None, coupon=coupon))
         total += PLATFORM_FEE + tax

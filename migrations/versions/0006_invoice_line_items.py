@@ -1,7 +1,7 @@
 """invoice line items: every item kept (tiers, credits, fees), its invoice and billing period
 
-Revision ID: 0004_invoice_line_items
-Revises: 0003_run_heartbeat
+Revision ID: 0006_invoice_line_items
+Revises: 0005_alert_blocks
 Create Date: 2026-12-01 22:00:00.000000
 """
 
@@ -15,8 +15,8 @@ from alembic import op
 
 import reconciler.store.types
 
-revision: str = "0004_invoice_line_items"
-down_revision: str | None = "0003_run_heartbeat"
+revision: str = "0006_invoice_line_items"
+down_revision: str | None = "0005_alert_blocks"
 branch_labels: str | Sequence[str] | None = None
 depends_on: str | Sequence[str] | None = None
 
