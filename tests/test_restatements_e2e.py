@@ -138,6 +138,7 @@ async def test_a_large_change_at_finalization_is_a_warning_with_its_delta(
                 "day": "2024-07-03",
                 "month": "2024-06",
                 "product": "1-ABC012",
+                "usage_type": "Total MB",  # billable (a not-billable stat's drift is info)
                 "factor": "0.1",
             }
         ]
