@@ -295,8 +295,9 @@ def render_status(status: OutboxStatus) -> str:
             continue  # Slack's own counts are the lines above
         c = channel.counts
         last = _iso(channel.last_sent_at) or "never"
+        name = channel.route.removeprefix("channel:")
         lines.append(
-            f"channel {channel.route.removeprefix('channel:')}: {c.get(SENT, 0)} sent, {c.get(FAILED, 0)} failed, "
+            f"channel {name}: {c.get(SENT, 0)} sent, {c.get(FAILED, 0)} failed, "
             f"{c.get(PENDING, 0) + c.get(SENDING, 0)} waiting, last success {last}"
         )
     for destination in status.destinations:
