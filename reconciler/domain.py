@@ -317,6 +317,7 @@ class PlanItem:
     after: Observation | None
     message: str = ""
     product_name: str = ""
+    service_name: str = ""
 
     @property
     def delta(self) -> Decimal | None:
@@ -334,5 +335,5 @@ class PlanItem:
         if self.region:
             label += f" [{self.region}]"
         if self.service:
-            label += f" service {self.service}"
+            label += f" service {self.service_name or self.service}"
         return label

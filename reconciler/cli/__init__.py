@@ -16,6 +16,7 @@ from typing import Any, TypeVar
 import click
 
 from reconciler import __version__
+from reconciler.cli.faults import explain
 from reconciler.errors import ConfigError, ReconcilerError
 from reconciler.logs import redact, setup_logging
 from reconciler.settings import Settings, load_settings
@@ -82,6 +83,9 @@ def main() -> None:
             sys.exit(status)
     except click.exceptions.Exit as exc:
         sys.exit(exc.exit_code)
+    except click.UsageError as exc:
+        exc.show()
+        sys.exit(1)  # never 2: with --detailed-exitcode, 2 means "items to review"
     except click.ClickException as exc:
         exc.show()
         sys.exit(exc.exit_code)
@@ -97,3 +101,9 @@ def main() -> None:
     except KeyboardInterrupt:
         click.echo("interrupted", err=True)
         sys.exit(130)
+    except Exception as exc:
+        message = explain(exc)
+        if message is None:
+            raise
+        click.echo(redact(f"error: {message}"), err=True)
+        sys.exit(1)

@@ -13,11 +13,18 @@ import click
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from reconciler.cli import AppContext, cli, pass_app, run_async
-from reconciler.domain import utcnow
-from reconciler.errors import ConfigError
+from reconciler.cli.faults import explain
+from reconciler.domain import Severity, utcnow
+from reconciler.errors import ConfigError, ReconcilerError
 from reconciler.providers.base import PullStats
 from reconciler.providers.http import HttpClient
-from reconciler.reconcile.plan import Plan, parse_saved_plan, render_json, render_text
+from reconciler.reconcile.plan import (
+    Plan,
+    SavedPlan,
+    parse_saved_plan,
+    render_json,
+    render_text,
+)
 from reconciler.refresh import RunOutcome, refresh_source
 from reconciler.settings import Settings
 from reconciler.store.db import open_state, reader
@@ -90,18 +97,32 @@ async def refresh_all(
     async with HttpClient() as http:
         for name in names:
             progress = _Progress(name)
-            outcome = await refresh_source(
-                engine,
-                settings,
-                name,
-                http,
-                today=as_of,
-                alert_hook=outbox_hook(settings),
-                on_page=progress,
-            )
-            progress.done()
+            try:
+                outcome = await refresh_source(
+                    engine,
+                    settings,
+                    name,
+                    http,
+                    today=as_of,
+                    alert_hook=outbox_hook(settings),
+                    on_page=progress,
+                )
+            except Exception as exc:
+                # A database fault (full disk, lost connection) fails this source alone.
+                outcome = failed_outcome(settings, name, exc)
+            finally:
+                progress.done()
             outcomes.append(outcome)
     return outcomes
+
+
+def failed_outcome(settings: Settings, name: str, error: Exception) -> RunOutcome:
+    """The outcome of a pull that a fault outside the provider stopped (re-raises a bug)."""
+    message = explain(error)
+    if message is None:
+        raise error
+    provider = settings.sources[settings.source_index(name)].provider
+    return RunOutcome(name, provider, 0, PullStats(), 0.0, error=message)
 
 
 @cli.command()
@@ -129,9 +150,27 @@ def pull(app: AppContext, sources: tuple[str, ...], as_of: date | None) -> None:
         raise click.exceptions.Exit(1)
 
 
+def _render_plan(the_plan: Plan, fmt: str, limit: int, stale: dict[str, str]) -> str:
+    if fmt == "json":
+        return render_json(the_plan, stale)
+    if fmt == "md":
+        from reconciler.reconcile.plan_markdown import render_markdown
+
+        return render_markdown(the_plan)
+    return render_text(the_plan, limit_per_kind=limit)
+
+
 @cli.command()
 @click.option("--no-refresh", is_flag=True, help="Plan from the stored state without pulling.")
-@click.option("--json", "as_json", is_flag=True, help="Print the plan as JSON.")
+@click.option(
+    "--format",
+    "fmt",
+    type=click.Choice(["text", "json", "md"]),
+    default="text",
+    show_default=True,
+    help="text for a terminal, json for tools, md for a CI log or pull-request comment.",
+)
+@click.option("--json", "as_json", is_flag=True, help="Print the plan as JSON (--format json).")
 @click.option(
     "--out",
     type=click.Path(path_type=Path, dir_okay=False),
@@ -140,13 +179,23 @@ def pull(app: AppContext, sources: tuple[str, ...], as_of: date | None) -> None:
 @click.option(
     "--detailed-exitcode",
     is_flag=True,
-    help="Exit 0 when there is nothing to review, 2 when there is, 1 on error.",
+    help="Exit 2 when an item at or above --min-severity needs review, 0 when none does, "
+    "1 on any error.",
+)
+@click.option(
+    "--min-severity",
+    type=click.Choice([s.value for s in Severity]),
+    default=Severity.WARNING.value,
+    show_default=True,
+    help="The least severity that makes --detailed-exitcode exit 2 (info: routine month "
+    "closes too).",
 )
 @click.option("--source", "sources", multiple=True, help="Only this source (repeatable).")
 @click.option(
     "--limit",
     default=50,
     show_default=True,
+    type=click.IntRange(min=0),
     help="Items shown per kind and source in the text plan (0: all).",
 )
 @as_of_option
@@ -154,14 +203,20 @@ def pull(app: AppContext, sources: tuple[str, ...], as_of: date | None) -> None:
 def plan(
     app: AppContext,
     no_refresh: bool,
+    fmt: str,
     as_json: bool,
     out: Path | None,
     detailed_exitcode: bool,
+    min_severity: str,
     sources: tuple[str, ...],
     limit: int,
     as_of: date | None,
 ) -> None:
-    """Refresh, then show drift and expectation findings to review, like 'terraform plan'."""
+    """Refresh, then show drift and expectation findings to review, like 'terraform plan'.
+
+    Exit status: 0 done, 1 on any error (a failed refresh, bad usage); with
+    --detailed-exitcode, 2 when an item at or above --min-severity needs review.
+    """
     settings = app.settings
     names = _selected(settings, sources)
 
@@ -174,24 +229,47 @@ def plan(
     the_plan, outcomes = run_async(_plan())
     for outcome in outcomes:
         click.echo(outcome.summary(), err=True)
+    stale = {o.source: o.error or "" for o in outcomes if not o.ok}
     if out is not None:
-        _write_private(out, render_json(the_plan))
+        _write_private(out, render_json(the_plan, stale))
         click.echo(f"plan saved to {out} (serial {the_plan.serial})", err=True)
-    click.echo(
-        render_json(the_plan) if as_json else render_text(the_plan, limit_per_kind=limit), nl=False
-    )
-    if not all(o.ok for o in outcomes):
+    click.echo(_render_plan(the_plan, "json" if as_json else fmt, limit, stale), nl=False)
+    if stale:
         raise click.exceptions.Exit(1)
-    if detailed_exitcode and not the_plan.empty:
+    if detailed_exitcode and the_plan.needs_review(Severity(min_severity)):
         raise click.exceptions.Exit(2)
 
 
 def _write_private(path: Path, text: str) -> None:
+    """Write a plan file atomically and owner-only (0600), even over an existing file."""
+    import contextlib
     import os
+    import secrets
 
-    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
-    with os.fdopen(fd, "w", encoding="utf-8") as handle:
-        handle.write(text)
+    temporary = path.with_name(f".{path.name}.{secrets.token_hex(6)}.tmp")
+    try:
+        fd = os.open(temporary, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+        with os.fdopen(fd, "w", encoding="utf-8") as handle:
+            os.fchmod(handle.fileno(), 0o600)
+            handle.write(text)
+            handle.flush()
+            os.fsync(handle.fileno())
+        temporary.replace(path)
+    except OSError as exc:
+        with contextlib.suppress(OSError):
+            temporary.unlink()
+        raise ReconcilerError(
+            f"cannot save the plan to {path}: {exc.strerror or exc} (nothing was written)"
+        ) from exc
+
+
+def _read_plan(path: Path) -> SavedPlan:
+    try:
+        text = path.read_text(encoding="utf-8")
+    except (OSError, UnicodeDecodeError) as exc:
+        reason = exc.strerror if isinstance(exc, OSError) else "it is not UTF-8 text"
+        raise ReconcilerError(f"cannot read the plan {path}: {reason}") from None
+    return parse_saved_plan(text, str(path))
 
 
 def _who() -> str:
@@ -225,7 +303,7 @@ def apply(
             return await build_plan(conn, utcnow())
 
     if planfile is not None:
-        saved = parse_saved_plan(planfile.read_text(encoding="utf-8"), str(planfile))
+        saved = _read_plan(planfile)
         serial, expected = saved.serial, saved.acknowledgements
         click.echo(f"Applying {planfile}: {len(expected)} item(s), made at serial {serial}.")
     else:
