@@ -24,7 +24,9 @@ from reconciler.reconcile.plan import (
     parse_saved_plan,
     render_json,
     render_text,
+    shown_items,
 )
+from reconciler.reconcile.plan_groups import plural
 from reconciler.refresh import RunOutcome, refresh_source
 from reconciler.settings import Settings
 from reconciler.store.db import open_state, reader
@@ -280,21 +282,42 @@ def _who() -> str:
     return f"{user}@{socket.gethostname()}"
 
 
+_NO_TERMINAL = (
+    "apply asks for confirmation and there is no terminal to ask on: review with "
+    "'reconciler plan', then run 'reconciler apply --auto-approve', or save a plan with "
+    "'reconciler plan --out FILE' and run 'reconciler apply FILE'"
+)
+
+
 @cli.command()
 @click.argument(
     "planfile", required=False, type=click.Path(path_type=Path, dir_okay=False, exists=True)
 )
 @click.option("--auto-approve", is_flag=True, help="Do not ask for confirmation.")
+@click.option(
+    "--limit",
+    default=50,
+    show_default=True,
+    type=click.IntRange(min=0),
+    help="Items shown per kind and source (0: all); only the items shown are acknowledged.",
+)
 @click.option("--note", help="A note recorded with the acknowledgement.")
 @click.option("--by", "who", help="Who acknowledges (default: user@host).")
 @pass_app
 def apply(
-    app: AppContext, planfile: Path | None, auto_approve: bool, note: str | None, who: str | None
+    app: AppContext,
+    planfile: Path | None,
+    auto_approve: bool,
+    limit: int,
+    note: str | None,
+    who: str | None,
 ) -> None:
     """Acknowledge exactly what a plan showed; refuses a plan made from an older state.
 
-    With PLANFILE (from 'plan --out') applies that plan; without, shows the current plan
-    (from the stored state, no refresh) and asks for 'yes'.
+    With PLANFILE (from 'plan --out') applies that plan without asking, like 'terraform
+    apply PLANFILE'. Without, shows the current plan (from the stored state, no refresh),
+    asks for 'yes' and acknowledges exactly the items it showed; items it did not show
+    (past --limit) stay open.
     """
     settings = app.settings
 
@@ -302,23 +325,25 @@ def apply(
         async with open_state(settings.database_url) as engine, reader(engine).connect() as conn:
             return await build_plan(conn, utcnow())
 
+    left_open = 0
     if planfile is not None:
         saved = _read_plan(planfile)
         serial, expected = saved.serial, saved.acknowledgements
-        click.echo(f"Applying {planfile}: {len(expected)} item(s), made at serial {serial}.")
+        click.echo(
+            f"Applying {planfile}: {plural(len(expected), 'item')}, made at serial {serial}."
+        )
     else:
         current = run_async(_current())
-        click.echo(render_text(current), nl=False)
-        serial, expected = current.serial, current.expected_acknowledgements()
+        click.echo(render_text(current, limit_per_kind=limit), nl=False)
+        shown = shown_items(current, limit_per_kind=limit)
+        serial = current.serial
+        expected = {i.fingerprint: current.values_hashes[i.fingerprint] for i in shown}
+        left_open = len(current.items) - len(expected)
     if not expected:
         click.echo("Nothing to acknowledge.")
         return
-    if not auto_approve:
-        click.echo("\nreconciler will acknowledge the items above. Only 'yes' will be accepted.")
-        answer = click.prompt("Enter a value", default="", show_default=False)
-        if answer.strip() != "yes":
-            click.echo("Apply cancelled.")
-            raise click.exceptions.Exit(1)
+    if planfile is None and not auto_approve:
+        _confirm(len(expected), left_open)
 
     async def _apply() -> int:
         async with open_state(settings.database_url) as engine:
@@ -327,4 +352,22 @@ def apply(
             )
 
     count = run_async(_apply())
-    click.echo(f"Apply complete! {count} item(s) acknowledged.")
+    click.echo(f"Apply complete! {plural(count, 'item')} acknowledged.")
+    if left_open:
+        click.echo(
+            f"{plural(left_open, 'item')} not shown {'stays' if left_open == 1 else 'stay'} "
+            "open: run 'reconciler apply' again, or with --limit 0 to see every item."
+        )
+
+
+def _confirm(count: int, left_open: int) -> None:
+    if not sys.stdin.isatty():
+        raise ReconcilerError(_NO_TERMINAL)
+    what = f"the {plural(count, 'item')} above" if count != 1 else "the item above"
+    if left_open:
+        what += f" (not the {plural(left_open, 'item')} left out)"
+    click.echo(f"\nreconciler will acknowledge {what}. Only 'yes' will be accepted.")
+    answer = click.prompt("Enter a value", default="", show_default=False)
+    if answer.strip() != "yes":
+        click.echo("Apply cancelled.")
+        raise click.exceptions.Exit(1)

@@ -9,11 +9,12 @@ import click
 from sqlalchemy import select
 
 from reconciler.cli import AppContext, cli, pass_app, run_async
-from reconciler.domain import FindingState, canonical_decimal
+from reconciler.domain import FindingState, PlanItem, canonical_decimal
 from reconciler.reconcile.plan import describe, format_quantity, item_json
 from reconciler.store.db import open_state, reader
 from reconciler.store.ingest import lines_t, versions_t
 from reconciler.store.items import load_items
+from reconciler.store.review import ReviewRecord, review_records
 
 
 def _line_json(row: Any) -> dict[str, Any]:
@@ -27,6 +28,7 @@ def _line_json(row: Any) -> dict[str, Any]:
         "usage_type": row.usage_type,
         "region": row.region,
         "service": row.service,
+        "service_name": row.service_name,
         "month": row.month,
         "period_start": str(row.period_start),
         "period_end": str(row.period_end),
@@ -82,7 +84,7 @@ def state_list(
         if as_json:
             click.echo(json.dumps(_line_json(row)))
         else:
-            service = f" service {row.service}" if row.service else ""
+            service = f" service {row.service_name or row.service}" if row.service else ""
             region = f" [{row.region}]" if row.region else ""
             click.echo(
                 f"{row.key_hash[:12]}  {row.source}  {row.month}  {row.product_name or row.product}"
@@ -150,16 +152,34 @@ def findings(
     settings = app.settings
     wanted = [FindingState(s) for s in states] or [FindingState.OPEN]
 
-    async def _load() -> list[Any]:
+    async def _load() -> tuple[list[PlanItem], dict[str, ReviewRecord]]:
         async with open_state(settings.database_url) as engine, reader(engine).connect() as conn:
-            return await load_items(conn, wanted, list(sources) or None)
+            items = await load_items(conn, wanted, list(sources) or None)
+            return items, await review_records(conn, wanted)
 
-    items = run_async(_load())
+    items, records = run_async(_load())
     if as_json:
-        click.echo(json.dumps([item_json(item) for item in items], indent=2))
+        click.echo(
+            json.dumps(
+                [_finding_json(item, records.get(item.fingerprint)) for item in items], indent=2
+            )
+        )
         return
     if not items:
         click.echo(f"No {' or '.join(s.value for s in wanted)} items.")
         return
     for item in items:
         click.echo("\n".join(describe(item)))
+        record = records.get(item.fingerprint)
+        if record is not None and record.acknowledged_at is not None:
+            click.echo(f"      {record.describe()}")
+
+
+def _finding_json(item: PlanItem, record: ReviewRecord | None) -> dict[str, Any]:
+    data = item_json(item)
+    at = record.acknowledged_at if record else None
+    data["state"] = record.state if record else None
+    data["acknowledged_at"] = at.isoformat() if at else None
+    data["acknowledged_by"] = record.acknowledged_by if record else None
+    data["note"] = record.note if record else None
+    return data

@@ -183,16 +183,46 @@ def _service_change(item: PlanItem) -> str:
     return f"{name} ({_signed(delta)})" if delta is not None else name
 
 
-def _source_block(source: str, items: list[PlanItem], limit_per_kind: int) -> list[str]:
-    out = [f"Source {source} ({items[0].provider}):"]
-    shown: Counter[str] = Counter()
+def _select(items: list[PlanItem], limit_per_kind: int) -> tuple[list[ItemGroup], Counter[str]]:
+    """The item groups a text plan shows (at most ``limit_per_kind`` per kind) and how many
+    items of each kind it leaves out."""
+    shown: list[ItemGroup] = []
+    per_kind: Counter[str] = Counter()
     hidden: Counter[str] = Counter()
     for group in group_services([i for i in items if not is_routine(i)]):
         kind = group.item.kind
-        if limit_per_kind and shown[kind] >= limit_per_kind:
+        if limit_per_kind and per_kind[kind] >= limit_per_kind:
             hidden[kind] += 1 + len(group.services)
             continue
-        shown[kind] += 1
+        per_kind[kind] += 1
+        shown.append(group)
+    return shown, hidden
+
+
+def _by_source(plan: Plan) -> dict[str, list[PlanItem]]:
+    by_source: dict[str, list[PlanItem]] = {}
+    for item in plan.items:
+        by_source.setdefault(item.source, []).append(item)
+    return by_source
+
+
+def shown_items(plan: Plan, *, limit_per_kind: int = 50) -> list[PlanItem]:
+    """Exactly the items ``render_text`` shows with this limit (a routine month close and the
+    services listed under an account line count as shown): what a plain ``apply`` may
+    acknowledge after displaying the plan."""
+    shown: list[PlanItem] = []
+    for items in _by_source(plan).values():
+        groups, _ = _select(items, limit_per_kind)
+        for group in groups:
+            shown += [group.item, *group.services]
+        shown += [i for i in items if is_routine(i)]
+    return shown
+
+
+def _source_block(source: str, items: list[PlanItem], limit_per_kind: int) -> list[str]:
+    out = [f"Source {source} ({items[0].provider}):"]
+    groups, hidden = _select(items, limit_per_kind)
+    for group in groups:
         out.extend(_describe_group(group))
     for kind, count in hidden.items():
         out.append(f"  … and {count:,} more {kind.replace('_', ' ')} (see --json or --limit 0)")
@@ -216,10 +246,7 @@ def render_text(plan: Plan, *, limit_per_kind: int = 50) -> str:
         LEGEND,
         "",
     ]
-    by_source: dict[str, list[PlanItem]] = {}
-    for item in plan.items:
-        by_source.setdefault(item.source, []).append(item)
-    for source, items in by_source.items():
+    for source, items in _by_source(plan).items():
         out.extend(_source_block(source, items, limit_per_kind))
     out.append(summary_line(plan))
     return "\n".join(out) + "\n"
