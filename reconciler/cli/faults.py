@@ -125,11 +125,18 @@ def _os_error(error: OSError) -> str | None:
             f"cannot listen: {reason}: another process uses the port; stop it or change "
             "[daemon] listen ('' turns the HTTP endpoint off)"
         )
+    if error.errno in (errno.EEXIST, errno.ENOTDIR):
+        return (
+            f"{reason}{where}: a file is where a directory should be; fix the path in the "
+            "configuration or move the file"
+        )
     if error.errno in (errno.ECONNREFUSED, errno.EHOSTUNREACH, errno.ENETUNREACH):
         return (
             f"cannot connect to the database server: {reason}: check that it is running and "
             "that [state] database_url names it"
         )
+    if error.filename:  # a file of the user's: missing, unreadable, on a failing disk
+        return f"{reason}{where}: check the path and its permissions"
     return None
 
 

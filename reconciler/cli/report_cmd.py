@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from datetime import datetime
+from datetime import UTC, date, datetime, time
 from pathlib import Path
 from typing import cast
 
@@ -23,6 +23,15 @@ def _month(_ctx: click.Context, param: click.Parameter, value: str | None) -> Mo
         return Month.parse(value)
     except ValueError:
         raise click.BadParameter(f"{value!r} is not a month (expected YYYY-MM)") from None
+
+
+def _day(_ctx: click.Context, param: click.Parameter, value: str | None) -> date | None:
+    if value is None:
+        return None
+    try:
+        return date.fromisoformat(value)
+    except ValueError:
+        raise click.BadParameter(f"{value!r} is not a date (expected YYYY-MM-DD)") from None
 
 
 def months_of(
@@ -70,6 +79,12 @@ def months_of(
     type=click.Path(path_type=Path, dir_okay=False),
     help="File to write (default: a dated file in the reports directory).",
 )
+@click.option(
+    "--as-of",
+    callback=_day,
+    help="Report as of this UTC day (YYYY-MM-DD): its months and month-end projections "
+    "(for backfills, the demo and the sandbox's simulated clock).",
+)
 @pass_app
 def report(
     app: AppContext,
@@ -79,6 +94,7 @@ def report(
     sources: tuple[str, ...],
     fmt: str,
     out: Path | None,
+    as_of: date | None,
 ) -> None:
     """Write a review report of the state and print its path.
 
@@ -96,7 +112,8 @@ def report(
     if unknown:
         raise ConfigError([f"sources: no source named {name!r}" for name in unknown])
     now = utcnow()
-    first_month, last_month = months_of(settings, now, month, first, last)
+    described = now if as_of is None else datetime.combine(as_of, time(23, 59, 59), tzinfo=UTC)
+    first_month, last_month = months_of(settings, described, month, first, last)
     report_format = cast(ReportFormat, fmt)
     path = out or settings.reports_directory / dated_name(report_format, now)
     request = ReportRequest(
@@ -109,7 +126,7 @@ def report(
     async def _write() -> Path:
         async with open_state(settings.database_url) as engine:
             outputs = await write_report(
-                engine, settings, request, now, [report_format], {report_format: path}
+                engine, settings, request, described, [report_format], {report_format: path}
             )
         return outputs[0].path
 

@@ -50,9 +50,9 @@ def _selected(settings: Settings, names: Sequence[str]) -> list[str]:
 class _Progress:
     """Pages and lines so far, on one refreshed terminal line (nothing when not a terminal)."""
 
-    def __init__(self, source: str) -> None:
+    def __init__(self, source: str, *, quiet: bool = False) -> None:
         self.source = source
-        self.enabled = sys.stderr.isatty()
+        self.enabled = sys.stderr.isatty() and not quiet
 
     def __call__(self, stats: PullStats) -> None:
         if self.enabled:
@@ -86,7 +86,12 @@ as_of_option = click.option(
 
 
 async def refresh_all(
-    engine: AsyncEngine, settings: Settings, names: Sequence[str], as_of: date | None = None
+    engine: AsyncEngine,
+    settings: Settings,
+    names: Sequence[str],
+    as_of: date | None = None,
+    *,
+    quiet: bool = False,
 ) -> list[RunOutcome]:
     from reconciler.alerts.hook import outbox_hook
 
@@ -98,7 +103,7 @@ async def refresh_all(
     outcomes = []
     async with HttpClient() as http:
         for name in names:
-            progress = _Progress(name)
+            progress = _Progress(name, quiet=quiet)
             try:
                 outcome = await refresh_source(
                     engine,
@@ -143,11 +148,12 @@ def pull(app: AppContext, sources: tuple[str, ...], as_of: date | None) -> None:
 
     async def _pull() -> list[RunOutcome]:
         async with open_state(settings.database_url) as engine:
-            return await refresh_all(engine, settings, names, as_of)
+            return await refresh_all(engine, settings, names, as_of, quiet=app.quiet)
 
     outcomes = run_async(_pull())
     for outcome in outcomes:
-        click.echo(outcome.summary())
+        if not (app.quiet and outcome.ok):
+            click.echo(outcome.summary())
     if not all(o.ok for o in outcomes):
         raise click.exceptions.Exit(1)
 
@@ -224,13 +230,18 @@ def plan(
 
     async def _plan() -> tuple[Plan, list[RunOutcome]]:
         async with open_state(settings.database_url) as engine:
-            outcomes = [] if no_refresh else await refresh_all(engine, settings, names, as_of)
+            outcomes = (
+                []
+                if no_refresh
+                else await refresh_all(engine, settings, names, as_of, quiet=app.quiet)
+            )
             async with reader(engine).connect() as conn:
                 return await build_plan(conn, utcnow(), list(sources) or None), outcomes
 
     the_plan, outcomes = run_async(_plan())
     for outcome in outcomes:
-        click.echo(outcome.summary(), err=True)
+        if not (app.quiet and outcome.ok):
+            click.echo(outcome.summary(), err=True)
     stale = {o.source: o.error or "" for o in outcomes if not o.ok}
     if out is not None:
         _write_private(out, render_json(the_plan, stale))
