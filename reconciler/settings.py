@@ -27,6 +27,13 @@ from pydantic import (
 )
 from pydantic_settings import BaseSettings, PydanticBaseSettingsSource, SettingsConfigDict
 
+from reconciler.cost_settings import (
+    CommitmentSettings,
+    CreditSettings,
+    MoneyValue,
+    RateSettings,
+    rate_card_problems,
+)
 from reconciler.domain import ChangeKind, Month, Severity
 from reconciler.errors import ConfigError
 from reconciler.reconcile.measures import MeasureKind
@@ -132,6 +139,7 @@ class _SourceBase(_Strict):
     timeout_s: float = Field(default=60.0, gt=0)
     max_retries: int = Field(default=5, ge=0, le=20)
     retry_cap_s: float = Field(default=60.0, gt=0)
+    min_impact: MoneyValue | None = None
     # The whole pull's deadline, whatever its requests and retries do.
     pull_timeout_s: float = Field(default=1800.0, gt=0)
 
@@ -216,6 +224,7 @@ class ExpectationSettings(_Strict):
     )
     unit: str | None = None
     invoices: dict[str, Quantity] = Field(default_factory=dict)
+    monthly_budget: MoneyValue | None = None
     severity: Severity | None = None
 
     @field_validator("tolerance", mode="before")
@@ -233,9 +242,10 @@ class ExpectationSettings(_Strict):
     @model_validator(mode="after")
     def _has_a_limit(self) -> ExpectationSettings:
         limits = (self.monthly_max, self.monthly_min, self.monthly_quantity, self.unit)
-        if all(v is None for v in limits) and not self.invoices:
+        if all(v is None for v in limits) and not self.invoices and self.monthly_budget is None:
             raise ValueError(
-                "declares nothing: set monthly_max, monthly_min, monthly_quantity, unit or invoices"
+                "declares nothing: set monthly_max, monthly_min, monthly_quantity, unit, "
+                "invoices or monthly_budget"
             )
         if (
             self.monthly_min is not None
@@ -261,6 +271,22 @@ class ExpectationSettings(_Strict):
         return label
 
 
+class CostSettings(_Strict):
+    """How the invoice audit compares amounts (beyond the invoice's own rounding)."""
+
+    invoice_tolerance: Annotated[
+        Tolerance, PlainSerializer(str, return_type=str, when_used="json")
+    ] = Tolerance(absolute=Decimal(0))
+    rate_tolerance: Annotated[
+        Tolerance, PlainSerializer(str, return_type=str, when_used="json")
+    ] = Tolerance(percent=Decimal("0.5"))
+
+    @field_validator("invoice_tolerance", "rate_tolerance", mode="before")
+    @classmethod
+    def _tolerance(cls, value: Any) -> Tolerance:
+        return Tolerance.parse(value)
+
+
 class MeasureSettings(_Strict):
     """A ``[[measures]]`` entry: the measure kind of the stats it matches (globs)."""
 
@@ -277,6 +303,7 @@ class SlackRouteSettings(_Strict):
     webhook_url_file: Path | None = None
     webhook_url_credential: str | None = None
     min_severity: Severity | None = None
+    min_impact: MoneyValue | None = None
 
     def webhook_ref(self, index: int) -> SecretRef | None:
         if not (self.webhook_url_env or self.webhook_url_file or self.webhook_url_credential):
@@ -360,6 +387,10 @@ class Settings(BaseSettings):
     state: StateSettings = StateSettings()
     sources: list[SourceSettings] = Field(default_factory=list)
     expectations: list[ExpectationSettings] = Field(default_factory=list)
+    rates: list[RateSettings] = Field(default_factory=list)
+    commitments: list[CommitmentSettings] = Field(default_factory=list)
+    credits: list[CreditSettings] = Field(default_factory=list)
+    cost: CostSettings = CostSettings()
     measures: list[MeasureSettings] = Field(default_factory=list)
     severities: dict[ChangeKind, Severity] = Field(default_factory=dict)
     alerts: AlertSettings = AlertSettings()
@@ -384,6 +415,9 @@ class Settings(BaseSettings):
         duplicates = sorted({n for n in names if names.count(n) > 1})
         if duplicates:
             raise ValueError(f"duplicate source names: {', '.join(duplicates)}")
+        problems = rate_card_problems(self.rates)
+        if problems:
+            raise ValueError("; ".join(problems))
         return self
 
     @model_validator(mode="after")

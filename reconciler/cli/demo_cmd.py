@@ -64,6 +64,12 @@ def demo(app: AppContext, directory: Path) -> None:
     click.echo("\nWhat the providers did after the last review:")
     for event in result.events:
         click.echo(f"  {event}")
+    if result.notes:
+        click.echo(
+            "\nAkamai 95/5 Mbps (Web Application Accelerator), each month sent in two periods:"
+        )
+        for note in result.notes:
+            click.echo(f"  {note}")
     click.echo(f"\n$ reconciler plan   # {result.pulls} pulls later\n")
     click.echo(render_plan(result.plan), nl=False)
     click.echo("\nSlack messages queued (text fallback; the blocks carry the details):")

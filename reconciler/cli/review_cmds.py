@@ -6,6 +6,7 @@ import getpass
 import socket
 import sys
 from collections.abc import Sequence
+from dataclasses import replace
 from datetime import date, timedelta
 from pathlib import Path
 
@@ -27,8 +28,10 @@ from reconciler.reconcile.plan import (
     shown_items,
 )
 from reconciler.reconcile.plan_groups import plural
+from reconciler.reconcile.spend import below_min_impact
 from reconciler.refresh import RunOutcome, refresh_source
 from reconciler.settings import Settings
+from reconciler.store.costs import projected_invoices
 from reconciler.store.db import open_state, reader
 from reconciler.store.review import apply_acknowledgements, build_plan
 from reconciler.store.runs import abandon_stale_runs
@@ -206,6 +209,12 @@ def _render_plan(the_plan: Plan, fmt: str, limit: int, stale: dict[str, str]) ->
     type=click.IntRange(min=0),
     help="Items shown per kind and source in the text plan (0: all).",
 )
+@click.option(
+    "--min-impact",
+    "min_impact",
+    is_flag=True,
+    help="Leave out items whose money impact is below their source's min_impact.",
+)
 @as_of_option
 @pass_app
 def plan(
@@ -218,6 +227,7 @@ def plan(
     min_severity: str,
     sources: tuple[str, ...],
     limit: int,
+    min_impact: bool,
     as_of: date | None,
 ) -> None:
     """Refresh, then show drift and expectation findings to review, like 'terraform plan'.
@@ -236,7 +246,11 @@ def plan(
                 else await refresh_all(engine, settings, names, as_of, quiet=app.quiet)
             )
             async with reader(engine).connect() as conn:
-                return await build_plan(conn, utcnow(), list(sources) or None), outcomes
+                built = await build_plan(conn, utcnow(), list(sources) or None)
+                invoices = await projected_invoices(conn, settings, sources, as_of)
+                if min_impact:
+                    built = without_small_changes(built, settings)
+                return replace(built, invoices=tuple(invoices)), outcomes
 
     the_plan, outcomes = run_async(_plan())
     for outcome in outcomes:
@@ -251,6 +265,13 @@ def plan(
         raise click.exceptions.Exit(1)
     if detailed_exitcode and the_plan.needs_review(Severity(min_severity)):
         raise click.exceptions.Exit(2)
+
+
+def without_small_changes(plan: Plan, settings: Settings) -> Plan:
+    """The plan without the items below their source's ``min_impact``."""
+    limits = {s.name: s.min_impact for s in settings.sources}
+    kept = tuple(i for i in plan.items if not below_min_impact(i, limits.get(i.source)))
+    return replace(plan, items=kept)
 
 
 def _write_private(path: Path, text: str) -> None:

@@ -1,5 +1,5 @@
-"""Prometheus metrics of the daemon. Labels are bounded: sources, kinds, severities, outcomes
-— never anything that grows with usage lines."""
+"""Prometheus metrics of the daemon. Labels are bounded: sources, kinds, severities, outcomes,
+currencies — never anything that grows with usage lines or months."""
 
 from __future__ import annotations
 
@@ -75,6 +75,18 @@ class DaemonMetrics:
         self.alert_failures = Counter(
             "reconciler_alert_failures", "Alert messages refused for good.", registry=r
         )
+        self.expected_cost = Gauge(
+            "reconciler_expected_cost",
+            "Expected cost of each source's open month to date, by the declared rates.",
+            ["source", "currency"],
+            registry=r,
+        )
+        self.projected_cost = Gauge(
+            "reconciler_projected_invoice",
+            "Projected invoice of each source's open month (volumes projected to month end).",
+            ["source", "currency"],
+            registry=r,
+        )
         self.last_success = Gauge(
             "reconciler_last_successful_pull_timestamp_seconds",
             "When each source was last pulled successfully.",
@@ -97,6 +109,10 @@ class DaemonMetrics:
             self.changes.labels(source, change.kind.value, change.severity.value).inc()
         for item in outcome.items.raised:
             self.findings.labels(source, item.kind, item.severity.value).inc()
+        for cost in outcome.costs:
+            # Gauges take floats: the exact amounts are in the state and the reports.
+            self.expected_cost.labels(source, cost.currency).set(float(cost.to_date))
+            self.projected_cost.labels(source, cost.currency).set(float(cost.projected))
 
     def render(self) -> tuple[bytes, str]:
         return generate_latest(self.registry), exposition.CONTENT_TYPE_LATEST

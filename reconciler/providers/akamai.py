@@ -34,6 +34,7 @@ from reconciler.logs import register_secret
 from reconciler.providers.akamai_records import contract_ids, products, summary_lines
 from reconciler.providers.base import (
     Coverage,
+    CoverageScope,
     InvoiceLine,
     PullStats,
     api_url,
@@ -130,7 +131,11 @@ class AkamaiProvider:
         settings = self._settings
         months = months_to_pull(today, settings.lookback_months)
         window = {"start": str(months[0]), "end": str(months[-1] + 1)}
+        empty: list[tuple[str, str | None]] = []
         contracts = list(dict.fromkeys(settings.contracts)) or await self._contracts()
+        if not contracts:
+            empty.append((CONTRACTS, None))
+        scopes: tuple[CoverageScope, ...] | None = None
         if settings.products:
             jobs = [(c, p, "") for c in contracts for p in dict.fromkeys(settings.products)]
         else:
@@ -140,12 +145,21 @@ class AkamaiProvider:
                 for c, listed in zip(contracts, found, strict=True)
                 for p, name in listed
             ]
+            empty += [
+                (products_endpoint(c), c)
+                for c, listed in zip(contracts, found, strict=True)
+                if not listed
+            ]
+            # Only the (contract, product) pairs listed were asked about.
+            scopes = tuple(CoverageScope(account=c, product=p) for c, p, _ in jobs)
         async for page in self._summaries(jobs, window, months):
             yield page
         self._coverage = Coverage(
             months=months,
-            accounts=frozenset(contracts) if settings.contracts else None,
+            accounts=frozenset(contracts),
             products=frozenset(settings.products) if settings.products else None,
+            scopes=scopes,
+            empty_discovery=tuple(empty),
         )
         log.info(
             "source '%s': pulled %d lines %s..%s from %d contract(s), %d product summaries "

@@ -187,7 +187,8 @@ def _upper_limit(exp: ExpectationSettings) -> Decimal | None:
     if exp.monthly_max is not None:
         limits.append(exp.monthly_max)
     if exp.monthly_quantity is not None:
-        limits.append(exp.monthly_quantity + exp.tolerance.allowance(exp.monthly_quantity))
+        with localcontext(EXACT_CONTEXT):  # the default 28 digits would round the limit
+            limits.append(exp.monthly_quantity + exp.tolerance.allowance(exp.monthly_quantity))
     return min(limits) if limits else None
 
 
@@ -196,7 +197,8 @@ def _lower_limit(exp: ExpectationSettings) -> Decimal | None:
     if exp.monthly_min is not None:
         limits.append(exp.monthly_min)
     if exp.monthly_quantity is not None:
-        limits.append(exp.monthly_quantity - exp.tolerance.allowance(exp.monthly_quantity))
+        with localcontext(EXACT_CONTEXT):
+            limits.append(exp.monthly_quantity - exp.tolerance.allowance(exp.monthly_quantity))
     return max(limits) if limits else None
 
 

@@ -14,7 +14,20 @@ from datetime import date, datetime
 from decimal import Decimal
 from typing import Any
 
-from sqlalchemy import and_, bindparam, delete, exists, func, insert, literal, select, update
+from sqlalchemy import (
+    and_,
+    bindparam,
+    delete,
+    exists,
+    false,
+    func,
+    insert,
+    literal,
+    or_,
+    select,
+    true,
+    update,
+)
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 from reconciler.domain import (
@@ -96,6 +109,12 @@ def _coverage_filter(table: Any, source: str, coverage: Coverage) -> Any:
         condition = and_(condition, table.c.account.in_(sorted(coverage.accounts)))
     if coverage.products is not None:
         condition = and_(condition, table.c.product.in_(sorted(coverage.products)))
+    if coverage.scopes is not None:
+        matching = [
+            and_(true(), *[table.c[name] == value for name, value in scope.as_dict().items()])
+            for scope in coverage.scopes
+        ]
+        condition = and_(condition, or_(false(), *matching))
     return condition
 
 

@@ -7,12 +7,16 @@ distinct stat type of a source, in a handful of statements whatever the number o
 from __future__ import annotations
 
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 from sqlalchemy import func, select, update
 from sqlalchemy.ext.asyncio import AsyncConnection
 
+from reconciler.domain import PlanItem, Severity
 from reconciler.reconcile.measures import Classified, MeasureRule, classify
+from reconciler.settings import ExpectationSettings
+from reconciler.store.findings import drift_item
+from reconciler.store.ingest import LineChange
 from reconciler.store.tables import UsageLineRow
 
 lines_t = UsageLineRow.__table__  # type: ignore[attr-defined]
@@ -101,3 +105,31 @@ async def apply_measure_kinds(
         )
         changed += result.rowcount
     return changed
+
+
+async def quiet_not_billable(
+    conn: AsyncConnection,
+    changes: Sequence[LineChange],
+    expectations: Sequence[ExpectationSettings],
+) -> list[PlanItem]:
+    """Drift items of these changes; those of a not-billable line are ``info`` at most.
+
+    A stat the provider marks ``isBillable: false`` is tracked and shown but never alarms,
+    unless an expectation of its source names its usage type exactly.
+    """
+    items = [drift_item(change) for change in changes]
+    ids = [change.line_id for change in changes]
+    if not ids:
+        return items
+    c = lines_t.c
+    quiet: set[int] = set()
+    for chunk in range(0, len(ids), 500):
+        query = select(c.id).where(c.id.in_(ids[chunk : chunk + 500]), c.billable.is_(False))
+        quiet.update((await conn.execute(query)).scalars())
+    named = {e.usage_type for e in expectations}
+    return [
+        replace(item, severity=Severity.INFO)
+        if change.line_id in quiet and change.key.usage_type not in named
+        else item
+        for change, item in zip(changes, items, strict=True)
+    ]

@@ -90,6 +90,9 @@ def coverage_json(coverage: Coverage) -> str:
             "months": [str(m) for m in coverage.months],
             "accounts": sorted(coverage.accounts) if coverage.accounts is not None else None,
             "products": sorted(coverage.products) if coverage.products is not None else None,
+            "scopes": (
+                [s.as_dict() for s in coverage.scopes] if coverage.scopes is not None else None
+            ),
         }
     )
 

@@ -8,10 +8,11 @@ from dataclasses import replace
 from datetime import UTC, date, datetime
 from decimal import Decimal
 
+import pytest
 from sqlalchemy import func, select
 from sqlalchemy.ext.asyncio import AsyncEngine
 
-from reconciler.domain import ChangeKind, LineStatus, Month, Provider, UsageLine
+from reconciler.domain import ChangeKind, LineStatus, Month, Provider, UsageLine, canonical_decimal
 from reconciler.providers.base import Coverage, PullStats
 from reconciler.store.ingest import IngestResult, apply_staged, lines_t, versions_t
 from reconciler.store.runs import finish_run, start_run
@@ -165,6 +166,22 @@ async def test_exact_quantities_survive_the_sql_compare(engine: AsyncEngine) -> 
     assert [c.kind for c in tiny.changes] == [ChangeKind.GREW]
     assert tiny.changes[0].after
     assert tiny.changes[0].after.quantity == Decimal("12345678901.012345679")
+
+
+@pytest.mark.parametrize(
+    ("first", "again"), [("100.5", "100.50"), ("100.50", "100.5"), ("7", "7.000"), ("1E+2", "100")]
+)
+async def test_the_same_number_written_differently_adds_no_version(
+    engine: AsyncEngine, first: str, again: str
+) -> None:
+    await pull(engine, [line("bandwidth", first)])
+    versions = await count(engine, versions_t)
+    result = await pull(engine, [line("bandwidth", again)])
+    assert (result.versions_added, result.changes) == (0, [])
+    assert await count(engine, versions_t) == versions
+    async with engine.connect() as conn:
+        stored = (await conn.execute(select(lines_t.c.quantity))).scalar_one()
+    assert stored == Decimal(first) and str(stored) == canonical_decimal(Decimal(first))
 
 
 async def test_version_history_sums_to_the_final_quantity(engine: AsyncEngine) -> None:
