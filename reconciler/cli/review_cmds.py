@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import getpass
+import json
 import socket
 import sys
 from collections.abc import Sequence
@@ -15,8 +16,9 @@ from sqlalchemy.ext.asyncio import AsyncEngine
 
 from reconciler.cli import AppContext, cli, pass_app, run_async
 from reconciler.cli.faults import explain
+from reconciler.cli.options import check_sources, parse_day
 from reconciler.domain import Severity, utcnow
-from reconciler.errors import ConfigError, ReconcilerError
+from reconciler.errors import ReconcilerError
 from reconciler.providers.base import PullStats
 from reconciler.providers.http import HttpClient
 from reconciler.reconcile.plan import (
@@ -38,16 +40,7 @@ from reconciler.store.runs import abandon_stale_runs
 
 
 def _selected(settings: Settings, names: Sequence[str]) -> list[str]:
-    known = [s.name for s in settings.sources]
-    unknown = [n for n in names if n not in known]
-    if unknown:
-        raise ConfigError(
-            [
-                f"--source: no source named {n!r} (configured: {', '.join(known) or 'none'})"
-                for n in unknown
-            ]
-        )
-    return list(names) or known
+    return check_sources(settings, names)
 
 
 class _Progress:
@@ -71,18 +64,9 @@ class _Progress:
             click.echo("\r\033[K", nl=False, err=True)
 
 
-def _parse_as_of(ctx: click.Context, param: click.Parameter, value: str | None) -> date | None:
-    if value is None:
-        return None
-    try:
-        return date.fromisoformat(value)
-    except ValueError:
-        raise click.BadParameter(f"{value!r} is not a date (YYYY-MM-DD)") from None
-
-
 as_of_option = click.option(
     "--as-of",
-    callback=_parse_as_of,
+    callback=parse_day,
     help="Pull as of this UTC day (YYYY-MM-DD) instead of today: for backfills and the "
     "sandbox's simulated clock.",
 )
@@ -135,11 +119,33 @@ def failed_outcome(settings: Settings, name: str, error: Exception) -> RunOutcom
     return RunOutcome(name, provider, 0, PullStats(), 0.0, error=message)
 
 
+def outcome_json(outcome: RunOutcome) -> dict[str, object]:
+    s = outcome.stats
+    return {
+        "source": outcome.source,
+        "provider": outcome.provider,
+        "run_id": outcome.run_id or None,
+        "ok": outcome.ok,
+        "error": outcome.error,
+        "duration_s": round(outcome.duration_s, 3),
+        "lines_read": s.lines,
+        "pages": s.pages,
+        "api_calls": s.api_calls,
+        "retries": s.retries,
+        "new_lines": outcome.ingest.new_lines,
+        "versions_added": outcome.ingest.versions_added,
+        "changes": outcome.ingest.counts(),
+        "items_raised": len(outcome.items.raised),
+        "items_resolved": len(outcome.items.resolved),
+    }
+
+
 @cli.command()
 @click.option("--source", "sources", multiple=True, help="Pull only this source (repeatable).")
+@click.option("--json", "as_json", is_flag=True, help="Print one JSON object per source.")
 @as_of_option
 @pass_app
-def pull(app: AppContext, sources: tuple[str, ...], as_of: date | None) -> None:
+def pull(app: AppContext, sources: tuple[str, ...], as_json: bool, as_of: date | None) -> None:
     """Pull every configured source now and reconcile it with the state.
 
     Prints one summary line per source; exits 1 if any source failed.
@@ -154,7 +160,9 @@ def pull(app: AppContext, sources: tuple[str, ...], as_of: date | None) -> None:
             return await refresh_all(engine, settings, names, as_of, quiet=app.quiet)
 
     outcomes = run_async(_pull())
-    for outcome in outcomes:
+    if as_json:
+        click.echo(json.dumps([outcome_json(o) for o in outcomes], indent=2))
+    for outcome in outcomes if not as_json else []:
         if not (app.quiet and outcome.ok):
             click.echo(outcome.summary())
     if not all(o.ok for o in outcomes):

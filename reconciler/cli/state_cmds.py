@@ -9,7 +9,8 @@ import click
 from sqlalchemy import select
 
 from reconciler.cli import AppContext, cli, pass_app, run_async
-from reconciler.domain import FindingState, PlanItem, canonical_decimal
+from reconciler.cli.options import check_sources, parse_month
+from reconciler.domain import FindingState, Month, PlanItem, canonical_decimal
 from reconciler.reconcile.plan import describe, format_quantity, item_json
 from reconciler.store.db import open_state, reader
 from reconciler.store.ingest import lines_t, versions_t
@@ -44,6 +45,17 @@ def _line_json(row: Any) -> dict[str, Any]:
     }
 
 
+def _version_json(version: Any) -> dict[str, Any]:
+    return {
+        "run_id": version.run_id,
+        "recorded_at": version.recorded_at.isoformat(),
+        "quantity": canonical_decimal(version.quantity),
+        "unit": version.unit,
+        "status": version.status,
+        "present": version.present,
+    }
+
+
 @cli.group()
 def state() -> None:
     """Inspect the tracked usage lines."""
@@ -52,14 +64,16 @@ def state() -> None:
 @state.command("list")
 @click.option("--json", "as_json", is_flag=True, help="One JSON object per line (JSON Lines).")
 @click.option("--source", help="Only this source.")
-@click.option("--month", help="Only this month (YYYY-MM).")
+@click.option("--month", callback=parse_month, help="Only this month (YYYY-MM).")
 @click.option("--all", "include_absent", is_flag=True, help="Include lines that disappeared.")
 @pass_app
 def state_list(
-    app: AppContext, as_json: bool, source: str | None, month: str | None, include_absent: bool
+    app: AppContext, as_json: bool, source: str | None, month: Month | None, include_absent: bool
 ) -> None:
     """List tracked lines with their current version."""
     settings = app.settings
+    if source is not None:
+        check_sources(settings, [source])
 
     async def _rows() -> list[Any]:
         query = select(lines_t).order_by(
@@ -74,7 +88,7 @@ def state_list(
         if source:
             query = query.where(lines_t.c.source == source)
         if month:
-            query = query.where(lines_t.c.month == month)
+            query = query.where(lines_t.c.month == str(month))
         if not include_absent:
             query = query.where(lines_t.c.present.is_(True))
         async with open_state(settings.database_url) as engine, reader(engine).connect() as conn:
@@ -95,8 +109,9 @@ def state_list(
 
 @state.command("show")
 @click.argument("key")
+@click.option("--json", "as_json", is_flag=True, help="Print the line and its history as JSON.")
 @pass_app
-def state_show(app: AppContext, key: str) -> None:
+def state_show(app: AppContext, key: str, as_json: bool) -> None:
     """Show one line (KEY: its key or a unique prefix, from 'state list') and its history."""
     settings = app.settings
 
@@ -123,6 +138,10 @@ def state_show(app: AppContext, key: str) -> None:
         raise click.ClickException(f"no tracked line with key {key!r}: see 'reconciler state list'")
     if len(matches) > 1:
         raise click.ClickException(f"key prefix {key!r} is ambiguous: give more characters")
+    if as_json:
+        data = {"line": _line_json(matches[0]), "history": [_version_json(v) for v in history]}
+        click.echo(json.dumps(data, indent=2))
+        return
     for name, value in _line_json(matches[0]).items():
         click.echo(f"{name:>13}: {value}")
     click.echo("\nhistory (run, recorded at, quantity, unit, status):")
@@ -150,6 +169,7 @@ def findings(
 ) -> None:
     """List review items (drift and expectation findings) by state."""
     settings = app.settings
+    check_sources(settings, sources)
     wanted = [FindingState(s) for s in states] or [FindingState.OPEN]
 
     async def _load() -> tuple[list[PlanItem], dict[str, ReviewRecord]]:
