@@ -22,7 +22,7 @@ def demo_made(tmp_path_factory: pytest.TempPathFactory) -> Path:
 
 @pytest.fixture
 def demo_state(demo_made: Path, tmp_path: Path) -> Path:
-    """A copy of the demo's directory: its config and state, 67 items to review."""
+    """A copy of the demo's directory: its config and a state with items to review."""
     copy = tmp_path / "demo"
     shutil.copytree(demo_made, copy)
     return copy
