@@ -11,7 +11,7 @@ import pytest
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from reconciler.daemon.metrics import DaemonMetrics
-from reconciler.domain import PlanItem
+from reconciler.domain import Month, PlanItem
 from reconciler.money import Money
 from reconciler.providers.http import HttpClient
 from reconciler.refresh import RunOutcome, refresh_source
@@ -222,3 +222,135 @@ async def test_the_report_shows_the_audit_and_the_projected_invoice(
     exported = cost_json(data.costs)
     assert exported is not None
     assert {m["currency"] for m in exported["months"]} == {"USD"}
+
+
+async def test_invoices_that_disagree_with_the_contract_are_caught(
+    engine: AsyncEngine, sandbox: SandboxServer
+) -> None:
+    day = "2024-01-01"
+    sandbox.state.add_events(
+        [
+            # May: billed for 10% more North America bandwidth than was used (an overcharge).
+            {"kind": "invoice_overcharge", "provider": "fastly", "day": day, "month": "2024-05",
+             "usage_type": "North America Bandwidth", "factor": "1.1"},
+            # June: Europe bandwidth billed at 0.15 instead of 0.12 (a wrong rate).
+            {"kind": "invoice_rate", "provider": "fastly", "day": day, "month": "2024-06",
+             "usage_type": "Europe Bandwidth", "factor": "1.25"},
+            # The contract's 25 USD credit is on May's invoice, missing from June's.
+            {"kind": "invoice_credit", "provider": "fastly", "day": day, "month": "2024-05",
+             "factor": "25"},
+        ]
+    )  # fmt: skip
+    credit = {"name": "SLA credit", "source": "fastly", "amount": "25 USD"}
+    settings = settings_for(sandbox, contract(), credits=[credit])
+    await pull(engine, settings, sandbox, TODAY)
+    items = await open_items(engine)
+    assert findings(items, "cost_mismatch", "rate_mismatch", "invoice_mismatch") == [
+        ("cost_mismatch", "2024-05", "North America Bandwidth"),
+        ("cost_mismatch", "2024-05", "total"),
+        ("cost_mismatch", "2024-06", "Europe Bandwidth"),
+        ("cost_mismatch", "2024-06", "total"),
+        ("invoice_mismatch", "2024-05", "North America Bandwidth"),
+        ("rate_mismatch", "2024-06", "Europe Bandwidth"),
+    ]
+    june_total = next(
+        i
+        for i in items
+        if i.kind == "cost_mismatch" and i.usage_type == "total" and i.month.month == 6
+    )
+    europe = next(
+        i for i in items if i.kind == "cost_mismatch" and i.usage_type == "Europe Bandwidth"
+    )
+    assert june_total.impact is not None and europe.impact is not None
+    # June's total is off by the wrong rate and by the missing 25 USD credit.
+    assert abs(june_total.impact - europe.impact - Decimal(25)) <= Decimal("0.01")
+
+
+def akamai_settings(sandbox: SandboxServer, tmp_path: Any) -> Any:
+    from reconciler.demo_contract import demo_akamai_rates
+
+    edgerc = tmp_path / "sandbox.edgerc"
+    edgerc.write_text(sandbox.edgerc_text())
+    edgerc.chmod(0o600)
+    return settings_from_mapping(
+        {
+            "sources": [
+                {
+                    "name": "akamai",
+                    "provider": "akamai",
+                    "base_url": sandbox.base_url,
+                    "edgerc": str(edgerc),
+                    "contracts": sandbox.contracts,
+                    "max_retries": 0,
+                    "lookback_months": 3,
+                    "invoices": True,
+                }
+            ],
+            "rates": demo_akamai_rates(),
+        }
+    )
+
+
+async def pull_akamai(engine: AsyncEngine, settings: Any, sandbox: SandboxServer) -> None:
+    sandbox.state.set_today(TODAY)
+    async with HttpClient() as http:
+        outcome = await refresh_source(engine, settings, "akamai", http, today=TODAY)
+    assert outcome.ok, outcome.error
+
+
+async def test_akamai_invoice_totals_are_audited(
+    engine: AsyncEngine, sandbox: SandboxServer, tmp_path: Any
+) -> None:
+    settings = akamai_settings(sandbox, tmp_path)
+    await pull_akamai(engine, settings, sandbox)
+    assert findings(await open_items(engine), "cost_mismatch") == []
+    # June's invoice bills 3% more than the contract's prices give.
+    sandbox.state.add_events(
+        [{"kind": "invoice_rate", "provider": "akamai", "day": "2024-01-01", "month": "2024-06",
+          "factor": "1.03"}]
+    )  # fmt: skip
+    await pull_akamai(engine, settings, sandbox)
+    items = await open_items(engine)
+    assert findings(items, "cost_mismatch") == [("cost_mismatch", "2024-06", "total")]
+    (total,) = [i for i in items if i.kind == "cost_mismatch"]
+    assert total.before is not None and total.impact is not None
+    assert abs(total.impact - total.before.quantity * Decimal("0.03")) <= Decimal("0.01")
+
+
+async def test_focus_rows_add_up_to_the_expected_invoice(
+    engine: AsyncEngine, sandbox: SandboxServer
+) -> None:
+    from reconciler.reports.focus import focus_rows
+    from reconciler.store.costs import load_context
+
+    commit = {"name": "NA bandwidth commit", "source": "fastly",
+              "usage_type": "North America Bandwidth", "currency": "USD", "quantity": "5000",
+              "unit": "GB", "commit_price": "0.10", "overage_price": "0.11"}  # fmt: skip
+    credit = {"name": "SLA credit", "source": "fastly", "amount": "25 USD"}
+    settings = settings_for(sandbox, contract(), commitments=[commit], credits=[credit])
+    await pull(engine, settings, sandbox, TODAY)
+    months = (Month(2024, 5), Month(2024, 7))
+    rows = await focus_rows(engine, *months, (), settings)
+    async with engine.connect() as conn:
+        context = await load_context(
+            conn, settings, "fastly", "fastly", months[0].range_to(months[1])
+        )
+    expected = context.sheet.month_totals()
+    for month in months[0].range_to(months[1]):
+        start = f"{month.first_day.isoformat()}T00:00:00Z"
+        billed = sum(
+            (
+                Decimal(r["BilledCost"])
+                for r in rows
+                if r["BillingPeriodStart"] == start and r["BilledCost"]
+            ),
+            Decimal(0),
+        )
+        assert abs(billed - expected[("fastly", month, "USD")]) < Decimal("0.000001"), month
+    purchases = [r for r in rows if r["ChargeCategory"] == "Purchase"]
+    assert len(purchases) == 3
+    assert {(r["BilledCost"], r["EffectiveCost"], r["ChargeFrequency"]) for r in purchases} == {
+        ("500", "0", "Recurring")
+    }
+    credits = [r for r in rows if r["ChargeCategory"] == "Credit"]
+    assert [r["BilledCost"] for r in credits] == ["-25", "-25", "-25"]

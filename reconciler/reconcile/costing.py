@@ -67,6 +67,7 @@ class LineCost:
     amount: Decimal
     priced_by: str
     basis: str
+    prepaid: Decimal = ZERO  # the part of ``amount`` a commitment's purchase pays for
 
 
 @dataclass(frozen=True, slots=True)
@@ -288,9 +289,13 @@ def _commit_quantity(
     for result in months:
         lines = by_month[(result.source, result.month)]
         basis = result.describe(commitment.unit or "")
+        # A monthly commitment's purchase pays for the month's usage; a term's is paid once.
+        prepaid = result.purchase if commitment.period == "month" else ZERO
         sheet.lines.extend(
-            LineCost(line, result.currency, amount, commitment.label, basis)
-            for line, amount in zip(lines, _split(result.billed, lines), strict=True)
+            LineCost(line, result.currency, amount, commitment.label, basis, share)
+            for line, amount, share in zip(
+                lines, _split(result.billed, lines), _split(prepaid, lines), strict=True
+            )
         )
 
 

@@ -49,6 +49,7 @@ COMMANDS: dict[str, list[str]] = {
     "db current": ["db", "current"],
     "alerts status": ["alerts", "status"],
     "alerts flush": ["alerts", "flush"],
+    "alerts retry": ["alerts", "retry"],
     "alerts test": ["alerts", "test"],
     "config check": ["config", "check"],
 }
