@@ -41,7 +41,9 @@ from reconciler.providers.http import HttpClient
 from reconciler.refresh import CommitCheck, RunOutcome, refresh_source
 from reconciler.reports.writer import prune_reports, write_report_set
 from reconciler.settings import Settings, load_settings
+from reconciler.store.backup import checkpoint
 from reconciler.store.db import create_engine, reader, sqlite_path, upgrade
+from reconciler.store.marker import marker_path
 from reconciler.store.runs import abandon_stale_runs, runs_t
 
 log = logging.getLogger(__name__)
@@ -89,7 +91,8 @@ class Daemon:
         try:
             self.notifier.status("migrating the state database")
             self._engine = create_engine(self.settings.database_url, create=True)
-            before, after = await upgrade(self._engine)
+            marker = marker_path(self.settings.state_directory, self.settings.database_url)
+            before, after = await upgrade(self._engine, marker=marker)
             if before != after:
                 log.info("state database migrated %s -> %s", before or "empty", after)
             await abandon_stale_runs(self._engine, older_than=self._lease_ttl * 2, now=self.clock())
@@ -165,6 +168,7 @@ class Daemon:
         if self._http is not None:
             await self._http.__aexit__(None, None, None)
         if self._engine is not None:
+            await checkpoint(self._engine)  # the main SQLite file holds everything on stop
             await self._engine.dispose()
 
     async def reload(self) -> None:
