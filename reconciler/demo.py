@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import json
 from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import UTC, date, datetime, time, timedelta
 from decimal import Decimal
 from pathlib import Path
@@ -24,6 +24,7 @@ from reconciler.alerts.hook import outbox_hook
 from reconciler.alerts.outbox import outbox_t
 from reconciler.alerts.routes import WebhookResolver
 from reconciler.alerts.webhook import SlackWebhookClient
+from reconciler.demo_contract import demo_budget, demo_rates
 from reconciler.domain import Month, canonical_decimal
 from reconciler.providers.http import HttpClient
 from reconciler.reconcile.measures import MeasureKind, PeriodValue, month_value
@@ -33,6 +34,7 @@ from reconciler.reports.writer import write_report_set
 from reconciler.sandbox.scenario import named_scenario
 from reconciler.sandbox.server import SandboxServer
 from reconciler.settings import Settings, settings_from_mapping
+from reconciler.store.costs import projected_invoices
 from reconciler.store.db import create_engine, reader, upgrade
 from reconciler.store.ingest import lines_t
 from reconciler.store.review import apply_acknowledgements, build_plan
@@ -220,6 +222,7 @@ async def run_demo(
             await engine.dispose()
     saved = base_config(f"http://127.0.0.1:{SANDBOX_PORT}", contracts, "sandbox.edgerc")
     saved["expectations"] = live["expectations"]
+    saved["rates"] = live["rates"]
     (directory / "reconciler.toml").write_text(config_toml(saved), encoding="utf-8")
     edgerc_text = edgerc.read_text().replace(sandbox.address, f"127.0.0.1:{SANDBOX_PORT}")
     edgerc.write_text(edgerc_text)
@@ -242,7 +245,8 @@ async def _simulate(
         commitment = (await highest_ordinary_month(sandbox, http) * Decimal("1.2")).quantize(1)
         # 10% above the highest monthly 95/5: well under the sum of a month's two periods.
         percentile_commit = (highest_percentile(sandbox) * Decimal("1.1")).quantize(Decimal(1))
-        config["expectations"] = expectations(commitment, percentile_commit)
+        config["expectations"] = [*expectations(commitment, percentile_commit), demo_budget()]
+        config["rates"] = demo_rates()
         settings = settings_from_mapping(config)
         sandbox.state.add_events(events)
         for offset in range(days):
@@ -270,6 +274,7 @@ async def _simulate(
     now = datetime.combine(END, time(6, 0), tzinfo=UTC)
     async with reader(engine).connect() as conn:
         plan = await build_plan(conn, now)
+        plan = replace(plan, invoices=tuple(await projected_invoices(conn, settings)))
     report_settings = settings.model_copy(
         update={"reports": settings.reports.model_copy(update={"directory": directory / "reports"})}
     )

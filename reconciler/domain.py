@@ -135,6 +135,11 @@ class FindingKind(StrEnum):
     UNIT_MISMATCH = "unit_mismatch"
     PROJECTED_OVERAGE = "projected_overage"
     INVOICE_MISMATCH = "invoice_mismatch"
+    COST_MISMATCH = "cost_mismatch"
+    RATE_MISMATCH = "rate_mismatch"
+    OVER_BUDGET = "over_budget"
+    PROJECTED_OVER_BUDGET = "projected_over_budget"
+    REPRICED = "repriced"
     NO_MATCH = "no_match"
 
 
@@ -317,6 +322,8 @@ class PlanItem:
     after: Observation | None
     message: str = ""
     product_name: str = ""
+    impact: Decimal | None = None  # money impact, exact, in impact_currency
+    impact_currency: str = ""
 
     @property
     def delta(self) -> Decimal | None:

@@ -34,6 +34,7 @@ from reconciler.reconcile.expectations import (
 )
 from reconciler.reconcile.measures import MeasureKind
 from reconciler.settings import ExpectationSettings, Settings
+from reconciler.store import costs as cost_store
 from reconciler.store import findings as items_store
 from reconciler.store.backup import checkpoint
 from reconciler.store.findings import ItemUpdates, drift_values_hash
@@ -66,6 +67,7 @@ class RunOutcome:
     ingest: IngestResult = field(default_factory=IngestResult)
     items: ItemUpdates = field(default_factory=ItemUpdates)
     error: str | None = None
+    costs: list[cost_store.CostGauge] = field(default_factory=list)
 
     @property
     def ok(self) -> bool:
@@ -169,6 +171,7 @@ async def refresh_source(
                 run_id,
                 today,
                 clock(),
+                costs=outcome.costs,
             )
             if outcome.ingest.versions_added or outcome.items.changed:
                 await items_store.bump_serial(conn)
@@ -430,12 +433,21 @@ async def _review(
     run_id: int,
     today: date,
     now: datetime,
+    *,
+    costs: list[cost_store.CostGauge] | None = None,
 ) -> ItemUpdates:
-    """Raise drift items for this run's changes and re-evaluate the source's expectations."""
+    """Raise drift items for this run's changes and re-evaluate the source's expectations
+    (and, where rates are declared, fill ``costs`` with the open month's)."""
     expectations = expectations_for(settings, source)
-    drift = await quiet_not_billable(
-        conn, [c for c in ingest.changes if c.reviewable], expectations
-    )
+    reviewable = [c for c in ingest.changes if c.reviewable]
+    drift = await quiet_not_billable(conn, reviewable, expectations)
+    priced = None
+    if cost_store.prices_anything(settings):
+        provider = settings.source(source).provider
+        priced = await cost_store.load_context(conn, settings, source, provider, coverage.months)
+        drift = cost_store.with_impacts(priced, drift, reviewable)
+        if costs is not None:
+            costs.extend(cost_store.open_month_gauges(priced, source, today))
     updates = await items_store.record_items(
         conn,
         [Evaluated(item, drift_values_hash(item)) for item in drift],
@@ -457,6 +469,18 @@ async def _review(
     evaluated = evaluate(expectations, lines, today) + check_provider_invoices(
         lines, invoices, expectations
     )
+    if priced is not None:
+        evaluated = cost_store.finding_impacts(priced, evaluated)
+        evaluated += await cost_store.cost_findings(
+            conn,
+            priced,
+            source,
+            settings.source(source).provider,
+            coverage.months,
+            today,
+            run_id,
+            now,
+        )
     found = await items_store.record_items(
         conn, evaluated, run_id=run_id, now=now, keep_open_before=False
     )

@@ -7,6 +7,7 @@ systemd credential) and :mod:`reconciler.secrets` resolves it when it is needed.
 
 from __future__ import annotations
 
+import math
 import os
 import re
 import tomllib
@@ -16,6 +17,7 @@ from pathlib import Path
 from typing import Annotated, Any, Literal
 
 from pydantic import (
+    AfterValidator,
     BaseModel,
     BeforeValidator,
     ConfigDict,
@@ -27,6 +29,13 @@ from pydantic import (
 )
 from pydantic_settings import BaseSettings, PydanticBaseSettingsSource, SettingsConfigDict
 
+from reconciler.cost_settings import (
+    CommitmentSettings,
+    CreditSettings,
+    MoneyValue,
+    RateSettings,
+    rate_card_problems,
+)
 from reconciler.domain import ChangeKind, Month, Severity
 from reconciler.errors import ConfigError
 from reconciler.reconcile.measures import MeasureKind
@@ -39,6 +48,7 @@ DEFAULT_STATE_DIR = Path(".reconciler")
 
 _DURATION_RE = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*(s|m|h|d|w)\s*$")
 _DURATION_UNITS = {"s": 1, "m": 60, "h": 3600, "d": 86400, "w": 604800}
+_LONGEST_DURATION_S = 100 * 365 * 86400  # beyond any range below; keeps timedelta finite
 _NAME_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,63}$")
 
 
@@ -52,6 +62,9 @@ def parse_duration(value: Any) -> timedelta:
         seconds = float(match.group(1)) * _DURATION_UNITS[match.group(2)]
     else:
         raise ValueError(f"invalid duration {value!r} (expected e.g. '90s', '30m', '6h', '1d')")
+    if not math.isfinite(seconds) or seconds > _LONGEST_DURATION_S:
+        shown = repr(value) if isinstance(value, str) else str(value)
+        raise ValueError(f"duration {shown} is not a usable length of time")
     if seconds <= 0:
         raise ValueError(f"duration must be positive, got {value!r}")
     return timedelta(seconds=seconds)
@@ -85,6 +98,31 @@ Duration = Annotated[
     PlainSerializer(format_duration, return_type=str, when_used="json"),
 ]
 Quantity = Annotated[Decimal, BeforeValidator(parse_quantity)]
+
+
+def _between(low: timedelta, high: timedelta) -> AfterValidator:
+    def check(value: timedelta) -> timedelta:
+        if not low <= value <= high:
+            raise ValueError(
+                f"must be between {format_duration(low)} and {format_duration(high)}, "
+                f"got {format_duration(value)}"
+            )
+        return value
+
+    return AfterValidator(check)
+
+
+# The documented range of every duration (README, "Configuration"): a value outside it would
+# stop the daemon (an overflowing timer), never fire, or spin a core.
+PullEvery = Annotated[Duration, _between(timedelta(seconds=1), timedelta(days=90))]
+MaxAge = Annotated[Duration, _between(timedelta(seconds=1), timedelta(days=365))]
+ReportEvery = Annotated[Duration, _between(timedelta(seconds=1), timedelta(days=90))]
+HousekeepingEvery = Annotated[Duration, _between(timedelta(minutes=1), timedelta(days=7))]
+
+
+def seconds(default: float, low: float, high: float) -> Any:
+    """A number of seconds in [low, high] (finite; ``inf`` and ``nan`` refused)."""
+    return Field(default=default, ge=low, le=high, allow_inf_nan=False)
 
 
 class Tolerance(BaseModel):
@@ -126,14 +164,15 @@ class _SourceBase(_Strict):
     name: str
     base_url: str | None = None
     lookback_months: int = Field(default=3, ge=1, le=18)
-    pull_every: Duration = timedelta(hours=6)
-    max_age: Duration | None = None
+    pull_every: PullEvery = timedelta(hours=6)
+    max_age: MaxAge | None = None
     max_concurrency: int = Field(default=8, ge=1, le=64)
-    timeout_s: float = Field(default=60.0, gt=0)
+    timeout_s: float = seconds(60.0, 0.1, 3600)
     max_retries: int = Field(default=5, ge=0, le=20)
-    retry_cap_s: float = Field(default=60.0, gt=0)
+    retry_cap_s: float = seconds(60.0, 0.01, 3600)
+    min_impact: MoneyValue | None = None
     # The whole pull's deadline, whatever its requests and retries do.
-    pull_timeout_s: float = Field(default=1800.0, gt=0)
+    pull_timeout_s: float = seconds(1800.0, 0.1, 86400)
 
     @field_validator("name")
     @classmethod
@@ -185,6 +224,9 @@ class AkamaiSourceSettings(_SourceBase):
     contracts: list[str] = Field(default_factory=list)
     products: list[str] = Field(default_factory=list)
     account_switch_key: str | None = None
+    # The Invoicing API v3 (invoice totals for the audit), signed with this .edgerc section.
+    invoices: bool = False
+    invoicing_section: str | None = None
 
     def edgerc_ref(self, index: int) -> SecretRef:
         return SecretRef(
@@ -216,6 +258,7 @@ class ExpectationSettings(_Strict):
     )
     unit: str | None = None
     invoices: dict[str, Quantity] = Field(default_factory=dict)
+    monthly_budget: MoneyValue | None = None
     severity: Severity | None = None
 
     @field_validator("tolerance", mode="before")
@@ -233,9 +276,10 @@ class ExpectationSettings(_Strict):
     @model_validator(mode="after")
     def _has_a_limit(self) -> ExpectationSettings:
         limits = (self.monthly_max, self.monthly_min, self.monthly_quantity, self.unit)
-        if all(v is None for v in limits) and not self.invoices:
+        if all(v is None for v in limits) and not self.invoices and self.monthly_budget is None:
             raise ValueError(
-                "declares nothing: set monthly_max, monthly_min, monthly_quantity, unit or invoices"
+                "declares nothing: set monthly_max, monthly_min, monthly_quantity, unit, "
+                "invoices or monthly_budget"
             )
         if (
             self.monthly_min is not None
@@ -261,6 +305,22 @@ class ExpectationSettings(_Strict):
         return label
 
 
+class CostSettings(_Strict):
+    """How the invoice audit compares amounts (beyond the invoice's own rounding)."""
+
+    invoice_tolerance: Annotated[
+        Tolerance, PlainSerializer(str, return_type=str, when_used="json")
+    ] = Tolerance(absolute=Decimal(0))
+    rate_tolerance: Annotated[
+        Tolerance, PlainSerializer(str, return_type=str, when_used="json")
+    ] = Tolerance(percent=Decimal("0.5"))
+
+    @field_validator("invoice_tolerance", "rate_tolerance", mode="before")
+    @classmethod
+    def _tolerance(cls, value: Any) -> Tolerance:
+        return Tolerance.parse(value)
+
+
 class MeasureSettings(_Strict):
     """A ``[[measures]]`` entry: the measure kind of the stats it matches (globs)."""
 
@@ -277,6 +337,7 @@ class SlackRouteSettings(_Strict):
     webhook_url_file: Path | None = None
     webhook_url_credential: str | None = None
     min_severity: Severity | None = None
+    min_impact: MoneyValue | None = None
 
     def webhook_ref(self, index: int) -> SecretRef | None:
         if not (self.webhook_url_env or self.webhook_url_file or self.webhook_url_credential):
@@ -319,21 +380,22 @@ _DEFAULT_FORMATS: list[ReportFormat] = ["html", "json"]
 
 class ReportSettings(_Strict):
     directory: Path | None = None
-    every: Duration = timedelta(days=1)
-    keep_days: int = Field(default=30, ge=1)
+    every: ReportEvery = timedelta(days=1)
+    keep_days: int = Field(default=30, ge=1, le=3650)
     formats: list[ReportFormat] = Field(default_factory=lambda: _DEFAULT_FORMATS.copy())
     months: int = Field(default=6, ge=1, le=18)
 
 
 class DaemonSettings(_Strict):
     listen: str = "127.0.0.1:9109"
-    jitter_s: float = Field(default=30.0, ge=0)
-    first_pull_delay_s: float = Field(default=5.0, ge=0)
-    alert_every_s: float = Field(default=5.0, gt=0)
-    housekeeping_every: Duration = timedelta(hours=1)
-    keep_runs_days: int = Field(default=400, ge=1)
-    lease_ttl_s: float = Field(default=600.0, gt=0)
-    stop_timeout_s: float = Field(default=60.0, gt=0)
+    jitter_s: float = seconds(30.0, 0, 3600)
+    first_pull_delay_s: float = seconds(5.0, 0, 86400)
+    alert_every_s: float = seconds(5.0, 0.1, 3600)
+    housekeeping_every: HousekeepingEvery = timedelta(hours=1)
+    keep_runs_days: int = Field(default=400, ge=1, le=3650)
+    lease_ttl_s: float = seconds(600.0, 1, 86400)
+    stop_timeout_s: float = seconds(60.0, 1, 3600)
+    max_concurrent_pulls: int = Field(default=16, ge=1, le=1024)
     instance: str | None = None
 
     @field_validator("listen")
@@ -360,6 +422,10 @@ class Settings(BaseSettings):
     state: StateSettings = StateSettings()
     sources: list[SourceSettings] = Field(default_factory=list)
     expectations: list[ExpectationSettings] = Field(default_factory=list)
+    rates: list[RateSettings] = Field(default_factory=list)
+    commitments: list[CommitmentSettings] = Field(default_factory=list)
+    credits: list[CreditSettings] = Field(default_factory=list)
+    cost: CostSettings = CostSettings()
     measures: list[MeasureSettings] = Field(default_factory=list)
     severities: dict[ChangeKind, Severity] = Field(default_factory=dict)
     alerts: AlertSettings = AlertSettings()
@@ -384,6 +450,9 @@ class Settings(BaseSettings):
         duplicates = sorted({n for n in names if names.count(n) > 1})
         if duplicates:
             raise ValueError(f"duplicate source names: {', '.join(duplicates)}")
+        problems = rate_card_problems(self.rates)
+        if problems:
+            raise ValueError("; ".join(problems))
         return self
 
     @model_validator(mode="after")

@@ -98,7 +98,7 @@ async def test_two_pulls_around_events_give_exactly_the_expected_plan(
     settings = settings_from_mapping(config(sandbox, tmp_path))
     await refresh_all(engine, settings, sandbox, TODAY)
     async with engine.connect() as conn:
-        first = await build_plan(conn, sandbox.state.today and _now())
+        first = await build_plan(conn, _now())
     assert first.drift == []  # an import is not drift
 
     sandbox.state.add_events(

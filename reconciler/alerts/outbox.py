@@ -25,6 +25,7 @@ from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 from reconciler.alerts.routes import SOURCE_ROUTE, route_for
 from reconciler.alerts.slack import render_resolved_message, render_run_message
 from reconciler.domain import FindingState, PlanItem, Severity, utcnow
+from reconciler.reconcile.spend import below_min_impact
 from reconciler.settings import Settings
 from reconciler.store.findings import drift_values_hash
 from reconciler.store.items import findings_table as findings_t
@@ -74,7 +75,12 @@ async def enqueue_run_alerts(
     route = route_for(settings, outcome.source)
     message = await select_announcements(
         conn,
-        raised=[i for i in outcome.items.raised if i.severity.rank >= route.min_severity.rank],
+        raised=[
+            i
+            for i in outcome.items.raised
+            if i.severity.rank >= route.min_severity.rank
+            and not below_min_impact(i, route.min_impact)
+        ],
         resolved=outcome.items.resolved,
         values_hashes=outcome.items.values_hashes,
     )

@@ -17,6 +17,7 @@ from pydantic import SecretStr
 from reconciler.domain import Severity
 from reconciler.errors import MissingSecretError
 from reconciler.logs import register_secret
+from reconciler.money import Money
 from reconciler.secrets import SecretRef, resolve_secret
 from reconciler.settings import Settings
 
@@ -31,10 +32,13 @@ class Route:
     name: str
     min_severity: Severity
     ref: SecretRef
+    min_impact: Money | None = None
 
 
 def route_for(settings: Settings, source: str) -> Route:
     """The source's own route (first ``[[alerts.slack.routes]]`` naming it) or the global one.
+
+    Its ``min_impact`` is the route's, else the source's: smaller changes are not announced.
 
     A route without its own webhook only overrides the severity: its messages go to the
     global webhook (route ``default``).
@@ -48,8 +52,15 @@ def route_for(settings: Settings, source: str) -> Route:
             SOURCE_ROUTE if ref is not None else DEFAULT_ROUTE,
             route.min_severity or slack.min_severity,
             ref or slack.webhook_ref(),
+            route.min_impact or _source_min_impact(settings, source),
         )
-    return Route(DEFAULT_ROUTE, slack.min_severity, slack.webhook_ref())
+    return Route(
+        DEFAULT_ROUTE, slack.min_severity, slack.webhook_ref(), _source_min_impact(settings, source)
+    )
+
+
+def _source_min_impact(settings: Settings, source: str) -> Money | None:
+    return next((s.min_impact for s in settings.sources if s.name == source), None)
 
 
 def destination_name(route: str, source: str) -> str:

@@ -18,6 +18,7 @@ import click
 from reconciler import __version__
 from reconciler.errors import ConfigError, ReconcilerError
 from reconciler.logs import redact, setup_logging
+from reconciler.secret_mask import register_configured_secrets
 from reconciler.settings import Settings, load_settings
 
 T = TypeVar("T")
@@ -36,6 +37,8 @@ class AppContext:
     def settings(self) -> Settings:
         if self._settings is None:
             self._settings, self._loaded_from = load_settings(self.config_path)
+            # Masked from here on, before any source is opened (one may echo another's).
+            register_configured_secrets(self._settings)
         return self._settings
 
     @property

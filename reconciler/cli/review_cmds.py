@@ -6,6 +6,7 @@ import getpass
 import socket
 import sys
 from collections.abc import Sequence
+from dataclasses import replace
 from datetime import date, timedelta
 from pathlib import Path
 
@@ -18,8 +19,10 @@ from reconciler.errors import ConfigError
 from reconciler.providers.base import PullStats
 from reconciler.providers.http import HttpClient
 from reconciler.reconcile.plan import Plan, parse_saved_plan, render_json, render_text
+from reconciler.reconcile.spend import below_min_impact
 from reconciler.refresh import RunOutcome, refresh_source
 from reconciler.settings import Settings
+from reconciler.store.costs import projected_invoices
 from reconciler.store.db import open_state, reader
 from reconciler.store.review import apply_acknowledgements, build_plan
 from reconciler.store.runs import abandon_stale_runs
@@ -149,6 +152,12 @@ def pull(app: AppContext, sources: tuple[str, ...], as_of: date | None) -> None:
     show_default=True,
     help="Items shown per kind and source in the text plan (0: all).",
 )
+@click.option(
+    "--min-impact",
+    "min_impact",
+    is_flag=True,
+    help="Leave out items whose money impact is below their source's min_impact.",
+)
 @as_of_option
 @pass_app
 def plan(
@@ -159,6 +168,7 @@ def plan(
     detailed_exitcode: bool,
     sources: tuple[str, ...],
     limit: int,
+    min_impact: bool,
     as_of: date | None,
 ) -> None:
     """Refresh, then show drift and expectation findings to review, like 'terraform plan'."""
@@ -169,7 +179,11 @@ def plan(
         async with open_state(settings.database_url) as engine:
             outcomes = [] if no_refresh else await refresh_all(engine, settings, names, as_of)
             async with reader(engine).connect() as conn:
-                return await build_plan(conn, utcnow(), list(sources) or None), outcomes
+                built = await build_plan(conn, utcnow(), list(sources) or None)
+                invoices = await projected_invoices(conn, settings, sources, as_of)
+                if min_impact:
+                    built = without_small_changes(built, settings)
+                return replace(built, invoices=tuple(invoices)), outcomes
 
     the_plan, outcomes = run_async(_plan())
     for outcome in outcomes:
@@ -184,6 +198,13 @@ def plan(
         raise click.exceptions.Exit(1)
     if detailed_exitcode and not the_plan.empty:
         raise click.exceptions.Exit(2)
+
+
+def without_small_changes(plan: Plan, settings: Settings) -> Plan:
+    """The plan without the items below their source's ``min_impact``."""
+    limits = {s.name: s.min_impact for s in settings.sources}
+    kept = tuple(i for i in plan.items if not below_min_impact(i, limits.get(i.source)))
+    return replace(plan, items=kept)
 
 
 def _write_private(path: Path, text: str) -> None:

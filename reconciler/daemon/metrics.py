@@ -1,5 +1,5 @@
-"""Prometheus metrics of the daemon. Labels are bounded: sources, kinds, severities, outcomes
-— never anything that grows with usage lines."""
+"""Prometheus metrics of the daemon. Labels are bounded: sources, kinds, severities, outcomes,
+currencies — never anything that grows with usage lines or months."""
 
 from __future__ import annotations
 
@@ -69,11 +69,30 @@ class DaemonMetrics:
             "Alert messages waiting to be delivered.",
             registry=r,
         )
+        self.alerts_held = Gauge(
+            "reconciler_alert_messages_held",
+            "Alert messages kept undelivered by reason: refused (webhook stopped until its URL "
+            "changes), unconfigured (no webhook URL), unrecorded (answers the database refused).",
+            ["reason"],
+            registry=r,
+        )
         self.alerts_sent = Counter(
             "reconciler_alerts_sent", "Alert messages delivered.", registry=r
         )
         self.alert_failures = Counter(
             "reconciler_alert_failures", "Alert messages refused for good.", registry=r
+        )
+        self.expected_cost = Gauge(
+            "reconciler_expected_cost",
+            "Expected cost of each source's open month to date, by the declared rates.",
+            ["source", "currency"],
+            registry=r,
+        )
+        self.projected_cost = Gauge(
+            "reconciler_projected_invoice",
+            "Projected invoice of each source's open month (volumes projected to month end).",
+            ["source", "currency"],
+            registry=r,
         )
         self.last_success = Gauge(
             "reconciler_last_successful_pull_timestamp_seconds",
@@ -97,6 +116,10 @@ class DaemonMetrics:
             self.changes.labels(source, change.kind.value, change.severity.value).inc()
         for item in outcome.items.raised:
             self.findings.labels(source, item.kind, item.severity.value).inc()
+        for cost in outcome.costs:
+            # Gauges take floats: the exact amounts are in the state and the reports.
+            self.expected_cost.labels(source, cost.currency).set(float(cost.to_date))
+            self.projected_cost.labels(source, cost.currency).set(float(cost.projected))
 
     def render(self) -> tuple[bytes, str]:
         return generate_latest(self.registry), exposition.CONTENT_TYPE_LATEST

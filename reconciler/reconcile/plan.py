@@ -24,6 +24,8 @@ from reconciler.domain import (
     canonical_decimal,
 )
 from reconciler.errors import ReconcilerError
+from reconciler.money import Money, is_currency
+from reconciler.reconcile.spend import ProjectedInvoice
 
 FORMAT_VERSION = 1
 LEGEND = "Symbols: + new   ~ changed   - disappeared   ! critical"
@@ -35,6 +37,7 @@ class Plan:
     created_at: datetime
     items: tuple[PlanItem, ...]
     values_hashes: Mapping[str, str]
+    invoices: tuple[ProjectedInvoice, ...] = ()
 
     @property
     def drift(self) -> list[PlanItem]:
@@ -62,10 +65,15 @@ _SUMMARY_ORDER = [
     "reopened",
     "unit_changed",
     "invoice_mismatch",
+    "cost_mismatch",
+    "repriced",
     "decreased",
     "disappeared",
     "over_expectation",
+    "over_budget",
+    "rate_mismatch",
     "projected_overage",
+    "projected_over_budget",
     "under_expectation",
     "unit_mismatch",
     "no_match",
@@ -101,6 +109,8 @@ def _signed(value: Decimal) -> str:
 def _side(obs: Observation | None) -> str:
     if obs is None:
         return "(absent)"
+    if is_currency(obs.unit):
+        return Money(obs.quantity, obs.unit).display()
     unit = f" {obs.unit}" if obs.unit and obs.unit != "unit" else ""
     return f"{format_quantity(obs.quantity)}{unit}"
 
@@ -119,6 +129,9 @@ def describe(item: PlanItem) -> list[str]:
     head = f"  {symbol(item)} {kind:<18} {item.line_label}  {item.month}"
     if item.account:
         head += f"  ({item.account})"
+    impact = impact_text(item)
+    if impact:
+        head += f"  {impact}"
     lines = [head]
     status = _status_line(item)
     if item.category == ItemCategory.FINDING:
@@ -137,6 +150,13 @@ def describe(item: PlanItem) -> list[str]:
     return lines
 
 
+def impact_text(item: PlanItem) -> str:
+    """``+1,234.56 USD``: the money impact rounded to the currency's minor unit, or ''."""
+    if item.impact is None or not item.impact_currency:
+        return ""
+    return Money(item.impact, item.impact_currency).display(signed=True)
+
+
 def summary_line(plan: Plan) -> str:
     if plan.empty:
         return "No changes. Usage matches expectations."
@@ -144,10 +164,26 @@ def summary_line(plan: Plan) -> str:
     return "Plan: " + ", ".join(parts) + "."
 
 
+def invoices_line(invoices: Sequence[ProjectedInvoice]) -> str:
+    """``Projected invoice 2024-07 (as of 2024-07-14): akamai 1.00 USD; fastly 2.00 USD.``"""
+    if not invoices:
+        return ""
+    groups: dict[tuple[str, str], list[str]] = {}
+    for invoice in invoices:
+        key = (str(invoice.month), str(invoice.as_of))
+        groups.setdefault(key, []).append(invoice.describe())
+    return " ".join(
+        f"Projected invoice {month} (as of {as_of}): " + "; ".join(parts) + "."
+        for (month, as_of), parts in sorted(groups.items())
+    )
+
+
 def render_text(plan: Plan, *, limit_per_kind: int = 50) -> str:
-    """The human plan: legend, one block per item grouped by source, a summary line."""
+    """The human plan: legend, one block per item grouped by source, a summary line (and
+    the projected invoice of the open month where rates price it)."""
+    money = invoices_line(plan.invoices)
     if plan.empty:
-        return summary_line(plan) + "\n"
+        return (money + "\n" if money else "") + summary_line(plan) + "\n"
     out = [
         "reconciler has compared the latest usage with the last reviewed state and with the",
         "declared expectations. Review the items below; 'reconciler apply' acknowledges them.",
@@ -172,6 +208,8 @@ def render_text(plan: Plan, *, limit_per_kind: int = 50) -> str:
         for kind, count in hidden.items():
             out.append(f"  … and {count} more {kind.replace('_', ' ')} (see --json or --limit 0)")
         out.append("")
+    if money:
+        out.append(money)
     out.append(summary_line(plan))
     return "\n".join(out) + "\n"
 
@@ -206,6 +244,9 @@ def item_json(item: PlanItem, values_hash: str | None = None) -> dict[str, Any]:
         "delta": canonical_decimal(delta) if delta is not None else None,
         "percent": canonical_decimal(percent) if percent is not None else None,
         "message": item.message,
+        "impact": None
+        if item.impact is None
+        else {"amount": canonical_decimal(item.impact), "currency": item.impact_currency},
     }
     if values_hash is not None:
         data["values_hash"] = values_hash
@@ -220,6 +261,17 @@ def render_json(plan: Plan) -> str:
         "drift": [item_json(i, plan.values_hashes.get(i.fingerprint)) for i in plan.drift],
         "findings": [item_json(i, plan.values_hashes.get(i.fingerprint)) for i in plan.findings],
         "summary": plan.summary(),
+        "projected_invoices": [
+            {
+                "source": i.source,
+                "month": str(i.month),
+                "as_of": i.as_of.isoformat(),
+                "currency": i.currency,
+                "amount": canonical_decimal(i.amount),
+                "rates": "last invoice" if i.at_last_rates else "declared",
+            }
+            for i in plan.invoices
+        ],
     }
     return json.dumps(data, indent=2) + "\n"
 
@@ -262,6 +314,7 @@ def sort_for_plan(items: Sequence[PlanItem]) -> list[PlanItem]:
             i.source,
             -i.severity.rank,
             order.get(i.kind, 99),
+            -abs(i.impact) if i.impact is not None else Decimal(0),
             str(i.month),
             i.line_label,
         ),

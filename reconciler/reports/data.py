@@ -24,6 +24,7 @@ from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 from reconciler.domain import FindingState, LineStatus, Month, PlanItem, Severity
 from reconciler.reconcile.measures import MeasureKind, PeriodValue, combine, month_value
 from reconciler.reports.bands import expectation_band, project
+from reconciler.reports.costs import gather_costs
 from reconciler.reports.history import lines_table, restated_lines, source_health
 from reconciler.reports.model import (
     Changes,
@@ -130,6 +131,9 @@ async def _gather(
         },
         open_by_severity=by_severity,
         changes=_changes(tables, request, health, request.max_rows),
+        costs=await gather_costs(
+            conn, settings, request.first_month, request.last_month, sources, now.date()
+        ),
     )
 
 

@@ -4,8 +4,8 @@ One row per present account-level usage line of the report's months (Fastly's pe
 lines break the same usage down again and are left out, so quantities add up). A line whose
 quantity changed after its month was finalized gets its first finalized quantity as a regular
 row and one ``ChargeClass = Correction`` row per later change carrying the difference, so the
-rows of a line always add up to its current quantity. Costs are unknown to reconciler (the
-usage APIs report quantities only), so every cost and price column is empty.
+rows of a line always add up to its current quantity. The cost and price columns come from
+the declared rate cards (:mod:`reconciler.reports.focus_cost`); without them they are empty.
 
 Rows follow the measure kind (``x_MeasureKind``): a percentile, peak or gauge month split in
 periods is one row (see :func:`month_rows`); a stat the provider marks not billable says so
@@ -28,8 +28,10 @@ from sqlalchemy.ext.asyncio import AsyncEngine
 
 from reconciler.domain import EXACT_CONTEXT, LineStatus, Month, canonical_decimal
 from reconciler.reconcile.measures import MeasureKind
+from reconciler.reports.focus_cost import FocusPricing, focus_pricing
 from reconciler.reports.history import lines_table, restated_lines
 from reconciler.reports.model import RestatedLine
+from reconciler.settings import Settings
 from reconciler.store.db import reader
 
 FOCUS_COLUMNS = (
@@ -117,7 +119,8 @@ def _base_values(line: Any) -> dict[str, str]:
     if line.billable is False:
         description += " (not billable)"
     return {
-        "BillingAccountId": line.account,
+        # Fastly's account-level usage names no account: the source stands for it.
+        "BillingAccountId": line.account or line.source,
         "BillingPeriodStart": _timestamp(month.first_day),
         "BillingPeriodEnd": _timestamp((month + 1).first_day),
         "ChargePeriodStart": _timestamp(start),
@@ -148,15 +151,24 @@ def _base_values(line: Any) -> dict[str, str]:
     }
 
 
-def line_rows(line: Any, restated: RestatedLine | None) -> list[FocusRow]:
+def line_rows(
+    line: Any, restated: RestatedLine | None, pricing: FocusPricing | None = None
+) -> list[FocusRow]:
     """The rows of one usage line: one, or the first finalized value plus its corrections."""
     base = _base_values(line)
+
+    def cost(quantity: Decimal) -> dict[str, str]:
+        return pricing.columns(line, quantity) if pricing is not None else {}
+
     if restated is None:
-        return [FocusRow({**base, "ConsumedQuantity": canonical_decimal(line.quantity)})]
+        quantity = line.quantity
+        return [
+            FocusRow({**base, "ConsumedQuantity": canonical_decimal(quantity), **cost(quantity)})
+        ]
     versions = list(restated.versions)
     first = next(i for i, v in enumerate(versions) if v.status is LineStatus.FINALIZED)
     running = versions[first].quantity
-    rows = [FocusRow({**base, "ConsumedQuantity": canonical_decimal(running)})]
+    rows = [FocusRow({**base, "ConsumedQuantity": canonical_decimal(running), **cost(running)})]
     changes: list[tuple[Decimal, datetime | None]]
     changes = [(v.quantity, v.recorded_at) for v in versions[first + 1 :]]
     changes.append((line.quantity, None))
@@ -171,6 +183,7 @@ def line_rows(line: Any, restated: RestatedLine | None) -> list[FocusRow]:
                     **base,
                     "ChargeClass": CORRECTION,
                     "ConsumedQuantity": canonical_decimal(difference),
+                    **cost(difference),
                     "x_CorrectedQuantity": canonical_decimal(quantity),
                     "x_RecordedAt": ""
                     if recorded_at is None
@@ -183,9 +196,14 @@ def line_rows(line: Any, restated: RestatedLine | None) -> list[FocusRow]:
 
 
 async def focus_rows(
-    engine: AsyncEngine, first: Month, last: Month, sources: Sequence[str] = ()
+    engine: AsyncEngine,
+    first: Month,
+    last: Month,
+    sources: Sequence[str] = (),
+    settings: Settings | None = None,
 ) -> list[FocusRow]:
-    """FOCUS rows for the account-level lines of months ``first``..``last``."""
+    """FOCUS rows for the account-level lines of months ``first``..``last`` (with their
+    cost where ``settings`` declare rates or invoices carry them)."""
     c = lines_table.c
     query = (
         select(lines_table)
@@ -203,13 +221,18 @@ async def focus_rows(
             conn = await conn.execution_options(isolation_level="REPEATABLE READ")
         restated = {r.line_id: r for r in await restated_lines(conn, first, last, sources)}
         lines = (await conn.execute(query)).all()
+        pricing = None
+        if settings is not None:
+            pricing = await focus_pricing(conn, settings, first, last, sources)
     rows: list[FocusRow] = []
     for line, span in month_rows(lines):
-        for row in line_rows(line, restated.get(line.id)):
+        for row in line_rows(line, restated.get(line.id), pricing):
             if span is not None:
                 row.values["ChargePeriodStart"] = _timestamp(span[0])
                 row.values["ChargePeriodEnd"] = _timestamp(span[1])
             rows.append(row)
+    if pricing is not None:
+        rows.extend(FocusRow(values) for values in pricing.charges)
     return rows
 
 

@@ -127,12 +127,10 @@ def _alembic_config(connection: Connection | None = None) -> Any:
 
 
 def head_revision() -> str:
-    from alembic.script import ScriptDirectory
+    """The schema revision this code expects (the scripts' head; no Alembic import)."""
+    from reconciler.store.schema import script_head
 
-    head = ScriptDirectory.from_config(_alembic_config()).get_current_head()
-    if head is None:
-        raise StateError("no migration scripts found")
-    return head
+    return script_head(migrations_directory() / "versions")
 
 
 def _current_revision(connection: Connection) -> str | None:
@@ -142,8 +140,10 @@ def _current_revision(connection: Connection) -> str | None:
 
 
 async def current_revision(engine: AsyncEngine) -> str | None:
-    async with engine.connect() as conn:
-        return await conn.run_sync(_current_revision)
+    """The database's schema revision, read without taking a write lock."""
+    from reconciler.store.schema import stored_revision
+
+    return await stored_revision(engine)
 
 
 async def upgrade(

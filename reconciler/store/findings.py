@@ -98,6 +98,8 @@ def _row_values(item: PlanItem, values_hash: str) -> dict[str, Any]:
         "after_status": after.status.value if after else None,
         "message": item.message,
         "values_hash": values_hash,
+        "impact_amount": item.impact,
+        "impact_currency": item.impact_currency or None,
     }
 
 
@@ -174,7 +176,11 @@ async def record_items(
 
 
 def _observed_moved(row: Any, values: dict[str, Any]) -> bool:
-    return bool(row.after_quantity != values["after_quantity"] or row.message != values["message"])
+    return bool(
+        row.after_quantity != values["after_quantity"]
+        or row.message != values["message"]
+        or row.impact_amount != values["impact_amount"]
+    )
 
 
 def _refresh(row: Any, values: dict[str, Any], now: datetime, run_id: int) -> dict[str, Any]:
@@ -190,7 +196,14 @@ def _refresh(row: Any, values: dict[str, Any], now: datetime, run_id: int) -> di
     }
 
 
-_OBSERVED = ("after_quantity", "after_unit", "after_status", "message")
+_OBSERVED = (
+    "after_quantity",
+    "after_unit",
+    "after_status",
+    "message",
+    "impact_amount",
+    "impact_currency",
+)
 _UPDATABLE = (
     "category",
     "kind",
@@ -212,6 +225,8 @@ _UPDATABLE = (
     "after_status",
     "message",
     "values_hash",
+    "impact_amount",
+    "impact_currency",
 )
 
 

@@ -52,6 +52,8 @@ def item_from_row(r: Any) -> PlanItem:
         after=_observation(r.after_quantity, r.after_unit, r.after_status),
         message=r.message,
         product_name=r.product_name,
+        impact=r.impact_amount,
+        impact_currency=r.impact_currency or "",
     )
 
 

@@ -17,6 +17,7 @@ from sqlalchemy import delete, func, insert, select, update
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
 from reconciler.errors import ReconcilerError
+from reconciler.logs import redact
 from reconciler.providers.base import Coverage, PullStats
 from reconciler.store.tables import PullRun, StagingLine
 
@@ -114,7 +115,7 @@ async def fail_run(
             .where(runs_t.c.id == run_id)
             .values(
                 status=FAILED,
-                error=error[:4000],
+                error=redact(error)[:4000],  # no secret in any encoding is stored
                 finished_at=now,
                 duration_s=(now - started).total_seconds(),
                 **_stat_values(stats),
