@@ -204,8 +204,9 @@ def db_backup(app: AppContext, file: Path) -> None:
 
 
 @db.command("current")
+@click.option("--json", "as_json", is_flag=True, help="Print the revisions as JSON.")
 @pass_app
-def db_current(app: AppContext) -> None:
+def db_current(app: AppContext, as_json: bool) -> None:
     """Show the schema revision of the state database and the newest one."""
 
     async def _current() -> str | None:
@@ -217,5 +218,9 @@ def db_current(app: AppContext) -> None:
 
     current = run_async(_current())
     head = head_revision()
+    if as_json:
+        data = {"current": current, "newest": head, "up_to_date": current == head}
+        click.echo(json.dumps(data, indent=2))
+        return
     state = "up to date" if current == head else "out of date: run 'reconciler db upgrade'"
     click.echo(f"current: {current or 'empty'}\nnewest:  {head}\n{state}")

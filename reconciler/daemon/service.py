@@ -110,7 +110,7 @@ class Daemon:
                 self._slack = SlackWebhookClient(session)
                 if self.settings.daemon.listen:
                     health = HealthServer(
-                        self.settings.daemon.listen, self.readiness, self.metrics.render
+                        self.settings.daemon.listen, self.readiness, self.render_metrics
                     )
                     await health.start()
                     stack.push_async_callback(health.stop)
@@ -476,6 +476,13 @@ class Daemon:
         )
 
     # -- health ----------------------------------------------------------------------------
+
+    async def render_metrics(self) -> tuple[bytes, str]:
+        """``/metrics``: the counters, and the state gauges read from the database now."""
+        if self._engine is not None:
+            now = await self._report_time(self.clock())  # the followed (sandbox) day, if any
+            await self.metrics.state.refresh(self._engine, self.settings, now)
+        return self.metrics.render()
 
     async def readiness(self) -> list[str]:
         """Why the daemon is not ready (empty list: ready)."""
