@@ -11,6 +11,7 @@ import math
 import os
 import re
 import tomllib
+from collections.abc import Mapping
 from datetime import timedelta
 from decimal import Decimal, InvalidOperation
 from pathlib import Path
@@ -513,6 +514,59 @@ class DaemonSettings(_Strict):
         return value
 
 
+def _merge(base: Any, override: Any) -> Any:
+    if isinstance(base, dict) and isinstance(override, dict):
+        return {**base, **{k: _merge(base.get(k), v) for k, v in override.items()}}
+    return override
+
+
+def merge_list_entries(env: dict[str, Any], data: Mapping[str, Any]) -> dict[str, Any]:
+    """``env`` overrides with ``{"sources": {"0": {...}}}`` merged into ``data``'s list entry 0.
+
+    pydantic-settings reads ``RECONCILER_SOURCES__0__TIMEOUT_S`` as a mapping keyed by the
+    index; the README promises it overrides that key of the first ``[[sources]]`` table.
+    """
+    merged = dict(env)
+    for key, value in env.items():
+        entries = data.get(key)
+        if not isinstance(value, dict) or not isinstance(entries, list):
+            continue
+        if not value or not all(isinstance(k, str) and k.isdigit() for k in value):
+            continue
+        updated = list(entries)
+        for index, override in value.items():
+            position = int(index)
+            if position >= len(updated):
+                raise ConfigError(
+                    [
+                        f"{key}[{position}] (from the environment, RECONCILER_{key.upper()}__"
+                        f"{position}__...): there are only {len(updated)} {key} entries"
+                    ]
+                )
+            updated[position] = _merge(updated[position], override)
+        merged[key] = updated
+    return merged
+
+
+class _ListEntryEnvSource(PydanticBaseSettingsSource):
+    """The environment source, with overrides of list entries merged into the file's lists."""
+
+    def __init__(
+        self,
+        settings_cls: type[BaseSettings],
+        env: PydanticBaseSettingsSource,
+        init: PydanticBaseSettingsSource,
+    ) -> None:
+        super().__init__(settings_cls)
+        self._env, self._init = env, init
+
+    def get_field_value(self, field: Any, field_name: str) -> tuple[Any, str, bool]:
+        return self._env.get_field_value(field, field_name)
+
+    def __call__(self) -> dict[str, Any]:
+        return merge_list_entries(self._env(), self._init())
+
+
 class Settings(BaseSettings):
     """The whole effective configuration."""
 
@@ -545,8 +599,9 @@ class Settings(BaseSettings):
         dotenv_settings: PydanticBaseSettingsSource,
         file_secret_settings: PydanticBaseSettingsSource,
     ) -> tuple[PydanticBaseSettingsSource, ...]:
-        # Environment overrides the file; no dotenv or secrets-dir magic.
-        return (env_settings, init_settings)
+        # Environment overrides the file; no dotenv or secrets-dir magic. An override of a
+        # list entry (RECONCILER_SOURCES__0__TIMEOUT_S) is merged into that entry.
+        return (_ListEntryEnvSource(settings_cls, env_settings, init_settings), init_settings)
 
     @model_validator(mode="after")
     def _unique_sources(self) -> Settings:
