@@ -457,7 +457,7 @@ async def _review(
             conn, [items_store.disappeared_fingerprint_for(c) for c in back], now
         )
 
-    await apply_measure_kinds(conn, source, settings.measures)
+    await apply_measure_kinds(conn, source, settings.measures, coverage.months)
     lines = await month_lines(
         conn, source, coverage.months, services=any(e.per_service for e in expectations)
     )

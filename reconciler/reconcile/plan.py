@@ -134,7 +134,9 @@ def describe(item: PlanItem) -> list[str]:
         head += f"  {impact}"
     lines = [head]
     status = _status_line(item)
-    if item.category == ItemCategory.FINDING:
+    if item.category == ItemCategory.FINDING and item.before is None and item.after is None:
+        pass  # nothing measured (no_match): the message says what matched nothing
+    elif item.category == ItemCategory.FINDING:
         expected = _side(item.before) if item.before else "-"
         lines.append(f"      observed: {_side(item.after)}   expected: {expected}   [{status}]")
     else:
