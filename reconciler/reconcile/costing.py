@@ -261,7 +261,8 @@ def _shared(
         return []
     unit = lines[0].unit
     basis = "; ".join(c.describe(unit, priced.currency) for c in priced.charges)
-    label = versions[0].label
+    # The versions that priced this month (a mid-month change names both).
+    label = ", ".join(dict.fromkeys(c.rate for c in priced.charges)) or versions[0].label
     return [
         LineCost(line, priced.currency, amount, label, basis)
         for line, amount in zip(lines, _split(priced.amount, lines), strict=True)
