@@ -327,6 +327,7 @@ class PlanItem:
     product_name: str = ""
     impact: Decimal | None = None  # money impact, exact, in impact_currency
     impact_currency: str = ""
+    service_name: str = ""
 
     @property
     def delta(self) -> Decimal | None:
@@ -344,5 +345,5 @@ class PlanItem:
         if self.region:
             label += f" [{self.region}]"
         if self.service:
-            label += f" service {self.service}"
+            label += f" service {self.service_name or self.service}"
         return label

@@ -30,8 +30,9 @@ from reconciler.reconcile.measures import MeasureKind
 from reconciler.settings import ExpectationSettings, Settings
 from reconciler.store import costs as cost_store
 from reconciler.store import findings as items_store
+from reconciler.store.backup import checkpoint
 from reconciler.store.findings import ItemUpdates, drift_values_hash
-from reconciler.store.ingest import IngestResult, apply_staged, lines_t
+from reconciler.store.ingest import IngestResult, apply_staged, lines_t, refresh_statistics
 from reconciler.store.invoice_rows import invoice_from_row
 from reconciler.store.measures import apply_measure_kinds, quiet_not_billable
 from reconciler.store.runs import (
@@ -140,6 +141,7 @@ async def refresh_source(
                 await stager.add(page)
                 if on_page is not None:
                     on_page(provider.stats)
+        await refresh_statistics(engine)
         async with engine.begin() as conn:
             # The claim: still running (else abandoned), and locked until this commits.
             await heartbeat(conn, run_id, clock())
@@ -193,8 +195,10 @@ async def refresh_source(
         if not isinstance(exc, ReconcilerError):
             raise
         log.warning("pull of source '%s' failed: %s", source_name, outcome.error)
+        await checkpoint(engine)
         return outcome
     log.info("%s", outcome.summary())
+    await checkpoint(engine)
     return outcome
 
 

@@ -502,7 +502,7 @@ def test_apply_acknowledges_and_acknowledged_items_stay_quiet(loop: LoopRun) -> 
     applied = loop.applied
     assert applied is not None and applied.code == 0, applied
     count = len(plan_items(loop.plan))
-    assert f"Apply complete! {count} item(s) acknowledged." in applied.stdout
+    assert f"Apply complete! {count} items acknowledged." in applied.stdout
     assert plan_items(loop.after_apply) == []
     # A day later, with no new events: nothing to review, nothing queued for Slack again.
     assert plan_items(loop.quiet_plan) == [], loop.quiet_plan["summary"]
