@@ -44,6 +44,7 @@ COMMANDS: dict[str, list[str]] = {
     "findings": ["findings", "--json"],
     "state list": ["state", "list"],
     "state show": ["state", "show", "0123"],
+    "state invoices": ["state", "invoices"],
     "report": ["report", "--format", "json", "--out", "r.json"],
     "db upgrade": ["db", "upgrade"],
     "db current": ["db", "current"],
