@@ -224,6 +224,9 @@ class AkamaiSourceSettings(_SourceBase):
     contracts: list[str] = Field(default_factory=list)
     products: list[str] = Field(default_factory=list)
     account_switch_key: str | None = None
+    # The Invoicing API v3 (invoice totals for the audit), signed with this .edgerc section.
+    invoices: bool = False
+    invoicing_section: str | None = None
 
     def edgerc_ref(self, index: int) -> SecretRef:
         return SecretRef(

@@ -264,3 +264,54 @@ async def test_invoices_that_disagree_with_the_contract_are_caught(
     assert june_total.impact is not None and europe.impact is not None
     # June's total is off by the wrong rate and by the missing 25 USD credit.
     assert abs(june_total.impact - europe.impact - Decimal(25)) <= Decimal("0.01")
+
+
+def akamai_settings(sandbox: SandboxServer, tmp_path: Any) -> Any:
+    from reconciler.demo_contract import demo_akamai_rates
+
+    edgerc = tmp_path / "sandbox.edgerc"
+    edgerc.write_text(sandbox.edgerc_text())
+    edgerc.chmod(0o600)
+    return settings_from_mapping(
+        {
+            "sources": [
+                {
+                    "name": "akamai",
+                    "provider": "akamai",
+                    "base_url": sandbox.base_url,
+                    "edgerc": str(edgerc),
+                    "contracts": sandbox.contracts,
+                    "max_retries": 0,
+                    "lookback_months": 3,
+                    "invoices": True,
+                }
+            ],
+            "rates": demo_akamai_rates(),
+        }
+    )
+
+
+async def pull_akamai(engine: AsyncEngine, settings: Any, sandbox: SandboxServer) -> None:
+    sandbox.state.set_today(TODAY)
+    async with HttpClient() as http:
+        outcome = await refresh_source(engine, settings, "akamai", http, today=TODAY)
+    assert outcome.ok, outcome.error
+
+
+async def test_akamai_invoice_totals_are_audited(
+    engine: AsyncEngine, sandbox: SandboxServer, tmp_path: Any
+) -> None:
+    settings = akamai_settings(sandbox, tmp_path)
+    await pull_akamai(engine, settings, sandbox)
+    assert findings(await open_items(engine), "cost_mismatch") == []
+    # June's invoice bills 3% more than the contract's prices give.
+    sandbox.state.add_events(
+        [{"kind": "invoice_rate", "provider": "akamai", "day": "2024-01-01", "month": "2024-06",
+          "factor": "1.03"}]
+    )  # fmt: skip
+    await pull_akamai(engine, settings, sandbox)
+    items = await open_items(engine)
+    assert findings(items, "cost_mismatch") == [("cost_mismatch", "2024-06", "total")]
+    (total,) = [i for i in items if i.kind == "cost_mismatch"]
+    assert total.before is not None and total.impact is not None
+    assert abs(total.impact - total.before.quantity * Decimal("0.03")) <= Decimal("0.01")

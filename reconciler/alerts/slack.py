@@ -355,3 +355,16 @@ def render_test_message(*, hostname: str, version: str) -> dict[str, Any]:
         "text": f"[TEST] reconciler test message from {host} (version {ver})",
         "blocks": [_header(":test_tube: [TEST] reconciler test message"), _section(body)],
     }
+
+
+def mark_possible_repeat(message: dict[str, Any], message_id: int) -> dict[str, Any]:
+    """The same message, its title and fallback text saying it may have arrived already
+    (it is sent again because the answer to an earlier attempt was never recorded)."""
+    note = f"[possible repeat of alert #{message_id}]"
+    marked = dict(message)
+    blocks = list(message.get("blocks") or [])
+    if blocks and blocks[0].get("type") == "header":
+        blocks[0] = _header(f"{note} {blocks[0]['text']['text']}")
+        marked["blocks"] = blocks
+    marked["text"] = clip(f"{note} {message.get('text') or ''}".strip(), MAX_TEXT_CHARS)
+    return marked

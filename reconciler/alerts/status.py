@@ -10,6 +10,7 @@ from typing import Any
 from sqlalchemy import func, select
 from sqlalchemy.ext.asyncio import AsyncEngine
 
+from reconciler.alerts.blocks import load_blocks
 from reconciler.alerts.delivery import pending_counts
 from reconciler.alerts.outbox import FAILED, PENDING, SENDING, SENT, outbox_t
 from reconciler.alerts.routes import WebhookResolver, destination_name
@@ -35,6 +36,8 @@ class DestinationStatus:
     waiting: int
     configured: bool
     problem: str | None = None
+    blocked_reason: str | None = None  # the webhook refuses everything: its messages wait
+    blocked_at: datetime | None = None
 
 
 @dataclass
@@ -53,6 +56,12 @@ class OutboxStatus:
         return self.counts.get(PENDING, 0) + self.counts.get(SENDING, 0)
 
     @property
+    def delivery_failing(self) -> bool:
+        """A webhook is refusing, unconfigured, or its next message is retrying."""
+        stuck = any(d.blocked_reason or not d.configured for d in self.destinations)
+        return bool(self.last_retry_error) or stuck
+
+    @property
     def undelivered(self) -> int:
         """Messages kept because their destination has no webhook URL."""
         return sum(d.waiting for d in self.destinations if not d.configured)
@@ -68,12 +77,15 @@ class OutboxStatus:
             "last_sent_at": _iso(self.last_sent_at),
             "last_retry_error": self.last_retry_error,
             "undelivered_no_webhook": self.undelivered,
+            "delivery_failing": self.delivery_failing,
             "destinations": [
                 {
                     "name": d.name,
                     "waiting": d.waiting,
                     "configured": d.configured,
                     "problem": d.problem,
+                    "blocked": d.blocked_reason,
+                    "blocked_at": _iso(d.blocked_at),
                 }
                 for d in self.destinations
             ],
@@ -161,11 +173,22 @@ async def outbox_status(
             )
         ).all()
     webhooks = WebhookResolver(settings, environ)
+    blocks = await load_blocks(engine)
     destinations = []
     for (route, source), count in sorted((await pending_counts(engine)).items()):
         name = destination_name(route, source)
-        configured = webhooks.get(route, source) is not None
-        destinations.append(DestinationStatus(name, count, configured, webhooks.problems.get(name)))
+        webhook = webhooks.get(route, source)
+        block = blocks.get(webhook.key) if webhook is not None else None
+        destinations.append(
+            DestinationStatus(
+                name,
+                count,
+                webhook is not None,
+                webhooks.problems.get(name),
+                block.reason if block else None,
+                _utc_or_none(block.blocked_at) if block else None,
+            )
+        )
     failures = [
         FailedMessage(
             r.id, r.source, r.run_id, r.kind, r.attempts, r.created_at, r.last_error or "failed"
@@ -212,6 +235,8 @@ def render_status(status: OutboxStatus) -> str:
             lines.append(f"retrying after: {status.last_retry_error}")
     else:
         lines.append("queue: empty")
+    if status.delivery_failing:
+        lines.append("delivery: FAILING (see below)")
     if status.last_sent_at is not None:
         age = format_age((now - status.last_sent_at).total_seconds())
         lines.append(f"last success: {_iso(status.last_sent_at)} ({age} ago)")
@@ -227,6 +252,12 @@ def render_status(status: OutboxStatus) -> str:
     for destination in status.destinations:
         state = "configured" if destination.configured else "NOT configured"
         lines.append(f"webhook {destination.name}: {destination.waiting} waiting, URL {state}")
+        if destination.blocked_reason:
+            since = _iso(destination.blocked_at)
+            lines.append(
+                f"  STOPPED since {since}: {destination.blocked_reason}; its messages are kept: "
+                "change its URL and reload, or run `reconciler alerts retry`"
+            )
     if status.undelivered:
         lines.append(f"no webhook configured: {status.undelivered} messages kept undelivered")
         for destination in status.destinations:

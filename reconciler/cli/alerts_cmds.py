@@ -9,6 +9,7 @@ import aiohttp
 import click
 
 from reconciler import __version__
+from reconciler.alerts.blocks import Requeued, requeue_failed
 from reconciler.alerts.delivery import DeliveryReport, deliver_due
 from reconciler.alerts.routes import destination_name, route_for
 from reconciler.alerts.slack import render_test_message
@@ -23,7 +24,7 @@ from reconciler.store.db import open_state
 
 @cli.group()
 def alerts() -> None:
-    """Slack alerts: send a test message, inspect and flush the outbox."""
+    """Slack alerts: send a test message, inspect, flush and retry the outbox."""
 
 
 @alerts.command("test")
@@ -98,9 +99,35 @@ def alerts_flush(app: AppContext) -> None:
 
     report = run_async(_flush())
     click.echo(
-        report.summary() if report.attempted or report.unconfigured else "nothing to deliver"
+        report.summary()
+        if report.attempted or report.unconfigured or report.blocked or report.unrecorded
+        else "nothing to deliver"
     )
     for problem in report.problems:
         click.echo(f"  {problem}")
-    if report.failed or report.deferred or report.unconfigured:
+    if report.failed or report.deferred or report.unconfigured or report.blocked:
         raise click.exceptions.Exit(1)
+
+
+@alerts.command("retry")
+@click.option(
+    "--id",
+    "ids",
+    type=int,
+    multiple=True,
+    help="Re-queue only this failed message (repeatable; default: every failed message).",
+)
+@pass_app
+def alerts_retry(app: AppContext, ids: tuple[int, ...]) -> None:
+    """Re-queue failed alert messages (due now, with a fresh attempt count) and try every
+    stopped webhook again; the daemon (or `alerts flush`) then delivers them."""
+    settings = app.settings
+
+    async def _retry() -> Requeued:
+        async with open_state(settings.database_url) as engine:
+            return await requeue_failed(engine, now=utcnow(), ids=ids)
+
+    done = run_async(_retry())
+    click.echo(
+        f"re-queued {done.messages} failed message(s); {done.unblocked} webhook(s) unblocked"
+    )

@@ -69,6 +69,13 @@ class DaemonMetrics:
             "Alert messages waiting to be delivered.",
             registry=r,
         )
+        self.alerts_held = Gauge(
+            "reconciler_alert_messages_held",
+            "Alert messages kept undelivered by reason: refused (webhook stopped until its URL "
+            "changes), unconfigured (no webhook URL), unrecorded (answers the database refused).",
+            ["reason"],
+            registry=r,
+        )
         self.alerts_sent = Counter(
             "reconciler_alerts_sent", "Alert messages delivered.", registry=r
         )

@@ -32,6 +32,7 @@ from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 from reconciler.alerts.delivery import deliver_due, pending_counts
 from reconciler.alerts.hook import outbox_hook
 from reconciler.alerts.outbox import purge_delivered
+from reconciler.alerts.recording import OutcomeJournal
 from reconciler.alerts.webhook import SlackWebhookClient
 from reconciler.daemon import leases
 from reconciler.daemon.http import HealthServer
@@ -83,6 +84,8 @@ class Daemon:
         self._reload_task: asyncio.Task[None] | None = None
         self._database_failures: dict[str, str] = {}  # source → why its last pull failed
         self._slack: SlackWebhookClient | None = None
+        # Answers the database refused to record (a full disk), recorded before any send.
+        self._journal = OutcomeJournal()
 
     # -- lifecycle -------------------------------------------------------------------------
 
@@ -412,9 +415,14 @@ class Daemon:
     async def _deliver_alerts(self) -> None:
         if self._engine is None or self._slack is None:
             return
-        report = await deliver_due(self._engine, self.settings, self._slack, now=self.clock())
+        report = await deliver_due(
+            self._engine, self.settings, self._slack, now=self.clock(), journal=self._journal
+        )
         self.metrics.alerts_sent.inc(report.sent)
         self.metrics.alert_failures.inc(report.failed)
+        self.metrics.alerts_held.labels("refused").set(report.blocked)
+        self.metrics.alerts_held.labels("unconfigured").set(report.unconfigured)
+        self.metrics.alerts_held.labels("unrecorded").set(report.unrecorded)
         depth = sum((await pending_counts(self._engine)).values())
         self.metrics.outbox_depth.set(depth)
 

@@ -22,7 +22,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
-from collections.abc import AsyncGenerator, AsyncIterator, Mapping, Sequence
+from collections.abc import AsyncGenerator, AsyncIterator, Callable, Mapping, Sequence
 from datetime import date
 from typing import Any, Final
 from urllib.parse import quote
@@ -31,6 +31,7 @@ import yarl
 
 from reconciler.domain import Month, UsageLine
 from reconciler.logs import register_secret
+from reconciler.providers.akamai_invoices import read_invoices
 from reconciler.providers.akamai_records import contract_ids, products, summary_lines
 from reconciler.providers.base import (
     Coverage,
@@ -78,6 +79,7 @@ class AkamaiProvider:
         credentials: EdgeGridCredentials,
         *,
         base_url: yarl.URL,
+        invoicing: EdgeGridCredentials | None = None,
     ) -> None:
         self.source = settings.name
         self.stats = PullStats()
@@ -88,6 +90,8 @@ class AkamaiProvider:
         self._policy = RetryPolicy.from_settings(settings)
         self._limiter = asyncio.Semaphore(settings.max_concurrency)
         self._coverage: Coverage | None = None
+        self._invoicing = invoicing or credentials
+        self._invoice_lines: list[InvoiceLine] = []
 
     @classmethod
     def from_settings(
@@ -99,17 +103,23 @@ class AkamaiProvider:
     ) -> AkamaiProvider:
         path = secret_path(settings.edgerc_ref(index), environ)
         credentials = EdgeGridCredentials.from_edgerc(path, settings.section)
-        for secret in (
-            credentials.client_secret.get_secret_value(),
-            credentials.access_token,
-            credentials.client_token,
-        ):
-            register_secret(secret)
+        invoicing = None
+        if settings.invoices and settings.invoicing_section:
+            invoicing = EdgeGridCredentials.from_edgerc(path, settings.invoicing_section)
+        for creds in (credentials, invoicing):
+            if creds is None:
+                continue
+            for secret in (
+                creds.client_secret.get_secret_value(),
+                creds.access_token,
+                creds.client_token,
+            ):
+                register_secret(secret)
         if settings.base_url:
             base_url = check_base_url(settings.base_url, f"sources[{index}].base_url")
         else:
             base_url = check_base_url(str(credentials.base_url), f"sources[{index}].edgerc")
-        return cls(settings, http, credentials, base_url=base_url)
+        return cls(settings, http, credentials, base_url=base_url, invoicing=invoicing)
 
     @property
     def coverage(self) -> Coverage:
@@ -121,7 +131,7 @@ class AkamaiProvider:
     def invoice_lines(self) -> list[InvoiceLine]:
         if self._coverage is None:
             raise RuntimeError(f"source '{self.source}': no pull has finished")
-        return []
+        return self._invoice_lines
 
     async def pull(self, today: date) -> AsyncGenerator[list[UsageLine], None]:
         """The monthly-summary lines of every (contract, product), as each one completes."""
@@ -154,6 +164,13 @@ class AkamaiProvider:
             scopes = tuple(CoverageScope(account=c, product=p) for c, p, _ in jobs)
         async for page in self._summaries(jobs, window, months):
             yield page
+        self._invoice_lines = []
+        if settings.invoices:
+            # Only past months can have an invoice; the open one is still collecting.
+            past = [m for m in months if m < Month.of(today)]
+            self._invoice_lines = await read_invoices(
+                self._get_invoices, self.source, contracts, past
+            )
         self._coverage = Coverage(
             months=months,
             accounts=frozenset(contracts),
@@ -178,7 +195,18 @@ class AkamaiProvider:
     def _sign(self, url: yarl.URL) -> Mapping[str, str]:
         return sign_aiohttp_request(self._credentials, "GET", url)
 
-    async def _get(self, endpoint: str, params: Mapping[str, str]) -> Any:
+    def _sign_invoicing(self, url: yarl.URL) -> Mapping[str, str]:
+        return sign_aiohttp_request(self._invoicing, "GET", url)
+
+    async def _get_invoices(self, endpoint: str, params: Mapping[str, str]) -> Any:
+        return await self._get(endpoint, params, sign=self._sign_invoicing)
+
+    async def _get(
+        self,
+        endpoint: str,
+        params: Mapping[str, str],
+        sign: Callable[[yarl.URL], Mapping[str, str]] | None = None,
+    ) -> Any:
         query = dict(params)
         if self._settings.account_switch_key:
             query["accountSwitchKey"] = self._settings.account_switch_key
@@ -187,7 +215,7 @@ class AkamaiProvider:
                 self.source,
                 endpoint,
                 api_url(self._base, endpoint, query),
-                headers=self._sign,
+                headers=sign or self._sign,
                 limiter=self._limiter,
                 policy=self._policy,
                 stats=self.stats,

@@ -5,8 +5,9 @@ it bills (the same matching as the units check: its product name or usage type, 
 region), and the invoice's total with the month's expected total. A difference beyond the
 tolerance plus the invoice's own rounding (half a minor unit per line item) is a
 ``cost_mismatch`` (critical); an effective rate (amount / units) off the declared one by more
-than ``rate_tolerance`` is a ``rate_mismatch``. Months whose lines are not all finalized, and
-invoice lines no rate prices, are not audited.
+than ``rate_tolerance`` is a ``rate_mismatch``. An invoice known only by its total (Akamai's
+Invoicing API: invoices and credit memos) is compared in total. Months whose lines are not
+all finalized, and invoice lines no rate prices, are not audited.
 """
 
 from __future__ import annotations
@@ -34,6 +35,8 @@ from reconciler.reconcile.expectations import Evaluated
 from reconciler.settings import Tolerance
 
 ZERO = Decimal(0)
+# An invoice line that is a whole invoice or credit memo (the Akamai Invoicing API's totals).
+INVOICE_TOTAL = "invoice_total"
 RATE_PLACES = Decimal("0.000001")
 
 
@@ -89,6 +92,8 @@ def audit_invoices(
             continue
         all_priced = True
         for invoice in items:
+            if invoice.usage_type == INVOICE_TOTAL:
+                continue  # a whole invoice (Akamai): only its total is compared
             matched = [c for c in month_costs if bills(invoice, c.line)]
             if not matched or any(c.currency != invoice.currency for c in matched):
                 all_priced = all_priced and invoice.amount <= 0

@@ -272,6 +272,21 @@ class AlertOutboxRow(SQLModel, table=True):
     sent_at: datetime | None = Field(default=None, sa_column=_utc(nullable=True))
 
 
+class AlertDestinationBlock(SQLModel, table=True):
+    """A destination that refused every message (revoked webhook, channel gone, forbidden).
+
+    ``key`` identifies the destination's URL without holding it (a hash), so the block ends
+    by itself when the URL changes; its messages stay pending meanwhile.
+    """
+
+    __tablename__ = "alert_destination_blocks"
+
+    key: str = Field(max_length=64, primary_key=True)
+    destination: str = Field(max_length=128)
+    reason: str = Field(sa_column=Column(Text, nullable=False))
+    blocked_at: datetime = Field(sa_column=_utc())
+
+
 class AlertAnnouncement(SQLModel, table=True):
     """What was last announced for a fingerprint, so the same values are not sent twice."""
 

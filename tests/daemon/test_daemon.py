@@ -392,7 +392,9 @@ async def test_health_readiness_metrics_and_check(
         assert "reconciler_provider_errors_total" not in {name for name, _ in found}
         # Bounded labels only: never a usage line's product, service or month.
         labels = {key for _, pairs in found for key, _ in pairs}
-        assert labels <= {"source", "outcome", "kind", "severity", "le"}
+        assert labels <= {"source", "outcome", "kind", "severity", "le", "reason"}
+        held = ("reconciler_alert_messages_held", frozenset({("reason", "refused")}))
+        assert found[held] == 0
 
         # The provider starts refusing the token: after max_age without success, not ready.
         sandbox.state.credentials = dataclasses.replace(

@@ -265,3 +265,42 @@ async def test_0004_keeps_review_items_without_an_impact(state_url: str) -> None
             count = (await conn.execute(sa.select(sa.func.count()).select_from(costs))).scalar()
         assert [tuple(r) for r in got] == [("f1", Decimal("141.588"), None, None)]
         assert count == 0
+
+
+def outbox_row(row_id: int, state: str) -> dict[str, Any]:
+    return {
+        "id": row_id,
+        "source": "fastly",
+        "run_id": row_id,
+        "kind": "run",
+        "route": "default",
+        "payload": '{"text":"x"}',
+        "state": state,
+        "attempts": 1,
+        "next_attempt_at": NOW,
+        "last_error": f"error {row_id}",
+        "created_at": NOW,
+        "sent_at": NOW if state == "sent" else None,
+    }
+
+
+async def test_0005_alert_blocks_keeps_the_outbox(state_url: str) -> None:
+    rows: Rows = {
+        "alert_outbox": [outbox_row(1, "sent"), outbox_row(2, "pending"), outbox_row(3, "failed")]
+    }
+    async with database_at(state_url, "0004_cost", rows) as engine:
+        assert await upgrade(engine, "0005_alert_blocks") == ("0004_cost", "0005_alert_blocks")
+        outbox = SQLModel.metadata.tables["alert_outbox"]
+        blocks = SQLModel.metadata.tables["alert_destination_blocks"]
+        async with engine.begin() as conn:
+            got = (await conn.execute(sa.select(outbox).order_by(outbox.c.id))).all()
+            await conn.execute(
+                sa.insert(blocks).values(
+                    key="k", destination="default", reason="refused", blocked_at=NOW
+                )
+            )
+        assert [r._asdict() for r in got] == [
+            outbox_row(i, s) for i, s in ((1, "sent"), (2, "pending"), (3, "failed"))
+        ]
+        async with engine.connect() as conn:
+            assert (await conn.execute(sa.select(blocks.c.key))).scalars().all() == ["k"]
