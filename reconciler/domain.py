@@ -125,6 +125,9 @@ class ChangeKind(StrEnum):
     UNIT_CHANGED = "unit_changed"
     DISAPPEARED = "disappeared"
     REAPPEARED = "reappeared"
+    FINALIZED_CHANGED = "finalized_changed"
+    FINALIZED_DISAPPEARED = "finalized_disappeared"
+    LEFT_WINDOW_COLLECTING = "left_window_collecting"
 
 
 class FindingKind(StrEnum):
@@ -324,6 +327,7 @@ class PlanItem:
     product_name: str = ""
     impact: Decimal | None = None  # money impact, exact, in impact_currency
     impact_currency: str = ""
+    service_name: str = ""
 
     @property
     def delta(self) -> Decimal | None:
@@ -341,5 +345,5 @@ class PlanItem:
         if self.region:
             label += f" [{self.region}]"
         if self.service:
-            label += f" service {self.service}"
+            label += f" service {self.service_name or self.service}"
         return label

@@ -11,6 +11,7 @@ import math
 import os
 import re
 import tomllib
+from collections.abc import Mapping
 from datetime import timedelta
 from decimal import Decimal, InvalidOperation
 from pathlib import Path
@@ -151,6 +152,16 @@ class Tolerance(BaseModel):
         return f"{self.percent}%" if self.percent is not None else str(self.absolute or 0)
 
 
+# How far a finalized value may be from the month's last collecting one for the finalization
+# to be routine ("1%", or an absolute quantity such as "0.5").
+FinalizeTolerance = Annotated[
+    Tolerance,
+    BeforeValidator(Tolerance.parse),
+    PlainSerializer(str, return_type=str, when_used="json"),
+]
+DEFAULT_FINALIZE_TOLERANCE = Tolerance(percent=Decimal(1))
+
+
 class _Strict(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True)
 
@@ -173,6 +184,7 @@ class _SourceBase(_Strict):
     min_impact: MoneyValue | None = None
     # The whole pull's deadline, whatever its requests and retries do.
     pull_timeout_s: float = seconds(1800.0, 0.1, 86400)
+    finalize_tolerance: FinalizeTolerance | None = None
 
     @field_validator("name")
     @classmethod
@@ -352,6 +364,7 @@ class SlackRouteSettings(_Strict):
 
 
 class SlackSettings(_Strict):
+    enabled: bool = True  # false: only [[alerts.channels]] get alerts
     webhook_url_env: str = "SLACK_WEBHOOK_URL"
     webhook_url_file: Path | None = None
     webhook_url_credential: str = "slack-webhook-url"
@@ -370,8 +383,111 @@ class SlackSettings(_Strict):
         )
 
 
+ChannelType = Literal["webhook", "pagerduty", "teams", "email"]
+SmtpSecurity = Literal["starttls", "tls", "none"]
+PAGERDUTY_EVENTS_URL = "https://events.pagerduty.com/v2/enqueue"
+
+
+class ChannelSettings(_Strict):
+    """One ``[[alerts.channels]]``: a generic signed webhook, PagerDuty, Teams or email.
+
+    ``url_*`` locate the endpoint URL (webhook, Teams; PagerDuty's is public and set by
+    ``events_url``), ``secret_*`` the signing secret (webhook), the routing key (PagerDuty)
+    or the SMTP password (email), like every other secret: a file, a systemd credential or
+    an environment variable.
+    """
+
+    name: str
+    type: ChannelType
+    min_severity: Severity | None = None  # default: warning (PagerDuty: critical)
+    url_env: str | None = None
+    url_file: Path | None = None
+    url_credential: str | None = None
+    secret_env: str | None = None
+    secret_file: Path | None = None
+    secret_credential: str | None = None
+    events_url: str = PAGERDUTY_EVENTS_URL
+    smtp_host: str | None = None
+    smtp_port: int | None = Field(default=None, ge=1, le=65535)
+    smtp_security: SmtpSecurity = "starttls"
+    smtp_username: str | None = None
+    smtp_ca_file: Path | None = None  # CA bundle for a private relay's certificate
+    mail_from: str | None = None
+    mail_to: list[str] = Field(default_factory=list)
+    timeout_s: float = Field(default=10.0, gt=0, le=300)
+
+    @field_validator("name")
+    @classmethod
+    def _name(cls, value: str) -> str:
+        if not _NAME_RE.match(value):
+            raise ValueError(f"invalid channel name {value!r} (letters, digits, '-', '_', '.')")
+        return value
+
+    @model_validator(mode="after")
+    def _complete(self) -> ChannelSettings:
+        has_url = bool(self.url_env or self.url_file or self.url_credential)
+        has_secret = bool(self.secret_env or self.secret_file or self.secret_credential)
+        if self.type in ("webhook", "teams") and not has_url:
+            raise ValueError(f"a {self.type} channel needs url_env, url_file or url_credential")
+        if self.type in ("webhook", "pagerduty") and not has_secret:
+            what = "signing secret" if self.type == "webhook" else "routing key"
+            raise ValueError(f"needs its {what}: secret_env, secret_file or secret_credential")
+        if self.type == "email" and not (self.smtp_host and self.mail_from and self.mail_to):
+            raise ValueError("an email channel needs smtp_host, mail_from and mail_to")
+        return self
+
+    @property
+    def default_severity(self) -> Severity:
+        if self.min_severity is not None:
+            return self.min_severity
+        return Severity.CRITICAL if self.type == "pagerduty" else Severity.WARNING
+
+    def url_ref(self, index: int) -> SecretRef:
+        return SecretRef(
+            what=f"URL of alert channel '{self.name}'",
+            key_path=f"alerts.channels[{index}].url_env",
+            env=self.url_env,
+            file=self.url_file,
+            credential=self.url_credential,
+        )
+
+    def secret_ref(self, index: int) -> SecretRef | None:
+        if not (self.secret_env or self.secret_file or self.secret_credential):
+            return None
+        what = {"webhook": "signing secret", "pagerduty": "routing key", "email": "password"}
+        return SecretRef(
+            what=f"{what.get(self.type, 'secret')} of alert channel '{self.name}'",
+            key_path=f"alerts.channels[{index}].secret_env",
+            env=self.secret_env,
+            file=self.secret_file,
+            credential=self.secret_credential,
+        )
+
+
+class AlertRouteSettings(_Strict):
+    """One ``[[alerts.routes]]``: which channels get which sources' items, from which
+    severity and (once items carry a money impact) from which impact."""
+
+    channels: list[str] = Field(min_length=1)
+    source: str = "*"  # a name or a glob
+    min_severity: Severity | None = None  # default: each channel's own
+    min_impact: MoneyValue | None = None  # ignored for an item without a money impact
+
+
 class AlertSettings(_Strict):
     slack: SlackSettings = SlackSettings()
+    channels: list[ChannelSettings] = Field(default_factory=list)
+    routes: list[AlertRouteSettings] = Field(default_factory=list)
+
+    @model_validator(mode="after")
+    def _known_channels(self) -> AlertSettings:
+        names = [c.name for c in self.channels]
+        if len(set(names)) != len(names):
+            raise ValueError("alerts.channels: two channels have the same name")
+        for index, route in enumerate(self.routes):
+            if unknown := sorted(set(route.channels) - set(names)):
+                raise ValueError(f"alerts.routes[{index}]: unknown channels {unknown}")
+        return self
 
 
 ReportFormat = Literal["html", "md", "json", "focus-csv"]
@@ -409,6 +525,59 @@ class DaemonSettings(_Strict):
         return value
 
 
+def _merge(base: Any, override: Any) -> Any:
+    if isinstance(base, dict) and isinstance(override, dict):
+        return {**base, **{k: _merge(base.get(k), v) for k, v in override.items()}}
+    return override
+
+
+def merge_list_entries(env: dict[str, Any], data: Mapping[str, Any]) -> dict[str, Any]:
+    """``env`` overrides with ``{"sources": {"0": {...}}}`` merged into ``data``'s list entry 0.
+
+    pydantic-settings reads ``RECONCILER_SOURCES__0__TIMEOUT_S`` as a mapping keyed by the
+    index; the README promises it overrides that key of the first ``[[sources]]`` table.
+    """
+    merged = dict(env)
+    for key, value in env.items():
+        entries = data.get(key)
+        if not isinstance(value, dict) or not isinstance(entries, list):
+            continue
+        if not value or not all(isinstance(k, str) and k.isdigit() for k in value):
+            continue
+        updated = list(entries)
+        for index, override in value.items():
+            position = int(index)
+            if position >= len(updated):
+                raise ConfigError(
+                    [
+                        f"{key}[{position}] (from the environment, RECONCILER_{key.upper()}__"
+                        f"{position}__...): there are only {len(updated)} {key} entries"
+                    ]
+                )
+            updated[position] = _merge(updated[position], override)
+        merged[key] = updated
+    return merged
+
+
+class _ListEntryEnvSource(PydanticBaseSettingsSource):
+    """The environment source, with overrides of list entries merged into the file's lists."""
+
+    def __init__(
+        self,
+        settings_cls: type[BaseSettings],
+        env: PydanticBaseSettingsSource,
+        init: PydanticBaseSettingsSource,
+    ) -> None:
+        super().__init__(settings_cls)
+        self._env, self._init = env, init
+
+    def get_field_value(self, field: Any, field_name: str) -> tuple[Any, str, bool]:
+        return self._env.get_field_value(field, field_name)
+
+    def __call__(self) -> dict[str, Any]:
+        return merge_list_entries(self._env(), self._init())
+
+
 class Settings(BaseSettings):
     """The whole effective configuration."""
 
@@ -428,6 +597,7 @@ class Settings(BaseSettings):
     cost: CostSettings = CostSettings()
     measures: list[MeasureSettings] = Field(default_factory=list)
     severities: dict[ChangeKind, Severity] = Field(default_factory=dict)
+    finalize_tolerance: FinalizeTolerance = DEFAULT_FINALIZE_TOLERANCE
     alerts: AlertSettings = AlertSettings()
     reports: ReportSettings = ReportSettings()
     daemon: DaemonSettings = DaemonSettings()
@@ -441,8 +611,9 @@ class Settings(BaseSettings):
         dotenv_settings: PydanticBaseSettingsSource,
         file_secret_settings: PydanticBaseSettingsSource,
     ) -> tuple[PydanticBaseSettingsSource, ...]:
-        # Environment overrides the file; no dotenv or secrets-dir magic.
-        return (env_settings, init_settings)
+        # Environment overrides the file; no dotenv or secrets-dir magic. An override of a
+        # list entry (RECONCILER_SOURCES__0__TIMEOUT_S) is merged into that entry.
+        return (_ListEntryEnvSource(settings_cls, env_settings, init_settings), init_settings)
 
     @model_validator(mode="after")
     def _unique_sources(self) -> Settings:
@@ -481,6 +652,10 @@ class Settings(BaseSettings):
             if source.name == name:
                 return source
         raise ConfigError([f"sources: no source named {name!r}"])
+
+    def finalize_tolerance_for(self, name: str) -> Tolerance:
+        """The source's own ``finalize_tolerance``, else the global one (default 1%)."""
+        return self.source(name).finalize_tolerance or self.finalize_tolerance
 
     @property
     def state_directory(self) -> Path:

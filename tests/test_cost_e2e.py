@@ -11,7 +11,7 @@ import pytest
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from reconciler.daemon.metrics import DaemonMetrics
-from reconciler.domain import PlanItem
+from reconciler.domain import Month, PlanItem
 from reconciler.money import Money
 from reconciler.providers.http import HttpClient
 from reconciler.refresh import RunOutcome, refresh_source
@@ -315,3 +315,42 @@ async def test_akamai_invoice_totals_are_audited(
     (total,) = [i for i in items if i.kind == "cost_mismatch"]
     assert total.before is not None and total.impact is not None
     assert abs(total.impact - total.before.quantity * Decimal("0.03")) <= Decimal("0.01")
+
+
+async def test_focus_rows_add_up_to_the_expected_invoice(
+    engine: AsyncEngine, sandbox: SandboxServer
+) -> None:
+    from reconciler.reports.focus import focus_rows
+    from reconciler.store.costs import load_context
+
+    commit = {"name": "NA bandwidth commit", "source": "fastly",
+              "usage_type": "North America Bandwidth", "currency": "USD", "quantity": "5000",
+              "unit": "GB", "commit_price": "0.10", "overage_price": "0.11"}  # fmt: skip
+    credit = {"name": "SLA credit", "source": "fastly", "amount": "25 USD"}
+    settings = settings_for(sandbox, contract(), commitments=[commit], credits=[credit])
+    await pull(engine, settings, sandbox, TODAY)
+    months = (Month(2024, 5), Month(2024, 7))
+    rows = await focus_rows(engine, *months, (), settings)
+    async with engine.connect() as conn:
+        context = await load_context(
+            conn, settings, "fastly", "fastly", months[0].range_to(months[1])
+        )
+    expected = context.sheet.month_totals()
+    for month in months[0].range_to(months[1]):
+        start = f"{month.first_day.isoformat()}T00:00:00Z"
+        billed = sum(
+            (
+                Decimal(r["BilledCost"])
+                for r in rows
+                if r["BillingPeriodStart"] == start and r["BilledCost"]
+            ),
+            Decimal(0),
+        )
+        assert abs(billed - expected[("fastly", month, "USD")]) < Decimal("0.000001"), month
+    purchases = [r for r in rows if r["ChargeCategory"] == "Purchase"]
+    assert len(purchases) == 3
+    assert {(r["BilledCost"], r["EffectiveCost"], r["ChargeFrequency"]) for r in purchases} == {
+        ("500", "0", "Recurring")
+    }
+    credits = [r for r in rows if r["ChargeCategory"] == "Credit"]
+    assert [r["BilledCost"] for r in credits] == ["-25", "-25", "-25"]

@@ -27,6 +27,7 @@ from reconciler.reports.writer import write_report_set
 from reconciler.sandbox.scenario import named_scenario
 from reconciler.sandbox.server import SandboxServer
 from reconciler.settings import Settings, settings_from_mapping
+from reconciler.store.ingest import lines_t
 from reconciler.store.items import findings_table
 from reconciler.store.measures import stat_types
 
@@ -277,3 +278,20 @@ async def test_written_reports_show_kinds_and_lower_bounds(
     assert "Web Application Accelerator / Peak Mbps" in markdown
     assert "monthly levels (latest period)" in markdown
     assert "2024-07 so far: at least 1,217 Peak Mbps (a peak can only go up" in html
+
+
+async def test_a_measures_change_reclassifies_months_the_pull_did_not_cover(
+    engine: AsyncEngine, sandbox: SandboxServer, tmp_path: Path
+) -> None:
+    await pull(engine, settings_for(sandbox, tmp_path), TODAY)
+    override = {"usage_type": "Storage GB", "kind": "volume"}
+    narrow = settings_for(sandbox, tmp_path, measures=[override])
+    narrow = narrow.model_copy(
+        update={"sources": [narrow.sources[0].model_copy(update={"lookback_months": 1})]}
+    )
+    await pull(engine, narrow, TODAY)  # covers July only; the rules changed: every month
+    c = lines_t.c
+    query = select(c.month, c.measure_kind).where(c.usage_type == "Storage GB").distinct()
+    async with engine.connect() as conn:
+        kinds = sorted(tuple(r) for r in (await conn.execute(query)).all())
+    assert kinds == [("2024-05", "volume"), ("2024-06", "volume"), ("2024-07", "volume")]

@@ -50,8 +50,7 @@ from reconciler.alerts.recording import (
     destination_of,
     in_destination,
 )
-from reconciler.alerts.routes import Webhook, WebhookResolver
-from reconciler.alerts.slack import mark_possible_repeat
+from reconciler.alerts.routes import Target, WebhookResolver
 from reconciler.alerts.webhook import DeliveryResult, DeliveryStatus, SlackWebhookClient
 from reconciler.settings import Settings
 from reconciler.store.db import reader
@@ -345,15 +344,14 @@ class _Delivery:
     journal: OutcomeJournal
     refused_last: bool = False
 
-    async def send(self, claim: _Claim, webhook: Webhook) -> bool:
+    async def send(self, claim: _Claim, webhook: Target) -> bool:
         """Send one claimed message and record Slack's answer; False if the webhook should
         not be tried again in this pass."""
         self.refused_last = False
         await self.pacer.wait(webhook.key)
-        payload = json.loads(claim.payload)
-        if claim.repeat:
-            payload = mark_possible_repeat(payload, claim.id)
-        result = await self.client.post(webhook.url, payload, name=webhook.name)
+        result = await webhook.send(
+            self.client, json.loads(claim.payload), message_id=claim.id, repeat=claim.repeat
+        )
         at = self.clock()
         reason = result.describe(webhook.name)
         if result.delivered:
@@ -399,7 +397,7 @@ class _Delivery:
         )
         return False
 
-    async def _refused(self, claim: _Claim, webhook: Webhook, reason: str, at: datetime) -> bool:
+    async def _refused(self, claim: _Claim, webhook: Target, reason: str, at: datetime) -> bool:
         """The webhook refuses everything: keep the message pending, block the webhook."""
         self.refused_last = True
         self.report.refused += 1

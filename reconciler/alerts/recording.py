@@ -22,20 +22,20 @@ from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
 from reconciler.alerts.blocks import record_block
 from reconciler.alerts.outbox import PENDING, SENDING, outbox_t
-from reconciler.alerts.routes import DEFAULT_ROUTE
+from reconciler.alerts.routes import SOURCE_ROUTE
 
 log = logging.getLogger(__name__)
 
-Destination = tuple[str, str]  # (route, source), source "" for the default route
+Destination = tuple[str, str]  # (route, source), source "" unless routed to a source's own
 
 
 def destination_of(route: str, source: str) -> Destination:
-    return (route, "" if route == DEFAULT_ROUTE else source)
+    return (route, source if route == SOURCE_ROUTE else "")
 
 
 def in_destination(destination: Destination) -> ColumnElement[bool]:
     route, source = destination
-    if route == DEFAULT_ROUTE:
+    if route != SOURCE_ROUTE:
         return outbox_t.c.route == route  # type: ignore[no-any-return]
     return and_(outbox_t.c.route == route, outbox_t.c.source == source)
 

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any
@@ -11,6 +11,7 @@ from sqlalchemy import func, select
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from reconciler.alerts.blocks import load_blocks
+from reconciler.alerts.channels.selection import channel_route
 from reconciler.alerts.delivery import pending_counts
 from reconciler.alerts.outbox import FAILED, PENDING, SENDING, SENT, outbox_t
 from reconciler.alerts.routes import WebhookResolver, destination_name
@@ -40,6 +41,15 @@ class DestinationStatus:
     blocked_at: datetime | None = None
 
 
+@dataclass(frozen=True, slots=True)
+class ChannelStatus:
+    """One destination route (``default``, ``source``, ``channel:<name>``) over all time."""
+
+    route: str
+    counts: dict[str, int]
+    last_sent_at: datetime | None
+
+
 @dataclass
 class OutboxStatus:
     now: datetime
@@ -50,6 +60,7 @@ class OutboxStatus:
     last_retry_error: str | None
     failures: list[FailedMessage] = field(default_factory=list)
     destinations: list[DestinationStatus] = field(default_factory=list)
+    channels: list[ChannelStatus] = field(default_factory=list)
 
     @property
     def waiting(self) -> int:
@@ -88,6 +99,14 @@ class OutboxStatus:
                     "blocked_at": _iso(d.blocked_at),
                 }
                 for d in self.destinations
+            ],
+            "channels": [
+                {
+                    "route": c.route,
+                    "counts": {state: c.counts.get(state, 0) for state in _STATES},
+                    "last_sent_at": _iso(c.last_sent_at),
+                }
+                for c in self.channels
             ],
             "failed": [
                 {
@@ -164,6 +183,13 @@ async def outbox_status(
                 .limit(1)
             )
         ).scalar_one_or_none()
+        per_route = (
+            await conn.execute(
+                select(
+                    outbox_t.c.route, outbox_t.c.state, func.count(), func.max(outbox_t.c.sent_at)
+                ).group_by(outbox_t.c.route, outbox_t.c.state)
+            )
+        ).all()
         failed_rows = (
             await conn.execute(
                 select(outbox_t)
@@ -196,6 +222,7 @@ async def outbox_status(
         for r in failed_rows
     ]
     return OutboxStatus(
+        channels=_channels(settings, per_route),
         now=now,
         counts=counts,
         oldest_pending_at=_utc_or_none(oldest),
@@ -205,6 +232,20 @@ async def outbox_status(
         failures=failures,
         destinations=destinations,
     )
+
+
+def _channels(settings: Settings, rows: Sequence[Any]) -> list[ChannelStatus]:
+    """Every route with messages, and every configured channel (even without any)."""
+    counts: dict[str, dict[str, int]] = {}
+    last: dict[str, datetime | None] = {}
+    for route, state, count, sent_at in rows:
+        counts.setdefault(route, {})[state] = int(count)
+        sent = _utc_or_none(sent_at)
+        if sent is not None and (last.get(route) is None or sent > last[route]):  # type: ignore[operator]
+            last[route] = sent
+    for channel in settings.alerts.channels:
+        counts.setdefault(channel_route(channel.name), {})
+    return [ChannelStatus(r, counts[r], last.get(r)) for r in sorted(counts)]
 
 
 def _utc_or_none(value: Any) -> datetime | None:
@@ -248,6 +289,16 @@ def render_status(status: OutboxStatus) -> str:
         lines.append(
             f"  failed #{failure.id} ({failure.kind}, source {failure.source}{run}, "
             f"{failure.attempts} attempt(s)): {failure.reason}"
+        )
+    for channel in status.channels:
+        if not channel.route.startswith("channel:"):
+            continue  # Slack's own counts are the lines above
+        c = channel.counts
+        last = _iso(channel.last_sent_at) or "never"
+        name = channel.route.removeprefix("channel:")
+        lines.append(
+            f"channel {name}: {c.get(SENT, 0)} sent, {c.get(FAILED, 0)} failed, "
+            f"{c.get(PENDING, 0) + c.get(SENDING, 0)} waiting, last success {last}"
         )
     for destination in status.destinations:
         state = "configured" if destination.configured else "NOT configured"

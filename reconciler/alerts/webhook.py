@@ -176,6 +176,22 @@ class SlackWebhookClient:
         self, url: SecretStr, payload: dict[str, Any], *, name: str = "default"
     ) -> DeliveryResult:
         """Send ``payload`` to the webhook; never raises for network or Slack failures."""
+        data = json.dumps(payload, ensure_ascii=False, default=_json_default).encode()
+        return await self.post_bytes(url, data, name=name)
+
+    async def post_bytes(
+        self,
+        url: SecretStr,
+        data: bytes,
+        *,
+        name: str = "default",
+        headers: dict[str, str] | None = None,
+        redact: tuple[str, ...] = (),
+        any_body: bool = False,
+    ) -> DeliveryResult:
+        """POST a JSON body (Slack, or another channel's webhook) and classify the answer;
+        ``redact`` names more secrets (a signing key) never to echo from the body;
+        ``any_body``: a 2xx needs no ``ok`` body to be quiet (PagerDuty, Teams, webhooks)."""
         secret = url.get_secret_value()
         if not _usable_url(secret):
             result = DeliveryResult(DeliveryStatus.REFUSED, "the webhook URL is not valid")
@@ -189,17 +205,20 @@ class SlackWebhookClient:
             )
             log.warning("%s", result.describe(name))
             return result
-        data = json.dumps(payload, ensure_ascii=False, default=_json_default).encode()
+        sent_headers = {"Content-Type": "application/json; charset=utf-8", **(headers or {})}
+
         try:
             async with self._session.post(
                 secret,
                 data=data,
-                headers={"Content-Type": "application/json; charset=utf-8"},
+                headers=sent_headers,
                 timeout=self._timeout,
                 allow_redirects=False,
             ) as response:
                 raw = await _read_prefix(response, _MAX_BODY_BYTES)
                 body = _redact(raw.decode("utf-8", errors="replace"), secret)
+                for other in redact:
+                    body = body.replace(other, "<secret>") if other else body
                 result = classify(
                     response.status, body, response.headers.get("Retry-After"), self._clock()
                 )
@@ -211,6 +230,8 @@ class SlackWebhookClient:
             result = DeliveryResult(DeliveryStatus.REFUSED, "the webhook URL is not valid")
         except (aiohttp.ClientError, OSError) as e:
             result = DeliveryResult(DeliveryStatus.TRANSIENT, _describe_error(e))
+        if any_body and result.delivered:
+            result = DeliveryResult(DeliveryStatus.DELIVERED, "ok", result.http_status)
         level = (
             (logging.DEBUG if result.reason == "ok" else logging.WARNING)
             if result.delivered

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import sys
 from datetime import date
 from pathlib import Path
@@ -58,7 +59,8 @@ def demo(app: AppContext, directory: Path) -> None:
         f"reconciler demo: daily pulls of a Fastly account and an Akamai contract, "
         f"{START} to {END}, with a monthly review (apply) on each 1st."
     )
-    result = run_async(run_demo(directory, progress=_Bar()))
+    slack = {k: v for k, v in os.environ.items() if k == "SLACK_WEBHOOK_URL"}
+    result = run_async(run_demo(directory, progress=None if app.quiet else _Bar(), environ=slack))
     click.echo("\nWhat the providers did after the last review:")
     for event in result.events:
         click.echo(f"  {event}")
@@ -85,8 +87,8 @@ def demo(app: AppContext, directory: Path) -> None:
         click.echo(f"  {path}")
     click.echo(
         f"\nKeep exploring:\n  cd {directory}\n  reconciler plan --no-refresh\n"
-        "  reconciler state list\n  reconciler findings --state acknowledged\n"
-        "  reconciler report --format md\n  reconciler apply"
+        "  reconciler state list --month 2024-07\n  reconciler findings --state acknowledged\n"
+        f"  reconciler report --format md --as-of {END}\n  reconciler apply"
     )
     if html is not None:
         click.echo(f"\nOpen the report: {html}")

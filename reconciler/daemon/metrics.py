@@ -13,6 +13,7 @@ from prometheus_client import (
     generate_latest,
 )
 
+from reconciler.daemon.state_metrics import StateCollector
 from reconciler.refresh import RunOutcome
 
 disable_created_metrics()  # type: ignore[no-untyped-call]
@@ -24,6 +25,8 @@ class DaemonMetrics:
     def __init__(self) -> None:
         self.registry = CollectorRegistry()
         r = self.registry
+        self.state = StateCollector()  # usage, expectations, findings, pull ages from the DB
+        r.register(self.state)
         self.pull_runs = Counter(
             "reconciler_pull_runs",
             "Pull runs by source and outcome.",
@@ -122,4 +125,5 @@ class DaemonMetrics:
             self.projected_cost.labels(source, cost.currency).set(float(cost.projected))
 
     def render(self) -> tuple[bytes, str]:
+        """The exposition text (state gauges as of their last :meth:`StateCollector.refresh`)."""
         return generate_latest(self.registry), exposition.CONTENT_TYPE_LATEST

@@ -45,7 +45,9 @@ from reconciler.refresh import CommitCheck, RunOutcome, refresh_source
 from reconciler.reports.writer import prune_reports, write_report_set
 from reconciler.secret_mask import register_configured_secrets
 from reconciler.settings import Settings, load_settings
+from reconciler.store.backup import checkpoint
 from reconciler.store.db import create_engine, reader, sqlite_path, upgrade
+from reconciler.store.marker import marker_path
 from reconciler.store.retention import purge_history
 from reconciler.store.runs import abandon_stale_runs, runs_t
 
@@ -108,7 +110,7 @@ class Daemon:
                 self._slack = SlackWebhookClient(session)
                 if self.settings.daemon.listen:
                     health = HealthServer(
-                        self.settings.daemon.listen, self.readiness, self.metrics.render
+                        self.settings.daemon.listen, self.readiness, self.render_metrics
                     )
                     await health.start()
                     stack.push_async_callback(health.stop)
@@ -125,7 +127,8 @@ class Daemon:
         self.notifier.status("migrating the state database")
         self._engine = create_engine(self.settings.database_url, create=True)
         # A migration is one transaction: a stop asked for meanwhile waits for it to end.
-        before, after = await upgrade(self._engine)
+        marker = marker_path(self.settings.state_directory, self.settings.database_url)
+        before, after = await upgrade(self._engine, marker=marker)
         if before != after:
             log.info("state database migrated %s -> %s", before or "empty", after)
         await abandon_stale_runs(self._engine, older_than=self._lease_ttl * 2, now=self.clock())
@@ -145,6 +148,7 @@ class Daemon:
 
     async def _dispose_engine(self) -> None:
         if self._engine is not None:
+            await checkpoint(self._engine)  # the main SQLite file holds everything on stop
             await self._engine.dispose()
 
     def request_stop(self) -> None:
@@ -472,6 +476,13 @@ class Daemon:
         )
 
     # -- health ----------------------------------------------------------------------------
+
+    async def render_metrics(self) -> tuple[bytes, str]:
+        """``/metrics``: the counters, and the state gauges read from the database now."""
+        if self._engine is not None:
+            now = await self._report_time(self.clock())  # the followed (sandbox) day, if any
+            await self.metrics.state.refresh(self._engine, self.settings, now)
+        return self.metrics.render()
 
     async def readiness(self) -> list[str]:
         """Why the daemon is not ready (empty list: ready)."""

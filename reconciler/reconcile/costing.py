@@ -67,6 +67,7 @@ class LineCost:
     amount: Decimal
     priced_by: str
     basis: str
+    prepaid: Decimal = ZERO  # the part of ``amount`` a commitment's purchase pays for
 
 
 @dataclass(frozen=True, slots=True)
@@ -206,6 +207,22 @@ def _currency_of(rates: Sequence[RateSettings], line: CostLine) -> str:
     return next(matching, None) or next(of_source, "")
 
 
+def pricing_group(
+    rates: Sequence[RateSettings], commitments: Sequence[CommitmentSettings], line: CostLine
+) -> tuple[str, int] | None:
+    """What prices a line with others: ("commitment" or "money", index) or ("rate", card);
+    lines of another group never change its cost. None: nothing prices it."""
+    money = [c for c in commitments if c.amount is not None]
+    for index, commitment in enumerate(money):
+        if _matches(commitment, line) and commits.months_of(commitment, line.month):
+            return ("money", index)
+    quantity = _first([c for c in commitments if c.quantity is not None], line)
+    if quantity is not None:
+        return ("commitment", quantity)
+    card = next((i for i, c in enumerate(rate_cards(rates)) if _matches(c[0], line)), None)
+    return None if card is None else ("rate", card)
+
+
 def _first(commitments: Sequence[CommitmentSettings], line: CostLine) -> int | None:
     for index, commitment in enumerate(commitments):
         if _matches(commitment, line) and commits.months_of(commitment, line.month):
@@ -244,7 +261,8 @@ def _shared(
         return []
     unit = lines[0].unit
     basis = "; ".join(c.describe(unit, priced.currency) for c in priced.charges)
-    label = versions[0].label
+    # The versions that priced this month (a mid-month change names both).
+    label = ", ".join(dict.fromkeys(c.rate for c in priced.charges)) or versions[0].label
     return [
         LineCost(line, priced.currency, amount, label, basis)
         for line, amount in zip(lines, _split(priced.amount, lines), strict=True)
@@ -288,9 +306,13 @@ def _commit_quantity(
     for result in months:
         lines = by_month[(result.source, result.month)]
         basis = result.describe(commitment.unit or "")
+        # A monthly commitment's purchase pays for the month's usage; a term's is paid once.
+        prepaid = result.purchase if commitment.period == "month" else ZERO
         sheet.lines.extend(
-            LineCost(line, result.currency, amount, commitment.label, basis)
-            for line, amount in zip(lines, _split(result.billed, lines), strict=True)
+            LineCost(line, result.currency, amount, commitment.label, basis, share)
+            for line, amount, share in zip(
+                lines, _split(result.billed, lines), _split(prepaid, lines), strict=True
+            )
         )
 
 

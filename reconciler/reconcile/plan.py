@@ -25,6 +25,13 @@ from reconciler.domain import (
 )
 from reconciler.errors import ReconcilerError
 from reconciler.money import Money, is_currency
+from reconciler.reconcile.plan_groups import (
+    ItemGroup,
+    group_services,
+    is_routine,
+    month_closes,
+    plural,
+)
 from reconciler.reconcile.spend import ProjectedInvoice
 
 FORMAT_VERSION = 1
@@ -56,18 +63,24 @@ class Plan:
         order = {kind: i for i, kind in enumerate(_SUMMARY_ORDER)}
         return dict(sorted(counts.items(), key=lambda kv: (order.get(kv[0], 99), kv[0])))
 
+    def needs_review(self, min_severity: Severity = Severity.WARNING) -> bool:
+        """Whether any item is at or above ``min_severity`` (what --detailed-exitcode asks)."""
+        return any(item.severity.rank >= min_severity.rank for item in self.items)
+
     def expected_acknowledgements(self) -> dict[str, str]:
         return {item.fingerprint: self.values_hashes[item.fingerprint] for item in self.items}
 
 
 _SUMMARY_ORDER = [
     "restated",
+    "finalized_disappeared",
     "reopened",
     "unit_changed",
     "invoice_mismatch",
     "cost_mismatch",
     "repriced",
     "decreased",
+    "finalized_changed",
     "disappeared",
     "over_expectation",
     "over_budget",
@@ -78,6 +91,7 @@ _SUMMARY_ORDER = [
     "unit_mismatch",
     "no_match",
     "finalized",
+    "left_window_collecting",
     "new",
     "reappeared",
     "grew",
@@ -89,7 +103,7 @@ def symbol(item: PlanItem) -> str:
         return "!"
     if item.kind == ChangeKind.NEW:
         return "+"
-    if item.kind == ChangeKind.DISAPPEARED:
+    if item.kind in (ChangeKind.DISAPPEARED, ChangeKind.FINALIZED_DISAPPEARED):
         return "-"
     return "~"
 
@@ -134,9 +148,13 @@ def describe(item: PlanItem) -> list[str]:
         head += f"  {impact}"
     lines = [head]
     status = _status_line(item)
-    if item.category == ItemCategory.FINDING:
+    if item.category == ItemCategory.FINDING and item.before is None and item.after is None:
+        pass  # nothing measured (no_match): the message says what matched nothing
+    elif item.category == ItemCategory.FINDING:
         expected = _side(item.before) if item.before else "-"
         lines.append(f"      observed: {_side(item.after)}   expected: {expected}   [{status}]")
+    elif item.before is None and item.after is None:
+        pass  # a month-level item (left_window_collecting): its message says it all
     else:
         change = f"      quantity: {_side(item.before)} → {_side(item.after)}"
         if item.before and item.after and item.before.unit != item.after.unit:
@@ -158,10 +176,89 @@ def impact_text(item: PlanItem) -> str:
 
 
 def summary_line(plan: Plan) -> str:
+    """``Plan: 4 restated, 1 decreased; 2 month closes (56 lines finalized).``"""
     if plan.empty:
         return "No changes. Usage matches expectations."
-    parts = [f"{n} {kind.replace('_', ' ')}" for kind, n in plan.summary().items()]
-    return "Plan: " + ", ".join(parts) + "."
+    review = Counter(item.kind for item in plan.items if not is_routine(item))
+    order = {kind: i for i, kind in enumerate(_SUMMARY_ORDER)}
+    parts = [
+        f"{n:,} {kind.replace('_', ' ')}"
+        for kind, n in sorted(review.items(), key=lambda kv: (order.get(kv[0], 99), kv[0]))
+    ]
+    text = "Plan: " + (", ".join(parts) if parts else "nothing to review")
+    closes = month_closes(plan.items)
+    if closes:
+        lines = Counter(close.kind for close in closes for _ in close.items)
+        finalized = ", ".join(
+            f"{plural(n, 'line')} {kind.replace('_', ' ')}" for kind, n in lines.items()
+        )
+        text += f"; {plural(len(closes), 'month close')} ({finalized})"
+    return text + "."
+
+
+def _describe_group(group: ItemGroup) -> list[str]:
+    lines = describe(group.item)
+    if group.services:
+        names = [_service_change(item) for item in group.services]
+        lines.append(f"      and {plural(len(names), 'service')}: " + ", ".join(names))
+    return lines
+
+
+def _service_change(item: PlanItem) -> str:
+    name = item.service_name or item.service
+    delta = item.delta
+    return f"{name} ({_signed(delta)})" if delta is not None else name
+
+
+def _select(items: list[PlanItem], limit_per_kind: int) -> tuple[list[ItemGroup], Counter[str]]:
+    """The item groups a text plan shows (at most ``limit_per_kind`` per kind) and how many
+    items of each kind it leaves out."""
+    shown: list[ItemGroup] = []
+    per_kind: Counter[str] = Counter()
+    hidden: Counter[str] = Counter()
+    for group in group_services([i for i in items if not is_routine(i)]):
+        kind = group.item.kind
+        if limit_per_kind and per_kind[kind] >= limit_per_kind:
+            hidden[kind] += 1 + len(group.services)
+            continue
+        per_kind[kind] += 1
+        shown.append(group)
+    return shown, hidden
+
+
+def _by_source(plan: Plan) -> dict[str, list[PlanItem]]:
+    by_source: dict[str, list[PlanItem]] = {}
+    for item in plan.items:
+        by_source.setdefault(item.source, []).append(item)
+    return by_source
+
+
+def shown_items(plan: Plan, *, limit_per_kind: int = 50) -> list[PlanItem]:
+    """Exactly the items ``render_text`` shows with this limit (a routine month close and the
+    services listed under an account line count as shown): what a plain ``apply`` may
+    acknowledge after displaying the plan."""
+    shown: list[PlanItem] = []
+    for items in _by_source(plan).values():
+        groups, _ = _select(items, limit_per_kind)
+        for group in groups:
+            shown += [group.item, *group.services]
+        shown += [i for i in items if is_routine(i)]
+    return shown
+
+
+def _source_block(source: str, items: list[PlanItem], limit_per_kind: int) -> list[str]:
+    out = [f"Source {source} ({items[0].provider}):"]
+    groups, hidden = _select(items, limit_per_kind)
+    for group in groups:
+        out.extend(_describe_group(group))
+    for kind, count in hidden.items():
+        out.append(f"  … and {count:,} more {kind.replace('_', ' ')} (see --json or --limit 0)")
+    closes = month_closes(items)
+    if closes:
+        out.append("  Month closes (finalized within tolerance; recorded by 'apply'):")
+        out.extend(f"    {close.describe()}" for close in closes)
+    out.append("")
+    return out
 
 
 def invoices_line(invoices: Sequence[ProjectedInvoice]) -> str:
@@ -179,8 +276,9 @@ def invoices_line(invoices: Sequence[ProjectedInvoice]) -> str:
 
 
 def render_text(plan: Plan, *, limit_per_kind: int = 50) -> str:
-    """The human plan: legend, one block per item grouped by source, a summary line (and
-    the projected invoice of the open month where rates price it)."""
+    """The human plan: legend, the items grouped by source (services under their account
+    line, routine month closes as one line each), a summary line (and the projected invoice
+    of the open month where rates price it)."""
     money = invoices_line(plan.invoices)
     if plan.empty:
         return (money + "\n" if money else "") + summary_line(plan) + "\n"
@@ -191,23 +289,8 @@ def render_text(plan: Plan, *, limit_per_kind: int = 50) -> str:
         LEGEND,
         "",
     ]
-    by_source: dict[str, list[PlanItem]] = {}
-    for item in plan.items:
-        by_source.setdefault(item.source, []).append(item)
-    for source, items in by_source.items():
-        provider = items[0].provider
-        out.append(f"Source {source} ({provider}):")
-        shown: Counter[str] = Counter()
-        hidden: Counter[str] = Counter()
-        for item in items:
-            if limit_per_kind and shown[item.kind] >= limit_per_kind:
-                hidden[item.kind] += 1
-                continue
-            shown[item.kind] += 1
-            out.extend(describe(item))
-        for kind, count in hidden.items():
-            out.append(f"  … and {count} more {kind.replace('_', ' ')} (see --json or --limit 0)")
-        out.append("")
+    for source, items in _by_source(plan).items():
+        out.extend(_source_block(source, items, limit_per_kind))
     if money:
         out.append(money)
     out.append(summary_line(plan))
@@ -238,7 +321,9 @@ def item_json(item: PlanItem, values_hash: str | None = None) -> dict[str, Any]:
         "usage_type": item.usage_type,
         "region": item.region,
         "service": item.service,
+        "service_name": item.service_name,
         "month": str(item.month),
+        "routine": is_routine(item),
         "before": _observation_json(item.before),
         "after": _observation_json(item.after),
         "delta": canonical_decimal(delta) if delta is not None else None,
@@ -253,11 +338,16 @@ def item_json(item: PlanItem, values_hash: str | None = None) -> dict[str, Any]:
     return data
 
 
-def render_json(plan: Plan) -> str:
+def render_json(plan: Plan, stale: Mapping[str, str] | None = None) -> str:
+    """The plan as JSON (also the ``plan --out`` file). ``stale`` names each source whose
+    refresh failed, with its error: the plan shows that source's last stored state."""
     data = {
         "format_version": FORMAT_VERSION,
         "serial": plan.serial,
         "created_at": plan.created_at.isoformat(),
+        "stale_sources": [
+            {"source": source, "error": error} for source, error in (stale or {}).items()
+        ],
         "drift": [item_json(i, plan.values_hashes.get(i.fingerprint)) for i in plan.drift],
         "findings": [item_json(i, plan.values_hashes.get(i.fingerprint)) for i in plan.findings],
         "summary": plan.summary(),
@@ -284,17 +374,34 @@ class SavedPlan:
     acknowledgements: dict[str, str]
 
 
+def _saved_entries(data: dict[str, Any], key: str) -> list[tuple[str, str]]:
+    entries = data.get(key)
+    if not isinstance(entries, list):
+        raise ValueError(f"{key!r} must be a list of plan items")
+    pairs = []
+    for index, entry in enumerate(entries):
+        if not isinstance(entry, dict):
+            raise ValueError(f"{key}[{index}] is not a plan item")
+        fingerprint, values_hash = entry.get("fingerprint"), entry.get("values_hash")
+        if not isinstance(fingerprint, str) or not isinstance(values_hash, str):
+            raise ValueError(f"{key}[{index}] has no fingerprint and values_hash")
+        pairs.append((fingerprint, values_hash))
+    return pairs
+
+
 def parse_saved_plan(text: str, origin: str) -> SavedPlan:
+    """Read a plan saved by ``plan --out``; anything else is refused with one line."""
     try:
         data = json.loads(text)
+        if not isinstance(data, dict):
+            raise ValueError(f"it holds a JSON {type(data).__name__}, not a plan object")
         if data.get("format_version") != FORMAT_VERSION:
             raise ValueError(f"unsupported format_version {data.get('format_version')!r}")
-        serial = int(data["serial"])
-        acks = {
-            entry["fingerprint"]: entry["values_hash"]
-            for entry in [*data["drift"], *data["findings"]]
-        }
-    except (ValueError, KeyError, TypeError) as exc:
+        serial = data.get("serial")
+        if not isinstance(serial, int) or isinstance(serial, bool) or serial < 0:
+            raise ValueError(f"'serial' must be a whole number, not {serial!r}")
+        acks = dict(_saved_entries(data, "drift") + _saved_entries(data, "findings"))
+    except (ValueError, RecursionError) as exc:
         raise ReconcilerError(
             f"{origin} is not a plan saved by 'reconciler plan --out': {exc}"
         ) from None

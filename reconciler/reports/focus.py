@@ -231,6 +231,8 @@ async def focus_rows(
                 row.values["ChargePeriodStart"] = _timestamp(span[0])
                 row.values["ChargePeriodEnd"] = _timestamp(span[1])
             rows.append(row)
+    if pricing is not None:
+        rows.extend(FocusRow(values) for values in pricing.charges)
     return rows
 
 
