@@ -187,8 +187,8 @@ async def test_0006_keeps_invoice_lines_and_reads_them_as_covering_their_month(
             "0006_invoice_line_items",
         )
         invoices = SQLModel.metadata.tables["invoice_lines"]
-        columns = ("product_name", "units", "amount", "currency", "invoice_id", "position")
-        columns += ("description", "unit", "billing_start", "billing_end")
+        columns: tuple[str, ...] = ("product_name", "units", "amount", "currency", "invoice_id")
+        columns += ("position", "description", "unit", "billing_start", "billing_end")
         async with engine.connect() as conn:
             got = (
                 await conn.execute(
