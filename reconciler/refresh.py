@@ -35,6 +35,7 @@ from reconciler.settings import ExpectationSettings, Settings
 from reconciler.store import findings as items_store
 from reconciler.store.findings import ItemUpdates, drift_item, drift_values_hash
 from reconciler.store.ingest import IngestResult, apply_staged, lines_t
+from reconciler.store.month_history import pull_instant, source_forecast_inputs
 from reconciler.store.runs import fail_run, finish_run, start_run
 from reconciler.store.staging import Stager, check_lengths, text_limits
 from reconciler.store.tables import InvoiceLineRow
@@ -348,7 +349,14 @@ async def _review(
         conn, source, coverage.months, services=any(e.per_service for e in expectations)
     )
     invoices = await stored_invoice_lines(conn, source, coverage.months)
-    evaluated = evaluate(expectations, lines, today) + check_provider_invoices(
+    forecasts = await source_forecast_inputs(
+        conn,
+        settings,
+        source,
+        pull_instant(today, now),
+        services=any(e.per_service for e in expectations),
+    )
+    evaluated = evaluate(expectations, lines, today, forecasts) + check_provider_invoices(
         lines, invoices, expectations
     )
     found = await items_store.record_items(

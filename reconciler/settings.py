@@ -86,6 +86,20 @@ Duration = Annotated[
 Quantity = Annotated[Decimal, BeforeValidator(parse_quantity)]
 
 
+def parse_lag(value: Any) -> timedelta:
+    """A duration that may be zero (``"0s"``, ``0``): how late a provider's data arrives."""
+    if value in (0, "0", "0s", "0m", "0h", "0d") and not isinstance(value, bool):
+        return timedelta(0)
+    return parse_duration(value)
+
+
+LagDuration = Annotated[
+    timedelta,
+    BeforeValidator(parse_lag),
+    PlainSerializer(lambda v: format_duration(v) if v else "0s", return_type=str, when_used="json"),
+]
+
+
 class Tolerance(BaseModel):
     """How far a total may be from a declared quantity: a percent or an absolute amount."""
 
@@ -131,6 +145,15 @@ class _SourceBase(_Strict):
     timeout_s: float = Field(default=60.0, gt=0)
     max_retries: int = Field(default=5, ge=0, le=20)
     retry_cap_s: float = Field(default=60.0, gt=0)
+    # How late usage reaches the API: a pull at t covers the days through (t - data_lag).
+    data_lag: LagDuration = timedelta(days=1)
+
+    @field_validator("data_lag")
+    @classmethod
+    def _lag_range(cls, value: timedelta) -> timedelta:
+        if value > timedelta(days=14):
+            raise ValueError(f"data_lag must be at most 14d, got {format_duration(value)}")
+        return value
 
     @field_validator("name")
     @classmethod
@@ -292,6 +315,18 @@ class AlertSettings(_Strict):
     slack: SlackSettings = SlackSettings()
 
 
+class ForecastSettings(_Strict):
+    """How collecting months are forecast to month end, and when an overage is raised again."""
+
+    method: Literal["trailing", "run_rate"] = "trailing"
+    window_days: int = Field(default=7, ge=2, le=28)
+    min_days: int = Field(default=5, ge=1, le=28)
+    band_z: Decimal = Field(default=Decimal("1.645"), gt=0, le=5)
+    burst_factor: Decimal = Field(default=Decimal(3), gt=1, le=100)
+    escalation_percent: Decimal = Field(default=Decimal(20), gt=0, le=1000)
+    escalation_amount: Quantity | None = None
+
+
 ReportFormat = Literal["html", "md", "json", "focus-csv"]
 _DEFAULT_FORMATS: list[ReportFormat] = ["html", "json"]
 
@@ -343,6 +378,7 @@ class Settings(BaseSettings):
     alerts: AlertSettings = AlertSettings()
     reports: ReportSettings = ReportSettings()
     daemon: DaemonSettings = DaemonSettings()
+    forecast: ForecastSettings = ForecastSettings()
 
     @classmethod
     def settings_customise_sources(

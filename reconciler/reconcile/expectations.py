@@ -2,16 +2,18 @@
 
 A month total sums the matching lines of a month (all periods; account-level lines, or each
 service on its own with ``per_service``). A total in another unit than the expectation's is a
-``unit_mismatch`` and is never compared. A collecting month's run rate, projected linearly to
-month end, above the maximum is a ``projected_overage``: the warning before the invoice.
+``unit_mismatch`` and is never compared. A collecting month whose forecast (see
+:mod:`reconciler.reconcile.forecast`) is above the maximum is a ``projected_overage``: the
+warning before the invoice. It needs ``min_days`` of covered data, names the method, the covered
+days and the band, and an acknowledged one is raised again by :class:`Escalation`.
 """
 
 from __future__ import annotations
 
 from collections import defaultdict
-from collections.abc import Iterable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
-from datetime import date
+from datetime import UTC, date, datetime, time, timedelta
 from decimal import Decimal, localcontext
 from fnmatch import fnmatchcase
 
@@ -26,6 +28,8 @@ from reconciler.domain import (
     Severity,
     line_digest,
 )
+from reconciler.reconcile.forecast import Escalation, Forecast, ForecastParams
+from reconciler.reconcile.history import ForecastInputs, HistoryKey
 from reconciler.settings import ExpectationSettings, Tolerance
 
 DEFAULT_FINDING_SEVERITY = {
@@ -71,6 +75,7 @@ class Evaluated:
 
     item: PlanItem
     values_hash: str
+    escalation: Escalation | None = None  # re-raises an acknowledged projected overage
 
 
 @dataclass
@@ -117,29 +122,70 @@ def month_totals(
     return totals
 
 
-def projected(total: Decimal, month: Month, today: date) -> Decimal | None:
-    """Linear run-rate projection of a month-to-date total to month end (None: not started)."""
-    if today < month.first_day:
-        return None
-    if today > month.last_day:
-        return total
-    with localcontext(EXACT_CONTEXT):
-        return (total * month.days / today.day).quantize(Decimal("0.001"))
+def plain_inputs(today: date) -> ForecastInputs:
+    """Forecast inputs without history: ``today`` counts as covered (run rate, no band)."""
+    return ForecastInputs(
+        datetime.combine(today, time(0), tzinfo=UTC), timedelta(0), ForecastParams()
+    )
+
+
+def history_keys(
+    exp: ExpectationSettings,
+    lines: Iterable[MonthLine],
+    key: tuple[str, Month, str, str],
+) -> list[HistoryKey]:
+    """The history keys of the lines summed into one of ``month_totals``' totals."""
+    return [
+        HistoryKey(
+            line.source,
+            line.account,
+            line.product,
+            line.usage_type,
+            line.region,
+            line.service,
+            line.month,
+            line.unit,
+        )
+        for line in lines
+        if (line.source, line.month, line.unit, line.service) == key and matches(exp, line)
+    ]
 
 
 def evaluate(
     expectations: Sequence[ExpectationSettings],
     lines: Sequence[MonthLine],
     today: date,
+    forecasts: ForecastInputs | None = None,
 ) -> list[Evaluated]:
-    """Every finding the expectations raise on these lines, as of ``today``."""
+    """Every finding the expectations raise on these lines, as of ``today``; collecting
+    months are forecast from ``forecasts`` (default: :func:`plain_inputs`)."""
+    inputs = forecasts or plain_inputs(today)
     found: list[Evaluated] = []
     for expectation in expectations:
         for (source, month, unit, service), total in sorted(
             month_totals(expectation, lines).items(), key=lambda kv: (kv[0][1], kv[0])
         ):
-            found.extend(_check(expectation, source, month, unit, service, total, today))
+            key = (source, month, unit, service)
+
+            def forecast(
+                quantity: Decimal,
+                exp: ExpectationSettings = expectation,
+                key: tuple[str, Month, str, str] = key,
+            ) -> Forecast:
+                return inputs.forecast(key[1], quantity, history_keys(exp, lines, key))
+
+            checked = _check(expectation, source, month, unit, service, total, forecast)
+            found.extend(_with_escalation(checked, inputs.escalation))
     return found
+
+
+def _with_escalation(found: list[Evaluated], escalation: Escalation) -> list[Evaluated]:
+    return [
+        Evaluated(e.item, e.values_hash, escalation)
+        if e.item.kind == FindingKind.PROJECTED_OVERAGE.value
+        else e
+        for e in found
+    ]
 
 
 def _check(
@@ -149,7 +195,7 @@ def _check(
     unit: str,
     service: str,
     total: _Total,
-    today: date,
+    forecast: Callable[[Decimal], Forecast],
 ) -> list[Evaluated]:
     status = LineStatus.FINALIZED if total.finalized else LineStatus.COLLECTING
     observed = Observation(total.quantity, unit, status)
@@ -177,15 +223,17 @@ def _check(
             )
         )
     elif upper is not None and status == LineStatus.COLLECTING:
-        projection = projected(quantity, month, today)
-        if projection is not None and projection > upper:
+        outlook = forecast(quantity)
+        if outlook.raisable and outlook.value > upper:
             results.append(
                 context.finding(
                     FindingKind.PROJECTED_OVERAGE,
                     upper,
-                    f"{exp.label}: {month} to date {quantity} {unit} runs at a rate that "
-                    f"projects {projection} {unit} by month end, over {upper} {unit}",
-                    after=Observation(projection, unit, status),
+                    f"{exp.label}: {month} to date {quantity} {unit} is forecast at "
+                    f"{outlook.value} {unit} by month end, over {upper} {unit} "
+                    f"({outlook.describe(unit)})",
+                    after=Observation(outlook.value, unit, status),
+                    forecast=outlook,
                 )
             )
     if lower is not None and status == LineStatus.FINALIZED and quantity < lower:
@@ -253,6 +301,7 @@ class _Context:
         after: Observation | None = None,
         severity: Severity | None = None,
         extra: str = "",
+        forecast: Forecast | None = None,
     ) -> Evaluated:
         exp = self.exp
         unit = exp.unit or self.observed.unit
@@ -288,6 +337,7 @@ class _Context:
             after=after or self.observed,
             message=message,
             product_name=exp.label,
+            forecast=forecast,
         )
         # Growth of the observed total is not news; a new limit, unit or severity is.
         values = (kind.value, level.value, str(expected), unit, extra)

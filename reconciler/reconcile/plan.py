@@ -24,6 +24,7 @@ from reconciler.domain import (
     canonical_decimal,
 )
 from reconciler.errors import ReconcilerError
+from reconciler.reconcile.forecast import forecast_json
 
 FORMAT_VERSION = 1
 LEGEND = "Symbols: + new   ~ changed   - disappeared   ! critical"
@@ -206,6 +207,8 @@ def item_json(item: PlanItem, values_hash: str | None = None) -> dict[str, Any]:
         "percent": canonical_decimal(percent) if percent is not None else None,
         "message": item.message,
     }
+    if item.forecast is not None:
+        data["forecast"] = forecast_json(item.forecast)
     if values_hash is not None:
         data["values_hash"] = values_hash
     return data

@@ -20,6 +20,8 @@ from sqlalchemy import select, true
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
 from reconciler.domain import EXACT_CONTEXT, FindingState, LineStatus, Month, PlanItem, Severity
+from reconciler.reconcile.forecast import ForecastParams
+from reconciler.reconcile.history import ForecastInputs, HistoryKey
 from reconciler.reports.bands import expectation_band, project
 from reconciler.reports.history import lines_table, restated_lines, source_health
 from reconciler.reports.model import (
@@ -34,6 +36,7 @@ from reconciler.reports.model import (
 from reconciler.settings import Settings
 from reconciler.store.db import reader
 from reconciler.store.items import findings_table, load_items
+from reconciler.store.month_history import DEFAULT_DATA_LAG, source_forecast_inputs
 
 # Charts kept for a huge state: the largest series, plus every series with findings.
 MAX_SERIES_CHARTS = 24
@@ -66,6 +69,7 @@ class ReportRequest:
 class _Accumulator:
     product_name: str = ""
     regions: set[str] = field(default_factory=set)
+    keys: list[HistoryKey] = field(default_factory=list)  # lines of the month of ``now``
     months: dict[Month, list[Any]] = field(default_factory=dict)
 
 
@@ -196,6 +200,7 @@ async def _series(
     query = select(
         c.source,
         c.provider,
+        c.account,
         c.product,
         c.product_name,
         c.usage_type,
@@ -212,10 +217,24 @@ async def _series(
         c.source.in_(list(request.sources)) if request.sources else true(),
     )
     groups: dict[tuple[str, str, str, str, str], _Accumulator] = defaultdict(_Accumulator)
+    current_month = Month.of(now.date())
     for row in (await conn.execute(query)).all():
         group = groups[(row.source, row.provider, row.product, row.usage_type, row.unit)]
         group.product_name = group.product_name or row.product_name
         group.regions.add(row.region)
+        if row.month == str(current_month):
+            group.keys.append(
+                HistoryKey(
+                    row.source,
+                    row.account,
+                    row.product,
+                    row.usage_type,
+                    row.region,
+                    "",
+                    current_month,
+                    row.unit,
+                )
+            )
         # [sum, all finalized, line count]
         month = group.months.setdefault(Month.parse(row.month), [Decimal(0), True, 0])
         with localcontext(EXACT_CONTEXT):
@@ -226,6 +245,7 @@ async def _series(
     concerns = _FindingIndex(
         e.item for e in tables[FindingState.OPEN] + tables[FindingState.ACKNOWLEDGED]
     )
+    inputs = await _forecast_inputs(conn, settings, {key[0] for key in groups}, now)
     result: list[Series] = []
     for (source, provider, product, usage_type, unit), group in groups.items():
         points = tuple(
@@ -257,13 +277,30 @@ async def _series(
             band=band,
             unmatched_expectations=other_unit,
         )
-        current = series.point(Month.of(now.date()))
+        current = series.point(current_month)
         projection = None
         if current is not None:
             limit = band.high if band is not None else None
-            projection = project(current.month, current.quantity, current.status, now, limit)
+            forecast = inputs[source].forecast(current.month, current.quantity, group.keys)
+            projection = project(current.month, current.quantity, current.status, forecast, limit)
         result.append(replace(series, projection=projection, findings=concerns.count(series)))
     return result
+
+
+async def _forecast_inputs(
+    conn: AsyncConnection, settings: Settings, sources: Iterable[str], now: datetime
+) -> dict[str, ForecastInputs]:
+    """Each source's forecast inputs for the month of ``now``, as the plan's findings use."""
+    configured = {s.name for s in settings.sources}
+    inputs: dict[str, ForecastInputs] = {}
+    for source in sorted(sources):
+        if source in configured:
+            inputs[source] = await source_forecast_inputs(
+                conn, settings, source, now, services=False
+            )
+        else:  # a source no longer configured: its default lag
+            inputs[source] = ForecastInputs(now, DEFAULT_DATA_LAG, ForecastParams())
+    return inputs
 
 
 def _glob(value: str, pattern: str) -> bool:

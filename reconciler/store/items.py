@@ -18,6 +18,7 @@ from reconciler.domain import (
     PlanItem,
     Severity,
 )
+from reconciler.reconcile.forecast import forecast_from_json
 from reconciler.store.tables import FindingRow
 
 findings_table = FindingRow.__table__  # type: ignore[attr-defined]
@@ -52,6 +53,7 @@ def item_from_row(r: Any) -> PlanItem:
         after=_observation(r.after_quantity, r.after_unit, r.after_status),
         message=r.message,
         product_name=r.product_name,
+        forecast=forecast_from_json(getattr(r, "forecast", None)),
     )
 
 
