@@ -319,7 +319,7 @@ class ForecastSettings(_Strict):
     """How collecting months are forecast to month end, and when an overage is raised again."""
 
     method: Literal["trailing", "run_rate"] = "trailing"
-    window_days: int = Field(default=7, ge=2, le=28)
+    window_days: int = Field(default=14, ge=2, le=28)
     min_days: int = Field(default=5, ge=1, le=28)
     band_z: Decimal = Field(default=Decimal("1.645"), gt=0, le=5)
     burst_factor: Decimal = Field(default=Decimal(3), gt=1, le=100)

@@ -11,11 +11,13 @@ it makes one). The snapshots every pull stores give the month's daily increments
   ``burst_factor`` × the window's median is a one-off burst: it stays in the month to date but
   is left out of the rate (and of the band's σ).
 
-The band is value ± z·σ·√(R + R²/n): σ the standard deviation of the daily increments, R the
+The band is value ± t·σ·√(R + R²/n): σ the standard deviation of the daily increments, R the
 days left and n the days the rate is estimated from (the spread of R future days plus the
-uncertainty of the rate itself). With fewer than ``MIN_BAND_DAYS`` single-day increments the
-history is too short: the forecast falls back to the run rate, without a band. Before
-``min_days`` covered days a forecast is "too early" and raises nothing.
+uncertainty of the rate itself); t is ``band_z`` widened by Student's t for the few days σ is
+estimated from (× 1.43 with 4 days, × 1.11 with 10, × 1 beyond 31). With fewer than
+``MIN_BAND_DAYS`` single-day increments the history is too short: the forecast falls back to
+the run rate, without a band. Before ``min_days`` covered days a forecast is "too early" and
+raises nothing.
 """
 
 from __future__ import annotations
@@ -59,7 +61,7 @@ class ForecastParams:
     """How to forecast (from ``[forecast]`` settings)."""
 
     method: ForecastMethod = ForecastMethod.TRAILING
-    window_days: int = 7
+    window_days: int = 14
     min_days: int = 5
     band_z: Decimal = Decimal("1.645")
     burst_factor: Decimal = Decimal(3)
@@ -199,14 +201,29 @@ def without_bursts(increments: Sequence[Decimal], factor: Decimal) -> list[Decim
         return [x for x in increments if x <= median * factor]
 
 
+# Student's t 95% one-sided quantiles by degrees of freedom, over the normal one (1.645).
+_T_95 = {1: "6.314", 2: "2.920", 3: "2.353", 4: "2.132", 5: "2.015", 6: "1.943", 7: "1.895",
+         8: "1.860", 9: "1.833", 10: "1.812", 12: "1.782", 15: "1.753", 20: "1.725",
+         25: "1.708", 30: "1.697"}  # fmt: skip
+
+
+def small_sample_factor(degrees: int) -> Decimal:
+    """How much wider than the normal quantile Student's t is with ``degrees`` of freedom."""
+    known = [d for d in sorted(_T_95) if d <= degrees]
+    if degrees > 30:
+        return Decimal(1)
+    return Decimal(_T_95[known[-1]]) / Decimal("1.645")
+
+
 def _band_half_width(increments: Sequence[Decimal], left: int, n: int, z: Decimal) -> Decimal:
-    """z·σ·√(R + R²/n): R future days' spread plus the uncertainty of an n-day mean rate."""
+    """t·σ·√(R + R²/n): R future days' spread plus the uncertainty of an n-day mean rate."""
     with localcontext() as ctx:
         ctx.prec = 34
         mean = sum(increments, Decimal(0)) / len(increments)
         variance = sum(((x - mean) ** 2 for x in increments), Decimal(0)) / (len(increments) - 1)
         factor = Decimal(left) + Decimal(left * left) / Decimal(n)
-        return z * (variance * factor).sqrt()
+        t = z * small_sample_factor(len(increments) - 1)
+        return t * (variance * factor).sqrt()
 
 
 @dataclass(frozen=True, slots=True)

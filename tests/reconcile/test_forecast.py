@@ -21,6 +21,7 @@ from reconciler.reconcile.forecast import (
     forecast_from_json,
     forecast_json,
     forecast_month,
+    small_sample_factor,
 )
 from reconciler.reconcile.history import ForecastInputs, HistoryKey, KeyHistory, total_snapshots
 from reconciler.settings import ExpectationSettings
@@ -93,20 +94,21 @@ def test_month_lengths(month: Month, value: str, method: ForecastMethod) -> None
         (STEADY_14, ForecastMethod.TRAILING, "300", "300", "300", ForecastReason.OK),
         # A step from 10 to 20 a day on day 11: the trailing window follows it
         # (180 + (3x10 + 4x20)/7 x 16 = 431.429), the run rate lags (180 / 14 x 30).
-        # sigma^2 = (10 x (10 - 180/14)^2 + 4 x (20 - 180/14)^2) / 13 = 21.978; half widths
-        # 1.645 x sqrt(21.978 x (16 + 16^2/7)) = 55.916 and x (16 + 16^2/14) = 45.156.
-        ([10] * 10 + [20] * 4, ForecastMethod.TRAILING, "431.429", "375.513", "487.344",
+        # sigma^2 = (10 x (10 - 180/14)^2 + 4 x (20 - 180/14)^2) / 13 = 21.978; t for 13
+        # degrees of freedom (the table's 12: 1.782); half widths 1.782 x sqrt(21.978 x
+        # (16 + 16^2/7)) = 60.573 and x sqrt(21.978 x (16 + 16^2/14)) = 48.917.
+        ([10] * 10 + [20] * 4, ForecastMethod.TRAILING, "431.429", "370.856", "492.001",
          ForecastReason.OK),
-        ([10] * 10 + [20] * 4, ForecastMethod.RUN_RATE, "385.714", "340.558", "430.870",
+        ([10] * 10 + [20] * 4, ForecastMethod.RUN_RATE, "385.714", "336.797", "434.631",
          ForecastReason.OK),
         # Alternating 8/12: mean of the last 7 (4x12 + 3x8)/7, 140 + 72/7 x 16 = 304.571;
-        # sigma^2 = 14 x 4 / 13, half width 1.645 x sqrt(56/13 x (16 + 16^2/7)) = 24.755.
-        ([8, 12] * 7, ForecastMethod.TRAILING, "304.571", "279.816", "329.326",
+        # sigma^2 = 14 x 4 / 13, half width 1.782 x sqrt(56/13 x (16 + 16^2/7)) = 26.817.
+        ([8, 12] * 7, ForecastMethod.TRAILING, "304.571", "277.755", "331.388",
          ForecastReason.OK),
         # A 100 burst on day 1: the trailing rate leaves it out (kept in the month to date);
         # the run rate carries it to month end, 230 / 14 x 30, and its sigma widens the band.
         ([100] + [10] * 13, ForecastMethod.TRAILING, "390", "390", "390", ForecastReason.OK),
-        ([100] + [10] * 13, ForecastMethod.RUN_RATE, "492.857", "261.171", "724.544",
+        ([100] + [10] * 13, ForecastMethod.RUN_RATE, "492.857", "241.875", "743.839",
          ForecastReason.OK),
         # Under min_days (5) covered days: shown, never raised.
         ([10] * 4, ForecastMethod.TRAILING, "300", "300", "300", ForecastReason.TOO_EARLY),
@@ -121,7 +123,7 @@ def test_forecast_table(
     high: str | None,
     reason: ForecastReason,
 ) -> None:
-    f = run(increments, params=ForecastParams(method=method))
+    f = run(increments, params=ForecastParams(method=method, window_days=7))
     assert (f.value, f.reason) == (D(value), reason)
     assert (f.low, f.high) == (None if low is None else D(low), None if high is None else D(high))
 
@@ -201,6 +203,13 @@ def test_forecast_before_and_after_the_month() -> None:
     assert (f.reason, f.covered_days, f.covered_through) == (ForecastReason.NO_DATA, 0, None)
     f = forecast_month(JUNE, D(301), [], date(2024, 7, 2))
     assert (f.value, f.low, f.high, f.reason) == (D(301), D(301), D(301), ForecastReason.MONTH_OVER)
+
+
+@pytest.mark.parametrize(
+    ("degrees", "factor"), [(1, "3.838"), (3, "1.430"), (9, "1.114"), (13, "1.083"), (31, "1")]
+)
+def test_small_samples_widen_the_band(degrees: int, factor: str) -> None:
+    assert small_sample_factor(degrees).quantize(D("0.001")) == D(factor)
 
 
 def test_json_round_trip() -> None:
