@@ -9,7 +9,6 @@ finalized month, lowers a collecting month and pushes a usage type toward its co
 from __future__ import annotations
 
 import json
-import shutil
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import UTC, date, datetime, time, timedelta
@@ -163,12 +162,6 @@ def config_toml(data: dict[str, Any]) -> str:
         f"{END}' (the demo's injected events are not replayed).\n\n"
     )
     return header + to_toml(data) + "\n"
-
-
-def prepare_directory(directory: Path) -> None:
-    if directory.exists():
-        shutil.rmtree(directory)
-    directory.mkdir(parents=True, mode=0o700)
 
 
 async def run_demo(

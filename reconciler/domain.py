@@ -138,6 +138,7 @@ class FindingKind(StrEnum):
     UNIT_MISMATCH = "unit_mismatch"
     PROJECTED_OVERAGE = "projected_overage"
     INVOICE_MISMATCH = "invoice_mismatch"
+    NO_MATCH = "no_match"
 
 
 class FindingState(StrEnum):

@@ -12,7 +12,7 @@ import asyncio
 import contextlib
 import logging
 import time
-from collections.abc import Awaitable, Callable, Mapping, Sequence
+from collections.abc import AsyncIterator, Awaitable, Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import date, datetime
 from fnmatch import fnmatchcase
@@ -21,7 +21,7 @@ from sqlalchemy import delete, insert, select, text
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
 from reconciler.domain import ChangeKind, ItemCategory, LineStatus, Month, utcnow
-from reconciler.errors import ReconcilerError
+from reconciler.errors import ProviderError, ReconcilerError
 from reconciler.providers.base import Coverage, InvoiceLine, PullStats, open_provider
 from reconciler.providers.http import HttpClient
 from reconciler.reconcile.expectations import (
@@ -30,13 +30,23 @@ from reconciler.reconcile.expectations import (
     ProviderInvoiceLine,
     check_provider_invoices,
     evaluate,
+    unmatched_months,
 )
+from reconciler.reconcile.measures import MeasureKind
 from reconciler.settings import ExpectationSettings, Settings
 from reconciler.store import findings as items_store
 from reconciler.store.findings import ItemUpdates, drift_item, drift_values_hash
 from reconciler.store.ingest import IngestResult, apply_staged, lines_t
+from reconciler.store.measures import apply_measure_kinds
 from reconciler.store.month_history import pull_instant, source_forecast_inputs
-from reconciler.store.runs import fail_run, finish_run, start_run
+from reconciler.store.runs import (
+    HEARTBEAT_INTERVAL_S,
+    RunAbandonedError,
+    fail_run,
+    finish_run,
+    heartbeat,
+    start_run,
+)
 from reconciler.store.staging import Stager, check_lengths, text_limits
 from reconciler.store.tables import InvoiceLineRow
 
@@ -121,15 +131,21 @@ async def refresh_source(
     )
     outcome = RunOutcome(source_name, source_settings.provider, run_id, provider.stats, 0.0)
     began = time.monotonic()
-    stager = Stager(engine, run_id, source_name)
+    stager = Stager(engine, run_id, source_name, clock=clock)
     try:
-        # aclosing: a pull that stops early (error, cancellation) cleans up at once.
-        async with contextlib.aclosing(provider.pull(today)) as pages:
+        # aclosing: a pull that stops early (error, cancellation, deadline) cleans up at once.
+        async with (
+            _heartbeats(engine, run_id, clock),
+            _deadline(source_name, source_settings.pull_timeout_s, provider.stats),
+            contextlib.aclosing(provider.pull(today)) as pages,
+        ):
             async for page in pages:
                 await stager.add(page)
                 if on_page is not None:
                     on_page(provider.stats)
         async with engine.begin() as conn:
+            # The claim: still running (else abandoned), and locked until this commits.
+            await heartbeat(conn, run_id, clock())
             await _lock_source(conn, source_name)
             outcome.ingest = await apply_staged(
                 conn,
@@ -180,6 +196,60 @@ async def refresh_source(
         return outcome
     log.info("%s", outcome.summary())
     return outcome
+
+
+@contextlib.asynccontextmanager
+async def _heartbeats(
+    engine: AsyncEngine, run_id: int, clock: Callable[[], datetime]
+) -> AsyncIterator[None]:
+    """Keep the run's heartbeat fresh while the provider is slow to answer."""
+
+    async def beat() -> None:
+        while True:
+            await asyncio.sleep(HEARTBEAT_INTERVAL_S)
+            try:
+                async with engine.begin() as conn:
+                    await heartbeat(conn, run_id, clock())
+            except RunAbandonedError:
+                return  # the next staged page, or the claim, fails the run
+            except Exception as exc:  # a busy database: the next page renews it
+                log.debug("heartbeat of run %d failed: %s", run_id, exc)
+
+    task = asyncio.create_task(beat(), name=f"heartbeat-{run_id}")
+    try:
+        yield
+    finally:
+        task.cancel()
+        with contextlib.suppress(asyncio.CancelledError):
+            await task
+
+
+@contextlib.asynccontextmanager
+async def _deadline(source: str, timeout_s: float, stats: PullStats) -> AsyncIterator[None]:
+    """Fail the pull once ``timeout_s`` have passed (``pull_timeout_s``), naming the
+    endpoints it was still waiting for at that moment."""
+    task = asyncio.current_task()
+    assert task is not None
+    stalled: list[str] = []
+
+    def expire() -> None:
+        stalled.extend(sorted(stats.in_flight) or ["(between requests)"])
+        task.cancel()
+
+    handle = asyncio.get_running_loop().call_later(timeout_s, expire)
+    try:
+        yield
+    except asyncio.CancelledError:
+        # Our own cancellation only: a cancel from outside (shutdown) stays a cancel.
+        if stalled and task.uncancel() == 0:
+            raise ProviderError(
+                source,
+                ", ".join(stalled),
+                f"no answer within the pull's deadline of {timeout_s:g}s (pull_timeout_s)",
+            ) from None
+        raise
+    finally:
+        handle.cancel()
 
 
 def _describe(exc: BaseException) -> str:
@@ -279,6 +349,9 @@ async def month_lines(
         lines_t.c.quantity,
         lines_t.c.unit,
         lines_t.c.status,
+        lines_t.c.period_start,
+        lines_t.c.measure_kind,
+        lines_t.c.billable,
     ).where(
         lines_t.c.source == source,
         lines_t.c.month.in_([str(m) for m in months]),
@@ -300,6 +373,9 @@ async def month_lines(
             r.quantity,
             r.unit,
             LineStatus(r.status),
+            r.period_start,
+            MeasureKind(r.measure_kind),
+            r.billable,
         )
         for r in (await conn.execute(query)).all()
     ]
@@ -344,6 +420,7 @@ async def _review(
             conn, [items_store.disappeared_fingerprint_for(c) for c in back], now
         )
 
+    await apply_measure_kinds(conn, source, settings.measures)
     expectations = expectations_for(settings, source)
     lines = await month_lines(
         conn, source, coverage.months, services=any(e.per_service for e in expectations)
@@ -371,5 +448,6 @@ async def _review(
         current={e.item.fingerprint for e in evaluated},
         category=ItemCategory.FINDING,
         now=now,
+        hold=unmatched_months(expectations, lines),
     )
     return updates

@@ -29,6 +29,7 @@ from pydantic_settings import BaseSettings, PydanticBaseSettingsSource, Settings
 
 from reconciler.domain import ChangeKind, Month, Severity
 from reconciler.errors import ConfigError
+from reconciler.reconcile.measures import MeasureKind
 from reconciler.secrets import SecretRef
 
 CONFIG_ENV = "RECONCILER_CONFIG"
@@ -155,6 +156,9 @@ class _SourceBase(_Strict):
             raise ValueError(f"data_lag must be at most 14d, got {format_duration(value)}")
         return value
 
+    # The whole pull's deadline, whatever its requests and retries do.
+    pull_timeout_s: float = Field(default=1800.0, gt=0)
+
     @field_validator("name")
     @classmethod
     def _name(cls, value: str) -> str:
@@ -267,10 +271,28 @@ class ExpectationSettings(_Strict):
 
     @property
     def label(self) -> str:
+        """The name, else every matcher field that narrows what the expectation covers."""
         if self.name:
             return self.name
         parts = [p for p in (self.source, self.product, self.usage_type) if p != "*"]
-        return "/".join(parts) or "all usage"
+        label = "/".join(parts) or "all usage"
+        if self.region != "*":
+            label += f" [{self.region}]"
+        if self.service != "*":
+            label += f" service {self.service}"
+        if self.per_service:
+            label += " per service"
+        return label
+
+
+class MeasureSettings(_Strict):
+    """A ``[[measures]]`` entry: the measure kind of the stats it matches (globs)."""
+
+    provider: str = "*"
+    product: str = "*"
+    usage_type: str = "*"
+    unit: str = "*"
+    kind: MeasureKind
 
 
 class SlackRouteSettings(_Strict):
@@ -374,6 +396,7 @@ class Settings(BaseSettings):
     state: StateSettings = StateSettings()
     sources: list[SourceSettings] = Field(default_factory=list)
     expectations: list[ExpectationSettings] = Field(default_factory=list)
+    measures: list[MeasureSettings] = Field(default_factory=list)
     severities: dict[ChangeKind, Severity] = Field(default_factory=dict)
     alerts: AlertSettings = AlertSettings()
     reports: ReportSettings = ReportSettings()
@@ -398,6 +421,21 @@ class Settings(BaseSettings):
         duplicates = sorted({n for n in names if names.count(n) > 1})
         if duplicates:
             raise ValueError(f"duplicate source names: {', '.join(duplicates)}")
+        return self
+
+    @model_validator(mode="after")
+    def _distinct_expectations(self) -> Settings:
+        # Findings are identified by the expectation's label and matchers: two expectations
+        # alike in both would raise items with one fingerprint, which cannot be stored.
+        seen: dict[str, int] = {}
+        for index, expectation in enumerate(self.expectations):
+            label = expectation.label
+            if label in seen:
+                raise ValueError(
+                    f"expectations {seen[label] + 1} and {index + 1} have the same label "
+                    f"{label!r}: give each a distinct name (or different matchers)"
+                )
+            seen[label] = index
         return self
 
     def source_index(self, name: str) -> int:

@@ -7,7 +7,8 @@ import subprocess
 import sys
 from pathlib import Path
 
-from reconciler.demo import prepare_directory, run_demo
+from reconciler.demo import run_demo
+from reconciler.demo_directory import prepare_directory
 
 
 def test_demo_tells_the_story(tmp_path: Path) -> None:

@@ -40,7 +40,8 @@ class _Bar:
     type=click.Path(path_type=Path, file_okay=False),
     default=Path("reconciler-demo"),
     show_default=True,
-    help="Where to leave the demo's state, config and reports (recreated).",
+    help="Where to leave the demo's state, config and reports: a new or empty directory, "
+    "or one an earlier demo made (its files are replaced; nothing else is touched).",
 )
 @pass_app
 def demo(app: AppContext, directory: Path) -> None:
@@ -49,13 +50,14 @@ def demo(app: AppContext, directory: Path) -> None:
     Needs no configuration, credentials or network. Prints the plan, writes the report and
     shows the Slack messages it would send (or sends them when SLACK_WEBHOOK_URL is set).
     """
-    from reconciler.demo import END, START, prepare_directory, render_plan, run_demo
+    from reconciler.demo import END, START, render_plan, run_demo
+    from reconciler.demo_directory import prepare_directory
 
+    prepare_directory(directory)
     click.echo(
         f"reconciler demo: daily pulls of a Fastly account and an Akamai contract, "
         f"{START} to {END}, with a monthly review (apply) on each 1st."
     )
-    prepare_directory(directory)
     result = run_async(run_demo(directory, progress=_Bar()))
     click.echo("\nWhat the providers did after the last review:")
     for event in result.events:

@@ -9,6 +9,7 @@ from typing import Any
 import click
 
 from reconciler.cli import AppContext, cli, pass_app, run_async
+from reconciler.cli.stat_types import seen_stat_types, stat_types_json, stat_types_text
 from reconciler.errors import ConfigError, MissingSecretError
 from reconciler.secrets import resolve_secret, secret_path
 from reconciler.settings import LOCAL_CONFIG, AkamaiSourceSettings, Settings, find_config_file
@@ -77,12 +78,16 @@ def config_check(app: AppContext, as_json: bool) -> None:
         raise click.exceptions.Exit(1) from None
     secrets, problems = check_secrets(settings)
     effective = effective_config(settings, secrets)
+    seen, note = run_async(seen_stat_types(settings))
     if as_json:
+        if seen:
+            effective["stat_types"] = stat_types_json(seen)
         click.echo(json.dumps(effective, indent=2))
     else:
         origin = app.loaded_from or "no configuration file (built-in defaults)"
         click.echo(f"# configuration: {origin}")
         click.echo(to_toml(effective))
+        click.echo("\n".join(stat_types_text(seen, note)))
     if problems:
         _print_problems(problems, str(app.loaded_from) if app.loaded_from else None)
         raise click.exceptions.Exit(1)

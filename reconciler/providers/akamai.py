@@ -168,15 +168,16 @@ class AkamaiProvider:
         query = dict(params)
         if self._settings.account_switch_key:
             query["accountSwitchKey"] = self._settings.account_switch_key
-        body, _ = await self._http.get_json(
-            self.source,
-            endpoint,
-            api_url(self._base, endpoint, query),
-            headers=self._sign,
-            limiter=self._limiter,
-            policy=self._policy,
-            stats=self.stats,
-        )
+        with self.stats.requesting(endpoint):
+            body, _ = await self._http.get_json(
+                self.source,
+                endpoint,
+                api_url(self._base, endpoint, query),
+                headers=self._sign,
+                limiter=self._limiter,
+                policy=self._policy,
+                stats=self.stats,
+            )
         return body
 
     async def _contracts(self) -> list[str]:

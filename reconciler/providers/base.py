@@ -11,8 +11,10 @@ holds the posted invoices' line items. A pull that raises covered nothing.
 from __future__ import annotations
 
 import ipaddress
-from collections.abc import AsyncGenerator, Mapping
-from dataclasses import dataclass, fields
+from collections import Counter
+from collections.abc import AsyncGenerator, Iterator, Mapping
+from contextlib import contextmanager
+from dataclasses import dataclass, field, fields
 from datetime import date
 from decimal import Decimal
 from typing import TYPE_CHECKING, Protocol
@@ -40,16 +42,31 @@ __all__ = [
 
 @dataclass
 class PullStats:
-    """Counters of one pull: HTTP requests sent, of which retries, JSON pages read, lines."""
+    """Counters of one pull: HTTP requests sent, of which retries, JSON pages read, lines;
+    and the endpoints of the requests in flight (to say which one stalled)."""
 
     api_calls: int = 0
     retries: int = 0
     pages: int = 0
     lines: int = 0
+    in_flight: Counter[str] = field(default_factory=Counter, repr=False, compare=False)
 
     def reset(self) -> None:
-        for field in fields(self):
-            setattr(self, field.name, 0)
+        for counter in fields(self):
+            if counter.name != "in_flight":
+                setattr(self, counter.name, 0)
+        self.in_flight.clear()
+
+    @contextmanager
+    def requesting(self, endpoint: str) -> Iterator[None]:
+        """Count ``endpoint`` as in flight while the block runs."""
+        self.in_flight[endpoint] += 1
+        try:
+            yield
+        finally:
+            self.in_flight[endpoint] -= 1
+            if not self.in_flight[endpoint]:
+                del self.in_flight[endpoint]
 
 
 @dataclass(frozen=True)

@@ -179,15 +179,16 @@ class FastlyProvider:
         )
 
     async def _get(self, endpoint: str, params: Mapping[str, str]) -> Any:
-        body, _ = await self._http.get_json(
-            self.source,
-            endpoint,
-            api_url(self._base, endpoint, params),
-            headers=self._headers,
-            limiter=self._limiter,
-            policy=self._policy,
-            stats=self.stats,
-        )
+        with self.stats.requesting(endpoint):
+            body, _ = await self._http.get_json(
+                self.source,
+                endpoint,
+                api_url(self._base, endpoint, params),
+                headers=self._headers,
+                limiter=self._limiter,
+                policy=self._policy,
+                stats=self.stats,
+            )
         return body
 
     async def _invoices(
@@ -220,7 +221,7 @@ class FastlyProvider:
             lines.extend(items)
             next_cursor = page.meta.get("next_cursor") if page.meta else None
             total = meta_total(self.source, INVOICES, page.meta)
-            following = guard.advance(cursor, next_cursor, len(page.records), total)
+            following = guard.advance(cursor, next_cursor, len(page.records), total, page.records)
             if following is None:
                 return invoiced, lines
             cursor = following
@@ -274,7 +275,7 @@ class FastlyProvider:
             out = convert(self.source, SERVICE_USAGE, label, page.records, build)
             next_cursor = page.meta.get("next_cursor") if page.meta else None
             total = meta_total(self.source, SERVICE_USAGE, page.meta)
-            following = guard.advance(cursor, next_cursor, len(page.records), total)
+            following = guard.advance(cursor, next_cursor, len(page.records), total, page.records)
             self.stats.lines += len(out)
             if out:
                 yield out

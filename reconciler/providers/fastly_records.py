@@ -112,7 +112,11 @@ class FastlyLines:
                 and type(quantity) is Decimal
                 and quantity.is_finite()
                 and quantity >= 0
-                and (raw is None or (type(raw) is Decimal and raw.is_finite() and raw >= 0))
+                and n.fits(quantity)
+                and (
+                    raw is None
+                    or (type(raw) is Decimal and raw.is_finite() and raw >= 0 and n.fits(raw))
+                )
                 and type(account) is str
                 and type(service) is str
                 and type(product) is str

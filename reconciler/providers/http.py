@@ -51,7 +51,9 @@ HeaderFactory = Callable[[yarl.URL], Mapping[str, str]]
 
 RETRY_STATUSES: Final = frozenset({202, 408, 429}) | frozenset(range(500, 600))
 AUTH_STATUSES: Final = frozenset({401, 403})
-MAX_BODY_BYTES: Final = 256 * 1024 * 1024
+# A page is parsed whole: this bounds the memory one page may take (a 10,000-record Fastly
+# page is a few MB; anything this large is refused before it is read to the end).
+MAX_BODY_BYTES: Final = 32 * 1024 * 1024
 _MESSAGE_LIMIT: Final = 300
 _HTML_TITLE: Final = re.compile(rb"<title[^>]*>(.*?)</title>", re.IGNORECASE | re.DOTALL)
 
@@ -303,6 +305,11 @@ class HttpClient:
             raise _Retryable(f"timed out after {policy.timeout_s:g}s", None) from e
         except (aiohttp.ClientConnectionError, aiohttp.ClientPayloadError) as e:
             raise _Retryable(f"{type(e).__name__}: {redact(str(e))}", None) from e
+        except aiohttp.ClientResponseError as e:
+            # aiohttp's parser refused the response (bad status line, bad Content-Length):
+            # a broken proxy or connection, worth another try, then a provider error.
+            first_line = str(e.message).strip().splitlines()[:1]
+            raise _Retryable(f"malformed HTTP response: {_clip(' '.join(first_line))}", None) from e
         if status in RETRY_STATUSES:
             now = datetime.now(UTC)
             reason = f"HTTP {status}: {provider_message(body, content_type)}"

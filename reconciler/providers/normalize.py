@@ -5,6 +5,10 @@ quantity ever passes through a float. ``NaN``, ``Infinity`` and ``-Infinity`` (w
 json module accepts although JSON does not) become a :class:`NonFinite` marker that no reader
 accepts as a number, so the error can name the record it was found in.
 
+Numbers are bounded when read: a quantity has at most :data:`MAX_INTEGER_DIGITS` digits
+before the point and :data:`MAX_FRACTION_DIGITS` after it (``1e4300`` or ``1e99999999999999``
+is bad provider data, never a value the engine stores, formats or sums).
+
 Readers raise :class:`BadRecord` with the field's problem only; the normalizer's loop adds
 which record it was (``page 2 record 17 (month 2024-05, service SU1Z...)``) and turns it
 into a BadProviderDataError for the whole pull.
@@ -23,10 +27,14 @@ from typing import Any, Final
 from reconciler.domain import Month
 
 __all__ = [
+    "MAX_FRACTION_DIGITS",
+    "MAX_INTEGER_DIGITS",
     "BadRecord",
     "NonFinite",
+    "bounded",
     "clean",
     "describe",
+    "fits",
     "flag",
     "integer",
     "items",
@@ -41,6 +49,11 @@ __all__ = [
     "text",
     "timestamp",
 ]
+
+
+MAX_INTEGER_DIGITS: Final = 30
+MAX_FRACTION_DIGITS: Final = 30
+MAX_COUNT: Final = 10**12
 
 
 class NonFinite:
@@ -139,11 +152,39 @@ def optional_text(record: dict[str, Any], key: str) -> str:
     raise BadRecord(f"{key} is not a string (got {show(value)})")
 
 
+def bounded(key: str, value: Decimal) -> Decimal:
+    """``value`` if its fixed-point form has at most :data:`MAX_INTEGER_DIGITS` digits before
+    the point and :data:`MAX_FRACTION_DIGITS` after it (trailing zeros do not count)."""
+    _, digits, exponent = value.as_tuple()
+    assert isinstance(exponent, int)
+    if not value:  # 0E-999999999 is zero, but its fixed-point form would be huge
+        return value if -MAX_FRACTION_DIGITS <= exponent <= MAX_INTEGER_DIGITS else Decimal(0)
+    significant = len(digits)
+    while significant > 1 and digits[significant - 1] == 0:
+        significant -= 1
+    exponent += len(digits) - significant
+    whole = significant + exponent
+    if whole > MAX_INTEGER_DIGITS or -exponent > MAX_FRACTION_DIGITS:
+        raise BadRecord(
+            f"{key} has more digits than a usage quantity can have (at most "
+            f"{MAX_INTEGER_DIGITS} before the point and {MAX_FRACTION_DIGITS} after it; "
+            f"got {show(value)})"
+        )
+    return value
+
+
+def fits(value: Decimal) -> bool:
+    """A quick test for the hot path: plain notation of at most 30 characters is within
+    :func:`bounded`'s limits (anything else is checked by :func:`bounded` itself)."""
+    text = str(value)
+    return len(text) <= MAX_INTEGER_DIGITS + 1 and "E" not in text
+
+
 def quantity(record: dict[str, Any], key: str) -> Decimal:
-    """A required finite number >= 0."""
+    """A required finite number >= 0, of bounded size."""
     value = _get(record, key)
     if type(value) is Decimal and value.is_finite() and value >= 0:
-        return value
+        return bounded(key, value)
     if value is None:
         raise BadRecord(f"{key} is missing")
     return _bad_number(key, value)
@@ -154,7 +195,7 @@ def optional_quantity(record: dict[str, Any], key: str) -> Decimal | None:
     if value is None:
         return None
     if type(value) is Decimal and value.is_finite() and value >= 0:
-        return value
+        return bounded(key, value)
     return _bad_number(key, value)
 
 
@@ -220,9 +261,14 @@ def integer(record: dict[str, Any], key: str) -> int | None:
     value = _get(record, key)
     if value is None:
         return None
-    if type(value) is Decimal and value.is_finite() and value >= 0 and value == value.to_integral():
+    if (
+        type(value) is Decimal
+        and value.is_finite()
+        and 0 <= value <= MAX_COUNT  # compared before int(): 1e99999999999999 is no count
+        and value == value.to_integral()
+    ):
         return int(value)
-    raise BadRecord(f"{key} is not a whole number (got {show(value)})")
+    raise BadRecord(f"{key} is not a whole number up to {MAX_COUNT} (got {show(value)})")
 
 
 def optional_number(record: dict[str, Any], key: str) -> Decimal | None:
@@ -231,7 +277,7 @@ def optional_number(record: dict[str, Any], key: str) -> Decimal | None:
     if value is None:
         return None
     if type(value) is Decimal and value.is_finite():
-        return value
+        return bounded(key, value)
     return _bad_number(key, value)
 
 

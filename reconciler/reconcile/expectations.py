@@ -1,11 +1,15 @@
-"""Expectations as code: month totals measured against declared limits. Pure: no I/O, no clock.
+"""Expectations as code: month values measured against declared limits. Pure: no I/O, no clock.
 
-A month total sums the matching lines of a month (all periods; account-level lines, or each
-service on its own with ``per_service``). A total in another unit than the expectation's is a
-``unit_mismatch`` and is never compared. A collecting month whose forecast (see
-:mod:`reconciler.reconcile.forecast`) is above the maximum is a ``projected_overage``: the
-warning before the invoice. It needs ``min_days`` of covered data, names the method, the covered
-days and the band, and an acknowledged one is raised again by :class:`Escalation`.
+A month value follows the measure kind of its lines (:mod:`reconciler.reconcile.month_values`):
+volumes add up over periods and the regions an expectation spans; a percentile or a peak is the
+month's largest period value, evaluated per region; a gauge is the latest level. Account-level
+lines are used, or each service on its own with ``per_service``. A value in another unit than
+the expectation's is a ``unit_mismatch`` and is never compared. Only a volume is projected: a
+collecting month whose forecast (:mod:`reconciler.reconcile.forecast`: lag-aware, with a band,
+after ``min_days`` of covered data) is above the maximum is a ``projected_overage``, raised
+again once acknowledged by :class:`~reconciler.reconcile.forecast.Escalation`; a percentile or
+peak to date is a lower bound and is ``over_expectation`` as soon as it crosses the maximum. An
+expectation that matches nothing in a month of its source says so (``no_match``).
 """
 
 from __future__ import annotations
@@ -15,7 +19,6 @@ from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
 from datetime import UTC, date, datetime, time, timedelta
 from decimal import Decimal, localcontext
-from fnmatch import fnmatchcase
 
 from reconciler.domain import (
     EXACT_CONTEXT,
@@ -30,6 +33,11 @@ from reconciler.domain import (
 )
 from reconciler.reconcile.forecast import Escalation, Forecast, ForecastParams
 from reconciler.reconcile.history import ForecastInputs, HistoryKey
+from reconciler.reconcile.measures import MeasureKind
+from reconciler.reconcile.month_values import MonthLine as MonthLine
+from reconciler.reconcile.month_values import MonthTotal, TotalKey, month_totals
+from reconciler.reconcile.month_values import matches as matches
+from reconciler.reconcile.no_match import NoMatch, find_unmatched
 from reconciler.settings import ExpectationSettings, Tolerance
 
 DEFAULT_FINDING_SEVERITY = {
@@ -38,25 +46,8 @@ DEFAULT_FINDING_SEVERITY = {
     FindingKind.UNIT_MISMATCH: Severity.WARNING,
     FindingKind.PROJECTED_OVERAGE: Severity.WARNING,
     FindingKind.INVOICE_MISMATCH: Severity.CRITICAL,
+    FindingKind.NO_MATCH: Severity.WARNING,
 }
-
-
-@dataclass(frozen=True, slots=True)
-class MonthLine:
-    """The current value of one tracked line, as expectations see it."""
-
-    source: str
-    provider: str
-    account: str
-    product: str
-    product_name: str
-    usage_type: str
-    region: str
-    service: str
-    month: Month
-    quantity: Decimal
-    unit: str
-    status: LineStatus
 
 
 @dataclass(frozen=True, slots=True)
@@ -78,50 +69,6 @@ class Evaluated:
     escalation: Escalation | None = None  # re-raises an acknowledged projected overage
 
 
-@dataclass
-class _Total:
-    quantity: Decimal
-    finalized: bool
-    provider: str
-    lines: int
-
-
-def matches(expectation: ExpectationSettings, line: MonthLine) -> bool:
-    if expectation.per_service != bool(line.service):
-        return False
-    return (
-        fnmatchcase(line.source, expectation.source)
-        and (
-            fnmatchcase(line.product, expectation.product)
-            or fnmatchcase(line.product_name, expectation.product)
-        )
-        and fnmatchcase(line.usage_type, expectation.usage_type)
-        and fnmatchcase(line.region, expectation.region)
-        and fnmatchcase(line.service, expectation.service)
-    )
-
-
-def month_totals(
-    expectation: ExpectationSettings, lines: Iterable[MonthLine]
-) -> dict[tuple[str, Month, str, str], _Total]:
-    """Totals by (source, month, unit, service) of the lines an expectation matches."""
-    totals: dict[tuple[str, Month, str, str], _Total] = {}
-    with localcontext(EXACT_CONTEXT):
-        for line in lines:
-            if not matches(expectation, line):
-                continue
-            key = (line.source, line.month, line.unit, line.service)
-            total = totals.get(key)
-            finalized = line.status == LineStatus.FINALIZED
-            if total is None:
-                totals[key] = _Total(line.quantity, finalized, line.provider, 1)
-            else:
-                total.quantity += line.quantity
-                total.finalized = total.finalized and finalized
-                total.lines += 1
-    return totals
-
-
 def plain_inputs(today: date) -> ForecastInputs:
     """Forecast inputs without history: ``today`` counts as covered (run rate, no band)."""
     return ForecastInputs(
@@ -130,11 +77,9 @@ def plain_inputs(today: date) -> ForecastInputs:
 
 
 def history_keys(
-    exp: ExpectationSettings,
-    lines: Iterable[MonthLine],
-    key: tuple[str, Month, str, str],
+    exp: ExpectationSettings, lines: Iterable[MonthLine], key: TotalKey
 ) -> list[HistoryKey]:
-    """The history keys of the lines summed into one of ``month_totals``' totals."""
+    """The history keys of the lines whose values make up one of ``month_totals``' totals."""
     return [
         HistoryKey(
             line.source,
@@ -147,7 +92,17 @@ def history_keys(
             line.unit,
         )
         for line in lines
-        if (line.source, line.month, line.unit, line.service) == key and matches(exp, line)
+        if (line.source, line.month, line.usage_type, line.unit, line.service, line.kind)
+        == (key.source, key.month, key.usage_type, key.unit, key.service, key.kind)
+        and all(
+            not wanted or wanted == have
+            for wanted, have in (
+                (key.region, line.region),
+                (key.product, line.product),
+                (key.account, line.account),
+            )
+        )
+        and matches(exp, line)
     ]
 
 
@@ -157,25 +112,27 @@ def evaluate(
     today: date,
     forecasts: ForecastInputs | None = None,
 ) -> list[Evaluated]:
-    """Every finding the expectations raise on these lines, as of ``today``; collecting
-    months are forecast from ``forecasts`` (default: :func:`plain_inputs`)."""
+    """Every finding the expectations raise on these lines, as of ``today``; a collecting
+    volume is forecast from ``forecasts`` (default: :func:`plain_inputs`).
+
+    Includes a ``no_match`` finding for each month of a source with data that an expectation
+    matches nothing of (see :func:`unmatched_months` for what that holds open).
+    """
     inputs = forecasts or plain_inputs(today)
     found: list[Evaluated] = []
     for expectation in expectations:
-        for (source, month, unit, service), total in sorted(
-            month_totals(expectation, lines).items(), key=lambda kv: (kv[0][1], kv[0])
+        for key, total in sorted(
+            month_totals(expectation, lines).items(), key=lambda kv: (kv[0].month, kv[0])
         ):
-            key = (source, month, unit, service)
 
             def forecast(
-                quantity: Decimal,
-                exp: ExpectationSettings = expectation,
-                key: tuple[str, Month, str, str] = key,
+                quantity: Decimal, exp: ExpectationSettings = expectation, key: TotalKey = key
             ) -> Forecast:
-                return inputs.forecast(key[1], quantity, history_keys(exp, lines, key))
+                return inputs.forecast(key.month, quantity, history_keys(exp, lines, key))
 
-            checked = _check(expectation, source, month, unit, service, total, forecast)
+            checked = _check(expectation, key, total, forecast)
             found.extend(_with_escalation(checked, inputs.escalation))
+    found.extend(_no_match(miss) for miss in find_unmatched(expectations, lines))
     return found
 
 
@@ -188,24 +145,33 @@ def _with_escalation(found: list[Evaluated], escalation: Escalation) -> list[Eva
     ]
 
 
+def unmatched_months(
+    expectations: Sequence[ExpectationSettings], lines: Sequence[MonthLine]
+) -> set[tuple[str, Month]]:
+    """(label, month) of each expectation that matched nothing in a month of these lines.
+
+    Their open findings are not re-evaluated, so they must not be resolved either.
+    """
+    return {(miss.expectation.label, miss.month) for miss in find_unmatched(expectations, lines)}
+
+
 def _check(
     exp: ExpectationSettings,
-    source: str,
-    month: Month,
-    unit: str,
-    service: str,
-    total: _Total,
+    key: TotalKey,
+    total: MonthTotal,
     forecast: Callable[[Decimal], Forecast],
 ) -> list[Evaluated]:
     status = LineStatus.FINALIZED if total.finalized else LineStatus.COLLECTING
+    unit, month = key.unit, key.month
     observed = Observation(total.quantity, unit, status)
-    context = _Context(exp, source, month, service, total.provider, observed)
+    context = _Context(exp, key, total, observed)
+    label = context.label
     if exp.unit is not None and unit != exp.unit:
         return [
             context.finding(
                 FindingKind.UNIT_MISMATCH,
                 None,
-                f"{exp.label}: {month} is measured in '{unit}', the expectation in '{exp.unit}'; "
+                f"{label}: {month} is measured in '{unit}', the expectation in '{exp.unit}'; "
                 "not compared",
                 extra=unit,
             )
@@ -214,22 +180,23 @@ def _check(
     upper = _upper_limit(exp)
     lower = _lower_limit(exp)
     quantity = total.quantity
+    so_far = _value_words(key.kind, status)
     if upper is not None and quantity > upper:
         results.append(
             context.finding(
                 FindingKind.OVER_EXPECTATION,
                 upper,
-                f"{exp.label}: {month} total {quantity} {unit} is over {upper} {unit}",
+                f"{label}: {month} {so_far} {quantity} {unit} is over {upper} {unit}",
             )
         )
-    elif upper is not None and status == LineStatus.COLLECTING:
+    elif upper is not None and status == LineStatus.COLLECTING and key.kind.projected:
         outlook = forecast(quantity)
         if outlook.raisable and outlook.value > upper:
             results.append(
                 context.finding(
                     FindingKind.PROJECTED_OVERAGE,
                     upper,
-                    f"{exp.label}: {month} to date {quantity} {unit} is forecast at "
+                    f"{label}: {month} to date {quantity} {unit} is forecast at "
                     f"{outlook.value} {unit} by month end, over {upper} {unit} "
                     f"({outlook.describe(unit)})",
                     after=Observation(outlook.value, unit, status),
@@ -241,7 +208,7 @@ def _check(
             context.finding(
                 FindingKind.UNDER_EXPECTATION,
                 lower,
-                f"{exp.label}: {month} total {quantity} {unit} is under {lower} {unit}",
+                f"{label}: {month} {so_far} {quantity} {unit} is under {lower} {unit}",
             )
         )
     invoiced = exp.invoices.get(str(month))
@@ -252,12 +219,22 @@ def _check(
                 context.finding(
                     FindingKind.INVOICE_MISMATCH,
                     invoiced,
-                    f"{exp.label}: finalized {month} total {quantity} {unit} differs from the "
+                    f"{label}: finalized {month} {so_far} {quantity} {unit} differs from the "
                     f"declared invoice quantity {invoiced} {unit} beyond {exp.tolerance}",
                     severity=Severity.CRITICAL,
                 )
             )
     return results
+
+
+def _value_words(kind: MeasureKind, status: LineStatus) -> str:
+    """How a month value reads: a total, a level, or a largest value (so far: at least)."""
+    collecting = status == LineStatus.COLLECTING
+    if kind is MeasureKind.VOLUME:
+        return "total to date" if collecting else "total"
+    if kind is MeasureKind.GAUGE:
+        return "latest level"
+    return f"{kind} to date at least" if collecting else f"{kind} value"
 
 
 def _upper_limit(exp: ExpectationSettings) -> Decimal | None:
@@ -286,11 +263,22 @@ def _outside(quantity: Decimal, reference: Decimal, tolerance: Tolerance) -> boo
 @dataclass(frozen=True)
 class _Context:
     exp: ExpectationSettings
-    source: str
-    month: Month
-    service: str
-    provider: str
+    key: TotalKey
+    total: MonthTotal
     observed: Observation
+
+    @property
+    def label(self) -> str:
+        """The expectation's label, with what this evaluation covers when it is narrower."""
+        exp, key = self.exp, self.key
+        label = exp.label
+        if key.usage_type != exp.usage_type:
+            label += f" / {key.usage_type}"
+        if key.product and exp.product != key.product:
+            label += f" / {key.product}"
+        if key.region and key.region != exp.region:
+            label += f" [{key.region}]"
+        return label
 
     def finding(
         self,
@@ -303,36 +291,43 @@ class _Context:
         extra: str = "",
         forecast: Forecast | None = None,
     ) -> Evaluated:
-        exp = self.exp
+        exp, key = self.exp, self.key
         unit = exp.unit or self.observed.unit
         before = None if expected is None else Observation(expected, unit, self.observed.status)
         parts: tuple[str, ...] = (
             "finding",
             kind.value,
-            exp.label,
-            self.source,
-            str(self.month),
-            self.service,
+            *expectation_identity(exp),
+            key.source,
+            str(key.month),
+            key.usage_type,
+            key.unit,
+            key.service,
+            key.kind.value,
+            key.region,
+            key.product,
+            key.account,
         )
-        if self.observed.unit != exp.unit:
-            # Totals are per unit: without a declared unit (or against another one) a month
-            # can have several, and each is a finding of its own.
-            parts += (self.observed.unit,)
-        fingerprint = line_digest(parts)
         level = severity or exp.severity or DEFAULT_FINDING_SEVERITY[kind]
+        if not self.total.billable and not _names(exp, key):
+            # Stats the provider marks isBillable: false are shown, never alarming, unless
+            # an expectation names them.
+            level = Severity.INFO
+        regions = self.total.regions
+        region = key.region or (next(iter(regions)) if len(regions) == 1 else "")
         item = PlanItem(
             category=ItemCategory.FINDING,
             kind=kind.value,
             severity=level,
-            fingerprint=fingerprint,
-            source=self.source,
-            provider=self.provider,
-            account="",
-            product=_pattern(exp.product),
-            usage_type=_pattern(exp.usage_type),
-            region=_pattern(exp.region),
-            service=self.service or _pattern(exp.service),
-            month=self.month,
+            fingerprint=line_digest(parts),
+            source=key.source,
+            provider=self.total.provider,
+            account=key.account,
+            product=key.product or _pattern(exp.product),
+            usage_type=key.usage_type,
+            region=region or _pattern(exp.region),
+            service=key.service or _pattern(exp.service),
+            month=key.month,
             before=before,
             after=after or self.observed,
             message=message,
@@ -342,6 +337,49 @@ class _Context:
         # Growth of the observed total is not news; a new limit, unit or severity is.
         values = (kind.value, level.value, str(expected), unit, extra)
         return Evaluated(item, line_digest(values))
+
+
+def expectation_identity(exp: ExpectationSettings) -> tuple[str, ...]:
+    """Every field that decides which lines an expectation covers, and its name."""
+    return (
+        exp.name,
+        exp.source,
+        exp.product,
+        exp.usage_type,
+        exp.region,
+        exp.service,
+        "per_service" if exp.per_service else "",
+    )
+
+
+def _names(exp: ExpectationSettings, key: TotalKey) -> bool:
+    """Whether the expectation names this usage type exactly (not through a glob)."""
+    return exp.usage_type == key.usage_type
+
+
+def _no_match(miss: NoMatch) -> Evaluated:
+    exp = miss.expectation
+    severity = exp.severity or DEFAULT_FINDING_SEVERITY[FindingKind.NO_MATCH]
+    parts = ("finding", FindingKind.NO_MATCH.value, *expectation_identity(exp), miss.source)
+    item = PlanItem(
+        category=ItemCategory.FINDING,
+        kind=FindingKind.NO_MATCH.value,
+        severity=severity,
+        fingerprint=line_digest((*parts, str(miss.month))),
+        source=miss.source,
+        provider="",
+        account="",
+        product=_pattern(exp.product),
+        usage_type=_pattern(exp.usage_type),
+        region=_pattern(exp.region),
+        service=_pattern(exp.service),
+        month=miss.month,
+        before=None,
+        after=None,
+        message=f"{exp.label}: matches no line of {miss.source} in {miss.month} ({miss.hint})",
+        product_name=exp.label,
+    )
+    return Evaluated(item, line_digest((*parts, severity.value, miss.hint)))
 
 
 def _pattern(value: str) -> str:

@@ -69,6 +69,7 @@ _SUMMARY_ORDER = [
     "projected_overage",
     "under_expectation",
     "unit_mismatch",
+    "no_match",
     "finalized",
     "new",
     "reappeared",

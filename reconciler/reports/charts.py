@@ -131,7 +131,7 @@ def monthly_chart(series: Series, chart_id: str, months: Sequence[Month]) -> str
     scale = Scale.nice(values, bottom, top)
     slot = Decimal(right - left) / max(len(months), 1)
     bar = slot * Decimal("0.62")
-    title = f"{series.source}: {series.label} ({series.unit}), monthly totals"
+    title = f"{series.source}: {series.label} ({series.unit}), {series.values_name}"
     parts = _open(cid, CHART_WIDTH, height, title)
     parts.append(f"<defs>{_hatch(cid + '-h', BLUE)}{_hatch(cid + '-hr', RED)}</defs>")
     parts += _y_axis(scale, left, right)
@@ -218,8 +218,9 @@ def _bar(
     base = scale(Decimal(0))
     status = point.status.value
     fill = color if point.status is LineStatus.FINALIZED else f"url(#{cid}-{'hr' if bad else 'h'})"
+    at_least = "at least " if series.lower_bound(point) else ""
     label = (
-        f"{point.month}: {format_quantity(point.quantity)} {series.unit} ({status}, "
+        f"{point.month}: {at_least}{format_quantity(point.quantity)} {series.unit} ({status}, "
         f"{point.lines} line{'s' if point.lines != 1 else ''})"
     )
     return (

@@ -1,9 +1,11 @@
 """Gather a :class:`ReportData` from the state database.
 
-Month totals sum the current quantities of present account-level lines (``service == ""``:
-Fastly's per-service lines break the same usage down again and would count it twice; Akamai
-lines are all account-level) per (source, product, usage type, unit, month), in Python, so
-that SQLite's text quantities stay exact.
+Month values come from the current quantities of present account-level lines
+(``service == ""``: Fastly's per-service lines break the same usage down again and would count
+it twice; Akamai lines are all account-level) per (source, product, usage type, unit, month),
+in Python, so that SQLite's text quantities stay exact. They follow the measure kind: a volume
+sums periods and regions, a percentile or peak is the largest period of one region (one series
+per region), a gauge the latest period. Only volumes are projected.
 """
 
 from __future__ import annotations
@@ -12,16 +14,17 @@ from collections import defaultdict
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field, replace
 from datetime import datetime
-from decimal import Decimal, localcontext
+from decimal import Decimal
 from fnmatch import fnmatchcase
 from typing import Any
 
 from sqlalchemy import select, true
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
-from reconciler.domain import EXACT_CONTEXT, FindingState, LineStatus, Month, PlanItem, Severity
+from reconciler.domain import FindingState, LineStatus, Month, PlanItem, Severity
 from reconciler.reconcile.forecast import ForecastParams
 from reconciler.reconcile.history import ForecastInputs, HistoryKey
+from reconciler.reconcile.measures import MeasureKind, PeriodValue, combine, month_value
 from reconciler.reports.bands import expectation_band, project
 from reconciler.reports.history import lines_table, restated_lines, source_health
 from reconciler.reports.model import (
@@ -43,6 +46,9 @@ MAX_SERIES_CHARTS = 24
 MAX_FINDING_SERIES_CHARTS = 60
 MAX_RESTATED_CHARTS = 12
 MAX_TABLE_ROWS = 500
+
+# (source, provider, product, usage type, unit, kind, region or "" when regions add up)
+_SeriesKey = tuple[str, str, str, str, str, MeasureKind, str]
 
 
 @dataclass(frozen=True, slots=True)
@@ -70,7 +76,22 @@ class _Accumulator:
     product_name: str = ""
     regions: set[str] = field(default_factory=set)
     keys: list[HistoryKey] = field(default_factory=list)  # lines of the month of ``now``
-    months: dict[Month, list[Any]] = field(default_factory=dict)
+    months: dict[Month, _MonthLines] = field(default_factory=dict)
+
+
+@dataclass
+class _MonthLines:
+    """The periods of each line (account, region) of one series' month."""
+
+    periods: dict[tuple[str, str], list[PeriodValue]] = field(
+        default_factory=lambda: defaultdict(list)
+    )
+    finalized: bool = True
+    lines: int = 0
+
+    def value(self, kind: MeasureKind) -> Decimal:
+        values = [month_value(kind, periods) for periods in self.periods.values()]
+        return values[0] if len(values) == 1 else combine(kind, values)
 
 
 async def gather_report(
@@ -200,7 +221,6 @@ async def _series(
     query = select(
         c.source,
         c.provider,
-        c.account,
         c.product,
         c.product_name,
         c.usage_type,
@@ -209,6 +229,9 @@ async def _series(
         c.month,
         c.status,
         c.quantity,
+        c.account,
+        c.period_start,
+        c.measure_kind,
     ).where(
         c.present == true(),
         c.service == "",
@@ -216,10 +239,14 @@ async def _series(
         c.month <= str(request.last_month),
         c.source.in_(list(request.sources)) if request.sources else true(),
     )
-    groups: dict[tuple[str, str, str, str, str], _Accumulator] = defaultdict(_Accumulator)
+    groups: dict[_SeriesKey, _Accumulator] = defaultdict(_Accumulator)
     current_month = Month.of(now.date())
     for row in (await conn.execute(query)).all():
-        group = groups[(row.source, row.provider, row.product, row.usage_type, row.unit)]
+        kind = MeasureKind(row.measure_kind)
+        # A percentile or a peak of several regions is no total: one series per region.
+        region = "" if kind.adds_up else row.region
+        key = (row.source, row.provider, row.product, row.usage_type, row.unit, kind, region)
+        group = groups[key]
         group.product_name = group.product_name or row.product_name
         group.regions.add(row.region)
         if row.month == str(current_month):
@@ -235,27 +262,25 @@ async def _series(
                     row.unit,
                 )
             )
-        # [sum, all finalized, line count]
-        month = group.months.setdefault(Month.parse(row.month), [Decimal(0), True, 0])
-        with localcontext(EXACT_CONTEXT):
-            month[0] += row.quantity
-        month[1] = month[1] and row.status == LineStatus.FINALIZED.value
-        month[2] += 1
+        month = group.months.setdefault(Month.parse(row.month), _MonthLines())
+        month.periods[(row.account, row.region)].append(PeriodValue(row.period_start, row.quantity))
+        month.finalized = month.finalized and row.status == LineStatus.FINALIZED.value
+        month.lines += 1
 
     concerns = _FindingIndex(
         e.item for e in tables[FindingState.OPEN] + tables[FindingState.ACKNOWLEDGED]
     )
     inputs = await _forecast_inputs(conn, settings, {key[0] for key in groups}, now)
     result: list[Series] = []
-    for (source, provider, product, usage_type, unit), group in groups.items():
+    for (source, provider, product, usage_type, unit, kind, region), group in groups.items():
         points = tuple(
             MonthPoint(
                 month=month,
-                quantity=total,
-                status=LineStatus.FINALIZED if final else LineStatus.COLLECTING,
-                lines=count,
+                quantity=lines.value(kind),
+                status=LineStatus.FINALIZED if lines.finalized else LineStatus.COLLECTING,
+                lines=lines.lines,
             )
-            for month, (total, final, count) in sorted(group.months.items())
+            for month, lines in sorted(group.months.items())
         )
         band, other_unit = expectation_band(
             settings.expectations,
@@ -276,10 +301,13 @@ async def _series(
             points=points,
             band=band,
             unmatched_expectations=other_unit,
+            kind=kind,
+            region=region,
         )
         current = series.point(current_month)
         projection = None
-        if current is not None:
+        # Only a volume has a run rate; a percentile, a peak or a level is never projected.
+        if current is not None and kind.projected:
             limit = band.high if band is not None else None
             forecast = inputs[source].forecast(current.month, current.quantity, group.keys)
             projection = project(current.month, current.quantity, current.status, forecast, limit)

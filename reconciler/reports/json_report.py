@@ -108,6 +108,8 @@ def _series(s: Series) -> dict[str, Any]:
         "product_name": s.product_name,
         "usage_type": s.usage_type,
         "unit": s.unit,
+        "measure_kind": s.kind.value,
+        "region": s.region,
         "findings": s.findings,
         "months": [
             {
@@ -115,6 +117,7 @@ def _series(s: Series) -> dict[str, Any]:
                 "quantity": _decimal(p.quantity),
                 "status": p.status.value,
                 "lines": p.lines,
+                "lower_bound": s.lower_bound(p),
             }
             for p in s.points
         ],

@@ -194,7 +194,13 @@ def render_markdown(
     for series, figure in figures.monthly:
         name, image = _image(figure, chart_prefix)
         charts[name] = figure.svg
-        facts = [md(series.source), md(series.unit)]
+        facts = [md(series.source), md(series.unit), md(series.values_name)]
+        current = series.points[-1] if series.points else None
+        if current is not None and series.lower_bound(current):
+            facts.append(
+                f"{current.month} so far: at least {md(fmt.quantity(current.quantity))} "
+                "(can only go up; not projected)"
+            )
         if series.findings:
             facts.append(f"{series.findings} finding{'s' if series.findings != 1 else ''}")
         out += [f"### {md(series.label)}", "", " · ".join(facts), "", image, ""]

@@ -11,6 +11,7 @@ from decimal import Decimal
 
 from reconciler.domain import FindingState, LineStatus, Month, PlanItem, Severity
 from reconciler.reconcile.forecast import Forecast
+from reconciler.reconcile.measures import MeasureKind
 
 
 @dataclass(frozen=True, slots=True)
@@ -81,7 +82,11 @@ class Projection:
 
 @dataclass(frozen=True, slots=True)
 class Series:
-    """Monthly totals of one (source, product, usage type, unit) across the report's months."""
+    """Month values of one (source, product, usage type, unit) across the report's months.
+
+    Volumes and gauges add up over regions; a percentile or a peak does not, so such a series
+    is one region's (``region``). Month values follow the kind (see ``reconcile.measures``).
+    """
 
     source: str
     provider: str
@@ -94,10 +99,22 @@ class Series:
     projection: Projection | None = None
     findings: int = 0
     unmatched_expectations: tuple[str, ...] = ()
+    kind: MeasureKind = MeasureKind.VOLUME
+    region: str = ""
 
     @property
     def label(self) -> str:
-        return f"{self.product_name or self.product} / {self.usage_type}"
+        label = f"{self.product_name or self.product} / {self.usage_type}"
+        return f"{label} [{self.region}]" if self.region else label
+
+    @property
+    def values_name(self) -> str:
+        """What a month's value is, by measure kind."""
+        return _VALUES_NAMES[self.kind]
+
+    def lower_bound(self, point: MonthPoint) -> bool:
+        """A collecting percentile or peak can only go up: its value so far is a minimum."""
+        return self.kind.lower_bound_to_date and point.status is LineStatus.COLLECTING
 
     @property
     def total(self) -> Decimal:
@@ -253,3 +270,11 @@ class ReportData:
         """Charted series with a projection; those above their maximum first."""
         projected = [s for s in self.series if s.projection is not None]
         return sorted(projected, key=lambda s: not (s.projection and s.projection.over))
+
+
+_VALUES_NAMES = {
+    MeasureKind.VOLUME: "monthly totals",
+    MeasureKind.PERCENTILE: "monthly percentile values (largest period; never added)",
+    MeasureKind.PEAK: "monthly peaks (largest period; never added)",
+    MeasureKind.GAUGE: "monthly levels (latest period)",
+}

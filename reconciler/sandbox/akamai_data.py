@@ -63,7 +63,8 @@ class AkamaiData:
     def _spans(
         self, contract_id: str, product: AkamaiProduct, month: Month
     ) -> list[tuple[date, date]]:
-        if self._is_odd(contract_id, product) and month == self.scenario.first_month + 1:
+        odd_month = self._is_odd(contract_id, product) and month == self.scenario.first_month + 1
+        if self.scenario.akamai_split_periods or odd_month:
             middle = month.first_day.replace(day=15)
             return [(month.first_day, middle), (middle.replace(day=16), month.last_day)]
         return [(month.first_day, month.last_day)]

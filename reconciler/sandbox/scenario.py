@@ -48,6 +48,8 @@ class Scenario:
     akamai_products_per_contract: int = 3
     akamai_stats_per_product: int = 4
     akamai_oddities: bool = True
+    # Every Akamai month arrives as two periods (1st-15th, 16th-end), as the real API may send.
+    akamai_split_periods: bool = False
 
     def __post_init__(self) -> None:
         problems = []

@@ -10,12 +10,12 @@ acknowledged (:class:`~reconciler.reconcile.forecast.Escalation`).
 from __future__ import annotations
 
 import json
-from collections.abc import Iterable, Sequence
+from collections.abc import Collection, Iterable, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import bindparam, insert, select, update
+from sqlalchemy import Integer, Text, bindparam, cast, insert, select, update
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 from reconciler.domain import (
@@ -281,8 +281,13 @@ async def resolve_missing(
     category: ItemCategory,
     kinds: Sequence[str] | None = None,
     now: datetime,
+    hold: Collection[tuple[str, Month]] = (),
 ) -> list[PlanItem]:
-    """Resolve open or acknowledged items of these months whose condition no longer holds."""
+    """Resolve open or acknowledged items of these months whose condition no longer holds.
+
+    ``hold`` names (expectation label, month) pairs that were not re-evaluated (the
+    expectation matched nothing): their items stay as they are.
+    """
     query = select(findings_t).where(
         findings_t.c.source == source,
         findings_t.c.category == category.value,
@@ -291,7 +296,11 @@ async def resolve_missing(
     )
     if kinds is not None:
         query = query.where(findings_t.c.kind.in_(list(kinds)))
-    gone = [row for row in (await conn.execute(query)).all() if row.fingerprint not in current]
+    gone = [
+        row
+        for row in (await conn.execute(query)).all()
+        if row.fingerprint not in current and (row.product_name, Month.parse(row.month)) not in hold
+    ]
     if gone:
         await conn.execute(
             update(findings_t)
@@ -323,22 +332,31 @@ def disappeared_fingerprint_for(change: LineChange) -> str:
     return change_fingerprint(ChangeKind.DISAPPEARED, change.key)
 
 
-async def current_serial(conn: AsyncConnection) -> int:
-    value = (
-        await conn.execute(select(meta_t.c.value).where(meta_t.c.key == "serial"))
-    ).scalar_one_or_none()
+async def current_serial(conn: AsyncConnection, *, lock: bool = False) -> int:
+    """The state serial; with ``lock`` the row stays locked until the transaction ends, so a
+    concurrent :func:`bump_serial` waits (PostgreSQL; SQLite writers hold the write lock)."""
+    query = select(meta_t.c.value).where(meta_t.c.key == "serial")
+    if lock:
+        query = query.with_for_update()
+    value = (await conn.execute(query)).scalar_one_or_none()
     return int(value) if value is not None else 0
 
 
 async def bump_serial(conn: AsyncConnection) -> int:
-    """Count a change of state; the row lock serializes concurrent writers."""
-    serial = await current_serial(conn) + 1
-    result = await conn.execute(
-        update(meta_t).where(meta_t.c.key == "serial").values(value=str(serial))
-    )
-    if not result.rowcount:
-        await conn.execute(insert(meta_t).values(key="serial", value=str(serial)))
-    return serial
+    """Count a change of state, atomically: the increment is computed by the database from
+    the row it updates, so two concurrent transactions take the serial up by two."""
+    bumped = (
+        await conn.execute(
+            update(meta_t)
+            .where(meta_t.c.key == "serial")
+            .values(value=cast(cast(meta_t.c.value, Integer) + 1, Text))
+            .returning(meta_t.c.value)
+        )
+    ).scalar_one_or_none()
+    if bumped is not None:
+        return int(bumped)
+    await conn.execute(insert(meta_t).values(key="serial", value="1"))
+    return 1
 
 
 async def acknowledge(

@@ -39,7 +39,8 @@ async def apply_acknowledgements(
     """Acknowledge exactly ``expected`` (fingerprint → values hash) if nothing changed since
     the plan was made at ``serial``; returns how many items were acknowledged."""
     async with engine.begin() as conn:
-        current = await current_serial(conn)
+        # Locked: a pull committing meanwhile waits, or has committed and changed the serial.
+        current = await current_serial(conn, lock=True)
         if current != serial:
             raise StalePlanError(
                 f"the state changed since this plan was made (serial {serial}, now {current}): "

@@ -1,4 +1,11 @@
-"""Pull run records: started, failed, finished, and abandoned by a process that died."""
+"""Pull run records: started, kept alive, failed, finished, and abandoned once provably dead.
+
+A live run writes a heartbeat (every staged page, and every :data:`HEARTBEAT_INTERVAL_S`
+while it waits for its provider). A run is abandoned only when its heartbeat is older than
+the caller's limit, never for its age: a long pull stays alive. Its reconcile transaction
+first claims the run (still ``running``, heartbeat renewed, row locked until commit), and
+finishing requires it to be ``running`` still, so an abandoned run can never commit.
+"""
 
 from __future__ import annotations
 
@@ -6,9 +13,10 @@ import json
 from datetime import datetime, timedelta
 from typing import Any
 
-from sqlalchemy import delete, insert, select, update
+from sqlalchemy import delete, func, insert, select, update
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
+from reconciler.errors import ReconcilerError
 from reconciler.providers.base import Coverage, PullStats
 from reconciler.store.tables import PullRun, StagingLine
 
@@ -16,6 +24,19 @@ runs_t = PullRun.__table__  # type: ignore[attr-defined]
 staging_t = StagingLine.__table__  # type: ignore[attr-defined]
 
 RUNNING, SUCCEEDED, FAILED = "running", "succeeded", "failed"
+HEARTBEAT_INTERVAL_S = 30.0
+ABANDONED = "abandoned: the process running it stopped (no heartbeat since {})"
+
+
+class RunAbandonedError(ReconcilerError, RuntimeError):
+    """This run was abandoned (its heartbeat was too old) while it was still working."""
+
+    def __init__(self, run_id: int) -> None:
+        self.run_id = run_id
+        super().__init__(
+            f"run {run_id} was abandoned as dead while it was still working: its results "
+            "are dropped (is a clock wrong, or the heartbeat limit too short?)"
+        )
 
 
 async def start_run(
@@ -34,6 +55,7 @@ async def start_run(
                 provider=provider,
                 status=RUNNING,
                 started_at=now,
+                heartbeat_at=now,
                 lines_read=0,
                 pages=0,
                 api_calls=0,
@@ -109,9 +131,9 @@ async def finish_run(
     started: datetime,
     now: datetime,
 ) -> None:
-    await conn.execute(
+    result = await conn.execute(
         update(runs_t)
-        .where(runs_t.c.id == run_id)
+        .where(runs_t.c.id == run_id, runs_t.c.status == RUNNING)
         .values(
             status=SUCCEEDED,
             complete=True,
@@ -124,33 +146,46 @@ async def finish_run(
             **_stat_values(stats),
         )
     )
+    if result.rowcount != 1:
+        raise RunAbandonedError(run_id)
+
+
+async def heartbeat(conn: AsyncConnection, run_id: int, now: datetime) -> None:
+    """Renew a live run's heartbeat; raise if it was abandoned meanwhile. In a reconcile
+    transaction this is the claim: the run's row stays locked until the commit, so an
+    abandoner waits and then sees the run finished."""
+    result = await conn.execute(
+        update(runs_t)
+        .where(runs_t.c.id == run_id, runs_t.c.status == RUNNING)
+        .values(heartbeat_at=now)
+    )
+    if result.rowcount != 1:
+        raise RunAbandonedError(run_id)
 
 
 async def abandon_stale_runs(engine: AsyncEngine, *, older_than: timedelta, now: datetime) -> int:
-    """Runs still 'running' long after they started belong to a process that died:
-    mark them failed and drop their staging rows."""
+    """Runs still 'running' whose heartbeat is older than ``older_than`` belong to a process
+    that died: mark them failed and drop their staging rows. A live run is never touched."""
     cutoff = now - older_than
+    last_beat = func.coalesce(runs_t.c.heartbeat_at, runs_t.c.started_at)
     async with engine.begin() as conn:
-        stale = (
-            (
-                await conn.execute(
-                    select(runs_t.c.id).where(
-                        runs_t.c.status == RUNNING, runs_t.c.started_at < cutoff
-                    )
-                )
-            )
-            .scalars()
-            .all()
-        )
-        for run_id in stale:
-            await conn.execute(delete(staging_t).where(staging_t.c.run_id == run_id))
+        dead = (
             await conn.execute(
-                update(runs_t)
-                .where(runs_t.c.id == run_id)
-                .values(
-                    status=FAILED,
-                    error="abandoned: the process running it stopped",
-                    finished_at=now,
+                select(runs_t.c.id, last_beat.label("last_beat")).where(
+                    runs_t.c.status == RUNNING, last_beat < cutoff
                 )
             )
-    return len(stale)
+        ).all()
+        abandoned = 0
+        for run_id, beat in dead:
+            # The condition again, on the row itself: on PostgreSQL a run that renewed its
+            # heartbeat (or committed) meanwhile is re-checked after its lock is released.
+            result = await conn.execute(
+                update(runs_t)
+                .where(runs_t.c.id == run_id, runs_t.c.status == RUNNING, last_beat < cutoff)
+                .values(status=FAILED, error=ABANDONED.format(beat), finished_at=now)
+            )
+            if result.rowcount == 1:
+                await conn.execute(delete(staging_t).where(staging_t.c.run_id == run_id))
+                abandoned += 1
+    return abandoned

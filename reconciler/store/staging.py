@@ -1,9 +1,11 @@
 """Staging a pull: its lines are written, page by page, to ``staging_lines`` under its run id.
 
 Nothing here touches the tracked state: a pull that dies while staging leaves only staging
-rows behind, which housekeeping removes. The bulk insert goes straight to the driver's
-``executemany`` (SQLAlchemy's per-row type processing would dominate at a million lines), so
-values are converted here the way each backend stores them.
+rows behind, which housekeeping removes once the run's heartbeat is old. Every page renews
+the heartbeat in its own transaction, and fails if the run was abandoned meanwhile. The bulk
+insert goes straight to the driver's ``executemany`` (SQLAlchemy's per-row type processing
+would dominate at a million lines), so values are converted here the way each backend stores
+them.
 """
 
 from __future__ import annotations
@@ -18,8 +20,9 @@ from sqlalchemy import String, Table
 from sqlalchemy.ext.asyncio import AsyncEngine
 from sqlmodel.sql.sqltypes import AutoString
 
-from reconciler.domain import UsageLine, canonical_decimal, iso_day
+from reconciler.domain import UsageLine, canonical_decimal, iso_day, utcnow
 from reconciler.errors import BadProviderDataError
+from reconciler.store.runs import heartbeat
 from reconciler.store.tables import StagingLine
 
 STAGING_COLUMNS = (
@@ -138,8 +141,16 @@ _STAGING_LIMITS = text_limits(StagingLine.__table__, STAGING_COLUMNS)  # type: i
 class Stager:
     """Writes a pull's lines to staging, one short transaction per page."""
 
-    def __init__(self, engine: AsyncEngine, run_id: int, source: str) -> None:
+    def __init__(
+        self,
+        engine: AsyncEngine,
+        run_id: int,
+        source: str,
+        *,
+        clock: Callable[[], datetime] = utcnow,
+    ) -> None:
         self.engine = engine
+        self.clock = clock
         self.run_id = run_id
         self.source = source
         self.lines = 0
@@ -155,5 +166,6 @@ class Stager:
         rows = [convert(run_id, line) for line in lines]
         check_lengths(self.source, "a usage line", _STAGING_LIMITS, rows)
         async with self.engine.begin() as conn:
+            await heartbeat(conn, run_id, self.clock())
             await conn.exec_driver_sql(self._sql, rows)
         self.lines += len(rows)

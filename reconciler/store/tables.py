@@ -44,6 +44,8 @@ class PullRun(SQLModel, table=True):
     provider: str = Field(max_length=16)
     status: str = Field(max_length=16, index=True)  # running | succeeded | failed
     started_at: datetime = Field(sa_column=_utc())
+    # Written by the live process while it pulls: an old heartbeat means the process died.
+    heartbeat_at: datetime | None = Field(default=None, sa_column=_utc(nullable=True))
     finished_at: datetime | None = Field(default=None, sa_column=_utc(nullable=True))
     duration_s: float | None = None
     lines_read: int = 0
@@ -88,6 +90,10 @@ class UsageLineRow(SQLModel, table=True):
     provider_updated_at: datetime | None = Field(default=None, sa_column=_utc(nullable=True))
     present: bool = True
     versions: int = 1
+    # volume | percentile | peak | gauge (reconciler.reconcile.measures), set by each pull
+    measure_kind: str = Field(
+        default="volume", max_length=16, sa_column_kwargs={"server_default": "volume"}
+    )
     first_run_id: int = Field(foreign_key="pull_runs.id", index=True)
     last_run_id: int = Field(foreign_key="pull_runs.id")
 

@@ -87,8 +87,14 @@ def kinds(found: list) -> list[str]:  # type: ignore[type-arg]
             ["invoice_mismatch"],
         ),
         (exp(invoices={"2024-05": "100"}, tolerance="1"), [ml("100.5")], date(2024, 6, 10), []),
-        (exp(monthly_max="1"), [ml("5", usage_type="Europe Bandwidth")], date(2024, 6, 10), []),
-        (exp(monthly_max="1"), [ml("5", service="svc1")], date(2024, 6, 10), []),
+        # The source has data that month but none of it matches: said, not passed in silence.
+        (
+            exp(monthly_max="1"),
+            [ml("5", usage_type="Europe Bandwidth")],
+            date(2024, 6, 10),
+            ["no_match"],
+        ),
+        (exp(monthly_max="1"), [ml("5", service="svc1")], date(2024, 6, 10), ["no_match"]),
         (
             exp(monthly_max="4", per_service=True),
             [ml("5", service="svc1"), ml("3", service="svc2")],

@@ -242,18 +242,22 @@ def findings(increments: Sequence[int], maximum: str, *, month: Month = JUNE) ->
     return [f"{e.item.kind}: {e.item.message}" for e in found]
 
 
+CAP = "cap / North America Bandwidth"
+
+
 @pytest.mark.parametrize(
     ("increments", "maximum", "expected"),
     [
         # 10/day heading for 300: over a 290 maximum from day 5, not before.
         ([10] * 4, "290", []),
         ([10] * 5, "290", [
-            "projected_overage: cap: 2024-06 to date 50 GB is forecast at 300.000 GB by month "
-            "end, over 290 GB (trailing window, 5 days of data through 2024-06-05, band "
+            f"projected_overage: {CAP}: 2024-06 to date 50 GB is forecast at 300.000 GB by "
+            "month end, over 290 GB (trailing window, 5 days of data through 2024-06-05, band "
             "300.000–300.000 GB)"]),
         ([10] * 5, "300", []),
         # Already over the maximum on day 2: that is an over_expectation, evidence or not.
-        ([200, 200], "300", ["over_expectation: cap: 2024-06 total 400 GB is over 300 GB"]),
+        ([200, 200], "300",
+         [f"over_expectation: {CAP}: 2024-06 total to date 400 GB is over 300 GB"]),
         # A day-1 burst raises nothing once the trailing rate leaves it out.
         ([100] + [10] * 4, "400", []),
         ([100] + [10] * 13, "400", []),

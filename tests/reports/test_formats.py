@@ -138,7 +138,9 @@ async def test_json(report: ReportData) -> None:
         "quantity": "41000.25",
         "status": "finalized",
         "lines": 1,
+        "lower_bound": False,
     }
+    assert (bandwidth["measure_kind"], bandwidth["region"]) == ("volume", "")
     assert bandwidth["months"][-1]["status"] == "collecting"
     assert bandwidth["expectation"] == {
         "low": "30000",

@@ -1,48 +1,229 @@
-"""Each migration carries representative rows of the previous revision forward."""
+"""Each migration carries a database made at the revision before it forward, rows and all.
+
+:func:`database_at` builds a state database at any revision with the rows given (typed by the
+current table definitions, restricted to the columns that revision has), so a case for a new
+migration is: rows at the previous revision, ``upgrade``, then what the rows became.
+"""
 
 from __future__ import annotations
 
-from datetime import UTC, datetime
+from collections.abc import AsyncIterator, Mapping, Sequence
+from contextlib import asynccontextmanager
+from datetime import UTC, date, datetime
+from decimal import Decimal
+from typing import Any
 
-from sqlalchemy import text
+import sqlalchemy as sa
+from sqlalchemy.engine import Connection
+from sqlalchemy.ext.asyncio import AsyncEngine
+from sqlmodel import SQLModel
 
-from reconciler.store.db import create_engine, current_revision, upgrade
+from reconciler.store.db import create_engine, current_revision, head_revision, upgrade
 
-NOW = datetime(2024, 6, 15, 6, 0, tzinfo=UTC)
+Rows = Mapping[str, Sequence[Mapping[str, Any]]]
+NOW = datetime(2026, 8, 20, 12, tzinfo=UTC)
 
 
-async def test_0002_forecast_keeps_findings_and_adds_empty_forecasts(state_url: str) -> None:
-    engine = create_engine(state_url, create=True)
+@asynccontextmanager
+async def database_at(url: str, revision: str, rows: Rows) -> AsyncIterator[AsyncEngine]:
+    """A database migrated to ``revision`` holding ``rows`` (table name -> rows), in order."""
+    engine = create_engine(url, create=True)
     try:
-        await upgrade(engine, "0001_initial")
+        await upgrade(engine, revision)
         async with engine.begin() as conn:
-            await conn.execute(
-                text(
-                    "INSERT INTO findings (fingerprint, category, kind, severity, source, "
-                    "provider, account, product, product_name, usage_type, region, service, "
-                    "month, after_quantity, after_unit, after_status, message, state, "
-                    "values_hash, raised_at, updated_at, acknowledged_by) VALUES "
-                    "('f1', 'finding', 'projected_overage', 'warning', 'cdn', 'fastly', '', '', "
-                    "'bandwidth cap', '', '', '', '2024-06', '101.5', 'GB', 'collecting', "
-                    "'projects 101.5 GB', 'acknowledged', 'h1', :now, :now, 'ops')"
-                ),
-                {"now": NOW.replace(tzinfo=None) if conn.dialect.name == "sqlite" else NOW},
-            )
-        await upgrade(engine)
-        assert await current_revision(engine) == "0002_forecast"
-        async with engine.connect() as conn:
-            row = (
-                await conn.execute(
-                    text(
-                        "SELECT fingerprint, kind, after_quantity, state, values_hash, "
-                        "acknowledged_by, forecast, acknowledged_forecast FROM findings"
-                    )
-                )
-            ).one()
-        assert row.fingerprint == "f1"
-        assert (row.kind, row.state, row.values_hash) == ("projected_overage", "acknowledged", "h1")
-        assert str(row.after_quantity) == "101.5"
-        assert row.acknowledged_by == "ops"
-        assert (row.forecast, row.acknowledged_forecast) == (None, None)
+            for name, table_rows in rows.items():
+                table = await conn.run_sync(_table_as_of, name)
+                if table_rows:
+                    await conn.execute(sa.insert(table), list(table_rows))
+        yield engine
     finally:
         await engine.dispose()
+
+
+def _table_as_of(connection: Connection, name: str) -> sa.Table:
+    """The table's current column types, for the columns the database has now."""
+    present = {c["name"] for c in sa.inspect(connection).get_columns(name)}
+    current = SQLModel.metadata.tables[name]
+    columns = [sa.Column(c.name, c.type) for c in current.columns if c.name in present]
+    return sa.Table(name, sa.MetaData(), *columns)
+
+
+def pull_run(run_id: int, source: str, provider: str) -> dict[str, Any]:
+    return {
+        "id": run_id,
+        "source": source,
+        "provider": provider,
+        "status": "succeeded",
+        "started_at": NOW,
+        "finished_at": NOW,
+        "lines_read": 0,
+        "pages": 0,
+        "api_calls": 0,
+        "retries": 0,
+        "versions_added": 0,
+        "changes_count": 0,
+        "findings_count": 0,
+        "coverage": "{}",
+        "complete": True,
+    }
+
+
+def usage_line(
+    line_id: int, provider: str, usage_type: str, unit: str, **extra: Any
+) -> dict[str, Any]:
+    values: dict[str, Any] = {
+        "id": line_id,
+        "key_hash": f"{line_id:032x}",
+        "source": provider,
+        "provider": provider,
+        "account": "acct",
+        "product": "1-7KLGH" if provider == "akamai" else "cdn_usage",
+        "product_name": "Adaptive Media Delivery" if provider == "akamai" else "CDN",
+        "usage_type": usage_type,
+        "region": "EMEA" if provider == "akamai" else "Europe",
+        "service": "",
+        "service_name": "",
+        "month": "2026-08",
+        "period_start": date(2026, 8, 1),
+        "period_end": date(2026, 8, 15),
+        "quantity": Decimal("11.3"),
+        "raw_quantity": None,
+        "unit": unit,
+        "status": "collecting",
+        "billable": None,
+        "provider_updated_at": None,
+        "present": True,
+        "versions": 1,
+        "first_run_id": 1,
+        "last_run_id": 1,
+    }
+    return {**values, **extra}
+
+
+async def test_0002_fills_the_measure_kind_of_tracked_lines(state_url: str) -> None:
+    rows: Rows = {
+        "pull_runs": [pull_run(1, "akamai", "akamai"), pull_run(2, "fastly", "fastly")],
+        "usage_lines": [
+            usage_line(1, "akamai", "95/5 Mbps", "95/5 Mbps"),
+            usage_line(2, "akamai", "Peak Mbps", "Peak Mbps"),
+            usage_line(3, "akamai", "Total MB", "GB", quantity=Decimal("12345678901.0123456789")),
+            usage_line(4, "akamai", "Storage GB", "GB", present=False),
+            usage_line(5, "fastly", "Europe Bandwidth", "GB", first_run_id=2, last_run_id=2),
+            usage_line(6, "akamai", "Edge Throughput", "Gbps"),
+        ],
+    }
+    async with database_at(state_url, "0001_initial", rows) as engine:
+        assert await upgrade(engine, "0002_measure_kinds") == ("0001_initial", "0002_measure_kinds")
+        async with engine.connect() as conn:
+            lines = SQLModel.metadata.tables["usage_lines"]
+            got = (
+                await conn.execute(
+                    sa.select(lines.c.id, lines.c.measure_kind, lines.c.quantity).order_by(
+                        lines.c.id
+                    )
+                )
+            ).all()
+        assert [(r.id, r.measure_kind) for r in got] == [
+            (1, "percentile"),
+            (2, "peak"),
+            (3, "volume"),
+            (4, "gauge"),
+            (5, "volume"),
+            (6, "percentile"),
+        ]
+        assert got[2].quantity == Decimal("12345678901.0123456789")  # carried exactly
+
+
+async def test_upgrade_from_the_first_release_reaches_head(state_url: str) -> None:
+    rows: Rows = {
+        "pull_runs": [pull_run(1, "akamai", "akamai")],
+        "usage_lines": [usage_line(1, "akamai", "95/5 Mbps", "95/5 Mbps")],
+    }
+    async with database_at(state_url, "0001_initial", rows) as engine:
+        await upgrade(engine)
+        assert await current_revision(engine) == head_revision()
+        async with engine.connect() as conn:
+            lines = SQLModel.metadata.tables["usage_lines"]
+            count = (await conn.execute(sa.select(sa.func.count()).select_from(lines))).scalar()
+        assert count == 1
+
+
+async def test_0003_gives_existing_runs_their_start_as_heartbeat(state_url: str) -> None:
+    started = datetime(2026, 8, 20, 8, 30, tzinfo=UTC)
+    running = {**pull_run(1, "fastly", "fastly"), "status": "running", "finished_at": None}
+    rows: Rows = {
+        "pull_runs": [
+            {**running, "started_at": started, "lines_read": 7},
+            {**pull_run(2, "fastly", "fastly"), "lines_read": 9},
+        ]
+    }
+    async with database_at(state_url, "0002_measure_kinds", rows) as engine:
+        assert await upgrade(engine, "0003_run_heartbeat") == (
+            "0002_measure_kinds",
+            "0003_run_heartbeat",
+        )
+        async with engine.connect() as conn:
+            runs = SQLModel.metadata.tables["pull_runs"]
+            got = (
+                await conn.execute(
+                    sa.select(runs.c.status, runs.c.lines_read, runs.c.heartbeat_at).order_by(
+                        runs.c.id
+                    )
+                )
+            ).all()
+        assert [tuple(r) for r in got] == [("running", 7, started), ("succeeded", 9, NOW)]
+
+
+def finding(finding_id: int, kind: str, state: str, **extra: Any) -> dict[str, Any]:
+    values: dict[str, Any] = {
+        "id": finding_id,
+        "fingerprint": f"f{finding_id}",
+        "category": "finding",
+        "kind": kind,
+        "severity": "warning",
+        "source": "fastly",
+        "provider": "fastly",
+        "account": "",
+        "product": "",
+        "product_name": "bandwidth cap",
+        "usage_type": "Europe Bandwidth",
+        "region": "",
+        "service": "",
+        "month": "2026-08",
+        "before_quantity": Decimal(20000),
+        "before_unit": "GB",
+        "before_status": "collecting",
+        "after_quantity": Decimal("21700.125"),
+        "after_unit": "GB",
+        "after_status": "collecting",
+        "message": "projects 21700.125 GB",
+        "state": state,
+        "values_hash": f"h{finding_id}",
+        "raised_at": NOW,
+        "updated_at": NOW,
+        "acknowledged_at": None,
+        "acknowledged_by": None,
+    }
+    return {**values, **extra}
+
+
+async def test_0004_keeps_findings_and_gives_them_no_forecast_yet(state_url: str) -> None:
+    rows: Rows = {
+        "findings": [
+            finding(
+                1, "projected_overage", "acknowledged", acknowledged_at=NOW, acknowledged_by="ops"
+            ),
+            finding(2, "over_expectation", "open"),
+        ]
+    }
+    async with database_at(state_url, "0003_run_heartbeat", rows) as engine:
+        assert await upgrade(engine, "0004_forecast") == ("0003_run_heartbeat", "0004_forecast")
+        async with engine.connect() as conn:
+            table = SQLModel.metadata.tables["findings"]
+            got = (await conn.execute(sa.select(table).order_by(table.c.id))).all()
+        assert [(r.fingerprint, r.kind, r.state, r.values_hash) for r in got] == [
+            ("f1", "projected_overage", "acknowledged", "h1"),
+            ("f2", "over_expectation", "open", "h2"),
+        ]
+        assert got[0].after_quantity == Decimal("21700.125") and got[0].acknowledged_by == "ops"
+        assert [(r.forecast, r.acknowledged_forecast) for r in got] == [(None, None)] * 2

@@ -1,7 +1,7 @@
 """findings: a projected overage's forecast, and the forecast its acknowledgement accepted
 
-Revision ID: 0002_forecast
-Revises: 0001_initial
+Revision ID: 0004_forecast
+Revises: 0003_run_heartbeat
 Create Date: 2026-12-01 21:50:00
 """
 
@@ -12,8 +12,8 @@ from collections.abc import Sequence
 import sqlalchemy as sa
 from alembic import op
 
-revision: str = "0002_forecast"
-down_revision: str | None = "0001_initial"
+revision: str = "0004_forecast"
+down_revision: str | None = "0003_run_heartbeat"
 branch_labels: str | Sequence[str] | None = None
 depends_on: str | Sequence[str] | None = None
 

@@ -1,0 +1,156 @@
+"""The month values an expectation is measured against, by measure kind. Pure.
+
+A line's month value comes from its periods by its kind (:func:`measures.month_value`).
+Lines then add up only where their kind does: volumes and gauges of one usage type and unit
+add over the regions, products and accounts an expectation spans; a percentile or a peak is
+never added, so an expectation on one is evaluated per region, product and account. Different
+usage types, units or kinds are never added together: an expectation that spans several usage
+types is evaluated per usage type.
+"""
+
+from __future__ import annotations
+
+from collections import defaultdict
+from collections.abc import Iterable
+from dataclasses import dataclass, field
+from datetime import date
+from decimal import Decimal
+from fnmatch import fnmatchcase
+from typing import NamedTuple
+
+from reconciler.domain import LineStatus, Month
+from reconciler.reconcile.measures import MeasureKind, PeriodValue, combine, month_value
+from reconciler.settings import ExpectationSettings
+
+
+@dataclass(frozen=True, slots=True)
+class MonthLine:
+    """The current value of one tracked line (one period of a month), as expectations see it."""
+
+    source: str
+    provider: str
+    account: str
+    product: str
+    product_name: str
+    usage_type: str
+    region: str
+    service: str
+    month: Month
+    quantity: Decimal
+    unit: str
+    status: LineStatus
+    period_start: date | None = None
+    kind: MeasureKind = MeasureKind.VOLUME
+    billable: bool | None = None
+
+
+class TotalKey(NamedTuple):
+    """What one evaluation of an expectation covers; empty fields are spanned (added up)."""
+
+    source: str
+    month: Month
+    usage_type: str
+    unit: str
+    service: str
+    kind: MeasureKind
+    region: str = ""
+    product: str = ""
+    account: str = ""
+
+
+@dataclass
+class MonthTotal:
+    """The month value of the lines under one :class:`TotalKey`."""
+
+    quantity: Decimal
+    finalized: bool
+    provider: str
+    lines: int
+    billable: bool
+    regions: set[str] = field(default_factory=set)
+
+
+def matches(expectation: ExpectationSettings, line: MonthLine) -> bool:
+    if expectation.per_service != bool(line.service):
+        return False
+    return (
+        fnmatchcase(line.source, expectation.source)
+        and (
+            fnmatchcase(line.product, expectation.product)
+            or fnmatchcase(line.product_name, expectation.product)
+        )
+        and fnmatchcase(line.usage_type, expectation.usage_type)
+        and fnmatchcase(line.region, expectation.region)
+        and fnmatchcase(line.service, expectation.service)
+    )
+
+
+class _SeriesKey(NamedTuple):
+    source: str
+    month: Month
+    account: str
+    product: str
+    usage_type: str
+    region: str
+    service: str
+    unit: str
+    kind: MeasureKind
+
+
+@dataclass
+class _Series:
+    provider: str
+    periods: list[PeriodValue] = field(default_factory=list)
+    finalized: bool = True
+    billable: bool = False
+
+
+def month_totals(
+    expectation: ExpectationSettings, lines: Iterable[MonthLine]
+) -> dict[TotalKey, MonthTotal]:
+    """The month values of the lines an expectation matches, one per :class:`TotalKey`."""
+    series: dict[_SeriesKey, _Series] = {}
+    for line in lines:
+        if not matches(expectation, line):
+            continue
+        key = _SeriesKey(
+            line.source,
+            line.month,
+            line.account,
+            line.product,
+            line.usage_type,
+            line.region,
+            line.service,
+            line.unit,
+            line.kind,
+        )
+        one = series.get(key)
+        if one is None:
+            one = series[key] = _Series(line.provider)
+        one.periods.append(PeriodValue(line.period_start or line.month.first_day, line.quantity))
+        one.finalized = one.finalized and line.status == LineStatus.FINALIZED
+        one.billable = one.billable or line.billable is not False
+    grouped: dict[TotalKey, list[tuple[_SeriesKey, _Series]]] = defaultdict(list)
+    for key, one in series.items():
+        grouped[_total_key(key)].append((key, one))
+    return {key: _total(key.kind, members) for key, members in grouped.items()}
+
+
+def _total_key(key: _SeriesKey) -> TotalKey:
+    base = TotalKey(key.source, key.month, key.usage_type, key.unit, key.service, key.kind)
+    if key.kind.adds_up:
+        return base
+    return base._replace(region=key.region, product=key.product, account=key.account)
+
+
+def _total(kind: MeasureKind, members: list[tuple[_SeriesKey, _Series]]) -> MonthTotal:
+    values = [month_value(kind, one.periods) for _, one in members]
+    quantity = values[0] if len(values) == 1 else combine(kind, values)
+    return MonthTotal(
+        quantity=quantity,
+        finalized=all(one.finalized for _, one in members),
+        provider=members[0][1].provider,
+        lines=sum(len(one.periods) for _, one in members),
+        billable=any(one.billable for _, one in members),
+        regions={key.region for key, _ in members},
+    )
