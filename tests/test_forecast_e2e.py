@@ -33,7 +33,7 @@ async def sandbox() -> AsyncIterator[SandboxServer]:
         yield server
 
 
-def settings_for(sandbox: SandboxServer, maximum: Decimal | None) -> Settings:
+def settings_for(sandbox: SandboxServer, maximum: Decimal | None, data_lag: str = "0s") -> Settings:
     config: dict[str, Any] = {
         "sources": [
             {
@@ -41,10 +41,10 @@ def settings_for(sandbox: SandboxServer, maximum: Decimal | None) -> Settings:
                 "provider": "fastly",
                 "base_url": sandbox.base_url,
                 "max_retries": 0,
-                "lookback_months": 1,
+                "lookback_months": 2,
                 "services": False,
                 "invoices": False,
-                "data_lag": "0s",  # the sandbox serves a day's usage on that day
+                "data_lag": data_lag,  # "0s": the sandbox serves a day's usage on that day
             }
         ],
         "expectations": [],
@@ -61,9 +61,13 @@ def morning(day: date) -> datetime:
 
 
 async def pull(
-    engine: AsyncEngine, settings: Settings, sandbox: SandboxServer, day: date
+    engine: AsyncEngine,
+    settings: Settings,
+    sandbox: SandboxServer,
+    day: date,
+    provider_day: date | None = None,
 ) -> RunOutcome:
-    sandbox.state.set_today(day)
+    sandbox.state.set_today(provider_day or day)
     async with HttpClient() as http:
         outcome = await refresh_source(
             engine,
@@ -89,7 +93,11 @@ async def daily_rate(engine: AsyncEngine, sandbox: SandboxServer) -> Decimal:
 
     async with engine.connect() as conn:
         quantity = (
-            await conn.execute(select(lines_t.c.quantity).where(lines_t.c.usage_type == USAGE))
+            await conn.execute(
+                select(lines_t.c.quantity).where(
+                    lines_t.c.usage_type == USAGE, lines_t.c.month == str(AUGUST)
+                )
+            )
         ).scalar_one()
     assert isinstance(quantity, Decimal) and quantity > 0
     return quantity
@@ -219,3 +227,21 @@ async def test_the_plan_and_the_report_agree(
     assert series.projection is not None and series.projection.over
     assert item.forecast == series.projection.forecast
     assert item.after is not None and item.after.quantity == series.projection.projected
+
+
+async def test_early_in_a_month_the_lagging_previous_month_is_forecast_from_its_history(
+    engine: AsyncEngine, sandbox: SandboxServer
+) -> None:
+    rate = await daily_rate(engine, sandbox)
+    settings = settings_for(sandbox, rate * Decimal("30.5"), data_lag="2d")
+    day = AUGUST.first_day + timedelta(days=1)
+    while day <= date(2024, 9, 1):  # the provider two days behind the pulls
+        await pull(engine, settings, sandbox, day, provider_day=day - timedelta(days=2))
+        day += timedelta(days=1)
+    row = (await findings(engine))["projected_overage"]
+    assert row.month == "2024-08"
+    forecast = stored(row)
+    # On September 1st the data covers August 1-30: 30 days, one to go, from the history.
+    assert (forecast.covered_through, forecast.covered_days) == (date(2024, 8, 30), 30)
+    assert forecast.method.value == "trailing" and forecast.reason.value == "ok"
+    assert forecast.value == rate * 31 and forecast.low == forecast.high == rate * 31

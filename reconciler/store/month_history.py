@@ -113,14 +113,16 @@ def pull_instant(today: date, now: datetime) -> datetime:
 async def source_forecast_inputs(
     conn: AsyncConnection, settings: Settings, source: str, now: datetime, *, services: bool
 ) -> ForecastInputs:
-    """The inputs for forecasting ``source``'s month of ``now`` (its own ``data_lag``)."""
-    source_settings = settings.sources[settings.source_index(source)]
-    month = Month.of(now.date())
-    histories = await key_histories(conn, [source], month, services=services)
+    """The inputs for forecasting ``source``'s collecting months at ``now``: the month of
+    ``now`` and, early in a month, the one its lagging data still covers."""
+    lag = settings.sources[settings.source_index(source)].data_lag
+    histories = {}
+    for month in sorted({Month.of(now.date()), Month.of((now - lag).date())}):
+        histories.update(await key_histories(conn, [source], month, services=services))
     forecast = settings.forecast
     return ForecastInputs(
         now,
-        source_settings.data_lag,
+        lag,
         forecast_params(forecast),
         histories,
         Escalation(forecast.escalation_percent, forecast.escalation_amount),
