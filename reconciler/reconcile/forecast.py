@@ -90,7 +90,7 @@ class Forecast:
     @property
     def raisable(self) -> bool:
         """Whether the evidence is enough to raise a projected overage."""
-        return self.reason in (ForecastReason.OK, ForecastReason.HISTORY_SHORT)
+        return self.reason not in (ForecastReason.TOO_EARLY, ForecastReason.NO_DATA)
 
     def describe(self, unit: str) -> str:
         """``trailing window, 14 days of data through 2024-06-14, band 21.2–26.0 GB``."""
@@ -209,7 +209,7 @@ _T_95 = {1: "6.314", 2: "2.920", 3: "2.353", 4: "2.132", 5: "2.015", 6: "1.943",
 
 def small_sample_factor(degrees: int) -> Decimal:
     """How much wider than the normal quantile Student's t is with ``degrees`` of freedom."""
-    known = [d for d in sorted(_T_95) if d <= degrees]
+    known = [d for d in sorted(_T_95) if d <= max(degrees, 1)]
     if degrees > 30:
         return Decimal(1)
     return Decimal(_T_95[known[-1]]) / Decimal("1.645")

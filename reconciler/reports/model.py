@@ -10,7 +10,7 @@ from datetime import date, datetime
 from decimal import Decimal
 
 from reconciler.domain import FindingState, LineStatus, Month, PlanItem, Severity
-from reconciler.reconcile.forecast import Forecast
+from reconciler.reconcile.forecast import Forecast, ForecastReason
 from reconciler.reconcile.measures import MeasureKind
 
 
@@ -73,7 +73,7 @@ class Projection:
 
     @property
     def too_early(self) -> bool:
-        return not self.forecast.raisable
+        return self.forecast.reason is ForecastReason.TOO_EARLY
 
     @property
     def over(self) -> bool:

@@ -64,6 +64,10 @@ def test_projection_shows_the_forecast_of_a_collecting_month_with_covered_data()
     early = ForecastInputs(datetime(2024, 6, 3, tzinfo=UTC), lag, ForecastParams())
     p = project(june, D(140), LineStatus.COLLECTING, early.forecast(june, D(140), []), D(250))
     assert p is not None and p.too_early and not p.over  # 2 days covered: raises nothing
+    done = ForecastInputs(datetime(2024, 7, 2, 6, tzinfo=UTC), lag, ForecastParams())
+    # Every day covered, not yet finalized: the forecast is the total itself.
+    p = project(june, D(301), LineStatus.COLLECTING, done.forecast(june, D(301), []), D(250))
+    assert p is not None and p.projected == D(301) and p.over and not p.too_early
 
 
 def test_band_rules() -> None:
