@@ -33,7 +33,12 @@ async def sandbox() -> AsyncIterator[SandboxServer]:
         yield server
 
 
-def settings_for(sandbox: SandboxServer, maximum: Decimal | None, data_lag: str = "0s") -> Settings:
+def settings_for(
+    sandbox: SandboxServer,
+    maximum: Decimal | None,
+    data_lag: str = "0s",
+    lookback_months: int = 1,
+) -> Settings:
     config: dict[str, Any] = {
         "sources": [
             {
@@ -41,7 +46,7 @@ def settings_for(sandbox: SandboxServer, maximum: Decimal | None, data_lag: str 
                 "provider": "fastly",
                 "base_url": sandbox.base_url,
                 "max_retries": 0,
-                "lookback_months": 2,
+                "lookback_months": lookback_months,
                 "services": False,
                 "invoices": False,
                 "data_lag": data_lag,  # "0s": the sandbox serves a day's usage on that day
@@ -233,7 +238,8 @@ async def test_early_in_a_month_the_lagging_previous_month_is_forecast_from_its_
     engine: AsyncEngine, sandbox: SandboxServer
 ) -> None:
     rate = await daily_rate(engine, sandbox)
-    settings = settings_for(sandbox, rate * Decimal("30.5"), data_lag="2d")
+    # Two months pulled: August is still pulled (and forecast) in September.
+    settings = settings_for(sandbox, rate * Decimal("30.5"), data_lag="2d", lookback_months=2)
     day = AUGUST.first_day + timedelta(days=1)
     while day <= date(2024, 9, 1):  # the provider two days behind the pulls
         await pull(engine, settings, sandbox, day, provider_day=day - timedelta(days=2))
