@@ -129,11 +129,21 @@ async def run_section(section: str, args: argparse.Namespace, results: Results, 
             watchdog_s=args.watchdog_s,
             quick=args.quick,
         )
+        from chaos_retention import run_retention
+
+        await run_retention(
+            results, work, days=8 if args.quick else 60, keep_days=2 if args.quick else 14
+        )
     elif section == "concurrency":
         from chaos_concurrency import run_concurrency
 
         await run_concurrency(
-            results, work, daemons=args.daemons, seconds=args.daemon_seconds, admin=args.postgres
+            results,
+            work,
+            daemons=args.daemons,
+            seconds=args.daemon_seconds,
+            admin=args.postgres,
+            missed_fails=not args.quick,
         )
 
 

@@ -96,8 +96,18 @@ def write_config(path: Path, url: str, base_url: str, edgerc: Path, instance: st
 
 
 async def run_concurrency(
-    results: Results, work: Path, *, daemons: int, seconds: float, admin: str
+    results: Results,
+    work: Path,
+    *,
+    daemons: int,
+    seconds: float,
+    admin: str,
+    missed_fails: bool = True,
 ) -> None:
+    """``missed_fails``: a slot nobody pulled is a FAIL. The quick run (in the test suite)
+    reports missed slots without failing on them: whether a 6-second slot is reached on a
+    loaded machine measures the machine; pulling a slot twice, or two runs overlapping, is a
+    broken promise however slow the machine is."""
     try:
         url = await create_database(admin)
     except Exception as exc:
@@ -127,7 +137,7 @@ async def run_concurrency(
                 await asyncio.sleep(max(seconds / 2, LEASE_TTL_S + 2 * PULL_EVERY_S))
             finally:
                 codes = [await stop_process(p, timeout_s=60) for p in procs]
-        await _check(results, url, daemons, seconds, codes, held)
+        await _check(results, url, daemons, seconds, codes, held, missed_fails=missed_fails)
         errors = [e for n in range(2, daemons + 1) for e in log_errors(work / f"d{n}.log")]
         results.add(
             SECTION,
@@ -173,7 +183,14 @@ async def _all_started(work: Path, daemons: int) -> None:
 
 
 async def _check(
-    results: Results, url: str, daemons: int, seconds: float, codes: list[int], held: str | None
+    results: Results,
+    url: str,
+    daemons: int,
+    seconds: float,
+    codes: list[int],
+    held: str | None,
+    *,
+    missed_fails: bool,
 ) -> None:
     runs = await fetch(
         url,
@@ -197,7 +214,8 @@ async def _check(
     )
     inconsistent = int(consistency[0]["n"])
     succeeded = sum(1 for rs in by_slot.values() if any(r["status"] == "succeeded" for r in rs))
-    ok = succeeded > 0 and not twice and not overlapping and not missed and not inconsistent
+    ok = succeeded > 0 and not twice and not overlapping and not inconsistent
+    ok = ok and not (missed and missed_fails)
     results.add(
         SECTION,
         f"{daemons} daemons, one PostgreSQL database, {seconds:.0f}s",

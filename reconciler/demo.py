@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import json
 from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import UTC, date, datetime, time, timedelta
 from decimal import Decimal
 from pathlib import Path
@@ -24,16 +24,23 @@ from reconciler.alerts.hook import outbox_hook
 from reconciler.alerts.outbox import outbox_t
 from reconciler.alerts.routes import WebhookResolver
 from reconciler.alerts.webhook import SlackWebhookClient
+from reconciler.demo_contract import demo_budget, demo_rates
+from reconciler.domain import Month, canonical_decimal
 from reconciler.providers.http import HttpClient
+from reconciler.reconcile.measures import MeasureKind, PeriodValue, month_value
 from reconciler.reconcile.plan import Plan, render_text
 from reconciler.refresh import refresh_source
 from reconciler.reports.writer import write_report_set
 from reconciler.sandbox.scenario import named_scenario
 from reconciler.sandbox.server import SandboxServer
 from reconciler.settings import Settings, settings_from_mapping
+from reconciler.store.costs import projected_invoices
 from reconciler.store.db import create_engine, reader, upgrade
+from reconciler.store.ingest import lines_t
 from reconciler.store.review import apply_acknowledgements, build_plan
 
+PERCENTILE_PRODUCT = "1-ABC012"  # Web Application Accelerator
+PERCENTILE_STAT = "95/5 Mbps"
 START = date(2024, 4, 1)
 END = date(2024, 7, 15)
 LAST_REVIEW = date(2024, 7, 1)
@@ -51,6 +58,7 @@ class DemoResult:
     delivered: int
     pulls: int
     events: list[str] = field(default_factory=list)
+    notes: list[str] = field(default_factory=list)
 
 
 def demo_events() -> list[dict[str, Any]]:
@@ -139,7 +147,23 @@ async def highest_ordinary_month(sandbox: SandboxServer, http: HttpClient) -> De
     return highest
 
 
-def expectations(commitment: Decimal) -> list[dict[str, Any]]:
+def highest_percentile(sandbox: SandboxServer) -> Decimal:
+    """The largest monthly 95/5 of Web Application Accelerator before any event."""
+    data = sandbox.state.akamai
+    contract = next(iter(data.contracts.values()))
+    product = contract.product(PERCENTILE_PRODUCT)
+    highest = Decimal(0)
+    if product is None:
+        return highest
+    for month in Month(2024, 1).range_to(Month.of(END)):
+        for period in data.periods(contract.contract_id, product, month, END, []):
+            for stat in period["stats"]:
+                if stat["statType"] == PERCENTILE_STAT:
+                    highest = max(highest, Decimal(str(stat["value"])))
+    return highest
+
+
+def expectations(commitment: Decimal, percentile_commit: Decimal) -> list[dict[str, Any]]:
     return [
         {
             "name": f"{COMMITTED_USAGE} commitment",
@@ -148,6 +172,14 @@ def expectations(commitment: Decimal) -> list[dict[str, Any]]:
             "usage_type": COMMITTED_USAGE,
             "monthly_max": str(commitment),
             "unit": "GB",
+        },
+        {
+            # Akamai sends each month in two periods: the 95/5 is the larger, never the sum.
+            "name": "WAA 95/5 commitment",
+            "source": "akamai",
+            "product": PERCENTILE_PRODUCT,
+            "usage_type": PERCENTILE_STAT,
+            "monthly_max": str(percentile_commit),
         },
     ]
 
@@ -175,7 +207,7 @@ async def run_demo(
     """Run the whole demo into ``directory`` (created fresh by ``prepare_directory``)."""
     state_dir = directory / ".reconciler"
     database_url = f"sqlite+aiosqlite:///{(state_dir / 'state.db').resolve()}"
-    scenario = named_scenario("demo", today=START)
+    scenario = named_scenario("demo", today=START).replace(akamai_split_periods=True)
     async with SandboxServer(scenario, host="127.0.0.1", port=0) as sandbox:
         edgerc = directory / "sandbox.edgerc"
         edgerc.write_text(sandbox.edgerc_text())
@@ -192,6 +224,7 @@ async def run_demo(
             await engine.dispose()
     saved = base_config(f"http://127.0.0.1:{SANDBOX_PORT}", contracts, "sandbox.edgerc")
     saved["expectations"] = live["expectations"]
+    saved["rates"] = live["rates"]
     (directory / "reconciler.toml").write_text(config_toml(saved), encoding="utf-8")
     edgerc_text = edgerc.read_text().replace(sandbox.address, f"127.0.0.1:{SANDBOX_PORT}")
     edgerc.write_text(edgerc_text)
@@ -212,7 +245,10 @@ async def _simulate(
     async with HttpClient() as http:
         # Commit to 20% above the busiest ordinary month: July's spike will break it.
         commitment = (await highest_ordinary_month(sandbox, http) * Decimal("1.2")).quantize(1)
-        config["expectations"] = expectations(commitment)
+        # 10% above the highest monthly 95/5: well under the sum of a month's two periods.
+        percentile_commit = (highest_percentile(sandbox) * Decimal("1.1")).quantize(Decimal(1))
+        config["expectations"] = [*expectations(commitment, percentile_commit), demo_budget()]
+        config["rates"] = demo_rates()
         settings = settings_from_mapping(config)
         sandbox.state.add_events(events)
         for offset in range(days):
@@ -240,15 +276,49 @@ async def _simulate(
     now = datetime.combine(END, time(6, 0), tzinfo=UTC)
     async with reader(engine).connect() as conn:
         plan = await build_plan(conn, now)
+        plan = replace(plan, invoices=tuple(await projected_invoices(conn, settings)))
     report_settings = settings.model_copy(
         update={"reports": settings.reports.model_copy(update={"directory": directory / "reports"})}
     )
     paths = await write_report_set(engine, report_settings, now)
     messages = await _pending_messages(engine)
     delivered = await _deliver_if_configured(engine, settings, environ)
+    notes = await percentile_notes(engine, percentile_commit)
     return DemoResult(
-        directory, plan, paths, messages, delivered, pulls, [_describe(e) for e in events]
+        directory, plan, paths, messages, delivered, pulls, [_describe(e) for e in events], notes
     )
+
+
+async def percentile_notes(engine: AsyncEngine, commit: Decimal) -> list[str]:
+    """How the split 95/5 months were measured: the larger period, not the sum."""
+    c = lines_t.c
+    query = (
+        select(c.month, c.quantity, c.status)
+        .where(
+            c.source == "akamai",
+            c.product == PERCENTILE_PRODUCT,
+            c.usage_type == PERCENTILE_STAT,
+            c.present.is_(True),
+        )
+        .order_by(c.month, c.period_start)
+    )
+    months: dict[str, list[Decimal]] = {}
+    statuses: dict[str, str] = {}
+    async with reader(engine).connect() as conn:
+        for row in (await conn.execute(query)).all():
+            months.setdefault(row.month, []).append(row.quantity)
+            statuses[row.month] = row.status
+    notes = []
+    for month, values in months.items():
+        value = month_value(MeasureKind.PERCENTILE, [PeriodValue(START, v) for v in values])
+        parts = " and ".join(canonical_decimal(v) for v in values)
+        bound = "at least " if statuses[month] == "collecting" else ""
+        notes.append(
+            f"{month}: {len(values)} period(s) at {parts} Mbps -> {bound}"
+            f"{canonical_decimal(value)} (summed: {canonical_decimal(sum(values, Decimal(0)))}); "
+            f"commitment {commit}"
+        )
+    return notes
 
 
 def _fixed_clock(moment: datetime) -> Callable[[], datetime]:

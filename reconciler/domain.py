@@ -138,6 +138,11 @@ class FindingKind(StrEnum):
     UNIT_MISMATCH = "unit_mismatch"
     PROJECTED_OVERAGE = "projected_overage"
     INVOICE_MISMATCH = "invoice_mismatch"
+    COST_MISMATCH = "cost_mismatch"
+    RATE_MISMATCH = "rate_mismatch"
+    OVER_BUDGET = "over_budget"
+    PROJECTED_OVER_BUDGET = "projected_over_budget"
+    REPRICED = "repriced"
     NO_MATCH = "no_match"
 
 
@@ -321,6 +326,9 @@ class PlanItem:
     message: str = ""
     product_name: str = ""
     forecast: Forecast | None = None  # a projected overage's forecast
+    impact: Decimal | None = None  # money impact, exact, in impact_currency
+    impact_currency: str = ""
+    service_name: str = ""
 
     @property
     def delta(self) -> Decimal | None:
@@ -338,5 +346,5 @@ class PlanItem:
         if self.region:
             label += f" [{self.region}]"
         if self.service:
-            label += f" service {self.service}"
+            label += f" service {self.service_name or self.service}"
         return label

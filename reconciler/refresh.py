@@ -17,11 +17,11 @@ from dataclasses import dataclass, field
 from datetime import date, datetime
 from fnmatch import fnmatchcase
 
-from sqlalchemy import delete, insert, select, text
+from sqlalchemy import delete, func, insert, select, text
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
 from reconciler.domain import ChangeKind, ItemCategory, LineStatus, Month, utcnow
-from reconciler.errors import ProviderError, ReconcilerError
+from reconciler.errors import BadProviderDataError, ProviderError, ReconcilerError
 from reconciler.providers.base import Coverage, InvoiceLine, PullStats, open_provider
 from reconciler.providers.http import HttpClient
 from reconciler.reconcile.expectations import (
@@ -34,10 +34,12 @@ from reconciler.reconcile.expectations import (
 )
 from reconciler.reconcile.measures import MeasureKind
 from reconciler.settings import ExpectationSettings, Settings
+from reconciler.store import costs as cost_store
 from reconciler.store import findings as items_store
-from reconciler.store.findings import ItemUpdates, drift_item, drift_values_hash
-from reconciler.store.ingest import IngestResult, apply_staged, lines_t
-from reconciler.store.measures import apply_measure_kinds
+from reconciler.store.backup import checkpoint
+from reconciler.store.findings import ItemUpdates, drift_values_hash
+from reconciler.store.ingest import IngestResult, apply_staged, lines_t, refresh_statistics
+from reconciler.store.measures import apply_measure_kinds, quiet_not_billable
 from reconciler.store.month_history import pull_instant, source_forecast_inputs
 from reconciler.store.runs import (
     HEARTBEAT_INTERVAL_S,
@@ -66,6 +68,7 @@ class RunOutcome:
     ingest: IngestResult = field(default_factory=IngestResult)
     items: ItemUpdates = field(default_factory=ItemUpdates)
     error: str | None = None
+    costs: list[cost_store.CostGauge] = field(default_factory=list)
 
     @property
     def ok(self) -> bool:
@@ -143,10 +146,12 @@ async def refresh_source(
                 await stager.add(page)
                 if on_page is not None:
                     on_page(provider.stats)
+        await refresh_statistics(engine)
         async with engine.begin() as conn:
             # The claim: still running (else abandoned), and locked until this commits.
             await heartbeat(conn, run_id, clock())
             await _lock_source(conn, source_name)
+            await _refuse_empty_discovery(conn, source_name, provider.coverage)
             outcome.ingest = await apply_staged(
                 conn,
                 run_id=run_id,
@@ -167,6 +172,7 @@ async def refresh_source(
                 run_id,
                 today,
                 clock(),
+                costs=outcome.costs,
             )
             if outcome.ingest.versions_added or outcome.items.changed:
                 await items_store.bump_serial(conn)
@@ -193,8 +199,10 @@ async def refresh_source(
         if not isinstance(exc, ReconcilerError):
             raise
         log.warning("pull of source '%s' failed: %s", source_name, outcome.error)
+        await checkpoint(engine)
         return outcome
     log.info("%s", outcome.summary())
+    await checkpoint(engine)
     return outcome
 
 
@@ -283,6 +291,28 @@ async def _record_failure(
     except asyncio.CancelledError:
         await task
         raise
+
+
+async def _refuse_empty_discovery(conn: AsyncConnection, source: str, coverage: Coverage) -> None:
+    """A discovery that listed nothing where the source tracks lines is a bad answer, not
+    an empty account: fail the pull rather than claim nothing is there."""
+    for endpoint, account in coverage.empty_discovery:
+        query = select(func.count()).where(
+            lines_t.c.source == source,
+            lines_t.c.present.is_(True),
+            lines_t.c.month.in_([str(m) for m in coverage.months]),
+        )
+        if account is not None:
+            query = query.where(lines_t.c.account == account)
+        tracked = int((await conn.execute(query)).scalar_one())
+        if tracked:
+            listed = "contracts" if account is None else f"products for contract {account}"
+            raise BadProviderDataError(
+                source,
+                endpoint,
+                f"listed no {listed}, but {tracked} line(s) of the months pulled are tracked "
+                "there: an empty discovery is not an empty account, so nothing was changed",
+            )
 
 
 async def _lock_source(conn: AsyncConnection, source: str) -> None:
@@ -404,9 +434,21 @@ async def _review(
     run_id: int,
     today: date,
     now: datetime,
+    *,
+    costs: list[cost_store.CostGauge] | None = None,
 ) -> ItemUpdates:
-    """Raise drift items for this run's changes and re-evaluate the source's expectations."""
-    drift = [drift_item(c) for c in ingest.changes if c.reviewable]
+    """Raise drift items for this run's changes and re-evaluate the source's expectations
+    (and, where rates are declared, fill ``costs`` with the open month's)."""
+    expectations = expectations_for(settings, source)
+    reviewable = [c for c in ingest.changes if c.reviewable]
+    drift = await quiet_not_billable(conn, reviewable, expectations)
+    priced = None
+    if cost_store.prices_anything(settings):
+        provider = settings.source(source).provider
+        priced = await cost_store.load_context(conn, settings, source, provider, coverage.months)
+        drift = cost_store.with_impacts(priced, drift, reviewable)
+        if costs is not None:
+            costs.extend(cost_store.open_month_gauges(priced, source, today))
     updates = await items_store.record_items(
         conn,
         [Evaluated(item, drift_values_hash(item)) for item in drift],
@@ -420,8 +462,7 @@ async def _review(
             conn, [items_store.disappeared_fingerprint_for(c) for c in back], now
         )
 
-    await apply_measure_kinds(conn, source, settings.measures)
-    expectations = expectations_for(settings, source)
+    await apply_measure_kinds(conn, source, settings.measures, coverage.months)
     lines = await month_lines(
         conn, source, coverage.months, services=any(e.per_service for e in expectations)
     )
@@ -436,6 +477,18 @@ async def _review(
     evaluated = evaluate(expectations, lines, today, forecasts) + check_provider_invoices(
         lines, invoices, expectations
     )
+    if priced is not None:
+        evaluated = cost_store.finding_impacts(priced, evaluated)
+        evaluated += await cost_store.cost_findings(
+            conn,
+            priced,
+            source,
+            settings.source(source).provider,
+            coverage.months,
+            today,
+            run_id,
+            now,
+        )
     found = await items_store.record_items(
         conn, evaluated, run_id=run_id, now=now, keep_open_before=False
     )

@@ -7,15 +7,18 @@ systemd credential) and :mod:`reconciler.secrets` resolves it when it is needed.
 
 from __future__ import annotations
 
+import math
 import os
 import re
 import tomllib
+from collections.abc import Mapping
 from datetime import timedelta
 from decimal import Decimal, InvalidOperation
 from pathlib import Path
 from typing import Annotated, Any, Literal
 
 from pydantic import (
+    AfterValidator,
     BaseModel,
     BeforeValidator,
     ConfigDict,
@@ -27,6 +30,13 @@ from pydantic import (
 )
 from pydantic_settings import BaseSettings, PydanticBaseSettingsSource, SettingsConfigDict
 
+from reconciler.cost_settings import (
+    CommitmentSettings,
+    CreditSettings,
+    MoneyValue,
+    RateSettings,
+    rate_card_problems,
+)
 from reconciler.domain import ChangeKind, Month, Severity
 from reconciler.errors import ConfigError
 from reconciler.reconcile.measures import MeasureKind
@@ -39,6 +49,7 @@ DEFAULT_STATE_DIR = Path(".reconciler")
 
 _DURATION_RE = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*(s|m|h|d|w)\s*$")
 _DURATION_UNITS = {"s": 1, "m": 60, "h": 3600, "d": 86400, "w": 604800}
+_LONGEST_DURATION_S = 100 * 365 * 86400  # beyond any range below; keeps timedelta finite
 _NAME_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,63}$")
 
 
@@ -52,6 +63,9 @@ def parse_duration(value: Any) -> timedelta:
         seconds = float(match.group(1)) * _DURATION_UNITS[match.group(2)]
     else:
         raise ValueError(f"invalid duration {value!r} (expected e.g. '90s', '30m', '6h', '1d')")
+    if not math.isfinite(seconds) or seconds > _LONGEST_DURATION_S:
+        shown = repr(value) if isinstance(value, str) else str(value)
+        raise ValueError(f"duration {shown} is not a usable length of time")
     if seconds <= 0:
         raise ValueError(f"duration must be positive, got {value!r}")
     return timedelta(seconds=seconds)
@@ -101,6 +115,31 @@ LagDuration = Annotated[
 ]
 
 
+def _between(low: timedelta, high: timedelta) -> AfterValidator:
+    def check(value: timedelta) -> timedelta:
+        if not low <= value <= high:
+            raise ValueError(
+                f"must be between {format_duration(low)} and {format_duration(high)}, "
+                f"got {format_duration(value)}"
+            )
+        return value
+
+    return AfterValidator(check)
+
+
+# The documented range of every duration (README, "Configuration"): a value outside it would
+# stop the daemon (an overflowing timer), never fire, or spin a core.
+PullEvery = Annotated[Duration, _between(timedelta(seconds=1), timedelta(days=90))]
+MaxAge = Annotated[Duration, _between(timedelta(seconds=1), timedelta(days=365))]
+ReportEvery = Annotated[Duration, _between(timedelta(seconds=1), timedelta(days=90))]
+HousekeepingEvery = Annotated[Duration, _between(timedelta(minutes=1), timedelta(days=7))]
+
+
+def seconds(default: float, low: float, high: float) -> Any:
+    """A number of seconds in [low, high] (finite; ``inf`` and ``nan`` refused)."""
+    return Field(default=default, ge=low, le=high, allow_inf_nan=False)
+
+
 class Tolerance(BaseModel):
     """How far a total may be from a declared quantity: a percent or an absolute amount."""
 
@@ -140,12 +179,13 @@ class _SourceBase(_Strict):
     name: str
     base_url: str | None = None
     lookback_months: int = Field(default=3, ge=1, le=18)
-    pull_every: Duration = timedelta(hours=6)
-    max_age: Duration | None = None
+    pull_every: PullEvery = timedelta(hours=6)
+    max_age: MaxAge | None = None
     max_concurrency: int = Field(default=8, ge=1, le=64)
-    timeout_s: float = Field(default=60.0, gt=0)
+    timeout_s: float = seconds(60.0, 0.1, 3600)
     max_retries: int = Field(default=5, ge=0, le=20)
-    retry_cap_s: float = Field(default=60.0, gt=0)
+    retry_cap_s: float = seconds(60.0, 0.01, 3600)
+    min_impact: MoneyValue | None = None
     # How late usage reaches the API: a pull at t covers the days through (t - data_lag).
     data_lag: LagDuration = timedelta(days=1)
 
@@ -157,7 +197,7 @@ class _SourceBase(_Strict):
         return value
 
     # The whole pull's deadline, whatever its requests and retries do.
-    pull_timeout_s: float = Field(default=1800.0, gt=0)
+    pull_timeout_s: float = seconds(1800.0, 0.1, 86400)
 
     @field_validator("name")
     @classmethod
@@ -209,6 +249,9 @@ class AkamaiSourceSettings(_SourceBase):
     contracts: list[str] = Field(default_factory=list)
     products: list[str] = Field(default_factory=list)
     account_switch_key: str | None = None
+    # The Invoicing API v3 (invoice totals for the audit), signed with this .edgerc section.
+    invoices: bool = False
+    invoicing_section: str | None = None
 
     def edgerc_ref(self, index: int) -> SecretRef:
         return SecretRef(
@@ -240,6 +283,7 @@ class ExpectationSettings(_Strict):
     )
     unit: str | None = None
     invoices: dict[str, Quantity] = Field(default_factory=dict)
+    monthly_budget: MoneyValue | None = None
     severity: Severity | None = None
 
     @field_validator("tolerance", mode="before")
@@ -257,9 +301,10 @@ class ExpectationSettings(_Strict):
     @model_validator(mode="after")
     def _has_a_limit(self) -> ExpectationSettings:
         limits = (self.monthly_max, self.monthly_min, self.monthly_quantity, self.unit)
-        if all(v is None for v in limits) and not self.invoices:
+        if all(v is None for v in limits) and not self.invoices and self.monthly_budget is None:
             raise ValueError(
-                "declares nothing: set monthly_max, monthly_min, monthly_quantity, unit or invoices"
+                "declares nothing: set monthly_max, monthly_min, monthly_quantity, unit, "
+                "invoices or monthly_budget"
             )
         if (
             self.monthly_min is not None
@@ -285,6 +330,22 @@ class ExpectationSettings(_Strict):
         return label
 
 
+class CostSettings(_Strict):
+    """How the invoice audit compares amounts (beyond the invoice's own rounding)."""
+
+    invoice_tolerance: Annotated[
+        Tolerance, PlainSerializer(str, return_type=str, when_used="json")
+    ] = Tolerance(absolute=Decimal(0))
+    rate_tolerance: Annotated[
+        Tolerance, PlainSerializer(str, return_type=str, when_used="json")
+    ] = Tolerance(percent=Decimal("0.5"))
+
+    @field_validator("invoice_tolerance", "rate_tolerance", mode="before")
+    @classmethod
+    def _tolerance(cls, value: Any) -> Tolerance:
+        return Tolerance.parse(value)
+
+
 class MeasureSettings(_Strict):
     """A ``[[measures]]`` entry: the measure kind of the stats it matches (globs)."""
 
@@ -301,6 +362,7 @@ class SlackRouteSettings(_Strict):
     webhook_url_file: Path | None = None
     webhook_url_credential: str | None = None
     min_severity: Severity | None = None
+    min_impact: MoneyValue | None = None
 
     def webhook_ref(self, index: int) -> SecretRef | None:
         if not (self.webhook_url_env or self.webhook_url_file or self.webhook_url_credential):
@@ -315,6 +377,7 @@ class SlackRouteSettings(_Strict):
 
 
 class SlackSettings(_Strict):
+    enabled: bool = True  # false: only [[alerts.channels]] get alerts
     webhook_url_env: str = "SLACK_WEBHOOK_URL"
     webhook_url_file: Path | None = None
     webhook_url_credential: str = "slack-webhook-url"
@@ -333,8 +396,111 @@ class SlackSettings(_Strict):
         )
 
 
+ChannelType = Literal["webhook", "pagerduty", "teams", "email"]
+SmtpSecurity = Literal["starttls", "tls", "none"]
+PAGERDUTY_EVENTS_URL = "https://events.pagerduty.com/v2/enqueue"
+
+
+class ChannelSettings(_Strict):
+    """One ``[[alerts.channels]]``: a generic signed webhook, PagerDuty, Teams or email.
+
+    ``url_*`` locate the endpoint URL (webhook, Teams; PagerDuty's is public and set by
+    ``events_url``), ``secret_*`` the signing secret (webhook), the routing key (PagerDuty)
+    or the SMTP password (email), like every other secret: a file, a systemd credential or
+    an environment variable.
+    """
+
+    name: str
+    type: ChannelType
+    min_severity: Severity | None = None  # default: warning (PagerDuty: critical)
+    url_env: str | None = None
+    url_file: Path | None = None
+    url_credential: str | None = None
+    secret_env: str | None = None
+    secret_file: Path | None = None
+    secret_credential: str | None = None
+    events_url: str = PAGERDUTY_EVENTS_URL
+    smtp_host: str | None = None
+    smtp_port: int | None = Field(default=None, ge=1, le=65535)
+    smtp_security: SmtpSecurity = "starttls"
+    smtp_username: str | None = None
+    smtp_ca_file: Path | None = None  # CA bundle for a private relay's certificate
+    mail_from: str | None = None
+    mail_to: list[str] = Field(default_factory=list)
+    timeout_s: float = Field(default=10.0, gt=0, le=300)
+
+    @field_validator("name")
+    @classmethod
+    def _name(cls, value: str) -> str:
+        if not _NAME_RE.match(value):
+            raise ValueError(f"invalid channel name {value!r} (letters, digits, '-', '_', '.')")
+        return value
+
+    @model_validator(mode="after")
+    def _complete(self) -> ChannelSettings:
+        has_url = bool(self.url_env or self.url_file or self.url_credential)
+        has_secret = bool(self.secret_env or self.secret_file or self.secret_credential)
+        if self.type in ("webhook", "teams") and not has_url:
+            raise ValueError(f"a {self.type} channel needs url_env, url_file or url_credential")
+        if self.type in ("webhook", "pagerduty") and not has_secret:
+            what = "signing secret" if self.type == "webhook" else "routing key"
+            raise ValueError(f"needs its {what}: secret_env, secret_file or secret_credential")
+        if self.type == "email" and not (self.smtp_host and self.mail_from and self.mail_to):
+            raise ValueError("an email channel needs smtp_host, mail_from and mail_to")
+        return self
+
+    @property
+    def default_severity(self) -> Severity:
+        if self.min_severity is not None:
+            return self.min_severity
+        return Severity.CRITICAL if self.type == "pagerduty" else Severity.WARNING
+
+    def url_ref(self, index: int) -> SecretRef:
+        return SecretRef(
+            what=f"URL of alert channel '{self.name}'",
+            key_path=f"alerts.channels[{index}].url_env",
+            env=self.url_env,
+            file=self.url_file,
+            credential=self.url_credential,
+        )
+
+    def secret_ref(self, index: int) -> SecretRef | None:
+        if not (self.secret_env or self.secret_file or self.secret_credential):
+            return None
+        what = {"webhook": "signing secret", "pagerduty": "routing key", "email": "password"}
+        return SecretRef(
+            what=f"{what.get(self.type, 'secret')} of alert channel '{self.name}'",
+            key_path=f"alerts.channels[{index}].secret_env",
+            env=self.secret_env,
+            file=self.secret_file,
+            credential=self.secret_credential,
+        )
+
+
+class AlertRouteSettings(_Strict):
+    """One ``[[alerts.routes]]``: which channels get which sources' items, from which
+    severity and (once items carry a money impact) from which impact."""
+
+    channels: list[str] = Field(min_length=1)
+    source: str = "*"  # a name or a glob
+    min_severity: Severity | None = None  # default: each channel's own
+    min_impact: MoneyValue | None = None  # ignored for an item without a money impact
+
+
 class AlertSettings(_Strict):
     slack: SlackSettings = SlackSettings()
+    channels: list[ChannelSettings] = Field(default_factory=list)
+    routes: list[AlertRouteSettings] = Field(default_factory=list)
+
+    @model_validator(mode="after")
+    def _known_channels(self) -> AlertSettings:
+        names = [c.name for c in self.channels]
+        if len(set(names)) != len(names):
+            raise ValueError("alerts.channels: two channels have the same name")
+        for index, route in enumerate(self.routes):
+            if unknown := sorted(set(route.channels) - set(names)):
+                raise ValueError(f"alerts.routes[{index}]: unknown channels {unknown}")
+        return self
 
 
 class ForecastSettings(_Strict):
@@ -355,21 +521,22 @@ _DEFAULT_FORMATS: list[ReportFormat] = ["html", "json"]
 
 class ReportSettings(_Strict):
     directory: Path | None = None
-    every: Duration = timedelta(days=1)
-    keep_days: int = Field(default=30, ge=1)
+    every: ReportEvery = timedelta(days=1)
+    keep_days: int = Field(default=30, ge=1, le=3650)
     formats: list[ReportFormat] = Field(default_factory=lambda: _DEFAULT_FORMATS.copy())
     months: int = Field(default=6, ge=1, le=18)
 
 
 class DaemonSettings(_Strict):
     listen: str = "127.0.0.1:9109"
-    jitter_s: float = Field(default=30.0, ge=0)
-    first_pull_delay_s: float = Field(default=5.0, ge=0)
-    alert_every_s: float = Field(default=5.0, gt=0)
-    housekeeping_every: Duration = timedelta(hours=1)
-    keep_runs_days: int = Field(default=400, ge=1)
-    lease_ttl_s: float = Field(default=600.0, gt=0)
-    stop_timeout_s: float = Field(default=60.0, gt=0)
+    jitter_s: float = seconds(30.0, 0, 3600)
+    first_pull_delay_s: float = seconds(5.0, 0, 86400)
+    alert_every_s: float = seconds(5.0, 0.1, 3600)
+    housekeeping_every: HousekeepingEvery = timedelta(hours=1)
+    keep_runs_days: int = Field(default=400, ge=1, le=3650)
+    lease_ttl_s: float = seconds(600.0, 1, 86400)
+    stop_timeout_s: float = seconds(60.0, 1, 3600)
+    max_concurrent_pulls: int = Field(default=16, ge=1, le=1024)
     instance: str | None = None
 
     @field_validator("listen")
@@ -381,6 +548,59 @@ class DaemonSettings(_Strict):
         if not sep or not host or not port.isdigit() or not 0 < int(port) < 65536:
             raise ValueError(f"invalid listen address {value!r} (expected HOST:PORT or '')")
         return value
+
+
+def _merge(base: Any, override: Any) -> Any:
+    if isinstance(base, dict) and isinstance(override, dict):
+        return {**base, **{k: _merge(base.get(k), v) for k, v in override.items()}}
+    return override
+
+
+def merge_list_entries(env: dict[str, Any], data: Mapping[str, Any]) -> dict[str, Any]:
+    """``env`` overrides with ``{"sources": {"0": {...}}}`` merged into ``data``'s list entry 0.
+
+    pydantic-settings reads ``RECONCILER_SOURCES__0__TIMEOUT_S`` as a mapping keyed by the
+    index; the README promises it overrides that key of the first ``[[sources]]`` table.
+    """
+    merged = dict(env)
+    for key, value in env.items():
+        entries = data.get(key)
+        if not isinstance(value, dict) or not isinstance(entries, list):
+            continue
+        if not value or not all(isinstance(k, str) and k.isdigit() for k in value):
+            continue
+        updated = list(entries)
+        for index, override in value.items():
+            position = int(index)
+            if position >= len(updated):
+                raise ConfigError(
+                    [
+                        f"{key}[{position}] (from the environment, RECONCILER_{key.upper()}__"
+                        f"{position}__...): there are only {len(updated)} {key} entries"
+                    ]
+                )
+            updated[position] = _merge(updated[position], override)
+        merged[key] = updated
+    return merged
+
+
+class _ListEntryEnvSource(PydanticBaseSettingsSource):
+    """The environment source, with overrides of list entries merged into the file's lists."""
+
+    def __init__(
+        self,
+        settings_cls: type[BaseSettings],
+        env: PydanticBaseSettingsSource,
+        init: PydanticBaseSettingsSource,
+    ) -> None:
+        super().__init__(settings_cls)
+        self._env, self._init = env, init
+
+    def get_field_value(self, field: Any, field_name: str) -> tuple[Any, str, bool]:
+        return self._env.get_field_value(field, field_name)
+
+    def __call__(self) -> dict[str, Any]:
+        return merge_list_entries(self._env(), self._init())
 
 
 class Settings(BaseSettings):
@@ -396,6 +616,10 @@ class Settings(BaseSettings):
     state: StateSettings = StateSettings()
     sources: list[SourceSettings] = Field(default_factory=list)
     expectations: list[ExpectationSettings] = Field(default_factory=list)
+    rates: list[RateSettings] = Field(default_factory=list)
+    commitments: list[CommitmentSettings] = Field(default_factory=list)
+    credits: list[CreditSettings] = Field(default_factory=list)
+    cost: CostSettings = CostSettings()
     measures: list[MeasureSettings] = Field(default_factory=list)
     severities: dict[ChangeKind, Severity] = Field(default_factory=dict)
     alerts: AlertSettings = AlertSettings()
@@ -412,8 +636,9 @@ class Settings(BaseSettings):
         dotenv_settings: PydanticBaseSettingsSource,
         file_secret_settings: PydanticBaseSettingsSource,
     ) -> tuple[PydanticBaseSettingsSource, ...]:
-        # Environment overrides the file; no dotenv or secrets-dir magic.
-        return (env_settings, init_settings)
+        # Environment overrides the file; no dotenv or secrets-dir magic. An override of a
+        # list entry (RECONCILER_SOURCES__0__TIMEOUT_S) is merged into that entry.
+        return (_ListEntryEnvSource(settings_cls, env_settings, init_settings), init_settings)
 
     @model_validator(mode="after")
     def _unique_sources(self) -> Settings:
@@ -421,6 +646,9 @@ class Settings(BaseSettings):
         duplicates = sorted({n for n in names if names.count(n) > 1})
         if duplicates:
             raise ValueError(f"duplicate source names: {', '.join(duplicates)}")
+        problems = rate_card_problems(self.rates)
+        if problems:
+            raise ValueError("; ".join(problems))
         return self
 
     @model_validator(mode="after")

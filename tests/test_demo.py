@@ -21,7 +21,15 @@ def test_demo_tells_the_story(tmp_path: Path) -> None:
     assert summary["restated"] >= 1
     assert summary["decreased"] >= 1
     assert summary["projected_overage"] == 1
-    assert all(i.severity.value == "critical" for i in result.plan.items if i.kind == "restated")
+    restated = {(i.usage_type, i.severity.value) for i in result.plan.items if i.kind == "restated"}
+    # Billed stats restated are critical; stats marked not billable are info unless named.
+    assert ("Total MB", "critical") in restated and ("Total Hits", "info") in restated
+    assert ("95/5 Mbps", "critical") in restated  # not billable, but the 95/5 commitment names it
+    # Each 95/5 month arrives in two periods and is measured as the larger: within commitment.
+    assert not [i for i in result.plan.items if i.product_name == "WAA 95/5 commitment"]
+    *finalized, current = result.notes
+    assert finalized and all(": 2 period(s) at " in n for n in finalized)
+    assert " -> at least " in current  # the collecting month so far: a lower bound
     assert {p.suffix for p in result.report_paths} == {".html", ".md", ".json", ".csv"}
     assert all(p.is_file() for p in result.report_paths)
     texts = [m["text"] for m in result.messages]

@@ -344,8 +344,9 @@ async def run_the_loop(tmp_path: Path) -> LoopRun:
 
 def expected_slack_summaries(items: list[dict[str, Any]]) -> Counter[tuple[str, int, str]]:
     """One message per run with news: the restatement (critical) in Akamai's run, the
-    projected overage in Fastly's run at the start of July, the decrease in its run after."""
-    restated = sum(1 for i in items if i["kind"] == "restated")
+    projected overage in Fastly's run at the start of July, the decrease in its run after.
+    Restated stats the provider marks not billable are info, below the routes' minimum."""
+    restated = sum(1 for i in items if i["kind"] == "restated" and i["severity"] == "critical")
     decreased = sum(1 for i in items if i["kind"] == "decreased")
     return Counter(
         {
@@ -375,7 +376,13 @@ def test_the_plan_shows_exactly_what_happened(loop: LoopRun) -> None:
     assert {(i["source"], i["product"], i["month"]) for i in restated} == {
         ("akamai", RESTATED_PRODUCT, "2024-05")
     }
-    assert {i["severity"] for i in restated} == {"critical"}
+    # A billed stat restated is critical; the stats Akamai marks not billable are info.
+    assert {(i["usage_type"], i["severity"]) for i in restated} == {
+        ("Total MB", "critical"),
+        ("95/5 Mbps", "info"),
+        ("Total Hits", "info"),
+        ("Peak Mbps", "info"),
+    }
     for item in restated:
         before, after = Decimal(item["before"]["quantity"]), Decimal(item["after"]["quantity"])
         assert after == before * Decimal("1.08")
@@ -427,7 +434,9 @@ def test_slack_got_one_valid_message_per_run_with_news(loop: LoopRun) -> None:
 
     (restatement,) = [m for m in loop.messages if m["text"].startswith("reconciler: akamai")]
     text = block_text(restatement)
-    assert text.count("`restated` · critical") == sum(1 for i in items if i["kind"] == "restated")
+    critical = [i for i in items if i["kind"] == "restated" and i["severity"] == "critical"]
+    assert text.count("`restated` · critical") == len(critical)
+    assert "`restated` · info" not in text  # not-billable stats stay below the minimum
     assert "2024-05" in text
 
     status = loop.alerts_status
@@ -459,7 +468,7 @@ def test_apply_acknowledges_and_acknowledged_items_stay_quiet(loop: LoopRun) -> 
     applied = loop.applied
     assert applied is not None and applied.code == 0, applied
     count = len(plan_items(loop.plan))
-    assert f"Apply complete! {count} item(s) acknowledged." in applied.stdout
+    assert f"Apply complete! {count} items acknowledged." in applied.stdout
     assert plan_items(loop.after_apply) == []
     # A day later, with no new events: nothing to review, nothing queued for Slack again.
     assert plan_items(loop.quiet_plan) == [], loop.quiet_plan["summary"]

@@ -17,14 +17,17 @@ import pytest
 from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncEngine
 
-from reconciler.domain import FindingState, canonical_decimal
+from reconciler.domain import FindingState, Month, canonical_decimal
 from reconciler.providers.http import HttpClient
 from reconciler.reconcile.measures import MeasureKind
 from reconciler.refresh import refresh_source
 from reconciler.reports.data import ReportRequest, gather_report
+from reconciler.reports.focus import focus_rows
+from reconciler.reports.writer import write_report_set
 from reconciler.sandbox.scenario import named_scenario
 from reconciler.sandbox.server import SandboxServer
 from reconciler.settings import Settings, settings_from_mapping
+from reconciler.store.ingest import lines_t
 from reconciler.store.items import findings_table
 from reconciler.store.measures import stat_types
 
@@ -195,3 +198,101 @@ async def test_measures_override_and_stat_types(
     async with engine.connect() as conn:
         seen = {(s.usage_type, s.product): s for s in await stat_types(conn, ())}
     assert seen[("Storage GB", "1-5BYUG1")].stored_kind == "gauge"
+
+
+async def test_focus_rows_follow_the_kind(
+    engine: AsyncEngine, sandbox: SandboxServer, tmp_path: Path
+) -> None:
+    await pull(engine, settings_for(sandbox, tmp_path), TODAY)
+    rows = await focus_rows(engine, Month(2024, 5), Month(2024, 5))
+
+    def of(product: str, usage_type: str, region: str) -> list[tuple[str, str, str, str]]:
+        return [
+            (r["ConsumedQuantity"], r["ChargePeriodStart"], r["ChargePeriodEnd"], r["x_Billable"])
+            for r in rows
+            if (r["SkuId"], r["SkuMeter"], r["RegionId"]) == (product, usage_type, region)
+        ]
+
+    # One row for the month's 95/5, over both periods: a tool adding rows gets 130.7.
+    assert of("1-ABC012", "95/5 Mbps", "GLOBAL") == [
+        ("130.7", "2024-05-01T00:00:00Z", "2024-06-01T00:00:00Z", "false")
+    ]
+    assert of("1-5BYUG1", "Storage GB", "GLOBAL") == [
+        ("367.916", "2024-05-01T00:00:00Z", "2024-06-01T00:00:00Z", "true")
+    ]
+    # A volume keeps one row per period; they add up to the month.
+    assert of("1-7KLGH", "Total MB", "EMEA") == [
+        ("5040.345", "2024-05-01T00:00:00Z", "2024-05-16T00:00:00Z", "true"),
+        ("5376.368", "2024-05-16T00:00:00Z", "2024-06-01T00:00:00Z", "true"),
+    ]
+    kinds = {r["SkuMeter"]: r["x_MeasureKind"] for r in rows}
+    assert kinds == {
+        "95/5 Mbps": "percentile",
+        "Peak Mbps": "peak",
+        "Storage GB": "gauge",
+        "Total MB": "volume",
+        "Total Hits": "volume",
+    }
+    not_billable = [r for r in rows if r["x_Billable"] == "false"]
+    assert not_billable and all(
+        r["ChargeDescription"].endswith("(not billable)") for r in not_billable
+    )
+
+
+async def test_drift_of_a_not_billable_stat_is_info_unless_named(
+    engine: AsyncEngine, sandbox: SandboxServer, tmp_path: Path
+) -> None:
+    settings = settings_for(sandbox, tmp_path)
+    await pull(engine, settings, TODAY)
+    # Restate May of Web Application Accelerator: Total MB is billable, Total Hits is not;
+    # 95/5 Mbps and Peak Mbps are not either, but the "WAA 95/5" and "WAA peak" name them.
+    sandbox.state.add_events(
+        [{"kind": "restate", "provider": "akamai", "day": "2024-07-11", "month": "2024-05",
+          "product": "1-ABC012", "factor": "1.5"}]
+    )  # fmt: skip
+    sandbox.state.set_today(date(2024, 7, 11))
+    await pull(engine, settings, date(2024, 7, 11))
+    t = findings_table.c
+    query = select(t.usage_type, t.severity).where(t.kind == "restated", t.month == "2024-05")
+    async with engine.connect() as conn:
+        severities = {(r.usage_type, r.severity) for r in (await conn.execute(query)).all()}
+    assert severities == {
+        ("Total MB", "critical"),
+        ("Total Hits", "info"),
+        ("Peak Mbps", "critical"),
+        ("95/5 Mbps", "critical"),
+    }
+
+
+async def test_written_reports_show_kinds_and_lower_bounds(
+    engine: AsyncEngine, sandbox: SandboxServer, tmp_path: Path
+) -> None:
+    reports = {"directory": str(tmp_path / "reports"), "formats": ["md", "html"], "months": 3}
+    settings = settings_for(sandbox, tmp_path, reports=reports)
+    await pull(engine, settings, TODAY)
+    paths = await write_report_set(engine, settings, NOW)
+    markdown = next(p for p in paths if p.suffix == ".md").read_text()
+    html = next(p for p in paths if p.suffix == ".html").read_text()
+    assert "### Adaptive Media Delivery / 95/5 Mbps \\[EMEA\\]" in markdown
+    assert "monthly percentile values (largest period; never added)" in markdown
+    assert "2024-07 so far: at least 63.1 (can only go up; not projected)" in markdown
+    assert "Web Application Accelerator / Peak Mbps" in markdown
+    assert "monthly levels (latest period)" in markdown
+    assert "2024-07 so far: at least 1,217 Peak Mbps (a peak can only go up" in html
+
+
+async def test_a_measures_change_reclassifies_months_the_pull_did_not_cover(
+    engine: AsyncEngine, sandbox: SandboxServer, tmp_path: Path
+) -> None:
+    await pull(engine, settings_for(sandbox, tmp_path), TODAY)
+    override = {"usage_type": "Storage GB", "kind": "volume"}
+    narrow = settings_for(sandbox, tmp_path, measures=[override])
+    narrow = narrow.model_copy(
+        update={"sources": [narrow.sources[0].model_copy(update={"lookback_months": 1})]}
+    )
+    await pull(engine, narrow, TODAY)  # covers July only; the rules changed: every month
+    c = lines_t.c
+    query = select(c.month, c.measure_kind).where(c.usage_type == "Storage GB").distinct()
+    async with engine.connect() as conn:
+        kinds = sorted(tuple(r) for r in (await conn.execute(query)).all())
+    assert kinds == [("2024-05", "volume"), ("2024-06", "volume"), ("2024-07", "volume")]

@@ -87,7 +87,7 @@ def test_state_directory_under_systemd(clean_env: Path, monkeypatch: pytest.Monk
         (
             {"expectations": [{"source": "a"}]},
             "expectations[0]: declares nothing: set monthly_max, monthly_min, monthly_quantity, "
-            "unit or invoices",
+            "unit, invoices or monthly_budget",
         ),
         (
             {"expectations": [{"monthly_max": "lots"}]},

@@ -7,12 +7,18 @@ to the end of a lease. On PostgreSQL it selects with ``FOR UPDATE SKIP LOCKED`` 
 deliverers share the queue; on SQLite the write lock (``BEGIN IMMEDIATE``) serializes
 claims. Slack's answer is recorded only if the row is still held by that claim.
 
-Exactly once, except across a crash: a pass that is cancelled (a daemon stopping) first
-finishes the message in flight, so outside a crash every message is sent exactly once. If
-the process dies between Slack's answer and recording it, the row stays ``sending`` until
-its lease expires and is then sent again. That is at-least-once across crashes, chosen on
-purpose: incoming webhooks have no idempotency key, and a rare duplicate alert is better
-than a lost one.
+At least once, and exactly once while the deliverer lives: a pass that is cancelled (a
+daemon stopping) first finishes the message in flight, and an answer that cannot be
+recorded (a full disk) is kept in memory and recorded before anything else is claimed
+(:mod:`reconciler.alerts.recording`). Only if the process dies between the answer and
+recording it does the row stay ``sending`` until its lease expires; it is then sent
+again, labelled as a possible repeat of the same message number. Incoming webhooks have
+no idempotency key, and a rare labelled duplicate is better than a lost alert.
+
+A 2xx is a delivery whatever its body. An answer about the webhook rather than the
+message (a revoked URL, a deleted channel, 403) blocks the webhook: its messages stay
+pending, with the reason in ``alerts status``, until its URL changes or ``alerts retry``
+(:mod:`reconciler.alerts.blocks`).
 
 A 429 or a transient failure (5xx, timeout, connection error) is about the webhook, not
 the message: the destination's other pending messages wait too, so they keep their order
@@ -34,15 +40,22 @@ from typing import Any
 from sqlalchemy import ColumnElement, and_, func, not_, or_, select, update
 from sqlalchemy.ext.asyncio import AsyncEngine
 
+from reconciler.alerts.blocks import load_blocks
 from reconciler.alerts.outbox import FAILED, PENDING, SENDING, SENT, outbox_t
-from reconciler.alerts.routes import DEFAULT_ROUTE, Webhook, WebhookResolver
+from reconciler.alerts.recording import (
+    Block,
+    Destination,
+    Outcome,
+    OutcomeJournal,
+    destination_of,
+    in_destination,
+)
+from reconciler.alerts.routes import Target, WebhookResolver
 from reconciler.alerts.webhook import DeliveryResult, DeliveryStatus, SlackWebhookClient
 from reconciler.settings import Settings
 from reconciler.store.db import reader
 
 log = logging.getLogger(__name__)
-
-Destination = tuple[str, str]  # (route, source), source "" for the default route
 
 
 @dataclass(frozen=True)
@@ -103,19 +116,28 @@ class DeliveryReport:
 
     sent: int = 0
     deferred: int = 0  # failed for now (429, 5xx, timeout): pending again, later
-    failed: int = 0  # refused for good (403, 404, 410, invalid_blocks, ...) or given up
+    failed: int = 0  # this message refused for good (invalid_blocks, ...) or given up
+    refused: int = 0  # webhooks that refused a message for reasons of their own: blocked
+    blocked: int = 0  # pending for blocked webhooks (kept until their URL changes)
     unconfigured: int = 0  # pending for destinations without a webhook URL
+    unrecorded: int = 0  # answers kept in memory: the database refused to record them
     lost_claims: int = 0  # answers recorded too late: another deliverer took the message
     problems: list[str] = field(default_factory=list)
 
     @property
     def attempted(self) -> int:
-        return self.sent + self.deferred + self.failed
+        return self.sent + self.deferred + self.failed + self.refused
 
     def summary(self) -> str:
         text = f"{self.sent} sent, {self.deferred} deferred, {self.failed} failed"
+        if self.refused:
+            text += f", {self.refused} refused"
+        if self.blocked:
+            text += f"; webhook refusing: {self.blocked} messages kept until its URL changes"
         if self.unconfigured:
             text += f"; no webhook configured: {self.unconfigured} messages kept undelivered"
+        if self.unrecorded:
+            text += f"; {self.unrecorded} answers not recorded yet (database refused)"
         if self.lost_claims:
             text += f"; {self.lost_claims} answers recorded too late"
         return text
@@ -129,21 +151,15 @@ class _Claim:
     payload: str
     attempts: int  # including this attempt: the claim's token
     due_at: datetime  # next_attempt_at before the claim
+    repeat: bool = False  # an earlier attempt's answer was never recorded
 
     @property
     def destination(self) -> Destination:
-        return _destination(self.route, self.source)
+        return destination_of(self.route, self.source)
 
 
-def _destination(route: str, source: str) -> Destination:
-    return (route, "" if route == DEFAULT_ROUTE else source)
-
-
-def _in(destination: Destination) -> ColumnElement[bool]:
-    route, source = destination
-    if route == DEFAULT_ROUTE:
-        return outbox_t.c.route == route  # type: ignore[no-any-return]
-    return and_(outbox_t.c.route == route, outbox_t.c.source == source)
+class _Unrecorded(Exception):
+    """The database refused to record an answer: stop the pass (the journal keeps it)."""
 
 
 async def deliver_due(
@@ -157,43 +173,63 @@ async def deliver_due(
     pacer: Pacer | None = None,
     ignore_backoff: bool = False,
     limit: int | None = None,
+    journal: OutcomeJournal | None = None,
 ) -> DeliveryReport:
     """Send pending messages due at ``now`` in id order; ``ignore_backoff`` sends every
-    pending message now (``alerts flush``). Never raises for a Slack failure."""
+    pending message now (``alerts flush``). Never raises for a Slack failure.
+
+    ``journal`` holds answers the database refused to record in an earlier pass: they
+    are recorded first, and nothing is claimed until they are."""
     policy = policy or DeliveryPolicy()
     pacer = pacer or Pacer(policy.min_interval_s)
+    journal = journal if journal is not None else OutcomeJournal()
     began = time.monotonic()
 
     def clock() -> datetime:
         return now + timedelta(seconds=time.monotonic() - began)
 
-    webhooks = WebhookResolver(settings, environ)
     report = DeliveryReport()
+    if journal and await journal.flush(engine) is None:
+        report.unrecorded = len(journal)
+        return report
+    webhooks = WebhookResolver(settings, environ)
     waiting = await pending_counts(engine)
     if not waiting:
         # Nothing to claim: do not queue for the write lock (SQLite) behind a long pull.
         return report
-    skip = {d for d in waiting if webhooks.get(*d) is None}
-    unconfigured = set(skip)
-    blocked: set[str] = set()
+    stored_blocks = await load_blocks(engine)
+    unconfigured = {d for d in waiting if webhooks.get(*d) is None}
+    refusing = {
+        d for d in waiting if (w := webhooks.get(*d)) is not None and w.key in stored_blocks
+    }
+    skip = unconfigured | refusing
+    stopped: set[str] = set()  # webhooks not to try again in this pass
+    delivery = _Delivery(engine, client, policy, pacer, clock, report, journal)
     while limit is None or report.attempted < limit:
         claim = await _claim_next(engine, clock(), skip, ignore_backoff, policy.claim_lease)
         if claim is None:
             break
         webhook = webhooks.get(claim.route, claim.source)
-        if webhook is None or webhook.key in blocked:
+        if webhook is None or webhook.key in stopped:
             await _release(engine, claim)
             skip.add(claim.destination)
             if webhook is None:
                 unconfigured.add(claim.destination)
             continue
-        delivery = _Delivery(engine, client, policy, pacer, clock, report)
-        if not await _shielded(delivery.send(claim, webhook)):
-            blocked.add(webhook.key)
+        try:
+            go_on = await _shielded(delivery.send(claim, webhook))
+        except _Unrecorded:
+            break
+        if not go_on:
+            stopped.add(webhook.key)
             skip.add(claim.destination)
+            if delivery.refused_last:
+                refusing.add(claim.destination)
+    report.unrecorded = len(journal)
     counts = await pending_counts(engine)
     report.unconfigured = sum(counts.get(d, 0) for d in unconfigured)
-    if report.attempted or report.unconfigured:
+    report.blocked = sum(counts.get(d, 0) for d in refusing)
+    if report.attempted or report.unconfigured or report.blocked:
         log.log(
             logging.INFO if report.attempted else logging.DEBUG,
             "alerts: %s in %.1fs",
@@ -213,7 +249,7 @@ async def pending_counts(engine: AsyncEngine) -> dict[Destination, int]:
     counts: dict[Destination, int] = {}
     async with reader(engine).connect() as conn:
         for route, source, count in (await conn.execute(query)).all():
-            key = _destination(route, source)
+            key = destination_of(route, source)
             counts[key] = counts.get(key, 0) + int(count)
     return counts
 
@@ -240,7 +276,7 @@ async def _claim_next(
             outbox_t.c.state,
             outbox_t.c.next_attempt_at,
         )
-        .where(or_(pending, abandoned), *(not_(_in(d)) for d in sorted(skip)))
+        .where(or_(pending, abandoned), *(not_(in_destination(d)) for d in sorted(skip)))
         .order_by(outbox_t.c.id)
         .limit(1)
         .with_for_update(skip_locked=True)
@@ -258,11 +294,19 @@ async def _claim_next(
     if row.state == SENDING:
         log.warning(
             "alert message #%d (source '%s') was being sent when its deliverer stopped; "
-            "sending it again (it may arrive twice)",
+            "sending it again, labelled as a possible repeat",
             row.id,
             row.source,
         )
-    return _Claim(row.id, row.source, row.route, row.payload, attempts, row.next_attempt_at)
+    return _Claim(
+        row.id,
+        row.source,
+        row.route,
+        row.payload,
+        attempts,
+        row.next_attempt_at,
+        repeat=row.state == SENDING,
+    )
 
 
 async def _release(engine: AsyncEngine, claim: _Claim) -> None:
@@ -297,18 +341,25 @@ class _Delivery:
     pacer: Pacer
     clock: Callable[[], datetime]
     report: DeliveryReport
+    journal: OutcomeJournal
+    refused_last: bool = False
 
-    async def send(self, claim: _Claim, webhook: Webhook) -> bool:
+    async def send(self, claim: _Claim, webhook: Target) -> bool:
         """Send one claimed message and record Slack's answer; False if the webhook should
         not be tried again in this pass."""
+        self.refused_last = False
         await self.pacer.wait(webhook.key)
-        result = await self.client.post(webhook.url, json.loads(claim.payload), name=webhook.name)
+        result = await webhook.send(
+            self.client, json.loads(claim.payload), message_id=claim.id, repeat=claim.repeat
+        )
         at = self.clock()
         reason = result.describe(webhook.name)
         if result.delivered:
             self.report.sent += 1
             await self._record(claim, state=SENT, sent_at=at, last_error=None)
             return True
+        if result.refused:
+            return await self._refused(claim, webhook, reason, at)
         given_up = (
             result.status is DeliveryStatus.TRANSIENT
             and claim.attempts >= self.policy.max_transient_attempts
@@ -325,7 +376,7 @@ class _Delivery:
                 reason,
             )
             await self._record(claim, state=FAILED, last_error=reason)
-            return result.permanent
+            return not given_up  # a webhook still failing after so long: not again now
         retry_at = at + timedelta(seconds=self.policy.retry_delay_s(result, claim.attempts))
         self.report.deferred += 1
         self.report.problems.append(f"#{claim.id} ({claim.source}): {reason}")
@@ -338,33 +389,47 @@ class _Delivery:
             reason,
         )
         await self._record(
-            claim, state=PENDING, next_attempt_at=retry_at, last_error=reason, defer=True
+            claim,
+            hold=claim.destination,
+            state=PENDING,
+            next_attempt_at=retry_at,
+            last_error=reason,
         )
         return False
 
-    async def _record(self, claim: _Claim, *, defer: bool = False, **values: Any) -> None:
-        async with self.engine.begin() as conn:
-            result = await conn.execute(
-                update(outbox_t)
-                .where(
-                    outbox_t.c.id == claim.id,
-                    outbox_t.c.state == SENDING,
-                    outbox_t.c.attempts == claim.attempts,
-                )
-                .values(**values)
-            )
-            if defer:
-                # The webhook is failing: its other messages wait as long, in order.
-                await conn.execute(
-                    update(outbox_t)
-                    .where(
-                        _in(claim.destination),
-                        outbox_t.c.state == PENDING,
-                        outbox_t.c.next_attempt_at < values["next_attempt_at"],
-                    )
-                    .values(next_attempt_at=values["next_attempt_at"])
-                )
-        if not result.rowcount:
+    async def _refused(self, claim: _Claim, webhook: Target, reason: str, at: datetime) -> bool:
+        """The webhook refuses everything: keep the message pending, block the webhook."""
+        self.refused_last = True
+        self.report.refused += 1
+        self.report.problems.append(f"#{claim.id} ({claim.source}): {reason}")
+        log.warning(
+            "%s: message #%d kept pending, and every message to this webhook until its URL "
+            "changes (reload the configuration) or `reconciler alerts retry`",
+            reason,
+            claim.id,
+        )
+        await self._record(
+            claim,
+            block=Block(webhook.key, webhook.name, reason, at),
+            state=PENDING,
+            next_attempt_at=claim.due_at,
+            last_error=reason,
+        )
+        return False
+
+    async def _record(
+        self,
+        claim: _Claim,
+        *,
+        hold: Destination | None = None,
+        block: Block | None = None,
+        **values: Any,
+    ) -> None:
+        outcome = Outcome(claim.id, claim.source, claim.attempts, values, hold, block)
+        held = await self.journal.record(self.engine, outcome)
+        if held is None:
+            raise _Unrecorded
+        if not held:
             self.report.lost_claims += 1
             log.warning(
                 "alert message #%d (source '%s'): answer recorded too late, another deliverer "

@@ -12,7 +12,6 @@ joins the back of that queue instead of starting a backoff of its own.
 
 from __future__ import annotations
 
-import json
 import logging
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -22,9 +21,13 @@ from typing import TYPE_CHECKING, Any
 from sqlalchemy import delete, func, insert, select
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
+from reconciler.alerts.channels.render import channel_outbox_rows, encode_payload
+from reconciler.alerts.channels.selection import select_for_channel
 from reconciler.alerts.routes import SOURCE_ROUTE, route_for
 from reconciler.alerts.slack import render_resolved_message, render_run_message
 from reconciler.domain import FindingState, PlanItem, Severity, utcnow
+from reconciler.money import Money
+from reconciler.reconcile.spend import below_min_impact
 from reconciler.settings import Settings
 from reconciler.store.findings import drift_values_hash
 from reconciler.store.items import findings_table as findings_t
@@ -72,14 +75,80 @@ async def enqueue_run_alerts(
     """Queue the run's message (if it has anything new to say); returns the rows queued."""
     now = now or utcnow()
     route = route_for(settings, outcome.source)
-    message = await select_announcements(
+    candidates = await select_announcements(
         conn,
-        raised=[i for i in outcome.items.raised if i.severity.rank >= route.min_severity.rank],
+        raised=outcome.items.raised,
         resolved=outcome.items.resolved,
         values_hashes=outcome.items.values_hashes,
     )
-    if message.empty:
+    if candidates.empty:
         return 0
+    rows: list[dict[str, Any]] = []
+    slack_message = _at_least(candidates, route.min_severity, route.min_impact)
+    if settings.alerts.slack.enabled and not slack_message.empty:
+        rows.append(_slack_row(settings, outcome, slack_message, route.name))
+    announced: dict[str, PlanItem] = {i.fingerprint: i for i in slack_message.items}
+    if settings.alerts.slack.enabled:
+        announced_resolved = {i.fingerprint: i for i in slack_message.resolved}
+    else:
+        announced_resolved = {}
+    for channel in settings.alerts.channels:
+        items = select_for_channel(settings, channel, outcome.source, candidates.items)
+        resolved = select_for_channel(settings, channel, outcome.source, candidates.resolved)
+        channel_rows = channel_outbox_rows(settings, channel, outcome, items, resolved, now)
+        rows += channel_rows
+        if channel_rows:
+            announced.update((i.fingerprint, i) for i in items)
+            announced_resolved.update((i.fingerprint, i) for i in resolved)
+    if not rows:
+        return 0
+    message = QueuedMessage(
+        tuple(i for i in candidates.items if i.fingerprint in announced),
+        {f: h for f, h in candidates.values_hashes.items() if f in announced},
+        tuple(i for i in candidates.resolved if i.fingerprint in announced_resolved),
+    )
+    first_id = None
+    for row in rows:
+        row["next_attempt_at"] = await _queue_time(conn, row["route"], outcome.source, now)
+        row["created_at"] = now
+        result = await conn.execute(insert(outbox_t).values(**row))
+        key = result.inserted_primary_key
+        if key is None:
+            raise RuntimeError("the database did not return the new alert message's id")
+        first_id = first_id if first_id is not None else int(key[0])
+    assert first_id is not None
+    await _record_announcements(conn, message, first_id, now)
+    log.info(
+        "alerts: queued %d message(s) from #%d for source '%s' run %d: %d item(s), "
+        "%d resolved (%s)",
+        len(rows),
+        first_id,
+        outcome.source,
+        outcome.run_id,
+        len(message.items),
+        len(message.resolved),
+        ", ".join(sorted({str(r["route"]) for r in rows})),
+    )
+    return len(rows)
+
+
+def _at_least(
+    message: QueuedMessage, severity: Severity, min_impact: Money | None
+) -> QueuedMessage:
+    """The message as a destination with these thresholds hears it."""
+    items = tuple(
+        i
+        for i in message.items
+        if i.severity.rank >= severity.rank and not below_min_impact(i, min_impact)
+    )
+    kept = {i.fingerprint for i in items}
+    hashes = {f: h for f, h in message.values_hashes.items() if f in kept}
+    return QueuedMessage(items, hashes, message.resolved)
+
+
+def _slack_row(
+    settings: Settings, outcome: RunOutcome, message: QueuedMessage, route: str
+) -> dict[str, Any]:
     slack = settings.alerts.slack
     hint = f"reconciler plan --source {outcome.source}"
     if message.items:
@@ -100,34 +169,15 @@ async def enqueue_run_alerts(
             report_url=slack.report_link_base,
             see_all_hint=hint,
         )
-    result = await conn.execute(
-        insert(outbox_t).values(
-            source=outcome.source,
-            run_id=outcome.run_id,
-            kind=KIND_RUN if message.items else KIND_RESOLVED,
-            route=route.name,
-            payload=json.dumps(payload, ensure_ascii=False, separators=(",", ":")),
-            state=PENDING,
-            attempts=0,
-            next_attempt_at=await _queue_time(conn, route.name, outcome.source, now),
-            created_at=now,
-        )
-    )
-    key = result.inserted_primary_key
-    if key is None:
-        raise RuntimeError("the database did not return the new alert message's id")
-    outbox_id = int(key[0])
-    await _record_announcements(conn, message, outbox_id, now)
-    log.info(
-        "alerts: queued message #%d for source '%s' run %d: %d item(s), %d resolved (route %s)",
-        outbox_id,
-        outcome.source,
-        outcome.run_id,
-        len(message.items),
-        len(message.resolved),
-        route.name,
-    )
-    return 1
+    return {
+        "source": outcome.source,
+        "run_id": outcome.run_id,
+        "kind": KIND_RUN if message.items else KIND_RESOLVED,
+        "route": route,
+        "payload": encode_payload(payload),
+        "state": PENDING,
+        "attempts": 0,
+    }
 
 
 async def _queue_time(conn: AsyncConnection, route: str, source: str, now: datetime) -> datetime:

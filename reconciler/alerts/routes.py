@@ -11,12 +11,18 @@ from __future__ import annotations
 import hashlib
 from collections.abc import Mapping
 from dataclasses import dataclass, field
+from typing import Any, Protocol
 
 from pydantic import SecretStr
 
+from reconciler.alerts.channels.selection import channel_name
+from reconciler.alerts.channels.targets import resolve_channel
+from reconciler.alerts.slack import mark_possible_repeat
+from reconciler.alerts.webhook import DeliveryResult, SlackWebhookClient
 from reconciler.domain import Severity
 from reconciler.errors import MissingSecretError
 from reconciler.logs import register_secret
+from reconciler.money import Money
 from reconciler.secrets import SecretRef, resolve_secret
 from reconciler.settings import Settings
 
@@ -31,10 +37,13 @@ class Route:
     name: str
     min_severity: Severity
     ref: SecretRef
+    min_impact: Money | None = None
 
 
 def route_for(settings: Settings, source: str) -> Route:
     """The source's own route (first ``[[alerts.slack.routes]]`` naming it) or the global one.
+
+    Its ``min_impact`` is the route's, else the source's: smaller changes are not announced.
 
     A route without its own webhook only overrides the severity: its messages go to the
     global webhook (route ``default``).
@@ -48,13 +57,23 @@ def route_for(settings: Settings, source: str) -> Route:
             SOURCE_ROUTE if ref is not None else DEFAULT_ROUTE,
             route.min_severity or slack.min_severity,
             ref or slack.webhook_ref(),
+            route.min_impact or _source_min_impact(settings, source),
         )
-    return Route(DEFAULT_ROUTE, slack.min_severity, slack.webhook_ref())
+    return Route(
+        DEFAULT_ROUTE, slack.min_severity, slack.webhook_ref(), _source_min_impact(settings, source)
+    )
+
+
+def _source_min_impact(settings: Settings, source: str) -> Money | None:
+    return next((s.min_impact for s in settings.sources if s.name == source), None)
 
 
 def destination_name(route: str, source: str) -> str:
-    """How a destination is named in logs and status: ``default`` or ``source:<name>``."""
-    return f"source:{source}" if route == SOURCE_ROUTE else DEFAULT_ROUTE
+    """How a destination is named in logs and status: ``default``, ``source:<name>`` or
+    ``channel:<name>``."""
+    if route == SOURCE_ROUTE:
+        return f"source:{source}"
+    return route if channel_name(route) is not None else DEFAULT_ROUTE
 
 
 def webhook_ref(settings: Settings, route: str, source: str) -> SecretRef:
@@ -81,6 +100,27 @@ class Webhook:
         digest = hashlib.blake2b(self.url.get_secret_value().encode(), digest_size=8)
         return digest.hexdigest()
 
+    async def send(
+        self, client: SlackWebhookClient, payload: dict[str, Any], *, message_id: int, repeat: bool
+    ) -> DeliveryResult:
+        if repeat:
+            payload = mark_possible_repeat(payload, message_id)
+        return await client.post(self.url, payload, name=self.name)
+
+
+class Target(Protocol):
+    """Where one destination's messages go: a Slack webhook or a channel."""
+
+    @property
+    def name(self) -> str: ...
+
+    @property
+    def key(self) -> str: ...
+
+    async def send(
+        self, client: SlackWebhookClient, payload: dict[str, Any], *, message_id: int, repeat: bool
+    ) -> DeliveryResult: ...
+
 
 class WebhookResolver:
     """Resolves and caches the webhook of each destination for one delivery pass."""
@@ -88,18 +128,27 @@ class WebhookResolver:
     def __init__(self, settings: Settings, environ: Mapping[str, str] | None = None) -> None:
         self._settings = settings
         self._environ = environ
-        self._cache: dict[tuple[str, str], Webhook | None] = {}
+        self._cache: dict[tuple[str, str], Target | None] = {}
         self.problems: dict[str, str] = {}
 
-    def get(self, route: str, source: str) -> Webhook | None:
+    def get(self, route: str, source: str) -> Target | None:
         """The destination's webhook, or None when no URL is configured (see ``problems``)."""
-        key = (route, "" if route == DEFAULT_ROUTE else source)
+        key = (route, source if route == SOURCE_ROUTE else "")
         if key not in self._cache:
             self._cache[key] = self._resolve(route, source)
         return self._cache[key]
 
-    def _resolve(self, route: str, source: str) -> Webhook | None:
+    def _resolve(self, route: str, source: str) -> Target | None:
         name = destination_name(route, source)
+        channel = channel_name(route)
+        if channel is not None:
+            try:
+                return resolve_channel(self._settings, channel, self._environ)
+            except MissingSecretError as e:
+                self.problems[name] = "; ".join(e.problems)
+            except KeyError:
+                self.problems[name] = f"alerts.channels: no channel named '{channel}' any more"
+            return None
         try:
             url = resolve_secret(webhook_ref(self._settings, route, source), self._environ)
         except MissingSecretError as e:

@@ -16,6 +16,7 @@ from typing import Any
 from urllib.parse import urlsplit
 
 from reconciler.domain import ItemCategory, Observation, PlanItem, Severity
+from reconciler.money import Money
 
 MAX_BLOCKS = 50
 MAX_HEADER_CHARS = 150
@@ -127,12 +128,14 @@ def safe_link(url: str | None, label: str) -> str | None:
 
 
 def order_items(items: Iterable[PlanItem]) -> list[PlanItem]:
-    """Most important first: severity, then the size of the change; stable otherwise."""
+    """Most important first: severity, then the money impact, then the size of the change;
+    stable otherwise."""
 
-    def key(item: PlanItem) -> tuple[int, bool, Decimal]:
+    def key(item: PlanItem) -> tuple[int, Decimal, bool, Decimal]:
         delta = item.delta
         size = abs(delta) if delta is not None and delta.is_finite() else Decimal(0)
-        return (-item.severity.rank, delta is None, -size)
+        money = abs(item.impact) if item.impact is not None else Decimal(0)
+        return (-item.severity.rank, -money, delta is None, -size)
 
     return sorted(items, key=key)
 
@@ -197,8 +200,10 @@ def label_of(item: PlanItem) -> str:
 
 def render_item(item: PlanItem) -> str:
     """The mrkdwn text of one item's section (well under the section limit)."""
+    impact = _impact(item)
+    lead = f"{_bold(impact)}: " if impact else ""
     lines = [
-        f"{_EMOJI[item.severity]} {_bold(label_of(item))} · {item.month}",
+        f"{_EMOJI[item.severity]} {lead}{_bold(label_of(item))} · {item.month}",
         f"{_code(item.kind)} · {item.severity.value} · {_change(item)}",
     ]
     details = [_transition(item)]
@@ -212,8 +217,17 @@ def render_item(item: PlanItem) -> str:
     return "\n".join(lines)
 
 
+def _impact(item: PlanItem) -> str:
+    """The money impact first (``+1,234.56 USD``), escaped; '' when no rate prices it."""
+    if item.impact is None or not item.impact_currency:
+        return ""
+    return _safe(Money(item.impact, item.impact_currency).display(signed=True), _FIELD_CHARS)
+
+
 def _one_line(item: PlanItem) -> str:
-    return f"{item.severity.value.upper()} {label_of(item)} {item.month}: {_change(item)}"
+    impact = _impact(item)
+    lead = f"{impact}: " if impact else ""
+    return f"{item.severity.value.upper()} {lead}{label_of(item)} {item.month}: {_change(item)}"
 
 
 def _bounded_lines(lines: Sequence[str], limit: int, more: Callable[[int], str]) -> str:
@@ -341,3 +355,16 @@ def render_test_message(*, hostname: str, version: str) -> dict[str, Any]:
         "text": f"[TEST] reconciler test message from {host} (version {ver})",
         "blocks": [_header(":test_tube: [TEST] reconciler test message"), _section(body)],
     }
+
+
+def mark_possible_repeat(message: dict[str, Any], message_id: int) -> dict[str, Any]:
+    """The same message, its title and fallback text saying it may have arrived already
+    (it is sent again because the answer to an earlier attempt was never recorded)."""
+    note = f"[possible repeat of alert #{message_id}]"
+    marked = dict(message)
+    blocks = list(message.get("blocks") or [])
+    if blocks and blocks[0].get("type") == "header":
+        blocks[0] = _header(f"{note} {blocks[0]['text']['text']}")
+        marked["blocks"] = blocks
+    marked["text"] = clip(f"{note} {message.get('text') or ''}".strip(), MAX_TEXT_CHARS)
+    return marked

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any
@@ -10,6 +10,8 @@ from typing import Any
 from sqlalchemy import func, select
 from sqlalchemy.ext.asyncio import AsyncEngine
 
+from reconciler.alerts.blocks import load_blocks
+from reconciler.alerts.channels.selection import channel_route
 from reconciler.alerts.delivery import pending_counts
 from reconciler.alerts.outbox import FAILED, PENDING, SENDING, SENT, outbox_t
 from reconciler.alerts.routes import WebhookResolver, destination_name
@@ -35,6 +37,17 @@ class DestinationStatus:
     waiting: int
     configured: bool
     problem: str | None = None
+    blocked_reason: str | None = None  # the webhook refuses everything: its messages wait
+    blocked_at: datetime | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class ChannelStatus:
+    """One destination route (``default``, ``source``, ``channel:<name>``) over all time."""
+
+    route: str
+    counts: dict[str, int]
+    last_sent_at: datetime | None
 
 
 @dataclass
@@ -47,10 +60,17 @@ class OutboxStatus:
     last_retry_error: str | None
     failures: list[FailedMessage] = field(default_factory=list)
     destinations: list[DestinationStatus] = field(default_factory=list)
+    channels: list[ChannelStatus] = field(default_factory=list)
 
     @property
     def waiting(self) -> int:
         return self.counts.get(PENDING, 0) + self.counts.get(SENDING, 0)
+
+    @property
+    def delivery_failing(self) -> bool:
+        """A webhook is refusing, unconfigured, or its next message is retrying."""
+        stuck = any(d.blocked_reason or not d.configured for d in self.destinations)
+        return bool(self.last_retry_error) or stuck
 
     @property
     def undelivered(self) -> int:
@@ -68,14 +88,25 @@ class OutboxStatus:
             "last_sent_at": _iso(self.last_sent_at),
             "last_retry_error": self.last_retry_error,
             "undelivered_no_webhook": self.undelivered,
+            "delivery_failing": self.delivery_failing,
             "destinations": [
                 {
                     "name": d.name,
                     "waiting": d.waiting,
                     "configured": d.configured,
                     "problem": d.problem,
+                    "blocked": d.blocked_reason,
+                    "blocked_at": _iso(d.blocked_at),
                 }
                 for d in self.destinations
+            ],
+            "channels": [
+                {
+                    "route": c.route,
+                    "counts": {state: c.counts.get(state, 0) for state in _STATES},
+                    "last_sent_at": _iso(c.last_sent_at),
+                }
+                for c in self.channels
             ],
             "failed": [
                 {
@@ -152,6 +183,13 @@ async def outbox_status(
                 .limit(1)
             )
         ).scalar_one_or_none()
+        per_route = (
+            await conn.execute(
+                select(
+                    outbox_t.c.route, outbox_t.c.state, func.count(), func.max(outbox_t.c.sent_at)
+                ).group_by(outbox_t.c.route, outbox_t.c.state)
+            )
+        ).all()
         failed_rows = (
             await conn.execute(
                 select(outbox_t)
@@ -161,11 +199,22 @@ async def outbox_status(
             )
         ).all()
     webhooks = WebhookResolver(settings, environ)
+    blocks = await load_blocks(engine)
     destinations = []
     for (route, source), count in sorted((await pending_counts(engine)).items()):
         name = destination_name(route, source)
-        configured = webhooks.get(route, source) is not None
-        destinations.append(DestinationStatus(name, count, configured, webhooks.problems.get(name)))
+        webhook = webhooks.get(route, source)
+        block = blocks.get(webhook.key) if webhook is not None else None
+        destinations.append(
+            DestinationStatus(
+                name,
+                count,
+                webhook is not None,
+                webhooks.problems.get(name),
+                block.reason if block else None,
+                _utc_or_none(block.blocked_at) if block else None,
+            )
+        )
     failures = [
         FailedMessage(
             r.id, r.source, r.run_id, r.kind, r.attempts, r.created_at, r.last_error or "failed"
@@ -173,6 +222,7 @@ async def outbox_status(
         for r in failed_rows
     ]
     return OutboxStatus(
+        channels=_channels(settings, per_route),
         now=now,
         counts=counts,
         oldest_pending_at=_utc_or_none(oldest),
@@ -182,6 +232,20 @@ async def outbox_status(
         failures=failures,
         destinations=destinations,
     )
+
+
+def _channels(settings: Settings, rows: Sequence[Any]) -> list[ChannelStatus]:
+    """Every route with messages, and every configured channel (even without any)."""
+    counts: dict[str, dict[str, int]] = {}
+    last: dict[str, datetime | None] = {}
+    for route, state, count, sent_at in rows:
+        counts.setdefault(route, {})[state] = int(count)
+        sent = _utc_or_none(sent_at)
+        if sent is not None and (last.get(route) is None or sent > last[route]):  # type: ignore[operator]
+            last[route] = sent
+    for channel in settings.alerts.channels:
+        counts.setdefault(channel_route(channel.name), {})
+    return [ChannelStatus(r, counts[r], last.get(r)) for r in sorted(counts)]
 
 
 def _utc_or_none(value: Any) -> datetime | None:
@@ -212,6 +276,8 @@ def render_status(status: OutboxStatus) -> str:
             lines.append(f"retrying after: {status.last_retry_error}")
     else:
         lines.append("queue: empty")
+    if status.delivery_failing:
+        lines.append("delivery: FAILING (see below)")
     if status.last_sent_at is not None:
         age = format_age((now - status.last_sent_at).total_seconds())
         lines.append(f"last success: {_iso(status.last_sent_at)} ({age} ago)")
@@ -224,9 +290,25 @@ def render_status(status: OutboxStatus) -> str:
             f"  failed #{failure.id} ({failure.kind}, source {failure.source}{run}, "
             f"{failure.attempts} attempt(s)): {failure.reason}"
         )
+    for channel in status.channels:
+        if not channel.route.startswith("channel:"):
+            continue  # Slack's own counts are the lines above
+        c = channel.counts
+        last = _iso(channel.last_sent_at) or "never"
+        name = channel.route.removeprefix("channel:")
+        lines.append(
+            f"channel {name}: {c.get(SENT, 0)} sent, {c.get(FAILED, 0)} failed, "
+            f"{c.get(PENDING, 0) + c.get(SENDING, 0)} waiting, last success {last}"
+        )
     for destination in status.destinations:
         state = "configured" if destination.configured else "NOT configured"
         lines.append(f"webhook {destination.name}: {destination.waiting} waiting, URL {state}")
+        if destination.blocked_reason:
+            since = _iso(destination.blocked_at)
+            lines.append(
+                f"  STOPPED since {since}: {destination.blocked_reason}; its messages are kept: "
+                "change its URL and reload, or run `reconciler alerts retry`"
+            )
     if status.undelivered:
         lines.append(f"no webhook configured: {status.undelivered} messages kept undelivered")
         for destination in status.destinations:

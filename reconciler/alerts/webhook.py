@@ -37,17 +37,40 @@ class DeliveryStatus(StrEnum):
     RATE_LIMITED = "rate_limited"
     TRANSIENT = "transient"
     PERMANENT = "permanent"
+    REFUSED = "refused"
+
+
+# Answers about the webhook itself, not the message: a revoked or rotated URL, a channel
+# deleted or archived, an app no longer allowed to post. Every message would get the same.
+WEBHOOK_ERRORS = frozenset(
+    {
+        "no_service",
+        "no_service_id",
+        "no_team",
+        "team_disabled",
+        "invalid_token",
+        "channel_not_found",
+        "channel_is_archived",
+        "action_prohibited",
+        "posting_to_general_channel_denied",
+        "user_not_found",
+    }
+)
+_WEBHOOK_STATUSES = frozenset({401, 403, 404, 410})
 
 
 @dataclass(frozen=True, slots=True)
 class DeliveryResult:
     """What Slack made of one message.
 
-    ``delivered`` only on HTTP 200 with body ``ok``. ``rate_limited`` (429) carries
-    ``retry_after_s`` when Slack said how long to wait (None: back off as usual).
-    ``transient`` (5xx, connection error, timeout) is worth retrying; ``permanent``
-    (a configuration error such as 404 ``channel_not_found``) is not. ``reason`` is
-    Slack's answer, truncated, or a short description of the failure.
+    ``delivered`` on any 2xx: the message was accepted, whatever the body says (an
+    unexpected body is kept in ``reason`` and logged as a warning). ``rate_limited`` (429)
+    carries ``retry_after_s`` when Slack said how long to wait (None: back off as usual).
+    ``transient`` (5xx, connection error, timeout) is worth retrying. ``refused`` is about
+    the webhook, not the message (404 ``no_service`` or ``channel_not_found``, 403, 410, a
+    URL that is not valid): the webhook is stopped and its messages wait for a new URL.
+    ``permanent`` is about this message (400 ``invalid_blocks``): it is not retried.
+    ``reason`` is Slack's answer, truncated, or a short description of the failure.
     """
 
     status: DeliveryStatus
@@ -66,6 +89,10 @@ class DeliveryResult:
     @property
     def permanent(self) -> bool:
         return self.status is DeliveryStatus.PERMANENT
+
+    @property
+    def refused(self) -> bool:
+        return self.status is DeliveryStatus.REFUSED
 
     def describe(self, webhook: str) -> str:
         code = f"HTTP {self.http_status} " if self.http_status is not None else ""
@@ -100,16 +127,19 @@ def parse_retry_after(value: str | None, now: datetime) -> float | None:
 def classify(http_status: int, body: str, retry_after: str | None, now: datetime) -> DeliveryResult:
     """Turn Slack's HTTP answer into a :class:`DeliveryResult` (pure)."""
     reason = " ".join(body.split())[:MAX_REASON_CHARS] or f"HTTP {http_status}"
-    if http_status == 200:
+    if 200 <= http_status < 300:
+        # Accepted: posting again would be a duplicate, whatever the body (OK, {"ok":true},
+        # a proxy's page). The caller warns about a body that is not Slack's ``ok``.
         if body.strip() == "ok":
             return DeliveryResult(DeliveryStatus.DELIVERED, "ok", http_status)
-        # Not Slack's answer (a proxy page?): the message may not have arrived.
-        return DeliveryResult(DeliveryStatus.TRANSIENT, f"unexpected answer: {reason}", 200)
+        return DeliveryResult(DeliveryStatus.DELIVERED, f"unexpected answer: {reason}", http_status)
     if http_status == 429:
         wait = parse_retry_after(retry_after, now)
         return DeliveryResult(DeliveryStatus.RATE_LIMITED, reason, http_status, wait)
     if http_status >= 500 or http_status == 408:
         return DeliveryResult(DeliveryStatus.TRANSIENT, reason, http_status)
+    if http_status in _WEBHOOK_STATUSES or body.strip() in WEBHOOK_ERRORS:
+        return DeliveryResult(DeliveryStatus.REFUSED, reason, http_status)
     return DeliveryResult(DeliveryStatus.PERMANENT, reason, http_status)
 
 
@@ -146,30 +176,49 @@ class SlackWebhookClient:
         self, url: SecretStr, payload: dict[str, Any], *, name: str = "default"
     ) -> DeliveryResult:
         """Send ``payload`` to the webhook; never raises for network or Slack failures."""
+        data = json.dumps(payload, ensure_ascii=False, default=_json_default).encode()
+        return await self.post_bytes(url, data, name=name)
+
+    async def post_bytes(
+        self,
+        url: SecretStr,
+        data: bytes,
+        *,
+        name: str = "default",
+        headers: dict[str, str] | None = None,
+        redact: tuple[str, ...] = (),
+        any_body: bool = False,
+    ) -> DeliveryResult:
+        """POST a JSON body (Slack, or another channel's webhook) and classify the answer;
+        ``redact`` names more secrets (a signing key) never to echo from the body;
+        ``any_body``: a 2xx needs no ``ok`` body to be quiet (PagerDuty, Teams, webhooks)."""
         secret = url.get_secret_value()
         if not _usable_url(secret):
-            result = DeliveryResult(DeliveryStatus.PERMANENT, "the webhook URL is not valid")
+            result = DeliveryResult(DeliveryStatus.REFUSED, "the webhook URL is not valid")
             log.warning("%s", result.describe(name))
             return result
         if not _private_url(secret):
             # The URL is the credential: over plain http anyone on the path could post.
             result = DeliveryResult(
-                DeliveryStatus.PERMANENT,
+                DeliveryStatus.REFUSED,
                 "the webhook URL must use https (plain http only to a loopback address)",
             )
             log.warning("%s", result.describe(name))
             return result
-        data = json.dumps(payload, ensure_ascii=False, default=_json_default).encode()
+        sent_headers = {"Content-Type": "application/json; charset=utf-8", **(headers or {})}
+
         try:
             async with self._session.post(
                 secret,
                 data=data,
-                headers={"Content-Type": "application/json; charset=utf-8"},
+                headers=sent_headers,
                 timeout=self._timeout,
                 allow_redirects=False,
             ) as response:
                 raw = await _read_prefix(response, _MAX_BODY_BYTES)
                 body = _redact(raw.decode("utf-8", errors="replace"), secret)
+                for other in redact:
+                    body = body.replace(other, "<secret>") if other else body
                 result = classify(
                     response.status, body, response.headers.get("Retry-After"), self._clock()
                 )
@@ -178,11 +227,13 @@ class SlackWebhookClient:
                 DeliveryStatus.TRANSIENT, f"timed out after {self._timeout_s:g}s"
             )
         except (aiohttp.InvalidURL, aiohttp.NonHttpUrlClientError):
-            result = DeliveryResult(DeliveryStatus.PERMANENT, "the webhook URL is not valid")
+            result = DeliveryResult(DeliveryStatus.REFUSED, "the webhook URL is not valid")
         except (aiohttp.ClientError, OSError) as e:
             result = DeliveryResult(DeliveryStatus.TRANSIENT, _describe_error(e))
+        if any_body and result.delivered:
+            result = DeliveryResult(DeliveryStatus.DELIVERED, "ok", result.http_status)
         level = (
-            logging.DEBUG
+            (logging.DEBUG if result.reason == "ok" else logging.WARNING)
             if result.delivered
             else logging.INFO
             if result.retryable

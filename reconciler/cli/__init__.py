@@ -7,6 +7,7 @@ one ``error: ...`` line on stderr and exit status 1.
 from __future__ import annotations
 
 import asyncio
+import logging
 import sys
 from collections.abc import Coroutine
 from dataclasses import dataclass, field
@@ -16,8 +17,10 @@ from typing import Any, TypeVar
 import click
 
 from reconciler import __version__
+from reconciler.cli.faults import explain
 from reconciler.errors import ConfigError, ReconcilerError
 from reconciler.logs import redact, setup_logging
+from reconciler.secret_mask import register_configured_secrets
 from reconciler.settings import Settings, load_settings
 
 T = TypeVar("T")
@@ -27,8 +30,9 @@ T = TypeVar("T")
 class AppContext:
     """What every command gets: where the config is and, once loaded, the settings."""
 
-    config_path: Path | None
+    config_path: Path | None = None
     verbosity: int = 0
+    quiet: bool = False
     _settings: Settings | None = field(default=None, repr=False)
     _loaded_from: Path | None = None
 
@@ -36,12 +40,19 @@ class AppContext:
     def settings(self) -> Settings:
         if self._settings is None:
             self._settings, self._loaded_from = load_settings(self.config_path)
+            # Masked from here on, before any source is opened (one may echo another's).
+            register_configured_secrets(self._settings)
         return self._settings
 
     @property
     def loaded_from(self) -> Path | None:
         _ = self.settings
         return self._loaded_from
+
+    def apply_logging(self) -> None:
+        setup_logging(0 if self.quiet else self.verbosity)
+        if self.quiet:
+            logging.getLogger().setLevel(logging.ERROR)
 
 
 pass_app = click.make_pass_decorator(AppContext)
@@ -51,26 +62,81 @@ def run_async(coro: Coroutine[Any, Any, T]) -> T:
     return asyncio.run(coro)
 
 
-@click.group(context_settings={"help_option_names": ["-h", "--help"]})
-@click.version_option(__version__, "--version", prog_name="reconciler")
-@click.option(
-    "--config",
-    "config_path",
-    type=click.Path(path_type=Path, dir_okay=False),
-    help="Configuration file (default: $RECONCILER_CONFIG, ./reconciler.toml, "
-    "/etc/reconciler/reconciler.toml).",
+# Global options are accepted before the command and after it ('reconciler pull -v').
+CONFIG_HELP = (
+    "Configuration file (default: $RECONCILER_CONFIG, ./reconciler.toml, "
+    "/etc/reconciler/reconciler.toml)."
 )
-@click.option("-v", "--verbose", count=True, help="More log output (-v info, -vv debug).")
+VERBOSE_HELP = "More log output (-v info, -vv debug)."
+QUIET_HELP = "Only errors: no progress, no log lines below error, no summaries of success."
+
+
+def _global_option(ctx: click.Context, param: click.Parameter, value: Any) -> None:
+    if value in (None, 0, False):
+        return
+    app = ctx.ensure_object(AppContext)
+    if param.name == "config_path":
+        app.config_path = value
+    elif param.name == "verbose":
+        app.verbosity += value
+    elif param.name == "quiet":
+        app.quiet = True
+    app.apply_logging()
+
+
+def _global_params() -> list[click.Parameter]:
+    common: dict[str, Any] = {"expose_value": False, "callback": _global_option}
+    return [
+        click.Option(
+            ["--config", "config_path"],
+            type=click.Path(path_type=Path, dir_okay=False),
+            help=CONFIG_HELP,
+            **common,
+        ),
+        click.Option(["-v", "--verbose", "verbose"], count=True, help=VERBOSE_HELP, **common),
+        click.Option(["-q", "--quiet", "quiet"], is_flag=True, help=QUIET_HELP, **common),
+    ]
+
+
+def _add_global_params(command: click.Command) -> None:
+    taken = {opt for param in command.params for opt in param.opts}
+    command.params.extend(p for p in _global_params() if not taken & set(p.opts))
+
+
+class ReconcilerCommand(click.Command):
+    """A command that also accepts the global options after its name."""
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        _add_global_params(self)
+
+
+class ReconcilerGroup(click.Group):
+    """A group whose commands and sub-groups accept the global options after their name."""
+
+    command_class = ReconcilerCommand
+    group_class = type  # sub-groups are ReconcilerGroups too
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        _add_global_params(self)
+
+
+@click.group(cls=ReconcilerGroup, context_settings={"help_option_names": ["-h", "--help"]})
+@click.version_option(__version__, "--version", prog_name="reconciler")
 @click.pass_context
-def cli(ctx: click.Context, config_path: Path | None, verbose: int) -> None:
+def cli(ctx: click.Context) -> None:
     """Catch CDN billing surprises before the invoice does.
 
     reconciler pulls Fastly and Akamai billing usage into a state database, diffs each run
     against the last, checks usage against declared expectations, and shows what to review
     like 'terraform plan'.
+
+    Exit status: 0 done, 1 on any error (including bad usage); 'plan --detailed-exitcode'
+    exits 2 when items need review. Global options (--config, -v, -q) go before or after
+    the command.
     """
-    setup_logging(verbose)
-    ctx.obj = AppContext(config_path=config_path, verbosity=verbose)
+    ctx.ensure_object(AppContext).apply_logging()
 
 
 def main() -> None:
@@ -82,6 +148,9 @@ def main() -> None:
             sys.exit(status)
     except click.exceptions.Exit as exc:
         sys.exit(exc.exit_code)
+    except click.UsageError as exc:
+        exc.show()
+        sys.exit(1)  # never 2: with --detailed-exitcode, 2 means "items to review"
     except click.ClickException as exc:
         exc.show()
         sys.exit(exc.exit_code)
@@ -97,3 +166,9 @@ def main() -> None:
     except KeyboardInterrupt:
         click.echo("interrupted", err=True)
         sys.exit(130)
+    except Exception as exc:
+        message = explain(exc)
+        if message is None:
+            raise
+        click.echo(redact(f"error: {message}"), err=True)
+        sys.exit(1)

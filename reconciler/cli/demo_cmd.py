@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import sys
 from datetime import date
 from pathlib import Path
@@ -58,10 +59,17 @@ def demo(app: AppContext, directory: Path) -> None:
         f"reconciler demo: daily pulls of a Fastly account and an Akamai contract, "
         f"{START} to {END}, with a monthly review (apply) on each 1st."
     )
-    result = run_async(run_demo(directory, progress=_Bar()))
+    slack = {k: v for k, v in os.environ.items() if k == "SLACK_WEBHOOK_URL"}
+    result = run_async(run_demo(directory, progress=None if app.quiet else _Bar(), environ=slack))
     click.echo("\nWhat the providers did after the last review:")
     for event in result.events:
         click.echo(f"  {event}")
+    if result.notes:
+        click.echo(
+            "\nAkamai 95/5 Mbps (Web Application Accelerator), each month sent in two periods:"
+        )
+        for note in result.notes:
+            click.echo(f"  {note}")
     click.echo(f"\n$ reconciler plan   # {result.pulls} pulls later\n")
     click.echo(render_plan(result.plan), nl=False)
     click.echo("\nSlack messages queued (text fallback; the blocks carry the details):")
@@ -79,8 +87,8 @@ def demo(app: AppContext, directory: Path) -> None:
         click.echo(f"  {path}")
     click.echo(
         f"\nKeep exploring:\n  cd {directory}\n  reconciler plan --no-refresh\n"
-        "  reconciler state list\n  reconciler findings --state acknowledged\n"
-        "  reconciler report --format md\n  reconciler apply"
+        "  reconciler state list --month 2024-07\n  reconciler findings --state acknowledged\n"
+        f"  reconciler report --format md --as-of {END}\n  reconciler apply"
     )
     if html is not None:
         click.echo(f"\nOpen the report: {html}")

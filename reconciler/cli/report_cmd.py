@@ -2,27 +2,19 @@
 
 from __future__ import annotations
 
-from datetime import datetime
+import json
+from datetime import UTC, date, datetime, time
 from pathlib import Path
 from typing import cast
 
 import click
 
 from reconciler.cli import AppContext, cli, pass_app, run_async
+from reconciler.cli.options import check_sources, parse_day, parse_month
 from reconciler.domain import Month, utcnow
-from reconciler.errors import ConfigError
 from reconciler.settings import ReportFormat, Settings
 
 FORMATS = ("html", "md", "json", "focus-csv")
-
-
-def _month(_ctx: click.Context, param: click.Parameter, value: str | None) -> Month | None:
-    if value is None:
-        return None
-    try:
-        return Month.parse(value)
-    except ValueError:
-        raise click.BadParameter(f"{value!r} is not a month (expected YYYY-MM)") from None
 
 
 def months_of(
@@ -46,10 +38,10 @@ def months_of(
 
 
 @cli.command()
-@click.option("--month", callback=_month, help="Report on one month (YYYY-MM).")
-@click.option("--from", "first", callback=_month, help="First month of the report (YYYY-MM).")
+@click.option("--month", callback=parse_month, help="Report on one month (YYYY-MM).")
+@click.option("--from", "first", callback=parse_month, help="First month of the report (YYYY-MM).")
 @click.option(
-    "--to", "last", callback=_month, help="Last month of the report (YYYY-MM; default: now)."
+    "--to", "last", callback=parse_month, help="Last month of the report (YYYY-MM; default: now)."
 )
 @click.option(
     "--source",
@@ -70,6 +62,13 @@ def months_of(
     type=click.Path(path_type=Path, dir_okay=False),
     help="File to write (default: a dated file in the reports directory).",
 )
+@click.option(
+    "--as-of",
+    callback=parse_day,
+    help="Report as of this UTC day (YYYY-MM-DD): its months and month-end projections "
+    "(for backfills, the demo and the sandbox's simulated clock).",
+)
+@click.option("--json", "as_json", is_flag=True, help="Print what was written as JSON.")
 @pass_app
 def report(
     app: AppContext,
@@ -79,6 +78,8 @@ def report(
     sources: tuple[str, ...],
     fmt: str,
     out: Path | None,
+    as_of: date | None,
+    as_json: bool,
 ) -> None:
     """Write a review report of the state and print its path.
 
@@ -91,12 +92,10 @@ def report(
     from reconciler.store.db import open_state
 
     settings = app.settings
-    configured = {s.name for s in settings.sources}
-    unknown = [name for name in sources if name not in configured]
-    if unknown:
-        raise ConfigError([f"sources: no source named {name!r}" for name in unknown])
+    check_sources(settings, sources)
     now = utcnow()
-    first_month, last_month = months_of(settings, now, month, first, last)
+    described = now if as_of is None else datetime.combine(as_of, time(23, 59, 59), tzinfo=UTC)
+    first_month, last_month = months_of(settings, described, month, first, last)
     report_format = cast(ReportFormat, fmt)
     path = out or settings.reports_directory / dated_name(report_format, now)
     request = ReportRequest(
@@ -109,8 +108,14 @@ def report(
     async def _write() -> Path:
         async with open_state(settings.database_url) as engine:
             outputs = await write_report(
-                engine, settings, request, now, [report_format], {report_format: path}
+                engine, settings, request, described, [report_format], {report_format: path}
             )
         return outputs[0].path
 
-    click.echo(str(run_async(_write())))
+    written = run_async(_write())
+    if as_json:
+        data = {"path": str(written), "format": fmt, "first_month": str(first_month)}
+        data["last_month"] = str(last_month)
+        click.echo(json.dumps(data, indent=2))
+    else:
+        click.echo(str(written))

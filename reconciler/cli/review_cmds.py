@@ -3,9 +3,11 @@
 from __future__ import annotations
 
 import getpass
+import json
 import socket
 import sys
 from collections.abc import Sequence
+from dataclasses import replace
 from datetime import date, timedelta
 from pathlib import Path
 
@@ -13,37 +15,40 @@ import click
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from reconciler.cli import AppContext, cli, pass_app, run_async
-from reconciler.domain import utcnow
-from reconciler.errors import ConfigError
+from reconciler.cli.faults import explain
+from reconciler.cli.options import check_sources, parse_day
+from reconciler.domain import Severity, utcnow
+from reconciler.errors import ReconcilerError
 from reconciler.providers.base import PullStats
 from reconciler.providers.http import HttpClient
-from reconciler.reconcile.plan import Plan, parse_saved_plan, render_json, render_text
+from reconciler.reconcile.plan import (
+    Plan,
+    SavedPlan,
+    parse_saved_plan,
+    render_json,
+    render_text,
+    shown_items,
+)
+from reconciler.reconcile.plan_groups import plural
+from reconciler.reconcile.spend import below_min_impact
 from reconciler.refresh import RunOutcome, refresh_source
 from reconciler.settings import Settings
+from reconciler.store.costs import projected_invoices
 from reconciler.store.db import open_state, reader
 from reconciler.store.review import apply_acknowledgements, build_plan
 from reconciler.store.runs import abandon_stale_runs
 
 
 def _selected(settings: Settings, names: Sequence[str]) -> list[str]:
-    known = [s.name for s in settings.sources]
-    unknown = [n for n in names if n not in known]
-    if unknown:
-        raise ConfigError(
-            [
-                f"--source: no source named {n!r} (configured: {', '.join(known) or 'none'})"
-                for n in unknown
-            ]
-        )
-    return list(names) or known
+    return check_sources(settings, names)
 
 
 class _Progress:
     """Pages and lines so far, on one refreshed terminal line (nothing when not a terminal)."""
 
-    def __init__(self, source: str) -> None:
+    def __init__(self, source: str, *, quiet: bool = False) -> None:
         self.source = source
-        self.enabled = sys.stderr.isatty()
+        self.enabled = sys.stderr.isatty() and not quiet
 
     def __call__(self, stats: PullStats) -> None:
         if self.enabled:
@@ -59,25 +64,21 @@ class _Progress:
             click.echo("\r\033[K", nl=False, err=True)
 
 
-def _parse_as_of(ctx: click.Context, param: click.Parameter, value: str | None) -> date | None:
-    if value is None:
-        return None
-    try:
-        return date.fromisoformat(value)
-    except ValueError:
-        raise click.BadParameter(f"{value!r} is not a date (YYYY-MM-DD)") from None
-
-
 as_of_option = click.option(
     "--as-of",
-    callback=_parse_as_of,
+    callback=parse_day,
     help="Pull as of this UTC day (YYYY-MM-DD) instead of today: for backfills and the "
     "sandbox's simulated clock.",
 )
 
 
 async def refresh_all(
-    engine: AsyncEngine, settings: Settings, names: Sequence[str], as_of: date | None = None
+    engine: AsyncEngine,
+    settings: Settings,
+    names: Sequence[str],
+    as_of: date | None = None,
+    *,
+    quiet: bool = False,
 ) -> list[RunOutcome]:
     from reconciler.alerts.hook import outbox_hook
 
@@ -89,26 +90,62 @@ async def refresh_all(
     outcomes = []
     async with HttpClient() as http:
         for name in names:
-            progress = _Progress(name)
-            outcome = await refresh_source(
-                engine,
-                settings,
-                name,
-                http,
-                today=as_of,
-                alert_hook=outbox_hook(settings),
-                on_page=progress,
-            )
-            progress.done()
+            progress = _Progress(name, quiet=quiet)
+            try:
+                outcome = await refresh_source(
+                    engine,
+                    settings,
+                    name,
+                    http,
+                    today=as_of,
+                    alert_hook=outbox_hook(settings),
+                    on_page=progress,
+                )
+            except Exception as exc:
+                # A database fault (full disk, lost connection) fails this source alone.
+                outcome = failed_outcome(settings, name, exc)
+            finally:
+                progress.done()
             outcomes.append(outcome)
     return outcomes
 
 
+def failed_outcome(settings: Settings, name: str, error: Exception) -> RunOutcome:
+    """The outcome of a pull that a fault outside the provider stopped (re-raises a bug)."""
+    message = explain(error)
+    if message is None:
+        raise error
+    provider = settings.sources[settings.source_index(name)].provider
+    return RunOutcome(name, provider, 0, PullStats(), 0.0, error=message)
+
+
+def outcome_json(outcome: RunOutcome) -> dict[str, object]:
+    s = outcome.stats
+    return {
+        "source": outcome.source,
+        "provider": outcome.provider,
+        "run_id": outcome.run_id or None,
+        "ok": outcome.ok,
+        "error": outcome.error,
+        "duration_s": round(outcome.duration_s, 3),
+        "lines_read": s.lines,
+        "pages": s.pages,
+        "api_calls": s.api_calls,
+        "retries": s.retries,
+        "new_lines": outcome.ingest.new_lines,
+        "versions_added": outcome.ingest.versions_added,
+        "changes": outcome.ingest.counts(),
+        "items_raised": len(outcome.items.raised),
+        "items_resolved": len(outcome.items.resolved),
+    }
+
+
 @cli.command()
 @click.option("--source", "sources", multiple=True, help="Pull only this source (repeatable).")
+@click.option("--json", "as_json", is_flag=True, help="Print one JSON object per source.")
 @as_of_option
 @pass_app
-def pull(app: AppContext, sources: tuple[str, ...], as_of: date | None) -> None:
+def pull(app: AppContext, sources: tuple[str, ...], as_json: bool, as_of: date | None) -> None:
     """Pull every configured source now and reconcile it with the state.
 
     Prints one summary line per source; exits 1 if any source failed.
@@ -120,18 +157,39 @@ def pull(app: AppContext, sources: tuple[str, ...], as_of: date | None) -> None:
 
     async def _pull() -> list[RunOutcome]:
         async with open_state(settings.database_url) as engine:
-            return await refresh_all(engine, settings, names, as_of)
+            return await refresh_all(engine, settings, names, as_of, quiet=app.quiet)
 
     outcomes = run_async(_pull())
-    for outcome in outcomes:
-        click.echo(outcome.summary())
+    if as_json:
+        click.echo(json.dumps([outcome_json(o) for o in outcomes], indent=2))
+    for outcome in outcomes if not as_json else []:
+        if not (app.quiet and outcome.ok):
+            click.echo(outcome.summary())
     if not all(o.ok for o in outcomes):
         raise click.exceptions.Exit(1)
 
 
+def _render_plan(the_plan: Plan, fmt: str, limit: int, stale: dict[str, str]) -> str:
+    if fmt == "json":
+        return render_json(the_plan, stale)
+    if fmt == "md":
+        from reconciler.reconcile.plan_markdown import render_markdown
+
+        return render_markdown(the_plan)
+    return render_text(the_plan, limit_per_kind=limit)
+
+
 @cli.command()
 @click.option("--no-refresh", is_flag=True, help="Plan from the stored state without pulling.")
-@click.option("--json", "as_json", is_flag=True, help="Print the plan as JSON.")
+@click.option(
+    "--format",
+    "fmt",
+    type=click.Choice(["text", "json", "md"]),
+    default="text",
+    show_default=True,
+    help="text for a terminal, json for tools, md for a CI log or pull-request comment.",
+)
+@click.option("--json", "as_json", is_flag=True, help="Print the plan as JSON (--format json).")
 @click.option(
     "--out",
     type=click.Path(path_type=Path, dir_okay=False),
@@ -140,58 +198,120 @@ def pull(app: AppContext, sources: tuple[str, ...], as_of: date | None) -> None:
 @click.option(
     "--detailed-exitcode",
     is_flag=True,
-    help="Exit 0 when there is nothing to review, 2 when there is, 1 on error.",
+    help="Exit 2 when an item at or above --min-severity needs review, 0 when none does, "
+    "1 on any error.",
+)
+@click.option(
+    "--min-severity",
+    type=click.Choice([s.value for s in Severity]),
+    default=Severity.WARNING.value,
+    show_default=True,
+    help="The least severity that makes --detailed-exitcode exit 2 (info: routine month "
+    "closes too).",
 )
 @click.option("--source", "sources", multiple=True, help="Only this source (repeatable).")
 @click.option(
     "--limit",
     default=50,
     show_default=True,
+    type=click.IntRange(min=0),
     help="Items shown per kind and source in the text plan (0: all).",
+)
+@click.option(
+    "--min-impact",
+    "min_impact",
+    is_flag=True,
+    help="Leave out items whose money impact is below their source's min_impact.",
 )
 @as_of_option
 @pass_app
 def plan(
     app: AppContext,
     no_refresh: bool,
+    fmt: str,
     as_json: bool,
     out: Path | None,
     detailed_exitcode: bool,
+    min_severity: str,
     sources: tuple[str, ...],
     limit: int,
+    min_impact: bool,
     as_of: date | None,
 ) -> None:
-    """Refresh, then show drift and expectation findings to review, like 'terraform plan'."""
+    """Refresh, then show drift and expectation findings to review, like 'terraform plan'.
+
+    Exit status: 0 done, 1 on any error (a failed refresh, bad usage); with
+    --detailed-exitcode, 2 when an item at or above --min-severity needs review.
+    """
     settings = app.settings
     names = _selected(settings, sources)
 
     async def _plan() -> tuple[Plan, list[RunOutcome]]:
         async with open_state(settings.database_url) as engine:
-            outcomes = [] if no_refresh else await refresh_all(engine, settings, names, as_of)
+            outcomes = (
+                []
+                if no_refresh
+                else await refresh_all(engine, settings, names, as_of, quiet=app.quiet)
+            )
             async with reader(engine).connect() as conn:
-                return await build_plan(conn, utcnow(), list(sources) or None), outcomes
+                built = await build_plan(conn, utcnow(), list(sources) or None)
+                invoices = await projected_invoices(conn, settings, sources, as_of)
+                if min_impact:
+                    built = without_small_changes(built, settings)
+                return replace(built, invoices=tuple(invoices)), outcomes
 
     the_plan, outcomes = run_async(_plan())
     for outcome in outcomes:
-        click.echo(outcome.summary(), err=True)
+        if not (app.quiet and outcome.ok):
+            click.echo(outcome.summary(), err=True)
+    stale = {o.source: o.error or "" for o in outcomes if not o.ok}
     if out is not None:
-        _write_private(out, render_json(the_plan))
+        _write_private(out, render_json(the_plan, stale))
         click.echo(f"plan saved to {out} (serial {the_plan.serial})", err=True)
-    click.echo(
-        render_json(the_plan) if as_json else render_text(the_plan, limit_per_kind=limit), nl=False
-    )
-    if not all(o.ok for o in outcomes):
+    click.echo(_render_plan(the_plan, "json" if as_json else fmt, limit, stale), nl=False)
+    if stale:
         raise click.exceptions.Exit(1)
-    if detailed_exitcode and not the_plan.empty:
+    if detailed_exitcode and the_plan.needs_review(Severity(min_severity)):
         raise click.exceptions.Exit(2)
 
 
-def _write_private(path: Path, text: str) -> None:
-    import os
+def without_small_changes(plan: Plan, settings: Settings) -> Plan:
+    """The plan without the items below their source's ``min_impact``."""
+    limits = {s.name: s.min_impact for s in settings.sources}
+    kept = tuple(i for i in plan.items if not below_min_impact(i, limits.get(i.source)))
+    return replace(plan, items=kept)
 
-    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
-    with os.fdopen(fd, "w", encoding="utf-8") as handle:
-        handle.write(text)
+
+def _write_private(path: Path, text: str) -> None:
+    """Write a plan file atomically and owner-only (0600), even over an existing file."""
+    import contextlib
+    import os
+    import secrets
+
+    temporary = path.with_name(f".{path.name}.{secrets.token_hex(6)}.tmp")
+    try:
+        fd = os.open(temporary, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+        with os.fdopen(fd, "w", encoding="utf-8") as handle:
+            os.fchmod(handle.fileno(), 0o600)
+            handle.write(text)
+            handle.flush()
+            os.fsync(handle.fileno())
+        temporary.replace(path)
+    except OSError as exc:
+        with contextlib.suppress(OSError):
+            temporary.unlink()
+        raise ReconcilerError(
+            f"cannot save the plan to {path}: {exc.strerror or exc} (nothing was written)"
+        ) from exc
+
+
+def _read_plan(path: Path) -> SavedPlan:
+    try:
+        text = path.read_text(encoding="utf-8")
+    except (OSError, UnicodeDecodeError) as exc:
+        reason = exc.strerror if isinstance(exc, OSError) else "it is not UTF-8 text"
+        raise ReconcilerError(f"cannot read the plan {path}: {reason}") from None
+    return parse_saved_plan(text, str(path))
 
 
 def _who() -> str:
@@ -202,21 +322,42 @@ def _who() -> str:
     return f"{user}@{socket.gethostname()}"
 
 
+_NO_TERMINAL = (
+    "apply asks for confirmation and there is no terminal to ask on: review with "
+    "'reconciler plan', then run 'reconciler apply --auto-approve', or save a plan with "
+    "'reconciler plan --out FILE' and run 'reconciler apply FILE'"
+)
+
+
 @cli.command()
 @click.argument(
     "planfile", required=False, type=click.Path(path_type=Path, dir_okay=False, exists=True)
 )
 @click.option("--auto-approve", is_flag=True, help="Do not ask for confirmation.")
+@click.option(
+    "--limit",
+    default=50,
+    show_default=True,
+    type=click.IntRange(min=0),
+    help="Items shown per kind and source (0: all); only the items shown are acknowledged.",
+)
 @click.option("--note", help="A note recorded with the acknowledgement.")
 @click.option("--by", "who", help="Who acknowledges (default: user@host).")
 @pass_app
 def apply(
-    app: AppContext, planfile: Path | None, auto_approve: bool, note: str | None, who: str | None
+    app: AppContext,
+    planfile: Path | None,
+    auto_approve: bool,
+    limit: int,
+    note: str | None,
+    who: str | None,
 ) -> None:
     """Acknowledge exactly what a plan showed; refuses a plan made from an older state.
 
-    With PLANFILE (from 'plan --out') applies that plan; without, shows the current plan
-    (from the stored state, no refresh) and asks for 'yes'.
+    With PLANFILE (from 'plan --out') applies that plan without asking, like 'terraform
+    apply PLANFILE'. Without, shows the current plan (from the stored state, no refresh),
+    asks for 'yes' and acknowledges exactly the items it showed; items it did not show
+    (past --limit) stay open.
     """
     settings = app.settings
 
@@ -224,23 +365,25 @@ def apply(
         async with open_state(settings.database_url) as engine, reader(engine).connect() as conn:
             return await build_plan(conn, utcnow())
 
+    left_open = 0
     if planfile is not None:
-        saved = parse_saved_plan(planfile.read_text(encoding="utf-8"), str(planfile))
+        saved = _read_plan(planfile)
         serial, expected = saved.serial, saved.acknowledgements
-        click.echo(f"Applying {planfile}: {len(expected)} item(s), made at serial {serial}.")
+        click.echo(
+            f"Applying {planfile}: {plural(len(expected), 'item')}, made at serial {serial}."
+        )
     else:
         current = run_async(_current())
-        click.echo(render_text(current), nl=False)
-        serial, expected = current.serial, current.expected_acknowledgements()
+        click.echo(render_text(current, limit_per_kind=limit), nl=False)
+        shown = shown_items(current, limit_per_kind=limit)
+        serial = current.serial
+        expected = {i.fingerprint: current.values_hashes[i.fingerprint] for i in shown}
+        left_open = len(current.items) - len(expected)
     if not expected:
         click.echo("Nothing to acknowledge.")
         return
-    if not auto_approve:
-        click.echo("\nreconciler will acknowledge the items above. Only 'yes' will be accepted.")
-        answer = click.prompt("Enter a value", default="", show_default=False)
-        if answer.strip() != "yes":
-            click.echo("Apply cancelled.")
-            raise click.exceptions.Exit(1)
+    if planfile is None and not auto_approve:
+        _confirm(len(expected), left_open)
 
     async def _apply() -> int:
         async with open_state(settings.database_url) as engine:
@@ -249,4 +392,22 @@ def apply(
             )
 
     count = run_async(_apply())
-    click.echo(f"Apply complete! {count} item(s) acknowledged.")
+    click.echo(f"Apply complete! {plural(count, 'item')} acknowledged.")
+    if left_open:
+        click.echo(
+            f"{plural(left_open, 'item')} not shown {'stays' if left_open == 1 else 'stay'} "
+            "open: run 'reconciler apply' again, or with --limit 0 to see every item."
+        )
+
+
+def _confirm(count: int, left_open: int) -> None:
+    if not sys.stdin.isatty():
+        raise ReconcilerError(_NO_TERMINAL)
+    what = f"the {plural(count, 'item')} above" if count != 1 else "the item above"
+    if left_open:
+        what += f" (not the {plural(left_open, 'item')} left out)"
+    click.echo(f"\nreconciler will acknowledge {what}. Only 'yes' will be accepted.")
+    answer = click.prompt("Enter a value", default="", show_default=False)
+    if answer.strip() != "yes":
+        click.echo("Apply cancelled.")
+        raise click.exceptions.Exit(1)

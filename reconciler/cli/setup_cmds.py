@@ -13,7 +13,16 @@ from reconciler.cli.stat_types import seen_stat_types, stat_types_json, stat_typ
 from reconciler.errors import ConfigError, MissingSecretError
 from reconciler.secrets import resolve_secret, secret_path
 from reconciler.settings import LOCAL_CONFIG, AkamaiSourceSettings, Settings, find_config_file
-from reconciler.store.db import create_engine, current_revision, head_revision, upgrade
+from reconciler.store.backup import backup
+from reconciler.store.db import (
+    create_engine,
+    current_revision,
+    head_revision,
+    open_state,
+    sqlite_path,
+    upgrade,
+)
+from reconciler.store.marker import marker_path
 
 
 def example_config_text() -> str:
@@ -43,17 +52,20 @@ def init(app: AppContext, write_config: bool) -> None:
         click.echo(f"wrote example configuration to {LOCAL_CONFIG}")
     settings = app.settings
     settings.state_directory.mkdir(parents=True, exist_ok=True, mode=0o700)
-    before, after = run_async(_upgrade(settings.database_url))
+    before, after = run_async(_upgrade(settings, fresh=True))
     click.echo(f"state directory: {settings.state_directory}")
     click.echo(f"database: {_display_url(settings.database_url)} (schema {after})")
     if before == after:
         click.echo("already up to date")
 
 
-async def _upgrade(url: str) -> tuple[str | None, str | None]:
+async def _upgrade(settings: Settings, *, fresh: bool = False) -> tuple[str | None, str | None]:
+    """Migrate; only ``init`` (``fresh``) may build a state where one was lost."""
+    url = settings.database_url
     engine = create_engine(url, create=True)
     try:
-        return await upgrade(engine)
+        marker = marker_path(settings.state_directory, url)
+        return await upgrade(engine, marker=marker, fresh=fresh)
     finally:
         await engine.dispose()
 
@@ -168,16 +180,33 @@ def db() -> None:
 def db_upgrade(app: AppContext) -> None:
     """Migrate the state database to the newest schema (safe to run on every start)."""
     settings = app.settings
-    before, after = run_async(_upgrade(settings.database_url))
+    before, after = run_async(_upgrade(settings))
     if before == after:
         click.echo(f"already at {after}")
     else:
         click.echo(f"upgraded {before or 'empty'} -> {after}")
 
 
-@db.command("current")
+@db.command("backup")
+@click.argument("file", type=click.Path(dir_okay=False, path_type=Path))
 @pass_app
-def db_current(app: AppContext) -> None:
+def db_backup(app: AppContext, file: Path) -> None:
+    """Copy the SQLite state database to FILE, safely while the daemon runs (PostgreSQL:
+    use pg_dump)."""
+    settings = app.settings
+
+    async def _backup() -> int:
+        async with open_state(settings.database_url) as engine:
+            return await backup(engine, sqlite_path(settings.database_url), file)
+
+    size = run_async(_backup())
+    click.echo(f"backed up {_display_url(settings.database_url)} to {file} ({size} bytes)")
+
+
+@db.command("current")
+@click.option("--json", "as_json", is_flag=True, help="Print the revisions as JSON.")
+@pass_app
+def db_current(app: AppContext, as_json: bool) -> None:
     """Show the schema revision of the state database and the newest one."""
 
     async def _current() -> str | None:
@@ -189,5 +218,9 @@ def db_current(app: AppContext) -> None:
 
     current = run_async(_current())
     head = head_revision()
+    if as_json:
+        data = {"current": current, "newest": head, "up_to_date": current == head}
+        click.echo(json.dumps(data, indent=2))
+        return
     state = "up to date" if current == head else "out of date: run 'reconciler db upgrade'"
     click.echo(f"current: {current or 'empty'}\nnewest:  {head}\n{state}")

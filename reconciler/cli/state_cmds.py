@@ -9,11 +9,13 @@ import click
 from sqlalchemy import select
 
 from reconciler.cli import AppContext, cli, pass_app, run_async
-from reconciler.domain import FindingState, canonical_decimal
+from reconciler.cli.options import check_sources, parse_month
+from reconciler.domain import FindingState, Month, PlanItem, canonical_decimal
 from reconciler.reconcile.plan import describe, format_quantity, item_json
 from reconciler.store.db import open_state, reader
 from reconciler.store.ingest import lines_t, versions_t
 from reconciler.store.items import load_items
+from reconciler.store.review import ReviewRecord, review_records
 
 
 def _line_json(row: Any) -> dict[str, Any]:
@@ -27,6 +29,7 @@ def _line_json(row: Any) -> dict[str, Any]:
         "usage_type": row.usage_type,
         "region": row.region,
         "service": row.service,
+        "service_name": row.service_name,
         "month": row.month,
         "period_start": str(row.period_start),
         "period_end": str(row.period_end),
@@ -42,6 +45,17 @@ def _line_json(row: Any) -> dict[str, Any]:
     }
 
 
+def _version_json(version: Any) -> dict[str, Any]:
+    return {
+        "run_id": version.run_id,
+        "recorded_at": version.recorded_at.isoformat(),
+        "quantity": canonical_decimal(version.quantity),
+        "unit": version.unit,
+        "status": version.status,
+        "present": version.present,
+    }
+
+
 @cli.group()
 def state() -> None:
     """Inspect the tracked usage lines."""
@@ -50,14 +64,16 @@ def state() -> None:
 @state.command("list")
 @click.option("--json", "as_json", is_flag=True, help="One JSON object per line (JSON Lines).")
 @click.option("--source", help="Only this source.")
-@click.option("--month", help="Only this month (YYYY-MM).")
+@click.option("--month", callback=parse_month, help="Only this month (YYYY-MM).")
 @click.option("--all", "include_absent", is_flag=True, help="Include lines that disappeared.")
 @pass_app
 def state_list(
-    app: AppContext, as_json: bool, source: str | None, month: str | None, include_absent: bool
+    app: AppContext, as_json: bool, source: str | None, month: Month | None, include_absent: bool
 ) -> None:
     """List tracked lines with their current version."""
     settings = app.settings
+    if source is not None:
+        check_sources(settings, [source])
 
     async def _rows() -> list[Any]:
         query = select(lines_t).order_by(
@@ -72,7 +88,7 @@ def state_list(
         if source:
             query = query.where(lines_t.c.source == source)
         if month:
-            query = query.where(lines_t.c.month == month)
+            query = query.where(lines_t.c.month == str(month))
         if not include_absent:
             query = query.where(lines_t.c.present.is_(True))
         async with open_state(settings.database_url) as engine, reader(engine).connect() as conn:
@@ -82,7 +98,7 @@ def state_list(
         if as_json:
             click.echo(json.dumps(_line_json(row)))
         else:
-            service = f" service {row.service}" if row.service else ""
+            service = f" service {row.service_name or row.service}" if row.service else ""
             region = f" [{row.region}]" if row.region else ""
             click.echo(
                 f"{row.key_hash[:12]}  {row.source}  {row.month}  {row.product_name or row.product}"
@@ -93,8 +109,9 @@ def state_list(
 
 @state.command("show")
 @click.argument("key")
+@click.option("--json", "as_json", is_flag=True, help="Print the line and its history as JSON.")
 @pass_app
-def state_show(app: AppContext, key: str) -> None:
+def state_show(app: AppContext, key: str, as_json: bool) -> None:
     """Show one line (KEY: its key or a unique prefix, from 'state list') and its history."""
     settings = app.settings
 
@@ -121,6 +138,10 @@ def state_show(app: AppContext, key: str) -> None:
         raise click.ClickException(f"no tracked line with key {key!r}: see 'reconciler state list'")
     if len(matches) > 1:
         raise click.ClickException(f"key prefix {key!r} is ambiguous: give more characters")
+    if as_json:
+        data = {"line": _line_json(matches[0]), "history": [_version_json(v) for v in history]}
+        click.echo(json.dumps(data, indent=2))
+        return
     for name, value in _line_json(matches[0]).items():
         click.echo(f"{name:>13}: {value}")
     click.echo("\nhistory (run, recorded at, quantity, unit, status):")
@@ -148,18 +169,37 @@ def findings(
 ) -> None:
     """List review items (drift and expectation findings) by state."""
     settings = app.settings
+    check_sources(settings, sources)
     wanted = [FindingState(s) for s in states] or [FindingState.OPEN]
 
-    async def _load() -> list[Any]:
+    async def _load() -> tuple[list[PlanItem], dict[str, ReviewRecord]]:
         async with open_state(settings.database_url) as engine, reader(engine).connect() as conn:
-            return await load_items(conn, wanted, list(sources) or None)
+            items = await load_items(conn, wanted, list(sources) or None)
+            return items, await review_records(conn, wanted)
 
-    items = run_async(_load())
+    items, records = run_async(_load())
     if as_json:
-        click.echo(json.dumps([item_json(item) for item in items], indent=2))
+        click.echo(
+            json.dumps(
+                [_finding_json(item, records.get(item.fingerprint)) for item in items], indent=2
+            )
+        )
         return
     if not items:
         click.echo(f"No {' or '.join(s.value for s in wanted)} items.")
         return
     for item in items:
         click.echo("\n".join(describe(item)))
+        record = records.get(item.fingerprint)
+        if record is not None and record.acknowledged_at is not None:
+            click.echo(f"      {record.describe()}")
+
+
+def _finding_json(item: PlanItem, record: ReviewRecord | None) -> dict[str, Any]:
+    data = item_json(item)
+    at = record.acknowledged_at if record else None
+    data["state"] = record.state if record else None
+    data["acknowledged_at"] = at.isoformat() if at else None
+    data["acknowledged_by"] = record.acknowledged_by if record else None
+    data["note"] = record.note if record else None
+    return data

@@ -8,7 +8,7 @@ from collections.abc import Awaitable, Callable
 from aiohttp import web
 
 Readiness = Callable[[], Awaitable[list[str]]]
-MetricsRender = Callable[[], tuple[bytes, str]]
+MetricsRender = Callable[[], Awaitable[tuple[bytes, str]]]
 
 
 def create_health_app(readiness: Readiness, metrics: MetricsRender) -> web.Application:
@@ -26,7 +26,7 @@ def create_health_app(readiness: Readiness, metrics: MetricsRender) -> web.Appli
         )
 
     async def metrics_endpoint(_: web.Request) -> web.Response:
-        payload, content_type = metrics()
+        payload, content_type = await metrics()
         response = web.Response(body=payload)
         response.headers["Content-Type"] = content_type
         return response

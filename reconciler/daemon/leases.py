@@ -5,6 +5,10 @@ instance computes the same slot names. Claiming inserts a unique row; an instanc
 the row taken leaves the slot alone unless its lease expired without the work being done (the
 holder died), in which case it takes it over. A failed pull hands its slot back after a short
 delay so that another attempt (by any instance) can follow within the same slot.
+
+Every lease time comes from the database's clock (``clock_timestamp()`` on PostgreSQL, the
+SQLite library's ``'now'``), never from the instance's: instances whose host clocks disagree
+still agree on when a lease runs out. ``now`` is accepted only to state a time in tests.
 """
 
 from __future__ import annotations
@@ -12,7 +16,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 
-from sqlalchemy import delete, update
+from sqlalchemy import delete, select, text, update
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
@@ -38,14 +42,36 @@ class Lease:
     slot: str
     holder: str
     expires_at: datetime
+    taken_from: str | None = None  # the holder whose expired lease this one took over
+
+
+async def database_now(conn: AsyncConnection) -> datetime:
+    """The database server's current time (aware UTC)."""
+    if conn.dialect.name == "postgresql":
+        value = (await conn.execute(text("SELECT clock_timestamp()"))).scalar_one()
+        return value.astimezone(UTC)  # type: ignore[no-any-return]
+    stamp = (await conn.execute(text("SELECT strftime('%Y-%m-%d %H:%M:%f', 'now')"))).scalar_one()
+    return datetime.fromisoformat(str(stamp)).replace(tzinfo=UTC)
+
+
+async def engine_now(engine: AsyncEngine) -> datetime:
+    """The database's time, for naming a slot: the same on every instance."""
+    async with engine.connect() as conn:
+        return await database_now(conn)
 
 
 async def claim(
-    engine: AsyncEngine, slot: str, holder: str, *, ttl: timedelta, now: datetime
+    engine: AsyncEngine,
+    slot: str,
+    holder: str,
+    *,
+    ttl: timedelta,
+    now: datetime | None = None,
 ) -> Lease | None:
     """Claim ``slot`` for ``holder``; None when another instance holds it or it is done."""
-    values = {"slot": slot, "holder": holder, "acquired_at": now, "expires_at": now + ttl}
     async with engine.begin() as conn:
+        now = now or await database_now(conn)
+        values = {"slot": slot, "holder": holder, "acquired_at": now, "expires_at": now + ttl}
         dialect = conn.dialect.name
         upsert = (postgresql.insert if dialect == "postgresql" else sqlite.insert)(leases_t)
         inserted = await conn.execute(
@@ -53,32 +79,45 @@ async def claim(
         )
         if inserted.rowcount == 1:
             return Lease(slot, holder, now + ttl)
+        expired = (leases_t.c.slot == slot, leases_t.c.completed_at.is_(None))
+        previous = (
+            await conn.execute(
+                select(leases_t.c.holder, leases_t.c.outcome).where(
+                    *expired, leases_t.c.expires_at < now
+                )
+            )
+        ).one_or_none()
+        if previous is None:
+            return None
         taken_over = await conn.execute(
             update(leases_t)
-            .where(
-                leases_t.c.slot == slot,
-                leases_t.c.completed_at.is_(None),
-                leases_t.c.expires_at < now,
-            )
+            .where(*expired, leases_t.c.expires_at < now, leases_t.c.holder == previous.holder)
             .values(holder=holder, acquired_at=now, expires_at=now + ttl)
         )
         if taken_over.rowcount == 1:
-            return Lease(slot, holder, now + ttl)
+            # A slot handed back after a failure is a retry; one left running, a takeover.
+            dead = None if previous.outcome == "failed" else str(previous.holder)
+            return Lease(slot, holder, now + ttl, taken_from=dead)
     return None
 
 
-async def renew(engine: AsyncEngine, lease: Lease, *, ttl: timedelta, now: datetime) -> bool:
+async def renew(
+    engine: AsyncEngine, lease: Lease, *, ttl: timedelta, now: datetime | None = None
+) -> bool:
     """Extend a lease still held by its holder; False if it was lost."""
     async with engine.begin() as conn:
         return await hold(conn, lease, ttl=ttl, now=now)
 
 
-async def hold(conn: AsyncConnection, lease: Lease, *, ttl: timedelta, now: datetime) -> bool:
+async def hold(
+    conn: AsyncConnection, lease: Lease, *, ttl: timedelta, now: datetime | None = None
+) -> bool:
     """Extend ``lease`` in the caller's transaction; False if another instance took it over.
 
     Called in the transaction that commits a slot's work, this fences a holder that stalled
     past its lease: the row lock orders it against a takeover, so exactly one of them commits.
     """
+    now = now or await database_now(conn)
     result = await conn.execute(
         update(leases_t)
         .where(
@@ -91,8 +130,11 @@ async def hold(conn: AsyncConnection, lease: Lease, *, ttl: timedelta, now: date
     return result.rowcount == 1
 
 
-async def complete(engine: AsyncEngine, lease: Lease, *, outcome: str, now: datetime) -> None:
+async def complete(
+    engine: AsyncEngine, lease: Lease, *, outcome: str, now: datetime | None = None
+) -> None:
     async with engine.begin() as conn:
+        now = now or await database_now(conn)
         await conn.execute(
             update(leases_t)
             .where(leases_t.c.slot == lease.slot, leases_t.c.holder == lease.holder)
@@ -101,10 +143,11 @@ async def complete(engine: AsyncEngine, lease: Lease, *, outcome: str, now: date
 
 
 async def release_for_retry(
-    engine: AsyncEngine, lease: Lease, *, retry_after: timedelta, now: datetime
+    engine: AsyncEngine, lease: Lease, *, retry_after: timedelta, now: datetime | None = None
 ) -> None:
     """A failed attempt: the slot may be claimed again once ``retry_after`` has passed."""
     async with engine.begin() as conn:
+        now = now or await database_now(conn)
         await conn.execute(
             update(leases_t)
             .where(leases_t.c.slot == lease.slot, leases_t.c.holder == lease.holder)

@@ -1,5 +1,5 @@
-"""Prometheus metrics of the daemon. Labels are bounded: sources, kinds, severities, outcomes
-— never anything that grows with usage lines."""
+"""Prometheus metrics of the daemon. Labels are bounded: sources, kinds, severities, outcomes,
+currencies — never anything that grows with usage lines or months."""
 
 from __future__ import annotations
 
@@ -13,6 +13,7 @@ from prometheus_client import (
     generate_latest,
 )
 
+from reconciler.daemon.state_metrics import StateCollector
 from reconciler.refresh import RunOutcome
 
 disable_created_metrics()  # type: ignore[no-untyped-call]
@@ -24,6 +25,8 @@ class DaemonMetrics:
     def __init__(self) -> None:
         self.registry = CollectorRegistry()
         r = self.registry
+        self.state = StateCollector()  # usage, expectations, findings, pull ages from the DB
+        r.register(self.state)
         self.pull_runs = Counter(
             "reconciler_pull_runs",
             "Pull runs by source and outcome.",
@@ -69,11 +72,30 @@ class DaemonMetrics:
             "Alert messages waiting to be delivered.",
             registry=r,
         )
+        self.alerts_held = Gauge(
+            "reconciler_alert_messages_held",
+            "Alert messages kept undelivered by reason: refused (webhook stopped until its URL "
+            "changes), unconfigured (no webhook URL), unrecorded (answers the database refused).",
+            ["reason"],
+            registry=r,
+        )
         self.alerts_sent = Counter(
             "reconciler_alerts_sent", "Alert messages delivered.", registry=r
         )
         self.alert_failures = Counter(
             "reconciler_alert_failures", "Alert messages refused for good.", registry=r
+        )
+        self.expected_cost = Gauge(
+            "reconciler_expected_cost",
+            "Expected cost of each source's open month to date, by the declared rates.",
+            ["source", "currency"],
+            registry=r,
+        )
+        self.projected_cost = Gauge(
+            "reconciler_projected_invoice",
+            "Projected invoice of each source's open month (volumes projected to month end).",
+            ["source", "currency"],
+            registry=r,
         )
         self.last_success = Gauge(
             "reconciler_last_successful_pull_timestamp_seconds",
@@ -97,6 +119,11 @@ class DaemonMetrics:
             self.changes.labels(source, change.kind.value, change.severity.value).inc()
         for item in outcome.items.raised:
             self.findings.labels(source, item.kind, item.severity.value).inc()
+        for cost in outcome.costs:
+            # Gauges take floats: the exact amounts are in the state and the reports.
+            self.expected_cost.labels(source, cost.currency).set(float(cost.to_date))
+            self.projected_cost.labels(source, cost.currency).set(float(cost.projected))
 
     def render(self) -> tuple[bytes, str]:
+        """The exposition text (state gauges as of their last :meth:`StateCollector.refresh`)."""
         return generate_latest(self.registry), exposition.CONTENT_TYPE_LATEST

@@ -11,6 +11,7 @@ SIGTERM/SIGINT.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 import os
 import signal
@@ -25,11 +26,13 @@ import aiohttp
 from apscheduler.schedulers.asyncio import AsyncIOScheduler
 from apscheduler.triggers.interval import IntervalTrigger
 from sqlalchemy import func, select, text
+from sqlalchemy.exc import SQLAlchemyError
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
 from reconciler.alerts.delivery import deliver_due, pending_counts
 from reconciler.alerts.hook import outbox_hook
 from reconciler.alerts.outbox import purge_delivered
+from reconciler.alerts.recording import OutcomeJournal
 from reconciler.alerts.webhook import SlackWebhookClient
 from reconciler.daemon import leases
 from reconciler.daemon.http import HealthServer
@@ -40,8 +43,12 @@ from reconciler.errors import ConfigError, ReconcilerError, StateError
 from reconciler.providers.http import HttpClient
 from reconciler.refresh import CommitCheck, RunOutcome, refresh_source
 from reconciler.reports.writer import prune_reports, write_report_set
+from reconciler.secret_mask import register_configured_secrets
 from reconciler.settings import Settings, load_settings
+from reconciler.store.backup import checkpoint
 from reconciler.store.db import create_engine, reader, sqlite_path, upgrade
+from reconciler.store.marker import marker_path
+from reconciler.store.retention import purge_history
 from reconciler.store.runs import abandon_stale_runs, runs_t
 
 log = logging.getLogger(__name__)
@@ -63,6 +70,7 @@ class Daemon:
     ) -> None:
         self.settings = settings
         self.config_path = config_path
+        register_configured_secrets(settings)
         self.notifier = notifier or SystemdNotifier()
         self.clock = clock
         self.today_source = today_source
@@ -71,11 +79,15 @@ class Daemon:
         self.started_at = clock()
         self._stop = asyncio.Event()
         self._inflight: set[asyncio.Task[Any]] = set()
+        self._pull_slots = asyncio.Semaphore(settings.daemon.max_concurrent_pulls)
         self._scheduler: AsyncIOScheduler | None = None
         self._engine: AsyncEngine | None = None
         self._http: HttpClient | None = None
-        self._slack_session: aiohttp.ClientSession | None = None
+        self._reload_task: asyncio.Task[None] | None = None
+        self._database_failures: dict[str, str] = {}  # source → why its last pull failed
         self._slack: SlackWebhookClient | None = None
+        # Answers the database refused to record (a full disk), recorded before any send.
+        self._journal = OutcomeJournal()
 
     # -- lifecycle -------------------------------------------------------------------------
 
@@ -83,44 +95,61 @@ class Daemon:
         loop = asyncio.get_running_loop()
         for sig in (signal.SIGTERM, signal.SIGINT):
             loop.add_signal_handler(sig, self.request_stop)
-        loop.add_signal_handler(signal.SIGHUP, lambda: asyncio.ensure_future(self.reload()))
+        loop.add_signal_handler(signal.SIGHUP, self.request_reload)
         watchdog = asyncio.create_task(self.notifier.run_watchdog(), name="watchdog")
-        health: HealthServer | None = None
         try:
-            self.notifier.status("migrating the state database")
-            self._engine = create_engine(self.settings.database_url, create=True)
-            before, after = await upgrade(self._engine)
-            if before != after:
-                log.info("state database migrated %s -> %s", before or "empty", after)
-            await abandon_stale_runs(self._engine, older_than=self._lease_ttl * 2, now=self.clock())
-            self._http = await HttpClient().__aenter__()
-            self._slack_session = aiohttp.ClientSession(trust_env=False)
-            self._slack = SlackWebhookClient(self._slack_session)
-            if self.settings.daemon.listen:
-                health = HealthServer(
-                    self.settings.daemon.listen, self.readiness, self.metrics.render
-                )
-                await health.start()
-            self._scheduler = AsyncIOScheduler(timezone="UTC")
-            self._schedule_jobs()
-            self._scheduler.start()
-            sources = ", ".join(s.name for s in self.settings.sources) or "none"
-            log.info(
-                "reconciler daemon %s started: sources %s; health %s",
-                self.instance,
-                sources,
-                self.settings.daemon.listen or "off",
-            )
-            self.notifier.ready(f"running; sources: {sources}")
-            await self._stop.wait()
-            return await self._shutdown()
+            async with contextlib.AsyncExitStack() as stack:
+                # Closed in reverse order: health endpoint, Slack session, HTTP client, engine.
+                stack.push_async_callback(self._dispose_engine)
+                await self._migrate()
+                if self._stop.is_set():
+                    log.info("stopped during start-up, after the state database migration")
+                    return 0
+                self._http = await stack.enter_async_context(HttpClient())
+                session = await stack.enter_async_context(aiohttp.ClientSession(trust_env=False))
+                self._slack = SlackWebhookClient(session)
+                if self.settings.daemon.listen:
+                    health = HealthServer(
+                        self.settings.daemon.listen, self.readiness, self.render_metrics
+                    )
+                    await health.start()
+                    stack.push_async_callback(health.stop)
+                self._start_scheduler()
+                await self._stop.wait()
+                return await self._shutdown()
         finally:
             watchdog.cancel()
-            if health is not None:
-                await health.stop()
-            await self._close()
+            await asyncio.gather(watchdog, return_exceptions=True)
             for sig in (signal.SIGTERM, signal.SIGINT, signal.SIGHUP):
                 loop.remove_signal_handler(sig)
+
+    async def _migrate(self) -> None:
+        self.notifier.status("migrating the state database")
+        self._engine = create_engine(self.settings.database_url, create=True)
+        # A migration is one transaction: a stop asked for meanwhile waits for it to end.
+        marker = marker_path(self.settings.state_directory, self.settings.database_url)
+        before, after = await upgrade(self._engine, marker=marker)
+        if before != after:
+            log.info("state database migrated %s -> %s", before or "empty", after)
+        await abandon_stale_runs(self._engine, older_than=self._lease_ttl * 2, now=self.clock())
+
+    def _start_scheduler(self) -> None:
+        self._scheduler = AsyncIOScheduler(timezone="UTC")
+        self._schedule_jobs()
+        self._scheduler.start()
+        sources = ", ".join(s.name for s in self.settings.sources) or "none"
+        log.info(
+            "reconciler daemon %s started: sources %s; health %s",
+            self.instance,
+            sources,
+            self.settings.daemon.listen or "off",
+        )
+        self.notifier.ready(f"running; sources: {sources}")
+
+    async def _dispose_engine(self) -> None:
+        if self._engine is not None:
+            await checkpoint(self._engine)  # the main SQLite file holds everything on stop
+            await self._engine.dispose()
 
     def request_stop(self) -> None:
         if not self._stop.is_set():
@@ -148,7 +177,11 @@ class Daemon:
             for task in still:
                 task.cancel()  # the pull rolls back and records itself as cancelled
             if still:
-                await asyncio.wait(still, timeout=30)
+                # Every job ends before the engine is disposed: a cancelled pull rolls back
+                # and records itself as cancelled on a connection that must still be open.
+                await asyncio.gather(*still, return_exceptions=True)
+        if self._reload_task is not None:
+            await asyncio.gather(self._reload_task, return_exceptions=True)
         if self._scheduler is not None and self._scheduler.running:
             self._scheduler.shutdown(wait=False)
         try:
@@ -159,25 +192,48 @@ class Daemon:
         log.info("reconciler daemon %s stopped", self.instance)
         return 0
 
-    async def _close(self) -> None:
-        if self._slack_session is not None:
-            await self._slack_session.close()
-        if self._http is not None:
-            await self._http.__aexit__(None, None, None)
-        if self._engine is not None:
-            await self._engine.dispose()
+    def request_reload(self) -> None:
+        """SIGHUP: reload once the reload in progress (if any) is done; the task is kept."""
+        previous = self._reload_task
+
+        async def reload_after() -> None:
+            if previous is not None:
+                await asyncio.gather(previous, return_exceptions=True)
+            await self.reload()
+
+        self._reload_task = asyncio.create_task(reload_after(), name="reload")
 
     async def reload(self) -> None:
         """SIGHUP: re-read and validate the configuration; keep the old one if it is bad."""
         self.notifier.reloading()
         try:
             new, _ = load_settings(self.config_path)
+            if self.settings.sources and not new.sources:
+                raise ConfigError(
+                    [
+                        "the new configuration has no sources: it would stop every pull "
+                        "(stop the daemon instead if that is meant)"
+                    ],
+                    str(self.config_path) if self.config_path else None,
+                )
         except ConfigError as exc:
             log.error("reload failed, still running on the previous configuration: %s", exc)
             self.notifier.ready("reload failed: still running on the previous configuration")
             return
+        except Exception as exc:  # an unreadable file, a bad encoding: never the daemon's end
+            log.error(
+                "reload failed (%s: %s), still running on the previous configuration",
+                exc.__class__.__name__,
+                exc,
+            )
+            self.notifier.ready("reload failed: still running on the previous configuration")
+            return
+        register_configured_secrets(new)
         if new.database_url != self.settings.database_url:
             log.warning("state.database_url changed: restart the daemon to use the new database")
+        if new.daemon.max_concurrent_pulls != self.settings.daemon.max_concurrent_pulls:
+            # Pulls waiting on the old bound finish under it; new checks wait on the new one.
+            self._pull_slots = asyncio.Semaphore(new.daemon.max_concurrent_pulls)
         self.settings = new
         self._schedule_jobs()
         log.info("configuration reloaded: %d sources", len(new.sources))
@@ -199,8 +255,12 @@ class Daemon:
         daemon = self.settings.daemon
         start = datetime.now(tz=scheduler.timezone) + timedelta(seconds=daemon.first_pull_delay_s)
         common: dict[str, Any] = {"coalesce": True, "max_instances": 1, "misfire_grace_time": None}
-        for source in self.settings.sources:
+        count = len(self.settings.sources)
+        for index, source in enumerate(self.settings.sources):
             check_every = min(source.pull_every / 2, timedelta(seconds=60))
+            # First checks spread evenly over one check interval: thousands of sources do
+            # not all start at once.
+            spread = check_every * index / count
             scheduler.add_job(
                 self._tracked(self.pull_source),
                 IntervalTrigger(
@@ -209,7 +269,7 @@ class Daemon:
                 ),
                 args=[source.name],
                 id=f"pull:{source.name}",
-                next_run_time=start,
+                next_run_time=start + spread,
                 **common,
             )
         scheduler.add_job(
@@ -247,8 +307,11 @@ class Daemon:
                 # Cancelled by the stop timeout: the work rolled back, which is not a failure
                 # worth a traceback from the scheduler.
                 log.warning("job %s cancelled at stop", getattr(job, "__name__", job))
-            except Exception:
-                log.exception("job %s failed", getattr(job, "__name__", job))
+            except Exception as exc:
+                # One line per failure: a full disk fails every job, and a traceback for
+                # each would bury everything else in the journal.
+                log.error("job %s failed: %s", getattr(job, "__name__", job), one_line(exc))
+                log.debug("job %s failed", getattr(job, "__name__", job), exc_info=True)
             finally:
                 if task is not None:
                     self._inflight.discard(task)
@@ -262,18 +325,31 @@ class Daemon:
         return self.clock().date()
 
     async def pull_source(self, name: str) -> RunOutcome | None:
-        """Pull ``name`` if its current slot is unclaimed (or its holder died)."""
+        """Pull ``name`` if its current slot is unclaimed (or its holder died).
+
+        At most ``daemon.max_concurrent_pulls`` pulls run at once; a check waits for its turn
+        before it claims the slot, so that no lease runs out while it waits.
+        """
+        async with self._pull_slots:
+            try:
+                outcome = await self._pull_source(name)
+            except (SQLAlchemyError, OSError) as exc:
+                self._database_failures[name] = one_line(exc)
+                raise
+            self._database_failures.pop(name, None)
+            return outcome
+
+    async def _pull_source(self, name: str) -> RunOutcome | None:
         assert self._engine is not None and self._http is not None
         settings = self.settings
         try:
             source = settings.source(name)
         except ConfigError:
             return None  # removed by a reload
-        now = self.clock()
-        slot = leases.slot_name("pull", name, now, source.pull_every)
-        lease = await leases.claim(self._engine, slot, self.instance, ttl=self._lease_ttl, now=now)
+        lease = await self._claim("pull", name, source.pull_every)
         if lease is None:
             return None
+        slot = lease.slot
         heartbeat = asyncio.create_task(self._keep_lease(lease))
         outcome: RunOutcome | None = None
         try:
@@ -295,12 +371,10 @@ class Daemon:
             heartbeat.cancel()
             ok = outcome is not None and outcome.ok
             if ok:
-                await leases.complete(self._engine, lease, outcome="succeeded", now=self.clock())
+                await leases.complete(self._engine, lease, outcome="succeeded")
             else:
                 retry = min(source.pull_every / 4, timedelta(minutes=5))
-                await leases.release_for_retry(
-                    self._engine, lease, retry_after=retry, now=self.clock()
-                )
+                await leases.release_for_retry(self._engine, lease, retry_after=retry)
         if outcome is not None:
             self.metrics.observe_run(outcome, time.time())
             # A pull still in flight at SIGTERM finishes and says so while stopping.
@@ -308,11 +382,25 @@ class Daemon:
             self.notifier.status(f"{prefix}last run: {outcome.summary()}"[:500])
         return outcome
 
+    async def _claim(self, kind: str, key: str, every: timedelta) -> leases.Lease | None:
+        """Claim this slot of ``every`` (named and timed on the database's clock)."""
+        assert self._engine is not None
+        now = await leases.engine_now(self._engine)
+        slot = leases.slot_name(kind, key, now, every)
+        lease = await leases.claim(self._engine, slot, self.instance, ttl=self._lease_ttl)
+        if lease is not None and lease.taken_from is not None:
+            log.warning(
+                "took over %s from %s: its lease expired without the work being done",
+                slot,
+                lease.taken_from,
+            )
+        return lease
+
     def _still_holding(self, lease: leases.Lease) -> CommitCheck:
         """Run inside the pull's commit: its results land only while the lease is still ours."""
 
         async def check(conn: AsyncConnection, outcome: RunOutcome) -> None:
-            if not await leases.hold(conn, lease, ttl=self._lease_ttl, now=self.clock()):
+            if not await leases.hold(conn, lease, ttl=self._lease_ttl):
                 raise StateError(
                     f"slot {lease.slot} was taken over by another instance while this pull "
                     "ran: its results are dropped"
@@ -324,30 +412,40 @@ class Daemon:
         assert self._engine is not None
         while True:
             await asyncio.sleep(self._lease_ttl.total_seconds() / 3)
-            if not await leases.renew(self._engine, lease, ttl=self._lease_ttl, now=self.clock()):
+            if not await leases.renew(self._engine, lease, ttl=self._lease_ttl):
                 log.warning("lost the lease of %s to another instance", lease.slot)
                 return
 
     async def _deliver_alerts(self) -> None:
         if self._engine is None or self._slack is None:
             return
-        report = await deliver_due(self._engine, self.settings, self._slack, now=self.clock())
+        report = await deliver_due(
+            self._engine, self.settings, self._slack, now=self.clock(), journal=self._journal
+        )
         self.metrics.alerts_sent.inc(report.sent)
         self.metrics.alert_failures.inc(report.failed)
+        self.metrics.alerts_held.labels("refused").set(report.blocked)
+        self.metrics.alerts_held.labels("unconfigured").set(report.unconfigured)
+        self.metrics.alerts_held.labels("unrecorded").set(report.unrecorded)
         depth = sum((await pending_counts(self._engine)).values())
         self.metrics.outbox_depth.set(depth)
 
     async def write_reports(self) -> None:
         assert self._engine is not None
-        now = self.clock()
-        slot = leases.slot_name("reports", "all", now, self.settings.reports.every)
-        lease = await leases.claim(self._engine, slot, self.instance, ttl=self._lease_ttl, now=now)
+        lease = await self._claim("reports", "all", self.settings.reports.every)
         if lease is None:
             return
-        paths = await write_report_set(
-            self._engine, self.settings, now, as_of=await self._report_time(now)
-        )
-        await leases.complete(self._engine, lease, outcome="succeeded", now=self.clock())
+        now = self.clock()
+        try:
+            paths = await write_report_set(
+                self._engine, self.settings, now, as_of=await self._report_time(now)
+            )
+        except BaseException:
+            # Hand the slot back: another attempt (here or on another instance) may follow.
+            retry = min(self.settings.reports.every / 4, timedelta(minutes=5))
+            await leases.release_for_retry(self._engine, lease, retry_after=retry)
+            raise
+        await leases.complete(self._engine, lease, outcome="succeeded")
         log.info("reports written: %s", ", ".join(p.name for p in paths))
 
     async def _report_time(self, now: datetime) -> datetime:
@@ -362,18 +460,29 @@ class Daemon:
         abandoned = await abandon_stale_runs(self._engine, older_than=self._lease_ttl * 2, now=now)
         purged = await leases.purge(self._engine, before=now - timedelta(days=7))
         delivered = await purge_delivered(self._engine, before=now - timedelta(days=30))
+        keep = timedelta(days=self.settings.daemon.keep_runs_days)
+        history = await purge_history(self._engine, before=now - keep)
         pruned = prune_reports(
             self.settings.reports_directory, self.settings.reports.keep_days, now
         )
         log.info(
-            "housekeeping: %d abandoned runs, %d old leases, %d delivered alerts, %d old reports",
+            "housekeeping: %d abandoned runs, %d old leases, %d delivered alerts, %s, "
+            "%d old reports",
             abandoned,
             purged,
             delivered,
+            history,
             pruned,
         )
 
     # -- health ----------------------------------------------------------------------------
+
+    async def render_metrics(self) -> tuple[bytes, str]:
+        """``/metrics``: the counters, and the state gauges read from the database now."""
+        if self._engine is not None:
+            now = await self._report_time(self.clock())  # the followed (sandbox) day, if any
+            await self.metrics.state.refresh(self._engine, self.settings, now)
+        return self.metrics.render()
 
     async def readiness(self) -> list[str]:
         """Why the daemon is not ready (empty list: ready)."""
@@ -398,6 +507,10 @@ class Daemon:
                 ).all()
         except Exception as exc:  # any failure here means "not ready", with the reason
             return [*problems, f"database unreachable: {exc.__class__.__name__}"]
+        failing = [s.name for s in self.settings.sources if s.name in self._database_failures]
+        if failing and len(failing) == len(self.settings.sources):
+            reason = self._database_failures[failing[-1]]
+            problems.append(f"every pull is failing on the database: {reason}")
         last = {source: _aware(when) for source, when in rows}
         now = self.clock()
         for source in self.settings.sources:
@@ -412,6 +525,13 @@ class Daemon:
                     f"(allowed {allowed})"
                 )
         return problems
+
+
+def one_line(exc: BaseException) -> str:
+    """``Class: message`` on one line; a database error by its driver's message, no SQL."""
+    cause = getattr(exc, "orig", None) or exc
+    first = (str(cause).strip().splitlines() or [""])[0]
+    return f"{cause.__class__.__name__}: {first}"[:300]
 
 
 def _aware(value: Any) -> datetime | None:

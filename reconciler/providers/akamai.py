@@ -22,7 +22,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
-from collections.abc import AsyncGenerator, AsyncIterator, Mapping, Sequence
+from collections.abc import AsyncGenerator, AsyncIterator, Callable, Mapping, Sequence
 from datetime import date
 from typing import Any, Final
 from urllib.parse import quote
@@ -31,9 +31,11 @@ import yarl
 
 from reconciler.domain import Month, UsageLine
 from reconciler.logs import register_secret
+from reconciler.providers.akamai_invoices import read_invoices
 from reconciler.providers.akamai_records import contract_ids, products, summary_lines
 from reconciler.providers.base import (
     Coverage,
+    CoverageScope,
     InvoiceLine,
     PullStats,
     api_url,
@@ -77,6 +79,7 @@ class AkamaiProvider:
         credentials: EdgeGridCredentials,
         *,
         base_url: yarl.URL,
+        invoicing: EdgeGridCredentials | None = None,
     ) -> None:
         self.source = settings.name
         self.stats = PullStats()
@@ -87,6 +90,8 @@ class AkamaiProvider:
         self._policy = RetryPolicy.from_settings(settings)
         self._limiter = asyncio.Semaphore(settings.max_concurrency)
         self._coverage: Coverage | None = None
+        self._invoicing = invoicing or credentials
+        self._invoice_lines: list[InvoiceLine] = []
 
     @classmethod
     def from_settings(
@@ -98,17 +103,23 @@ class AkamaiProvider:
     ) -> AkamaiProvider:
         path = secret_path(settings.edgerc_ref(index), environ)
         credentials = EdgeGridCredentials.from_edgerc(path, settings.section)
-        for secret in (
-            credentials.client_secret.get_secret_value(),
-            credentials.access_token,
-            credentials.client_token,
-        ):
-            register_secret(secret)
+        invoicing = None
+        if settings.invoices and settings.invoicing_section:
+            invoicing = EdgeGridCredentials.from_edgerc(path, settings.invoicing_section)
+        for creds in (credentials, invoicing):
+            if creds is None:
+                continue
+            for secret in (
+                creds.client_secret.get_secret_value(),
+                creds.access_token,
+                creds.client_token,
+            ):
+                register_secret(secret)
         if settings.base_url:
             base_url = check_base_url(settings.base_url, f"sources[{index}].base_url")
         else:
             base_url = check_base_url(str(credentials.base_url), f"sources[{index}].edgerc")
-        return cls(settings, http, credentials, base_url=base_url)
+        return cls(settings, http, credentials, base_url=base_url, invoicing=invoicing)
 
     @property
     def coverage(self) -> Coverage:
@@ -120,7 +131,7 @@ class AkamaiProvider:
     def invoice_lines(self) -> list[InvoiceLine]:
         if self._coverage is None:
             raise RuntimeError(f"source '{self.source}': no pull has finished")
-        return []
+        return self._invoice_lines
 
     async def pull(self, today: date) -> AsyncGenerator[list[UsageLine], None]:
         """The monthly-summary lines of every (contract, product), as each one completes."""
@@ -130,7 +141,11 @@ class AkamaiProvider:
         settings = self._settings
         months = months_to_pull(today, settings.lookback_months)
         window = {"start": str(months[0]), "end": str(months[-1] + 1)}
+        empty: list[tuple[str, str | None]] = []
         contracts = list(dict.fromkeys(settings.contracts)) or await self._contracts()
+        if not contracts:
+            empty.append((CONTRACTS, None))
+        scopes: tuple[CoverageScope, ...] | None = None
         if settings.products:
             jobs = [(c, p, "") for c in contracts for p in dict.fromkeys(settings.products)]
         else:
@@ -140,12 +155,28 @@ class AkamaiProvider:
                 for c, listed in zip(contracts, found, strict=True)
                 for p, name in listed
             ]
+            empty += [
+                (products_endpoint(c), c)
+                for c, listed in zip(contracts, found, strict=True)
+                if not listed
+            ]
+            # Only the (contract, product) pairs listed were asked about.
+            scopes = tuple(CoverageScope(account=c, product=p) for c, p, _ in jobs)
         async for page in self._summaries(jobs, window, months):
             yield page
+        self._invoice_lines = []
+        if settings.invoices:
+            # Only past months can have an invoice; the open one is still collecting.
+            past = [m for m in months if m < Month.of(today)]
+            self._invoice_lines = await read_invoices(
+                self._get_invoices, self.source, contracts, past
+            )
         self._coverage = Coverage(
             months=months,
-            accounts=frozenset(contracts) if settings.contracts else None,
+            accounts=frozenset(contracts),
             products=frozenset(settings.products) if settings.products else None,
+            scopes=scopes,
+            empty_discovery=tuple(empty),
         )
         log.info(
             "source '%s': pulled %d lines %s..%s from %d contract(s), %d product summaries "
@@ -164,7 +195,18 @@ class AkamaiProvider:
     def _sign(self, url: yarl.URL) -> Mapping[str, str]:
         return sign_aiohttp_request(self._credentials, "GET", url)
 
-    async def _get(self, endpoint: str, params: Mapping[str, str]) -> Any:
+    def _sign_invoicing(self, url: yarl.URL) -> Mapping[str, str]:
+        return sign_aiohttp_request(self._invoicing, "GET", url)
+
+    async def _get_invoices(self, endpoint: str, params: Mapping[str, str]) -> Any:
+        return await self._get(endpoint, params, sign=self._sign_invoicing)
+
+    async def _get(
+        self,
+        endpoint: str,
+        params: Mapping[str, str],
+        sign: Callable[[yarl.URL], Mapping[str, str]] | None = None,
+    ) -> Any:
         query = dict(params)
         if self._settings.account_switch_key:
             query["accountSwitchKey"] = self._settings.account_switch_key
@@ -173,7 +215,7 @@ class AkamaiProvider:
                 self.source,
                 endpoint,
                 api_url(self._base, endpoint, query),
-                headers=self._sign,
+                headers=sign or self._sign,
                 limiter=self._limiter,
                 policy=self._policy,
                 stats=self.stats,

@@ -30,6 +30,7 @@ if TYPE_CHECKING:
 
 __all__ = [
     "Coverage",
+    "CoverageScope",
     "InvoiceLine",
     "PullStats",
     "UsageProvider",
@@ -84,13 +85,41 @@ class Coverage:
     months: tuple[Month, ...]
     accounts: frozenset[str] | None
     products: frozenset[str] | None = None
+    # When given, a line is covered only if it also matches one of these: what was asked
+    # and answered (Akamai: each discovered contract's listed products; Fastly: the
+    # account-level lines plus the service lines of a product_id/usage_type_name filter).
+    scopes: tuple[CoverageScope, ...] | None = None
+    # Discoveries that answered nothing: (endpoint, account or None). The engine fails the
+    # pull if the source tracks lines there (an empty answer is not an empty account).
+    empty_discovery: tuple[tuple[str, str | None], ...] = ()
 
     def covers(self, line: UsageLine) -> bool:
         return (
             line.month in self.months
             and (self.accounts is None or line.account in self.accounts)
             and (self.products is None or line.product in self.products)
+            and (self.scopes is None or any(s.matches(line) for s in self.scopes))
         )
+
+
+@dataclass(frozen=True)
+class CoverageScope:
+    """Lines whose fields equal every value given here (None: any value)."""
+
+    account: str | None = None
+    product: str | None = None
+    usage_type: str | None = None
+
+    def matches(self, line: UsageLine) -> bool:
+        return (
+            (self.account is None or line.account == self.account)
+            and (self.product is None or line.product == self.product)
+            and (self.usage_type is None or line.usage_type == self.usage_type)
+        )
+
+    def as_dict(self) -> dict[str, str]:
+        fields = {"account": self.account, "product": self.product, "usage_type": self.usage_type}
+        return {k: v for k, v in fields.items() if v is not None}
 
 
 @dataclass(frozen=True)

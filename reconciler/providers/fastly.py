@@ -38,6 +38,7 @@ from reconciler.errors import ConfigError, ProviderAuthError
 from reconciler.logs import register_secret
 from reconciler.providers.base import (
     Coverage,
+    CoverageScope,
     InvoiceLine,
     PullStats,
     api_url,
@@ -162,9 +163,18 @@ class FastlyProvider:
             async for page in self._service_usage(lines, months[0], months[-1]):
                 yield page
         self._invoice_lines = invoices
-        # Account-level lines have account "": without services, only those were covered.
+        # Account-level lines have account "": without services, only those were covered;
+        # with a product_id/usage_type_name filter, only that product's service lines.
+        scopes = None
+        if settings.services and settings.product_id and settings.usage_type_name:
+            scopes = (
+                CoverageScope(account=""),
+                CoverageScope(product=settings.product_id, usage_type=settings.usage_type_name),
+            )
         self._coverage = Coverage(
-            months=months, accounts=None if settings.services else frozenset({""})
+            months=months,
+            accounts=None if settings.services else frozenset({""}),
+            scopes=scopes,
         )
         log.info(
             "source '%s': pulled %d lines %s..%s (%d pages, %d API calls, %d retries) in %.1fs",

@@ -13,7 +13,9 @@ request goes through :meth:`HttpClient.get_json`, which
 - parses the body as exact JSON (:func:`reconciler.providers.normalize.loads_exact`): an HTML
   page, truncated or malformed JSON is a BadProviderDataError, never retried.
 
-Requests never follow redirects: an EdgeGrid signature is only valid for the URL it signed.
+Retries are run by tenacity (:class:`tenacity.AsyncRetrying`): its wait is the provider's
+Retry-After when given, its before-sleep hook logs each attempt. Requests never follow
+redirects: an EdgeGrid signature is only valid for the URL it signed.
 """
 
 from __future__ import annotations
@@ -24,13 +26,14 @@ import json
 import logging
 import random
 import re
-from collections.abc import Callable, Mapping
+from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from types import TracebackType
 from typing import TYPE_CHECKING, Any, Final
 
 import aiohttp
+import tenacity
 import yarl
 
 from reconciler import __version__
@@ -189,13 +192,60 @@ class _Retryable(Exception):
         self.why = why  # what asked for wait_s
 
 
-class HttpClient:
-    """The process's one HTTP session for provider APIs; use as an async context manager."""
+class _ProviderWait(tenacity.wait.wait_base):
+    """The wait before a retry: the provider's Retry-After (or rate-limit reset) when it sent
+    one, else exponential backoff with full jitter; never longer than the policy's cap."""
 
-    def __init__(self, *, user_agent: str | None = None, seed: int | None = None) -> None:
+    def __init__(self, policy: RetryPolicy, rng: random.Random) -> None:
+        self.policy = policy
+        self.rng = rng
+
+    def __call__(self, retry_state: tenacity.RetryCallState) -> float:
+        failure = retry_state.outcome.exception() if retry_state.outcome else None
+        asked = failure.wait_s if isinstance(failure, _Retryable) else None
+        return self.policy.delay_s(retry_state.attempt_number, asked, self.rng)
+
+
+def _log_retry(source: str, endpoint: str, policy: RetryPolicy) -> Callable[..., None]:
+    """tenacity's before_sleep: one warning per retry, with its number and wait."""
+
+    def before_sleep(retry_state: tenacity.RetryCallState) -> None:
+        failure = retry_state.outcome.exception() if retry_state.outcome else None
+        if not isinstance(failure, _Retryable):  # pragma: no cover (only _Retryable retries)
+            return
+        delay = retry_state.next_action.sleep if retry_state.next_action else 0.0
+        why = f" ({failure.why})" if failure.wait_s is not None else ""
+        log.warning(
+            "source '%s': %s: %s; retry %d/%d in %.2fs%s",
+            source,
+            endpoint,
+            failure.reason,
+            retry_state.attempt_number,
+            policy.max_retries,
+            delay,
+            why,
+        )
+
+    return before_sleep
+
+
+class HttpClient:
+    """The process's one HTTP session for provider APIs; use as an async context manager.
+
+    ``sleep`` waits between retries (tests pass one that records the waits instead).
+    """
+
+    def __init__(
+        self,
+        *,
+        user_agent: str | None = None,
+        seed: int | None = None,
+        sleep: Callable[[float], Awaitable[None]] = asyncio.sleep,
+    ) -> None:
         self._user_agent = user_agent or f"reconciler/{__version__}"
         self._session: aiohttp.ClientSession | None = None
         self._rng = random.Random(seed)
+        self._sleep = sleep
 
     async def __aenter__(self) -> HttpClient:
         # Certificates are always verified (the default ssl context); no proxies from the
@@ -242,41 +292,35 @@ class HttpClient:
         """
         target = url if isinstance(url, yarl.URL) else yarl.URL(url)
         attempts = policy.max_retries + 1
-        for attempt in range(1, attempts + 1):
-            try:
-                async with limiter:
-                    stats.api_calls += 1
-                    if attempt > 1:
-                        stats.retries += 1
-                    body, response_headers = await self._attempt(
-                        source, endpoint, target, headers, policy
-                    )
-            except _Retryable as failure:
-                if attempt == attempts:
-                    tries = "attempt" if attempts == 1 else "attempts"
-                    raise ProviderError(
-                        source,
-                        endpoint,
-                        f"gave up after {attempts} {tries}: {failure.reason}",
-                        status=failure.status,
-                    ) from failure
-                delay = policy.delay_s(attempt, failure.wait_s, self._rng)
-                why = f" ({failure.why})" if failure.wait_s is not None else ""
-                log.warning(
-                    "source '%s': %s: %s; retry %d/%d in %.2fs%s",
-                    source,
-                    endpoint,
-                    failure.reason,
-                    attempt,
-                    policy.max_retries,
-                    delay,
-                    why,
-                )
-                await asyncio.sleep(delay)
-                continue
-            stats.pages += 1
-            return body, response_headers
-        raise AssertionError("unreachable")  # pragma: no cover
+        retrying = tenacity.AsyncRetrying(
+            stop=tenacity.stop_after_attempt(attempts),
+            wait=_ProviderWait(policy, self._rng),
+            retry=tenacity.retry_if_exception_type(_Retryable),
+            before_sleep=_log_retry(source, endpoint, policy),
+            sleep=self._sleep,
+            reraise=True,
+        )
+        try:
+            async for attempt in retrying:
+                with attempt:
+                    # The limiter is held for the request only, never while backing off.
+                    async with limiter:
+                        stats.api_calls += 1
+                        if attempt.retry_state.attempt_number > 1:
+                            stats.retries += 1
+                        body, response_headers = await self._attempt(
+                            source, endpoint, target, headers, policy
+                        )
+        except _Retryable as failure:
+            tries = "attempt" if attempts == 1 else "attempts"
+            raise ProviderError(
+                source,
+                endpoint,
+                f"gave up after {attempts} {tries}: {failure.reason}",
+                status=failure.status,
+            ) from failure
+        stats.pages += 1
+        return body, response_headers
 
     async def _attempt(
         self,

@@ -76,6 +76,15 @@ def plain_inputs(today: date) -> ForecastInputs:
     )
 
 
+def projected(total: Decimal, month: Month, today: date) -> Decimal | None:
+    """The month-end forecast of a total to date with no version history at hand: the run rate
+    of the days through ``today`` (None before the month starts). Callers with the store's
+    history use :class:`~reconciler.reconcile.history.ForecastInputs` instead."""
+    if today < month.first_day:
+        return None
+    return plain_inputs(today).forecast(month, total, []).value
+
+
 def history_keys(
     exp: ExpectationSettings, lines: Iterable[MonthLine], key: TotalKey
 ) -> list[HistoryKey]:
@@ -242,7 +251,8 @@ def _upper_limit(exp: ExpectationSettings) -> Decimal | None:
     if exp.monthly_max is not None:
         limits.append(exp.monthly_max)
     if exp.monthly_quantity is not None:
-        limits.append(exp.monthly_quantity + exp.tolerance.allowance(exp.monthly_quantity))
+        with localcontext(EXACT_CONTEXT):  # the default 28 digits would round the limit
+            limits.append(exp.monthly_quantity + exp.tolerance.allowance(exp.monthly_quantity))
     return min(limits) if limits else None
 
 
@@ -251,7 +261,8 @@ def _lower_limit(exp: ExpectationSettings) -> Decimal | None:
     if exp.monthly_min is not None:
         limits.append(exp.monthly_min)
     if exp.monthly_quantity is not None:
-        limits.append(exp.monthly_quantity - exp.tolerance.allowance(exp.monthly_quantity))
+        with localcontext(EXACT_CONTEXT):
+            limits.append(exp.monthly_quantity - exp.tolerance.allowance(exp.monthly_quantity))
     return max(limits) if limits else None
 
 

@@ -26,6 +26,7 @@ from reconciler.reconcile.forecast import ForecastParams
 from reconciler.reconcile.history import ForecastInputs, HistoryKey
 from reconciler.reconcile.measures import MeasureKind, PeriodValue, combine, month_value
 from reconciler.reports.bands import expectation_band, project
+from reconciler.reports.costs import gather_costs
 from reconciler.reports.history import lines_table, restated_lines, source_health
 from reconciler.reports.model import (
     Changes,
@@ -134,6 +135,9 @@ async def _gather(
         },
         open_by_severity=by_severity,
         changes=_changes(tables, request, health, request.max_rows),
+        costs=await gather_costs(
+            conn, settings, request.first_month, request.last_month, sources, now.date()
+        ),
     )
 
 

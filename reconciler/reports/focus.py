@@ -4,14 +4,19 @@ One row per present account-level usage line of the report's months (Fastly's pe
 lines break the same usage down again and are left out, so quantities add up). A line whose
 quantity changed after its month was finalized gets its first finalized quantity as a regular
 row and one ``ChargeClass = Correction`` row per later change carrying the difference, so the
-rows of a line always add up to its current quantity. Costs are unknown to reconciler (the
-usage APIs report quantities only), so every cost and price column is empty.
+rows of a line always add up to its current quantity. The cost and price columns come from
+the declared rate cards (:mod:`reconciler.reports.focus_cost`); without them they are empty.
+
+Rows follow the measure kind (``x_MeasureKind``): a percentile, peak or gauge month split in
+periods is one row (see :func:`month_rows`); a stat the provider marks not billable says so
+(``x_Billable`` = ``false``, "(not billable)" in the description) and is never billed usage.
 """
 
 from __future__ import annotations
 
 import csv
 import io
+from collections import defaultdict
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from datetime import UTC, date, datetime, time, timedelta
@@ -22,8 +27,11 @@ from sqlalchemy import select, true
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from reconciler.domain import EXACT_CONTEXT, LineStatus, Month, canonical_decimal
+from reconciler.reconcile.measures import MeasureKind
+from reconciler.reports.focus_cost import FocusPricing, focus_pricing
 from reconciler.reports.history import lines_table, restated_lines
 from reconciler.reports.model import RestatedLine
+from reconciler.settings import Settings
 from reconciler.store.db import reader
 
 FOCUS_COLUMNS = (
@@ -73,6 +81,8 @@ FOCUS_COLUMNS = (
     "x_RawQuantity",
     "x_CorrectedQuantity",
     "x_RecordedAt",
+    "x_MeasureKind",
+    "x_Billable",
 )
 PROVIDER_NAMES = {"fastly": "Fastly", "akamai": "Akamai"}
 CORRECTION = "Correction"
@@ -106,8 +116,11 @@ def _base_values(line: Any) -> dict[str, str]:
     description = f"{name}: {line.usage_type}"
     if line.region:
         description += f" ({line.region})"
+    if line.billable is False:
+        description += " (not billable)"
     return {
-        "BillingAccountId": line.account,
+        # Fastly's account-level usage names no account: the source stands for it.
+        "BillingAccountId": line.account or line.source,
         "BillingPeriodStart": _timestamp(month.first_day),
         "BillingPeriodEnd": _timestamp((month + 1).first_day),
         "ChargePeriodStart": _timestamp(start),
@@ -133,18 +146,29 @@ def _base_values(line: Any) -> dict[str, str]:
         "x_LineStatus": line.status,
         "x_UsageType": line.usage_type,
         "x_RawQuantity": "" if line.raw_quantity is None else canonical_decimal(line.raw_quantity),
+        "x_MeasureKind": line.measure_kind,
+        "x_Billable": "" if line.billable is None else str(line.billable).lower(),
     }
 
 
-def line_rows(line: Any, restated: RestatedLine | None) -> list[FocusRow]:
+def line_rows(
+    line: Any, restated: RestatedLine | None, pricing: FocusPricing | None = None
+) -> list[FocusRow]:
     """The rows of one usage line: one, or the first finalized value plus its corrections."""
     base = _base_values(line)
+
+    def cost(quantity: Decimal) -> dict[str, str]:
+        return pricing.columns(line, quantity) if pricing is not None else {}
+
     if restated is None:
-        return [FocusRow({**base, "ConsumedQuantity": canonical_decimal(line.quantity)})]
+        quantity = line.quantity
+        return [
+            FocusRow({**base, "ConsumedQuantity": canonical_decimal(quantity), **cost(quantity)})
+        ]
     versions = list(restated.versions)
     first = next(i for i, v in enumerate(versions) if v.status is LineStatus.FINALIZED)
     running = versions[first].quantity
-    rows = [FocusRow({**base, "ConsumedQuantity": canonical_decimal(running)})]
+    rows = [FocusRow({**base, "ConsumedQuantity": canonical_decimal(running), **cost(running)})]
     changes: list[tuple[Decimal, datetime | None]]
     changes = [(v.quantity, v.recorded_at) for v in versions[first + 1 :]]
     changes.append((line.quantity, None))
@@ -159,6 +183,7 @@ def line_rows(line: Any, restated: RestatedLine | None) -> list[FocusRow]:
                     **base,
                     "ChargeClass": CORRECTION,
                     "ConsumedQuantity": canonical_decimal(difference),
+                    **cost(difference),
                     "x_CorrectedQuantity": canonical_decimal(quantity),
                     "x_RecordedAt": ""
                     if recorded_at is None
@@ -171,9 +196,14 @@ def line_rows(line: Any, restated: RestatedLine | None) -> list[FocusRow]:
 
 
 async def focus_rows(
-    engine: AsyncEngine, first: Month, last: Month, sources: Sequence[str] = ()
+    engine: AsyncEngine,
+    first: Month,
+    last: Month,
+    sources: Sequence[str] = (),
+    settings: Settings | None = None,
 ) -> list[FocusRow]:
-    """FOCUS rows for the account-level lines of months ``first``..``last``."""
+    """FOCUS rows for the account-level lines of months ``first``..``last`` (with their
+    cost where ``settings`` declare rates or invoices carry them)."""
     c = lines_table.c
     query = (
         select(lines_table)
@@ -191,10 +221,56 @@ async def focus_rows(
             conn = await conn.execution_options(isolation_level="REPEATABLE READ")
         restated = {r.line_id: r for r in await restated_lines(conn, first, last, sources)}
         lines = (await conn.execute(query)).all()
+        pricing = None
+        if settings is not None:
+            pricing = await focus_pricing(conn, settings, first, last, sources)
     rows: list[FocusRow] = []
-    for line in lines:
-        rows.extend(line_rows(line, restated.get(line.id)))
+    for line, span in month_rows(lines):
+        for row in line_rows(line, restated.get(line.id), pricing):
+            if span is not None:
+                row.values["ChargePeriodStart"] = _timestamp(span[0])
+                row.values["ChargePeriodEnd"] = _timestamp(span[1])
+            rows.append(row)
+    if pricing is not None:
+        rows.extend(FocusRow(values) for values in pricing.charges)
     return rows
+
+
+def month_rows(lines: Sequence[Any]) -> list[tuple[Any, tuple[date, date] | None]]:
+    """The lines to export, and for a non-volume month in several periods the month's span.
+
+    A volume's periods add up, so each period is a row. A percentile, a peak or a level does
+    not: its month is one row, the period that gives the month its value (the largest for a
+    percentile or peak, the latest for a gauge), over the span of all the month's periods, so
+    a FOCUS tool adding rows never adds two halves of one 95/5 month.
+    """
+    groups: dict[tuple[Any, ...], list[Any]] = defaultdict(list)
+    out: list[tuple[Any, tuple[date, date] | None]] = []
+    for line in lines:
+        if line.measure_kind == MeasureKind.VOLUME:
+            out.append((line, None))
+        else:
+            groups[(line.source, line.month, line.account, line.product, line.usage_type,
+                    line.region, line.unit)].append(line)  # fmt: skip
+    for members in groups.values():
+        if len(members) == 1:
+            out.append((members[0], None))
+            continue
+        kind = MeasureKind(members[0].measure_kind)
+        if kind is MeasureKind.GAUGE:
+            chosen = max(members, key=lambda m: (m.period_start, m.quantity))
+        else:
+            chosen = max(members, key=lambda m: (m.quantity, m.period_start))
+        month = Month.parse(chosen.month)
+        start = min(_charge_period(month, m.period_start, m.period_end)[0] for m in members)
+        end = max(_charge_period(month, m.period_start, m.period_end)[1] for m in members)
+        out.append((chosen, (start, end)))
+    return sorted(out, key=lambda pair: _order(pair[0]))
+
+
+def _order(line: Any) -> tuple[Any, ...]:
+    return (line.source, line.month, line.product, line.usage_type, line.region, line.account,
+            line.period_start)  # fmt: skip
 
 
 def render_focus_csv(rows: Iterable[FocusRow]) -> str:

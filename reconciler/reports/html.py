@@ -14,7 +14,7 @@ from markupsafe import Markup
 
 from reconciler import __version__
 from reconciler.domain import FindingState, Severity
-from reconciler.reports import fmt
+from reconciler.reports import cost_render, fmt
 from reconciler.reports.figures import Figures, build_figures
 from reconciler.reports.model import ReportData
 
@@ -37,7 +37,13 @@ def environment() -> Environment:
         duration=fmt.duration,
         kind=fmt.kind,
     )
-    env.globals.update(fmt=fmt, FindingState=FindingState, Severity=Severity)
+    env.globals.update(
+        fmt=fmt,
+        FindingState=FindingState,
+        Severity=Severity,
+        money=cost_render.money,
+        audit_status=cost_render.audit_status,
+    )
     return env
 
 

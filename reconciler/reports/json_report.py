@@ -15,6 +15,7 @@ from typing import Any
 from reconciler.domain import FindingState, canonical_decimal
 from reconciler.reconcile.forecast import forecast_json
 from reconciler.reconcile.plan import item_json as plan_item_json
+from reconciler.reports.cost_render import cost_json
 from reconciler.reports.history import RECENT_RUNS_WINDOW
 from reconciler.reports.model import (
     Band,
@@ -191,6 +192,7 @@ def report_json(data: ReportData) -> dict[str, Any]:
             }
             for state, table in data.findings.items()
         },
+        "costs": cost_json(data.costs),
     }
 
 

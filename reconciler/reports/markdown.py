@@ -16,6 +16,7 @@ from urllib.parse import quote
 from reconciler import __version__
 from reconciler.domain import FindingState, Severity
 from reconciler.reports import fmt
+from reconciler.reports.cost_render import cost_markdown
 from reconciler.reports.figures import Figure, Figures, build_figures
 from reconciler.reports.model import FindingEntry, ReportData
 
@@ -183,6 +184,7 @@ def render_markdown(
             "",
         ]
         out += _table(header, rows, {1, 3, 4, 6})
+    out += cost_markdown(data.costs, md)
     out += ["## Usage by month", ""]
     note = "Account-level totals per product and usage type; hatched bars are still collecting."
     if data.series_omitted:

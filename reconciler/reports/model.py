@@ -8,10 +8,14 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from datetime import date, datetime
 from decimal import Decimal
+from typing import TYPE_CHECKING
 
 from reconciler.domain import FindingState, LineStatus, Month, PlanItem, Severity
 from reconciler.reconcile.forecast import Forecast, ForecastReason
 from reconciler.reconcile.measures import MeasureKind
+
+if TYPE_CHECKING:
+    from reconciler.reports.costs import CostReport
 
 
 @dataclass(frozen=True, slots=True)
@@ -252,6 +256,7 @@ class ReportData:
     findings: dict[FindingState, FindingTable]
     open_by_severity: dict[Severity, int]
     changes: Changes
+    costs: CostReport | None = None
 
     @property
     def months(self) -> list[Month]:

@@ -122,7 +122,7 @@ async def write_report(
         path = path_for[fmt]
         if fmt == "focus-csv":
             rows = await focus_rows(
-                engine, request.first_month, request.last_month, request.sources
+                engine, request.first_month, request.last_month, request.sources, settings
             )
             await asyncio.to_thread(write_private, path, render_focus_csv(rows))
             outputs.append(ReportOutput(path))

@@ -7,7 +7,8 @@ Routes (one port serves all of them):
 - Akamai (EdgeGrid): ``/billing/v1/contracts/{contractId}/products``,
   ``/billing/v1/contracts/{contractId}/products/{productId}/usage/monthly-summary``,
   ``/contract-api/v1/contracts/identifiers``,
-  ``/contract-api/v1/contracts/{contractId}/products/summaries``.
+  ``/contract-api/v1/contracts/{contractId}/products/summaries``,
+  ``/invoicing-api/v3/contracts/{contractId}/invoices`` (Invoicing API v3).
 - Control, no auth: ``/_sandbox/...`` (see :mod:`reconciler.sandbox.control`).
 
 Each provider request goes through: counting (per route and status, with in-flight maxima),
@@ -22,7 +23,7 @@ from collections.abc import Awaitable, Callable
 
 from aiohttp import web
 
-from reconciler.sandbox import akamai, control, fastly
+from reconciler.sandbox import akamai, akamai_invoices, control, fastly
 from reconciler.sandbox.credentials import SandboxCredentials
 from reconciler.sandbox.faults import BEFORE_HANDLER, FaultKind
 from reconciler.sandbox.responses import DATA_FAULTS, fault_status, html_error_page
@@ -113,6 +114,7 @@ def create_app(
     app[STATE_KEY] = state
     fastly.add_routes(app)
     akamai.add_routes(app)
+    akamai_invoices.add_routes(app)
     control.add_routes(app)
 
     async def release_hung_requests(app: web.Application) -> None:

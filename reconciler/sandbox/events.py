@@ -11,6 +11,10 @@ pulling before and after sees the change happen. Kinds:
 - ``disappear``: the line is absent from ``day`` until ``until`` (exclusive; never if unset).
 - ``reopen`` (Akamai only): a finalized period is ``COLLECTING_DATA`` again until ``until``.
 - ``spike``: the daily rate is multiplied by ``factor`` for the days from ``day`` on.
+- ``invoice_overcharge`` (Fastly): invoices posted from ``day`` on bill ``factor`` times the
+  units of the lines they match (more than was used); ``invoice_rate``: they bill the
+  matched lines at ``factor`` times the price; ``invoice_credit``: they carry a credit of
+  ``factor`` USD (the month's invoice without it is a missing credit). Usage is unchanged.
 
 Selector fields: ``product`` (Fastly ``product_id`` / Akamai ``productId``), ``usage_type``
 (Fastly usage type name / Akamai ``statType``), ``service`` (Fastly service id or name),
@@ -37,6 +41,15 @@ class EventKind(StrEnum):
     DISAPPEAR = "disappear"
     REOPEN = "reopen"
     SPIKE = "spike"
+    # Fastly invoices only (the usage is unchanged): see reconciler.sandbox.invoice_faults.
+    INVOICE_OVERCHARGE = "invoice_overcharge"
+    INVOICE_RATE = "invoice_rate"
+    INVOICE_CREDIT = "invoice_credit"
+
+
+INVOICE_KINDS = frozenset(
+    {EventKind.INVOICE_OVERCHARGE, EventKind.INVOICE_RATE, EventKind.INVOICE_CREDIT}
+)
 
 
 _DEFAULT_FACTOR = {
@@ -184,7 +197,7 @@ def effects(events: Iterable[SandboxEvent], line: LineRef, as_of: date) -> LineE
     """The combined effect of ``events`` on ``line`` as of ``as_of``; None when none apply."""
     result: LineEffects | None = None
     for event in events:
-        if not event.active(as_of) or not event.matches(line):
+        if event.kind in INVOICE_KINDS or not event.active(as_of) or not event.matches(line):
             continue
         if result is None:
             result = LineEffects()

@@ -9,10 +9,11 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from datetime import date
-from decimal import Decimal
+from decimal import ROUND_HALF_EVEN, Decimal
 from typing import Any
 
 from reconciler.domain import Month
+from reconciler.sandbox import invoice_faults
 from reconciler.sandbox.events import EventKind, SandboxEvent
 from reconciler.sandbox.fastly_data import FastlyData
 from reconciler.sandbox.scenario import det_id, det_int
@@ -46,7 +47,10 @@ def _line_items(
         quantity = data.account_quantity(usage_type, month, as_of, kept)
         if quantity is None:
             continue
-        rate, amount = data.money(quantity.value, usage_type)
+        rate, _ = data.money(quantity.value, usage_type)
+        ref = data.line_ref(usage_type, month, None)
+        units, rate = invoice_faults.billed(events, ref, as_of, quantity.value, rate)
+        amount = (units * rate).quantize(Decimal("0.01"), ROUND_HALF_EVEN)
         total += amount
         item: dict[str, Any] = {"description": kind.name, "amount": amount}
         if coupon:
@@ -54,7 +58,7 @@ def _line_items(
         item.update(
             {
                 "rate": rate,
-                "units": quantity.value,
+                "units": units,
                 "product_name": kind.name,
                 "product_group": kind.product_group,
                 "product_line": kind.product_line,
@@ -63,6 +67,22 @@ def _line_items(
             }
         )
         items.append(item)
+    for number, credit in enumerate(invoice_faults.credits(events, month, as_of), start=1):
+        total -= credit
+        items.append(
+            {
+                "description": "Service credit",
+                "amount": -credit,
+                "credit_coupon_code": f"CREDIT{number}",
+                "rate": Decimal(0),
+                "units": Decimal(0),
+                "product_name": "Service credit",
+                "product_group": "Credits",
+                "product_line": "Credits",
+                "region": "",
+                "usage_type": "credit",
+            }
+        )
     return items, total
 
 

@@ -223,6 +223,11 @@ class SlackStandIn:
             self.received.setdefault(name, [])
         return f"{self.base_url}/services/T000/B000/{token}"
 
+    def revoke(self, name: str) -> None:
+        """Revoke webhook ``name``: its URL answers 404 ``no_service`` from now on, as
+        Slack does for a removed or rotated webhook (``webhook_url(name)`` makes a new one)."""
+        self._tokens.pop(name, None)
+
     def answer_next(
         self, answer: Answer | str, times: int = 1, *, webhook: str | None = None
     ) -> None:

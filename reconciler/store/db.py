@@ -6,6 +6,7 @@ import logging
 import os
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
@@ -22,6 +23,15 @@ SQLITE_CACHE_KIB = 16 * 1024
 SQLITE_WAL_LIMIT_BYTES = 64 * 1024 * 1024
 # Any constant works; it only has to be the same in every instance sharing a database.
 MIGRATION_LOCK_ID = 0x5EC0_0C11
+# Server-side work must not outlive its client: a killed CLI pull would otherwise leave its
+# backend running the reconcile query and holding the source's advisory lock. The server
+# checks every few seconds during a query that the client is still there (PostgreSQL 14+),
+# and ends a session left idle inside a transaction.
+POSTGRES_SESSION_SETTINGS = {
+    "client_connection_check_interval": "2000",  # ms
+    "idle_in_transaction_session_timeout": "600000",  # ms
+    "application_name": "reconciler",
+}
 
 
 def is_sqlite(url: str) -> bool:
@@ -73,7 +83,10 @@ def create_engine(url: str, *, create: bool = False, echo: bool = False) -> Asyn
         event.listen(engine.sync_engine, "connect", _sqlite_autocommit_off)
         event.listen(engine.sync_engine, "begin", _sqlite_begin)
         return engine
-    return create_async_engine(url, echo=echo, pool_pre_ping=True)
+    options: dict[str, Any] = {}
+    if make_url(url).get_driver_name() == "asyncpg":
+        options["connect_args"] = {"server_settings": dict(POSTGRES_SESSION_SETTINGS)}
+    return create_async_engine(url, echo=echo, pool_pre_ping=True, **options)
 
 
 def _sqlite_autocommit_off(dbapi_connection: Any, _record: Any) -> None:
@@ -114,12 +127,10 @@ def _alembic_config(connection: Connection | None = None) -> Any:
 
 
 def head_revision() -> str:
-    from alembic.script import ScriptDirectory
+    """The schema revision this code expects (the scripts' head; no Alembic import)."""
+    from reconciler.store.schema import script_head
 
-    head = ScriptDirectory.from_config(_alembic_config()).get_current_head()
-    if head is None:
-        raise StateError("no migration scripts found")
-    return head
+    return script_head(migrations_directory() / "versions")
 
 
 def _current_revision(connection: Connection) -> str | None:
@@ -129,22 +140,41 @@ def _current_revision(connection: Connection) -> str | None:
 
 
 async def current_revision(engine: AsyncEngine) -> str | None:
-    async with engine.connect() as conn:
-        return await conn.run_sync(_current_revision)
+    """The database's schema revision, read without taking a write lock."""
+    from reconciler.store.schema import stored_revision
+
+    return await stored_revision(engine)
 
 
-async def upgrade(engine: AsyncEngine, revision: str = "head") -> tuple[str | None, str | None]:
-    """Migrate to ``revision``; serialized across instances on PostgreSQL. Returns (from, to)."""
+async def upgrade(
+    engine: AsyncEngine,
+    revision: str = "head",
+    *,
+    marker: Path | None = None,
+    fresh: bool = False,
+) -> tuple[str | None, str | None]:
+    """Migrate to ``revision``; serialized across instances on PostgreSQL. Returns (from, to).
+
+    With ``marker`` (see :mod:`reconciler.store.marker`) an empty database whose marker
+    exists is refused unless ``fresh`` (``reconciler init``); the marker is written after.
+    """
     from alembic import command
+
+    from reconciler.store.marker import LostStateError, database_label, write_marker
 
     def _run(connection: Connection) -> tuple[str | None, str | None]:
         before = _current_revision(connection)
+        if before is None and marker is not None and marker.exists() and not fresh:
+            raise LostStateError(database_label(str(engine.url)), marker)
         command.upgrade(_alembic_config(connection), revision)
         return before, _current_revision(connection)
 
     async with engine.begin() as conn:
         await _lock_for_migration(conn)
-        return await conn.run_sync(_run)
+        result = await conn.run_sync(_run)
+    if marker is not None:
+        write_marker(marker, str(engine.url), datetime.now(UTC))
+    return result
 
 
 async def _lock_for_migration(conn: AsyncConnection) -> None:
@@ -172,4 +202,7 @@ async def open_state(url: str, *, migrate: bool = False) -> AsyncIterator[AsyncE
             await check_schema(engine)
         yield engine
     finally:
+        from reconciler.store.backup import checkpoint
+
+        await checkpoint(engine)
         await engine.dispose()

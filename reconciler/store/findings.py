@@ -103,6 +103,8 @@ def _row_values(item: PlanItem, values_hash: str) -> dict[str, Any]:
         "message": item.message,
         "values_hash": values_hash,
         "forecast": json.dumps(forecast_json(item.forecast)) if item.forecast else None,
+        "impact_amount": item.impact,
+        "impact_currency": item.impact_currency or None,
     }
 
 
@@ -189,6 +191,7 @@ def _observed_moved(row: Any, values: dict[str, Any]) -> bool:
         row.after_quantity != values["after_quantity"]
         or row.message != values["message"]
         or row.forecast != values["forecast"]
+        or row.impact_amount != values["impact_amount"]
     )
 
 
@@ -216,7 +219,15 @@ def _refresh(row: Any, values: dict[str, Any], now: datetime, run_id: int) -> di
     }
 
 
-_OBSERVED = ("after_quantity", "after_unit", "after_status", "message", "forecast")
+_OBSERVED = (
+    "after_quantity",
+    "after_unit",
+    "after_status",
+    "message",
+    "impact_amount",
+    "impact_currency",
+    "forecast",
+)
 _UPDATABLE = (
     "category",
     "kind",
@@ -239,6 +250,8 @@ _UPDATABLE = (
     "message",
     "values_hash",
     "forecast",
+    "impact_amount",
+    "impact_currency",
 )
 
 

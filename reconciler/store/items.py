@@ -6,7 +6,7 @@ from collections.abc import Iterable, Sequence
 from decimal import Decimal
 from typing import Any
 
-from sqlalchemy import select
+from sqlalchemy import func, select
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 from reconciler.domain import (
@@ -19,9 +19,10 @@ from reconciler.domain import (
     Severity,
 )
 from reconciler.reconcile.forecast import forecast_from_json
-from reconciler.store.tables import FindingRow
+from reconciler.store.tables import FindingRow, UsageLineRow
 
 findings_table = FindingRow.__table__  # type: ignore[attr-defined]
+lines_table = UsageLineRow.__table__  # type: ignore[attr-defined]
 
 
 def _observation(
@@ -54,6 +55,19 @@ def item_from_row(r: Any) -> PlanItem:
         message=r.message,
         product_name=r.product_name,
         forecast=forecast_from_json(getattr(r, "forecast", None)),
+        impact=r.impact_amount,
+        impact_currency=r.impact_currency or "",
+        service_name=getattr(r, "line_service_name", None) or "",
+    )
+
+
+def _service_name() -> Any:
+    """The service's name as the provider last reported it (a service id names one service)."""
+    f, ul = findings_table.c, lines_table.c
+    return (
+        select(func.max(ul.service_name))
+        .where(ul.source == f.source, ul.month == f.month, ul.service == f.service, f.service != "")
+        .scalar_subquery()
     )
 
 
@@ -63,7 +77,9 @@ async def load_items(
     sources: Sequence[str] | None = None,
 ) -> list[PlanItem]:
     """Review items in the given states, most severe first, then by source, month, kind."""
-    query = select(findings_table).where(findings_table.c.state.in_([str(s) for s in states]))
+    query = select(findings_table, _service_name().label("line_service_name")).where(
+        findings_table.c.state.in_([str(s) for s in states])
+    )
     if sources:
         query = query.where(findings_table.c.source.in_(list(sources)))
     rows = (await conn.execute(query)).all()

@@ -1,21 +1,29 @@
 """The measure kind of tracked lines: kept in step with the catalog and ``[[measures]]``.
 
 The kind is a property of a stat type (provider, product, usage type, unit), so it is set per
-distinct stat type of a source, in a handful of statements whatever the number of lines.
+distinct stat type of a source, in a handful of statements whatever the number of lines. A pull
+classifies the lines of the months it covered (new lines arrive as ``volume``); when the rules
+themselves changed since the source's last pull (a ``[[measures]]`` edit, a new catalog), every
+line of the source is classified again, once.
 """
 
 from __future__ import annotations
 
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
-from sqlalchemy import func, select, update
+from sqlalchemy import and_, case, func, insert, or_, select, update
 from sqlalchemy.ext.asyncio import AsyncConnection
 
-from reconciler.reconcile.measures import Classified, MeasureRule, classify
-from reconciler.store.tables import UsageLineRow
+from reconciler.domain import Month, PlanItem, Severity, line_digest
+from reconciler.reconcile.measures import BUILTIN_CATALOG, Classified, MeasureRule, classify
+from reconciler.settings import ExpectationSettings
+from reconciler.store.findings import drift_item
+from reconciler.store.ingest import LineChange
+from reconciler.store.tables import StateMeta, UsageLineRow
 
 lines_t = UsageLineRow.__table__  # type: ignore[attr-defined]
+meta_t = StateMeta.__table__  # type: ignore[attr-defined]
 
 
 @dataclass(frozen=True, slots=True)
@@ -34,8 +42,12 @@ class StatType:
 
 
 async def stat_types(
-    conn: AsyncConnection, rules: Sequence[MeasureRule], source: str | None = None
+    conn: AsyncConnection,
+    rules: Sequence[MeasureRule],
+    source: str | None = None,
+    months: Sequence[Month] | None = None,
 ) -> list[StatType]:
+    """The distinct stat types of the state (of one source, of some months)."""
     c = lines_t.c
     query = select(
         c.source,
@@ -51,6 +63,8 @@ async def stat_types(
     )
     if source is not None:
         query = query.where(c.source == source)
+    if months is not None:
+        query = query.where(c.month.in_([str(m) for m in months]))
     rows = (await conn.execute(query)).all()
     found = [
         StatType(
@@ -77,27 +91,89 @@ async def stat_types(
 
 
 async def apply_measure_kinds(
-    conn: AsyncConnection, source: str, rules: Sequence[MeasureRule]
+    conn: AsyncConnection,
+    source: str,
+    rules: Sequence[MeasureRule],
+    months: Sequence[Month] | None = None,
 ) -> int:
-    """Set the kind of every line of ``source`` from the catalog and rules; lines changed."""
-    c = lines_t.c
+    """Set the kind of the lines of ``source`` (of ``months``, unless the rules changed since
+    the source was last classified: then of all its lines). Returns the lines changed."""
+    digest = rules_digest(rules)
+    key = "measures:" + line_digest((source,))
+    stored = (await conn.execute(select(meta_t.c.value).where(meta_t.c.key == key))).scalar()
+    scope = months if stored == digest else None
+    moves = [
+        (stat, stat.classified.kind.value)
+        for stat in await stat_types(conn, rules, source, scope)
+        if stat.classified.kind.value != stat.stored_kind
+    ]
     changed = 0
-    for stat in await stat_types(conn, rules, source):
-        kind = stat.classified.kind.value
-        if kind == stat.stored_kind:
-            continue
-        result = await conn.execute(
-            update(lines_t)
-            .where(
-                c.source == source,
-                c.provider == stat.provider,
-                c.product == stat.product,
-                c.product_name == stat.product_name,
-                c.usage_type == stat.usage_type,
-                c.unit == stat.unit,
-                c.measure_kind == stat.stored_kind,
-            )
-            .values(measure_kind=kind)
-        )
-        changed += result.rowcount
+    for start in range(0, len(moves), 100):
+        changed += await _move(conn, source, moves[start : start + 100], scope)
+    if stored is None:
+        await conn.execute(insert(meta_t).values(key=key, value=digest))
+    elif stored != digest:
+        await conn.execute(update(meta_t).where(meta_t.c.key == key).values(value=digest))
     return changed
+
+
+async def _move(
+    conn: AsyncConnection,
+    source: str,
+    moves: Sequence[tuple[StatType, str]],
+    months: Sequence[Month] | None,
+) -> int:
+    """One UPDATE giving each of these stat types its new kind (one scan of the lines)."""
+    c = lines_t.c
+    conditions = [
+        and_(
+            c.provider == stat.provider,
+            c.product == stat.product,
+            c.product_name == stat.product_name,
+            c.usage_type == stat.usage_type,
+            c.unit == stat.unit,
+            c.measure_kind == stat.stored_kind,
+        )
+        for stat, _ in moves
+    ]
+    new_kind = case(*((cond, kind) for cond, (_, kind) in zip(conditions, moves, strict=True)))
+    query = update(lines_t).where(c.source == source, or_(*conditions))
+    if months is not None:
+        query = query.where(c.month.in_([str(m) for m in months]))
+    result = await conn.execute(query.values(measure_kind=new_kind))
+    return int(result.rowcount)
+
+
+def rules_digest(rules: Sequence[MeasureRule]) -> str:
+    """What decides the kinds: the built-in catalog and the configured rules, in order."""
+    parts = [repr(entry) for entry in BUILTIN_CATALOG]
+    parts += [f"{r.provider}|{r.product}|{r.usage_type}|{r.unit}|{r.kind}" for r in rules]
+    return line_digest(tuple(parts))
+
+
+async def quiet_not_billable(
+    conn: AsyncConnection,
+    changes: Sequence[LineChange],
+    expectations: Sequence[ExpectationSettings],
+) -> list[PlanItem]:
+    """Drift items of these changes; those of a not-billable line are ``info`` at most.
+
+    A stat the provider marks ``isBillable: false`` is tracked and shown but never alarms,
+    unless an expectation of its source names its usage type exactly.
+    """
+    items = [drift_item(change) for change in changes]
+    ids = [change.line_id for change in changes]
+    if not ids:
+        return items
+    c = lines_t.c
+    quiet: set[int] = set()
+    for chunk in range(0, len(ids), 500):
+        query = select(c.id).where(c.id.in_(ids[chunk : chunk + 500]), c.billable.is_(False))
+        quiet.update((await conn.execute(query)).scalars())
+    named = {e.usage_type for e in expectations}
+    return [
+        replace(item, severity=Severity.INFO)
+        if change.line_id in quiet and change.key.usage_type not in named
+        else item
+        for change, item in zip(changes, items, strict=True)
+    ]

@@ -3,16 +3,18 @@
 from __future__ import annotations
 
 import json
+from collections.abc import Iterable
+from dataclasses import dataclass
 from datetime import datetime
 
-from sqlalchemy import insert
+from sqlalchemy import insert, select
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
 from reconciler.domain import FindingState
 from reconciler.errors import StalePlanError
 from reconciler.reconcile.plan import Plan, sort_for_plan
 from reconciler.store.findings import acknowledge, bump_serial, current_serial, open_values
-from reconciler.store.items import load_items
+from reconciler.store.items import findings_table, load_items
 from reconciler.store.tables import AppliedPlan
 
 applied_t = AppliedPlan.__table__  # type: ignore[attr-defined]
@@ -70,3 +72,35 @@ async def apply_acknowledgements(
         if count:
             await bump_serial(conn)
         return count
+
+
+@dataclass(frozen=True, slots=True)
+class ReviewRecord:
+    """Where an item stands in review: its state and who acknowledged it, when, with what note."""
+
+    state: str
+    acknowledged_at: datetime | None
+    acknowledged_by: str | None
+    note: str | None
+
+    def describe(self) -> str:
+        if self.acknowledged_at is None:
+            return ""
+        text = f"acknowledged {self.acknowledged_at:%Y-%m-%d %H:%M}Z by {self.acknowledged_by}"
+        return text + (f": {self.note}" if self.note else "")
+
+
+async def review_records(
+    conn: AsyncConnection, states: Iterable[FindingState]
+) -> dict[str, ReviewRecord]:
+    """Fingerprint → review record of every item in ``states``."""
+    f = findings_table.c
+    rows = await conn.execute(
+        select(f.fingerprint, f.state, f.acknowledged_at, f.acknowledged_by, f.ack_note).where(
+            f.state.in_([str(s) for s in states])
+        )
+    )
+    return {
+        r.fingerprint: ReviewRecord(r.state, r.acknowledged_at, r.acknowledged_by, r.ack_note)
+        for r in rows
+    }

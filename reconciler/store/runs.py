@@ -17,6 +17,7 @@ from sqlalchemy import delete, func, insert, select, update
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
 from reconciler.errors import ReconcilerError
+from reconciler.logs import redact
 from reconciler.providers.base import Coverage, PullStats
 from reconciler.store.tables import PullRun, StagingLine
 
@@ -90,6 +91,9 @@ def coverage_json(coverage: Coverage) -> str:
             "months": [str(m) for m in coverage.months],
             "accounts": sorted(coverage.accounts) if coverage.accounts is not None else None,
             "products": sorted(coverage.products) if coverage.products is not None else None,
+            "scopes": (
+                [s.as_dict() for s in coverage.scopes] if coverage.scopes is not None else None
+            ),
         }
     )
 
@@ -111,7 +115,7 @@ async def fail_run(
             .where(runs_t.c.id == run_id)
             .values(
                 status=FAILED,
-                error=error[:4000],
+                error=redact(error)[:4000],  # no secret in any encoding is stored
                 finished_at=now,
                 duration_s=(now - started).total_seconds(),
                 **_stat_values(stats),

@@ -229,6 +229,30 @@ class FindingRow(SQLModel, table=True):
     # A projected overage's forecast as JSON, and the one its acknowledgement accepted.
     forecast: str | None = Field(default=None, sa_column=Column(Text, nullable=True))
     acknowledged_forecast: str | None = Field(default=None, sa_column=Column(Text, nullable=True))
+    impact_amount: Decimal | None = Field(default=None, sa_column=_exact(nullable=True))
+    impact_currency: str | None = Field(default=None, max_length=3)
+
+
+class ExpectedCostRow(SQLModel, table=True):
+    """The expected cost of a source's month in one currency, as last priced by a run.
+
+    Kept so that a rate card changed after a month was finalized re-prices it as a recorded
+    event (a ``repriced`` finding), never silently. ``usage_digest`` tells a re-pricing (same
+    usage, another amount) from a restatement (other usage: a drift item of its own).
+    """
+
+    __tablename__ = "expected_costs"
+    __table_args__ = (UniqueConstraint("source", "month", "currency"),)
+
+    id: int | None = Field(default=None, primary_key=True)
+    source: str = Field(max_length=64)
+    month: str = Field(max_length=7)
+    currency: str = Field(max_length=3)
+    amount: Decimal = Field(sa_column=_exact())
+    usage_digest: str = Field(max_length=64)
+    finalized: bool
+    run_id: int = Field(foreign_key="pull_runs.id")
+    updated_at: datetime = Field(sa_column=_utc())
 
 
 class AlertOutboxRow(SQLModel, table=True):
@@ -249,6 +273,21 @@ class AlertOutboxRow(SQLModel, table=True):
     last_error: str | None = Field(default=None, sa_column=Column(Text, nullable=True))
     created_at: datetime = Field(sa_column=_utc())
     sent_at: datetime | None = Field(default=None, sa_column=_utc(nullable=True))
+
+
+class AlertDestinationBlock(SQLModel, table=True):
+    """A destination that refused every message (revoked webhook, channel gone, forbidden).
+
+    ``key`` identifies the destination's URL without holding it (a hash), so the block ends
+    by itself when the URL changes; its messages stay pending meanwhile.
+    """
+
+    __tablename__ = "alert_destination_blocks"
+
+    key: str = Field(max_length=64, primary_key=True)
+    destination: str = Field(max_length=128)
+    reason: str = Field(sa_column=Column(Text, nullable=False))
+    blocked_at: datetime = Field(sa_column=_utc())
 
 
 class AlertAnnouncement(SQLModel, table=True):

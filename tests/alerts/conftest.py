@@ -8,6 +8,9 @@ import aiohttp
 import pytest
 
 from reconciler.sandbox.slack import SlackStandIn
+from tests.alerts.channel_support import channels, smtp
+
+__all__ = ["channels", "smtp"]  # the channel stand-ins, as fixtures
 
 
 @pytest.fixture

@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
 import json
-from collections.abc import Sequence
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any
@@ -11,15 +13,19 @@ from typing import Any
 from sqlalchemy import select, text
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
-from reconciler.alerts.delivery import DeliveryPolicy, Pacer
+from reconciler.alerts.delivery import DeliveryPolicy, DeliveryReport, Pacer, deliver_due
 from reconciler.alerts.outbox import enqueue_run_alerts, outbox_t
+from reconciler.alerts.recording import OutcomeJournal
+from reconciler.alerts.webhook import SlackWebhookClient
 from reconciler.domain import PlanItem
 from reconciler.providers.base import PullStats
 from reconciler.reconcile.expectations import Evaluated
 from reconciler.refresh import RunOutcome
+from reconciler.sandbox.slack import SlackStandIn
 from reconciler.settings import Settings, settings_from_mapping
 from reconciler.store import findings as items_store
 from reconciler.store.findings import ItemUpdates, drift_values_hash
+from tests.alerts.helpers import make_item
 
 T0 = datetime(2024, 5, 1, 12, 0, 0, tzinfo=UTC)
 WEBHOOK_ENV = "TEST_SLACK_WEBHOOK_URL"
@@ -117,3 +123,91 @@ def header(message: dict[str, Any]) -> str:
 
 def all_text(message: dict[str, Any]) -> str:
     return json.dumps(message, ensure_ascii=False)
+
+
+async def queue_runs(
+    engine: AsyncEngine,
+    settings: Settings,
+    count: int,
+    *,
+    first_run: int = 1,
+    source: str = "prod",
+    now: datetime = T0,
+) -> None:
+    """One message per run, each about its own item."""
+    for run_id in range(first_run, first_run + count):
+        item = make_item(fingerprint=f"{source}-{run_id}")
+        _, queued = await record_run(
+            engine, settings, [item], run_id=run_id, source=source, now=now
+        )
+        assert queued == 1
+
+
+class Deliverer:
+    """``deliver_due`` against the stand-in with a simulated pacer."""
+
+    def __init__(
+        self,
+        engine: AsyncEngine,
+        settings: Settings,
+        client: SlackWebhookClient,
+        environ: dict[str, str],
+        policy: DeliveryPolicy | None = None,
+    ) -> None:
+        self.engine, self.settings, self.client = engine, settings, client
+        self.environ = environ
+        self.policy = policy or fixed_policy()
+        self.time = FakeTime()
+        self.journal = OutcomeJournal()  # one per deliverer, kept between passes
+
+    async def __call__(self, now: datetime, **options: bool | int) -> DeliveryReport:
+        async with asyncio.timeout(30):
+            return await deliver_due(
+                self.engine,
+                self.settings,
+                self.client,
+                now=now,
+                environ=self.environ,
+                policy=self.policy,
+                pacer=self.time.pacer(self.policy.min_interval_s),
+                journal=self.journal,
+                **options,  # type: ignore[arg-type]
+            )
+
+
+def runs_received(
+    slack: SlackStandIn, webhook: str = "default", *, strip_repeat: bool = False
+) -> list[int]:
+    titles = [header(m) for m in slack.received.get(webhook, [])]
+    if not strip_repeat:
+        assert not [t for t in titles if "possible repeat" in t]
+    return [int(t.rsplit(" ", 1)[1]) for t in titles]
+
+
+@dataclass
+class DiskFull:
+    """While ``full`` is set, statements matching ``refuses`` fail the way the database
+    driver reports a full disk (SQLite's ``database or disk is full``), at the driver."""
+
+    refuses: Callable[[str], bool]
+    full: bool = True
+    refused: int = 0
+
+
+@contextlib.contextmanager
+def disk_full(engine: AsyncEngine, refuses: Callable[[str], bool]) -> Iterator[DiskFull]:
+    from sqlalchemy import event
+
+    fault = DiskFull(refuses)
+    dbapi = engine.sync_engine.dialect.loaded_dbapi
+
+    def before(_conn: Any, _cursor: Any, statement: str, *_args: Any) -> None:
+        if fault.full and fault.refuses(statement):
+            fault.refused += 1
+            raise dbapi.OperationalError("database or disk is full")
+
+    event.listen(engine.sync_engine, "before_cursor_execute", before)
+    try:
+        yield fault
+    finally:
+        event.remove(engine.sync_engine, "before_cursor_execute", before)

@@ -117,7 +117,7 @@ async def test_alerts_test_reports_slack_refusing(cli: Cli, slack: SlackStandIn)
     slack.answer_next("channel_not_found")
     result = await cli.run("alerts", "test", env={WEBHOOK_ENV: slack.webhook_url()})
     assert result.code == 1
-    assert result.stdout == "webhook default: permanent (HTTP 404 channel_not_found)\n"
+    assert result.stdout == "webhook default: refused (HTTP 404 channel_not_found)\n"
     assert result.stderr.endswith("error: the test message was not delivered\n")
     assert_no_secret(slack, result.stdout, result.stderr)
 
@@ -146,6 +146,7 @@ async def test_alerts_status_without_webhook(cli: Cli, slack: SlackStandIn) -> N
     lines = result.stdout.splitlines()
     assert re.fullmatch(r"queue: 2 message\(s\) waiting, oldest queued \d+d \d\dh ago", lines[0])
     assert lines[1:] == [
+        "delivery: FAILING (see below)",
         "last success: never",
         "sent: 0, failed: 0",
         "webhook default: 2 waiting, URL NOT configured",
@@ -173,12 +174,12 @@ async def test_alerts_flush_delivers_now_and_reports(cli: Cli, slack: SlackStand
     )
     assert slack.attempts == []
 
-    slack.answer_next("channel_not_found")
+    slack.answer_next("invalid_payload")
     result = await cli.run("alerts", "flush", env=env)
     assert result.code == 1
     assert result.stdout == (
         "2 sent, 0 deferred, 1 failed\n"
-        "  #1 (prod): webhook default: permanent (HTTP 404 channel_not_found)\n"
+        "  #1 (prod): webhook default: permanent (HTTP 400 invalid_payload)\n"
     )
     assert [m["blocks"][0]["text"]["text"] for m in slack.received["default"]] == [
         "reconciler · prod · run 2",
@@ -194,6 +195,6 @@ async def test_alerts_flush_delivers_now_and_reports(cli: Cli, slack: SlackStand
     assert lines[2:] == [
         "sent: 2, failed: 1",
         "  failed #1 (run, source prod run 1, 1 attempt(s)): "
-        "webhook default: permanent (HTTP 404 channel_not_found)",
+        "webhook default: permanent (HTTP 400 invalid_payload)",
     ]
     assert_no_secret(slack, result.stdout, result.stderr)

@@ -7,7 +7,7 @@ import asyncio
 import json
 import logging
 from collections.abc import AsyncIterator
-from datetime import datetime, timedelta
+from datetime import timedelta
 from pathlib import Path
 
 import aiohttp
@@ -22,75 +22,24 @@ from reconciler.alerts.webhook import SlackWebhookClient
 from reconciler.sandbox.slack import Answer, SlackStandIn
 from reconciler.settings import Settings
 from reconciler.store.db import create_engine, upgrade
-from tests.alerts.helpers import make_item
 from tests.alerts.outbox_support import (
     T0,
     WEBHOOK_ENV,
+    Deliverer,
     FakeTime,
     alert_settings,
     dump_tables,
     fixed_policy,
     header,
     outbox_rows,
-    record_run,
+    queue_runs,
+    runs_received,
 )
 
 
 @pytest.fixture
 def client(session: aiohttp.ClientSession) -> SlackWebhookClient:
     return SlackWebhookClient(session, timeout_s=5)
-
-
-async def queue_runs(
-    engine: AsyncEngine,
-    settings: Settings,
-    count: int,
-    *,
-    first_run: int = 1,
-    source: str = "prod",
-    now: datetime = T0,
-) -> None:
-    """One message per run, each about its own item."""
-    for run_id in range(first_run, first_run + count):
-        item = make_item(fingerprint=f"{source}-{run_id}")
-        _, queued = await record_run(
-            engine, settings, [item], run_id=run_id, source=source, now=now
-        )
-        assert queued == 1
-
-
-class Deliverer:
-    """``deliver_due`` against the stand-in with a simulated pacer."""
-
-    def __init__(
-        self,
-        engine: AsyncEngine,
-        settings: Settings,
-        client: SlackWebhookClient,
-        environ: dict[str, str],
-        policy: DeliveryPolicy | None = None,
-    ) -> None:
-        self.engine, self.settings, self.client = engine, settings, client
-        self.environ = environ
-        self.policy = policy or fixed_policy()
-        self.time = FakeTime()
-
-    async def __call__(self, now: datetime, **options: bool | int) -> DeliveryReport:
-        async with asyncio.timeout(30):
-            return await deliver_due(
-                self.engine,
-                self.settings,
-                self.client,
-                now=now,
-                environ=self.environ,
-                policy=self.policy,
-                pacer=self.time.pacer(self.policy.min_interval_s),
-                **options,  # type: ignore[arg-type]
-            )
-
-
-def runs_received(slack: SlackStandIn, webhook: str = "default") -> list[int]:
-    return [int(header(m).rsplit(" ", 1)[1]) for m in slack.received.get(webhook, [])]
 
 
 async def test_one_message_per_second_per_webhook(
@@ -268,7 +217,7 @@ async def test_a_permanent_error_does_not_block_other_messages(
         await conn.execute(
             update(outbox_t).where(outbox_t.c.run_id == 3).values(payload=json.dumps(broken))
         )
-    slack.answer_next("channel_not_found")  # message 1
+    slack.answer_next("invalid_payload")  # message 1
     deliver = Deliverer(engine, settings, client, {WEBHOOK_ENV: slack.webhook_url()})
 
     with caplog.at_level(logging.INFO):
@@ -278,7 +227,7 @@ async def test_a_permanent_error_does_not_block_other_messages(
     assert runs_received(slack) == [2, 4, 5]
     rows = await outbox_rows(engine)
     assert [r.state for r in rows] == ["failed", "sent", "failed", "sent", "sent"]
-    assert rows[0].last_error == "webhook default: permanent (HTTP 404 channel_not_found)"
+    assert rows[0].last_error == "webhook default: permanent (HTTP 400 invalid_payload)"
     assert rows[2].last_error == "webhook default: permanent (HTTP 400 invalid_blocks)"
     assert "alert message #1 (source 'prod') not delivered and not retried" in caplog.text
     # Failed messages are not retried, even by a flush.
@@ -287,7 +236,7 @@ async def test_a_permanent_error_does_not_block_other_messages(
     status = await outbox_status(engine, settings, now=T0, environ=deliver.environ)
     assert [(f.id, f.reason) for f in status.failures] == [
         (3, "webhook default: permanent (HTTP 400 invalid_blocks)"),
-        (1, "webhook default: permanent (HTTP 404 channel_not_found)"),
+        (1, "webhook default: permanent (HTTP 400 invalid_payload)"),
     ]
     text = render_status(status)
     assert "sent: 3, failed: 2\n" in text
@@ -315,7 +264,10 @@ async def test_a_message_claimed_by_a_crashed_deliverer_is_sent_after_its_lease(
     assert runs_received(slack) == [2]  # the claimed one is left to its holder meanwhile
     with caplog.at_level(logging.WARNING):
         assert (await deliver(T0 + timedelta(minutes=6))).sent == 1
-    assert runs_received(slack) == [2, 1]
+    assert runs_received(slack, strip_repeat=True) == [2, 1]
+    repeat = header(slack.received["default"][1])
+    assert repeat == "[possible repeat of alert #1] reconciler · prod · run 1"
+    assert slack.received["default"][1]["text"].startswith("[possible repeat of alert #1] ")
     assert "was being sent when its deliverer stopped; sending it again" in caplog.text
     assert [(r.state, r.attempts) for r in await outbox_rows(engine)] == [("sent", 2), ("sent", 1)]
 
@@ -417,8 +369,11 @@ async def test_webhook_urls_never_reach_the_database_logs_or_messages(
         reports = [await deliver(T0), await deliver(T0 + timedelta(minutes=1))]
         status = await outbox_status(engine, settings, now=T0, environ=deliver.environ)
 
-    assert sum(r.sent for r in reports) == 5
-    assert sum(r.failed for r in reports) == 1
+    assert sum(r.sent for r in reports) == 3
+    assert sum(r.refused for r in reports) == 1  # edge's webhook is stopped, messages kept
+    assert [d.blocked_reason for d in status.destinations] == [
+        "webhook source:edge: refused (HTTP 404 channel_not_found)",
+    ]
     texts = [
         caplog.text,
         *(str(r.args) for r in caplog.records),

@@ -27,7 +27,14 @@ from reconciler.alerts.slack import (
     safe_link,
     slack_escape,
 )
-from reconciler.domain import FindingKind, ItemCategory, LineStatus, PlanItem, Severity
+from reconciler.domain import (
+    FindingKind,
+    ItemCategory,
+    LineStatus,
+    Observation,
+    PlanItem,
+    Severity,
+)
 from reconciler.sandbox.slack import check_message
 from tests.alerts.helpers import HOSTILE, HOSTILE_TEXT, make_item, plan_items, strings, unescaped
 
@@ -81,7 +88,7 @@ def test_500_items_stay_within_limits_ordered_with_exact_more_count() -> None:
     criticals = sum(item.severity is Severity.CRITICAL for item in items)
     assert criticals > len(shown)  # so every shown item must be critical
     assert all(item.severity is Severity.CRITICAL for item in shown)
-    sizes = [abs(item.delta or 0) for item in shown]
+    sizes = [abs(item.delta or Decimal(0)) for item in shown]
     assert sizes == sorted(sizes, reverse=True)
 
     more = blocks[-1]
@@ -216,7 +223,7 @@ def test_unit_change_omits_a_meaningless_delta() -> None:
     item = PlanItem(
         **{
             **{f: getattr(item, f) for f in PlanItem.__dataclass_fields__},
-            "after": item.after.__class__(Decimal("2"), "TB", LineStatus.FINALIZED),  # type: ignore[union-attr]
+            "after": Observation(Decimal("2"), "TB", LineStatus.FINALIZED),
             "kind": "unit_changed",
         }
     )

@@ -65,16 +65,16 @@ def client(session: aiohttp.ClientSession) -> SlackWebhookClient:
         ),
         ("server_error", DeliveryResult(DeliveryStatus.TRANSIENT, "rollup_error", 500)),
         (Answer(503, ""), DeliveryResult(DeliveryStatus.TRANSIENT, "HTTP 503", 503)),
-        ("channel_not_found", DeliveryResult(DeliveryStatus.PERMANENT, "channel_not_found", 404)),
-        ("action_prohibited", DeliveryResult(DeliveryStatus.PERMANENT, "action_prohibited", 403)),
+        ("channel_not_found", DeliveryResult(DeliveryStatus.REFUSED, "channel_not_found", 404)),
+        ("action_prohibited", DeliveryResult(DeliveryStatus.REFUSED, "action_prohibited", 403)),
         (
             "channel_is_archived",
-            DeliveryResult(DeliveryStatus.PERMANENT, "channel_is_archived", 410),
+            DeliveryResult(DeliveryStatus.REFUSED, "channel_is_archived", 410),
         ),
         ("no_text", DeliveryResult(DeliveryStatus.PERMANENT, "no_text", 400)),
         (
             Answer(200, "<html>proxy</html>"),
-            DeliveryResult(DeliveryStatus.TRANSIENT, "unexpected answer: <html>proxy</html>", 200),
+            DeliveryResult(DeliveryStatus.DELIVERED, "unexpected answer: <html>proxy</html>", 200),
         ),
     ],
 )
@@ -154,13 +154,13 @@ async def test_timeout_is_transient(
         "not a url/noSchemeSecret",
     ],
 )
-async def test_invalid_url_is_permanent_and_not_quoted(
+async def test_invalid_url_is_refused_and_not_quoted(
     url: str, client: SlackWebhookClient, caplog: pytest.LogCaptureFixture
 ) -> None:
     caplog.set_level(logging.DEBUG)
     async with asyncio.timeout(10):
         result = await client.post(SecretStr(url), MESSAGE, name="alerts")
-    assert result.permanent
+    assert result.refused
     assert_secret_kept(url, result, caplog)
 
 
@@ -193,10 +193,19 @@ def test_parse_retry_after(header: str | None, expected: float | None) -> None:
     [
         (200, "ok", DeliveryStatus.DELIVERED),
         (200, "ok\n", DeliveryStatus.DELIVERED),
-        (200, "", DeliveryStatus.TRANSIENT),
+        (200, "", DeliveryStatus.DELIVERED),
+        (200, "OK", DeliveryStatus.DELIVERED),
+        (200, '{"ok":true}', DeliveryStatus.DELIVERED),
+        (200, "<html>proxy</html>", DeliveryStatus.DELIVERED),
+        (204, "", DeliveryStatus.DELIVERED),
+        (404, "no_service", DeliveryStatus.REFUSED),
+        (404, "channel_not_found", DeliveryStatus.REFUSED),
+        (403, "action_prohibited", DeliveryStatus.REFUSED),
+        (400, "invalid_token", DeliveryStatus.REFUSED),
+        (400, "invalid_blocks", DeliveryStatus.PERMANENT),
         (302, "", DeliveryStatus.PERMANENT),
         (400, "invalid_payload", DeliveryStatus.PERMANENT),
-        (401, "", DeliveryStatus.PERMANENT),
+        (401, "", DeliveryStatus.REFUSED),
         (408, "", DeliveryStatus.TRANSIENT),
         (429, "rate_limited", DeliveryStatus.RATE_LIMITED),
         (500, "rollup_error", DeliveryStatus.TRANSIENT),

@@ -85,7 +85,7 @@ async def test_an_expired_lease_is_taken_over(engine: AsyncEngine) -> None:
     assert await leases.claim(engine, SLOT, "host-b:2", ttl=TTL, now=T0 + TTL) is None
     later = T0 + TTL + timedelta(seconds=1)
     taken = await leases.claim(engine, SLOT, "host-b:2", ttl=TTL, now=later)
-    assert taken == leases.Lease(SLOT, "host-b:2", later + TTL)
+    assert taken == leases.Lease(SLOT, "host-b:2", later + TTL, taken_from="host-a:1")
     stored = await row(engine)
     assert (stored["holder"], stored["acquired_at"]) == ("host-b:2", later)
     # The old holder, back from the dead, can neither renew nor complete it.

@@ -252,7 +252,7 @@ _MDWE_PROBE = textwrap.dedent(
         sys.exit("a writable and executable mapping was allowed")
     import asyncio, ssl
     import aiohttp, aiosqlite, alembic, apscheduler, click, jinja2, prometheus_client
-    import pydantic, pydantic_settings, slack_sdk, sqlalchemy, sqlmodel, tenacity
+    import pydantic, pydantic_settings, sqlalchemy, sqlmodel, tenacity
     import reconciler.daemon.systemd
 
     class Model(pydantic.BaseModel):

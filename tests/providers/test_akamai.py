@@ -13,7 +13,6 @@ from aiohttp.test_utils import TestServer
 
 from reconciler.domain import LineStatus, Month, Provider
 from reconciler.errors import BadProviderDataError, ProviderError
-from reconciler.providers.base import Coverage
 from reconciler.providers.edgegrid import EdgeGridVerificationError, verify_authorization
 from reconciler.sandbox import named_scenario
 from reconciler.sandbox.credentials import SandboxCredentials
@@ -41,9 +40,17 @@ async def test_discovers_contracts_and_products_then_reads_each_summary(
     assert provider.stats.lines == len(lines)
     contracts = sandbox.server.contracts
     assert {line.account for line in lines} == set(contracts)
-    assert provider.coverage == Coverage(
-        months=(Month(2024, 5), Month(2024, 6), Month(2024, 7)), accounts=None
-    )
+    # Only what was asked and answered: the contracts listed and each one's listed products.
+    coverage = provider.coverage
+    assert coverage.months == (Month(2024, 5), Month(2024, 6), Month(2024, 7))
+    assert coverage.accounts == frozenset(contracts)
+    assert coverage.products is None
+    assert coverage.scopes is not None
+    assert {(s.account, s.product) for s in coverage.scopes} == {
+        (line.account, line.product) for line in lines
+    }
+    assert len(coverage.scopes) == 2 * 3
+    assert coverage.empty_discovery == ()
     assert provider.invoice_lines == []
 
     windows = {

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from typing import Any
 
 import pytest
@@ -18,7 +19,7 @@ def records(first: int, count: int) -> list[dict[str, Any]]:
     return [{"service_id": f"S{i}"} for i in range(first, first + count)]
 
 
-def follow(guard: CursorGuard, pages: list[tuple[list[dict[str, Any]], int | None]]) -> int:
+def follow(guard: CursorGuard, pages: Sequence[tuple[list[dict[str, Any]], int | None]]) -> int:
     cursor, read = "", 0
     for index, (page, total) in enumerate(pages):
         last = index == len(pages) - 1

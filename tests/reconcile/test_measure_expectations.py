@@ -214,3 +214,18 @@ def test_a_percentile_finding_never_exceeds_its_largest_period(
     found = evaluate([expect(kind, monthly_min="1000000001")], lines, AFTER)
     (under,) = found
     assert under.item.after is not None and under.item.after.quantity == max(values)
+
+
+def test_a_no_match_reads_as_its_message_in_the_plan() -> None:
+    from datetime import UTC, datetime
+
+    from reconciler.reconcile.plan import Plan, render_text
+
+    (found,) = evaluate([expect(V, usage_type="Totl MB", monthly_max="1")], periods(V, "1"), AFTER)
+    plan = Plan(1, datetime(2026, 9, 20, tzinfo=UTC), (found.item,), {})
+    block = [line for line in render_text(plan).splitlines() if line.startswith("  ")]
+    assert block == [
+        "  ~ no match           x / Totl MB  2026-08",
+        "      x: matches no line of akamai in 2026-08 "
+        "(usage_type 'Totl MB' matches nothing; closest seen: 'Total MB')",
+    ]

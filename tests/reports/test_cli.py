@@ -111,7 +111,9 @@ def test_bad_options(tmp_path: Path, args: list[str], message: str) -> None:
 def test_unknown_source(tmp_path: Path) -> None:
     result = _invoke(tmp_path, "--source", "nope")
     assert isinstance(result.exception, ConfigError)
-    assert str(result.exception).endswith("sources: no source named 'nope'")
+    assert str(result.exception).endswith(
+        "--source: no source named 'nope' (configured: fastly-prod, akamai-main)"
+    )
 
 
 def _invoke(tmp_path: Path, *args: str) -> Result:

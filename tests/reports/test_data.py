@@ -9,12 +9,12 @@ from sqlalchemy.ext.asyncio import AsyncEngine
 
 from reconciler.domain import FindingState, LineStatus, Month, Severity
 from reconciler.reports.data import ReportRequest, gather_report
-from reconciler.reports.model import ReportData
+from reconciler.reports.model import ReportData, Series
 from reconciler.settings import Settings
 from tests.reports.seed import AKAMAI, CURRENT, FASTLY, MONTHS, NOW, Seeded, seed_state
 
 
-def _series(report: ReportData, usage_type: str):  # type: ignore[no-untyped-def]
+def _series(report: ReportData, usage_type: str) -> Series:
     return next(s for s in report.series if s.usage_type == usage_type)
 
 

@@ -145,6 +145,8 @@ def _line(**overrides: object) -> SimpleNamespace:
         "raw_quantity": None,
         "unit": "GB",
         "status": "finalized",
+        "billable": None,
+        "measure_kind": "volume",
         "key_hash": "k",
     }
     values.update(overrides)

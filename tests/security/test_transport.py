@@ -158,7 +158,7 @@ async def test_a_slack_webhook_over_plain_http_is_refused_before_sending(url: st
     async with aiohttp.ClientSession() as session:
         result = await SlackWebhookClient(session).post(SecretStr(url), {"text": "hello"})
 
-    assert result.status is DeliveryStatus.PERMANENT
+    assert result.status is DeliveryStatus.REFUSED  # the webhook is stopped, messages kept
     assert "must use https" in result.reason
     assert "secret-token-123" not in result.describe("default")
 

@@ -67,6 +67,7 @@ async def steps_to_apply_a_day_of_growth(tmp_path: Path, count: int) -> int:
             await stager.add(lines(count, quantity=day * 100))
             async with engine.begin() as conn:
                 raw = (await conn.get_raw_connection()).driver_connection
+                assert raw is not None
                 if measured:
                     await raw.set_progress_handler(count_step, STEP)
                 result = await apply_staged(

@@ -104,12 +104,13 @@ async def test_decimal_round_trip_is_exact(engine: AsyncEngine, quantity: Decima
 
     line_id = await _insert_line(engine, quantity)
     async with AsyncSession(engine) as session:
-        line = (await session.exec(select(UsageLineRow).where(UsageLineRow.id == line_id))).one()
+        query = select(UsageLineRow).where(UsageLineRow.__table__.c.id == line_id)  # type: ignore[attr-defined]
+        line = (await session.execute(query)).one()
         assert isinstance(line[0].quantity, Decimal)
         assert line[0].quantity == quantity
         assert canonical_decimal(line[0].quantity) == canonical_decimal(quantity)
         assert line[0].raw_quantity == quantity * 1000
-        version = (await session.exec(select(LineVersion))).one()
+        version = (await session.execute(select(LineVersion))).one()
         assert version[0].quantity == quantity
 
 

@@ -8,10 +8,11 @@ from dataclasses import replace
 from datetime import UTC, date, datetime
 from decimal import Decimal
 
+import pytest
 from sqlalchemy import func, select
 from sqlalchemy.ext.asyncio import AsyncEngine
 
-from reconciler.domain import ChangeKind, LineStatus, Month, Provider, UsageLine
+from reconciler.domain import ChangeKind, LineStatus, Month, Provider, UsageLine, canonical_decimal
 from reconciler.providers.base import Coverage, PullStats
 from reconciler.store.ingest import IngestResult, apply_staged, lines_t, versions_t
 from reconciler.store.runs import finish_run, start_run
@@ -156,6 +157,19 @@ async def test_lines_outside_the_coverage_never_disappear(engine: AsyncEngine) -
     assert result.changes == []
 
 
+async def test_lines_of_accounts_the_pull_did_not_cover_never_disappear(
+    engine: AsyncEngine,
+) -> None:
+    contract_a = replace(line("bandwidth", "1"), account="ctr-A")
+    contract_b = replace(line("bandwidth", "2"), account="ctr-B")
+    await pull(engine, [contract_a, contract_b])
+    only_a = Coverage(months=(MAY, JUNE), accounts=frozenset({"ctr-A"}))
+    assert (await pull(engine, [contract_a], only_a)).changes == []
+    # Within its accounts the coverage still counts: A's line missing is a disappearance.
+    gone = await pull(engine, [], only_a)
+    assert [(c.key.account, c.kind) for c in gone.changes] == [("ctr-A", ChangeKind.DISAPPEARED)]
+
+
 async def test_exact_quantities_survive_the_sql_compare(engine: AsyncEngine) -> None:
     exact = "12345678901.0123456789"
     await pull(engine, [line("bandwidth", exact)])
@@ -167,11 +181,35 @@ async def test_exact_quantities_survive_the_sql_compare(engine: AsyncEngine) -> 
     assert tiny.changes[0].after.quantity == Decimal("12345678901.012345679")
 
 
-async def test_version_history_sums_to_the_final_quantity(engine: AsyncEngine) -> None:
+@pytest.mark.parametrize(
+    ("first", "again"), [("100.5", "100.50"), ("100.50", "100.5"), ("7", "7.000"), ("1E+2", "100")]
+)
+async def test_the_same_number_written_differently_adds_no_version(
+    engine: AsyncEngine, first: str, again: str
+) -> None:
+    await pull(engine, [line("bandwidth", first)])
+    versions = await count(engine, versions_t)
+    result = await pull(engine, [line("bandwidth", again)])
+    assert (result.versions_added, result.changes) == (0, [])
+    assert await count(engine, versions_t) == versions
+    async with engine.connect() as conn:
+        stored = (await conn.execute(select(lines_t.c.quantity))).scalar_one()
+    assert stored == Decimal(first) and str(stored) == canonical_decimal(Decimal(first))
+
+
+async def test_version_history_is_the_run_of_distinct_consecutive_quantities(
+    engine: AsyncEngine,
+) -> None:
     rng = random.Random(7)
-    quantities = [Decimal(rng.randint(0, 10_000)) / 100 for _ in range(8)]
+    # Few distinct values, so that repeats (no new version) and returns to an earlier value
+    # (a new version) both occur.
+    quantities = [Decimal(rng.randint(0, 3)) / 4 for _ in range(12)]
+    recorded = []
     for quantity in quantities:
-        await pull(engine, [line("bandwidth", str(quantity))])
+        result = await pull(engine, [line("bandwidth", str(quantity))])
+        recorded += [
+            (c.before and c.before.quantity, c.after and c.after.quantity) for c in result.changes
+        ]
     async with engine.connect() as conn:
         versions = [
             row.quantity
@@ -180,10 +218,12 @@ async def test_version_history_sums_to_the_final_quantity(engine: AsyncEngine) -
             ).all()
         ]
         current = (await conn.execute(select(lines_t.c.quantity))).scalar_one()
-    deltas = [b - a for a, b in itertools.pairwise(versions)]
-    assert versions[0] + sum(deltas, Decimal(0)) == current == quantities[-1]
-    distinct_changes = 1 + sum(1 for a, b in itertools.pairwise(quantities) if a != b)
-    assert len(versions) == distinct_changes
+    distinct = [q for i, q in enumerate(quantities) if i == 0 or q != quantities[i - 1]]
+    assert len(distinct) < len(quantities)  # the seed really has repeats
+    assert versions == distinct
+    assert current == quantities[-1]
+    # Each change after the import goes from one version to the next.
+    assert recorded == list(itertools.pairwise(distinct))
 
 
 async def test_arrival_order_does_not_change_the_classification(engine: AsyncEngine) -> None:

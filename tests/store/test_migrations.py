@@ -7,10 +7,14 @@ migration is: rows at the previous revision, ``upgrade``, then what the rows bec
 
 from __future__ import annotations
 
+import os
+import subprocess
+import sys
 from collections.abc import AsyncIterator, Mapping, Sequence
 from contextlib import asynccontextmanager
 from datetime import UTC, date, datetime
 from decimal import Decimal
+from pathlib import Path
 from typing import Any
 
 import sqlalchemy as sa
@@ -148,6 +152,51 @@ async def test_upgrade_from_the_first_release_reaches_head(state_url: str) -> No
         assert count == 1
 
 
+async def test_db_upgrade_command_carries_a_first_release_database(tmp_path: Path) -> None:
+    """``reconciler db upgrade`` on a database made by the first release, then ``config check``
+    lists its stat types with the kind each got."""
+    url = f"sqlite+aiosqlite:///{tmp_path / '.reconciler' / 'state.db'}"
+    rows: Rows = {
+        "pull_runs": [pull_run(1, "akamai", "akamai")],
+        "usage_lines": [
+            usage_line(1, "akamai", "95/5 Mbps", "95/5 Mbps"),
+            usage_line(2, "akamai", "Total MB", "GB"),
+        ],
+    }
+    async with database_at(url, "0001_initial", rows):
+        pass
+    (tmp_path / "reconciler.toml").write_text(
+        "[[measures]]\nprovider = 'akamai'\nusage_type = 'Total MB'\nkind = 'gauge'\n",
+        encoding="utf-8",
+    )
+    upgraded = _cli("db", "upgrade", cwd=tmp_path)
+    assert upgraded.returncode == 0, upgraded.stderr
+    assert head_revision() in upgraded.stdout
+    checked = _cli("config", "check", cwd=tmp_path)
+    assert checked.returncode == 0, checked.stderr
+    lines = checked.stdout.splitlines()
+    start = lines.index("# stat types in the state: measure kind and why")
+    assert lines[start + 1 :] == [
+        "#   akamai · Adaptive Media Delivery · 95/5 Mbps (95/5 Mbps): percentile — "
+        "built-in catalog (akamai '95/5 Mbps')",
+        "#   akamai · Adaptive Media Delivery · Total MB (GB): gauge — "
+        "[[measures]] entry 1 of the configuration (stored as volume until the source's next "
+        "pull)",
+    ]
+
+
+def _cli(*args: str, cwd: Path) -> subprocess.CompletedProcess[str]:
+    env = {k: v for k, v in os.environ.items() if not k.startswith("RECONCILER_")}
+    return subprocess.run(
+        [sys.executable, "-m", "reconciler", *args],
+        cwd=cwd,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+
+
 async def test_0003_gives_existing_runs_their_start_as_heartbeat(state_url: str) -> None:
     started = datetime(2026, 8, 20, 8, 30, tzinfo=UTC)
     running = {**pull_run(1, "fastly", "fastly"), "status": "running", "finished_at": None}
@@ -172,6 +221,89 @@ async def test_0003_gives_existing_runs_their_start_as_heartbeat(state_url: str)
                 )
             ).all()
         assert [tuple(r) for r in got] == [("running", 7, started), ("succeeded", 9, NOW)]
+
+
+async def test_0004_keeps_review_items_without_an_impact(state_url: str) -> None:
+    finding = {
+        "id": 1,
+        "fingerprint": "f1",
+        "category": "drift",
+        "kind": "restated",
+        "severity": "critical",
+        "source": "akamai",
+        "provider": "akamai",
+        "account": "",
+        "product": "",
+        "product_name": "",
+        "usage_type": "",
+        "region": "",
+        "service": "",
+        "month": "2026-07",
+        "after_quantity": Decimal("141.588"),
+        "message": "",
+        "state": "open",
+        "values_hash": "h",
+        "raised_at": NOW,
+        "updated_at": NOW,
+    }
+    rows: Rows = {"pull_runs": [pull_run(1, "akamai", "akamai")], "findings": [finding]}
+    async with database_at(state_url, "0003_run_heartbeat", rows) as engine:
+        assert await upgrade(engine, "0004_cost") == ("0003_run_heartbeat", "0004_cost")
+        async with engine.connect() as conn:
+            findings = SQLModel.metadata.tables["findings"]
+            got = (
+                await conn.execute(
+                    sa.select(
+                        findings.c.fingerprint,
+                        findings.c.after_quantity,
+                        findings.c.impact_amount,
+                        findings.c.impact_currency,
+                    )
+                )
+            ).all()
+            costs = SQLModel.metadata.tables["expected_costs"]
+            count = (await conn.execute(sa.select(sa.func.count()).select_from(costs))).scalar()
+        assert [tuple(r) for r in got] == [("f1", Decimal("141.588"), None, None)]
+        assert count == 0
+
+
+def outbox_row(row_id: int, state: str) -> dict[str, Any]:
+    return {
+        "id": row_id,
+        "source": "fastly",
+        "run_id": row_id,
+        "kind": "run",
+        "route": "default",
+        "payload": '{"text":"x"}',
+        "state": state,
+        "attempts": 1,
+        "next_attempt_at": NOW,
+        "last_error": f"error {row_id}",
+        "created_at": NOW,
+        "sent_at": NOW if state == "sent" else None,
+    }
+
+
+async def test_0005_alert_blocks_keeps_the_outbox(state_url: str) -> None:
+    rows: Rows = {
+        "alert_outbox": [outbox_row(1, "sent"), outbox_row(2, "pending"), outbox_row(3, "failed")]
+    }
+    async with database_at(state_url, "0004_cost", rows) as engine:
+        assert await upgrade(engine, "0005_alert_blocks") == ("0004_cost", "0005_alert_blocks")
+        outbox = SQLModel.metadata.tables["alert_outbox"]
+        blocks = SQLModel.metadata.tables["alert_destination_blocks"]
+        async with engine.begin() as conn:
+            got = (await conn.execute(sa.select(outbox).order_by(outbox.c.id))).all()
+            await conn.execute(
+                sa.insert(blocks).values(
+                    key="k", destination="default", reason="refused", blocked_at=NOW
+                )
+            )
+        assert [r._asdict() for r in got] == [
+            outbox_row(i, s) for i, s in ((1, "sent"), (2, "pending"), (3, "failed"))
+        ]
+        async with engine.connect() as conn:
+            assert (await conn.execute(sa.select(blocks.c.key))).scalars().all() == ["k"]
 
 
 def finding(finding_id: int, kind: str, state: str, **extra: Any) -> dict[str, Any]:
@@ -207,7 +339,7 @@ def finding(finding_id: int, kind: str, state: str, **extra: Any) -> dict[str, A
     return {**values, **extra}
 
 
-async def test_0004_keeps_findings_and_gives_them_no_forecast_yet(state_url: str) -> None:
+async def test_0006_keeps_findings_and_gives_them_no_forecast_yet(state_url: str) -> None:
     rows: Rows = {
         "findings": [
             finding(
@@ -216,8 +348,8 @@ async def test_0004_keeps_findings_and_gives_them_no_forecast_yet(state_url: str
             finding(2, "over_expectation", "open"),
         ]
     }
-    async with database_at(state_url, "0003_run_heartbeat", rows) as engine:
-        assert await upgrade(engine, "0004_forecast") == ("0003_run_heartbeat", "0004_forecast")
+    async with database_at(state_url, "0005_alert_blocks", rows) as engine:
+        assert await upgrade(engine, "0006_forecast") == ("0005_alert_blocks", "0006_forecast")
         async with engine.connect() as conn:
             table = SQLModel.metadata.tables["findings"]
             got = (await conn.execute(sa.select(table).order_by(table.c.id))).all()

@@ -1,0 +1,312 @@
+"""Spend: the projected invoice, budgets and the money impact of a change. Pure.
+
+The projected invoice of a collecting month prices its projected volume (only volumes are
+projected) and its percentile and peak values to date with the rates and commitments. Where
+no rate is declared for a line, the effective rate of the last invoice that billed it prices
+it, and the rate says so ("at last month's rates"). ``monthly_budget`` on an expectation
+compares the expected cost of the lines it matches with the budget: ``over_budget`` for what
+is already spent, ``projected_over_budget`` for a collecting month's projection.
+"""
+
+from __future__ import annotations
+
+from collections import defaultdict
+from collections.abc import Sequence
+from dataclasses import dataclass, replace
+from datetime import date
+from decimal import Decimal, localcontext
+from fnmatch import fnmatchcase
+
+from reconciler.cost_settings import CommitmentSettings, CreditSettings, RateSettings
+from reconciler.domain import (
+    EXACT_CONTEXT,
+    FindingKind,
+    ItemCategory,
+    LineStatus,
+    Month,
+    Observation,
+    PlanItem,
+    Severity,
+    line_digest,
+)
+from reconciler.money import Money
+from reconciler.reconcile.audit import InvoiceAmount, bills
+from reconciler.reconcile.costing import CostLine, CostSheet, price_lines, projected_lines
+from reconciler.reconcile.expectations import Evaluated, projected
+from reconciler.settings import ExpectationSettings
+
+ZERO = Decimal(0)
+LAST_INVOICE = "at last month's rates"
+
+
+def project_quantity(line: CostLine, today: date) -> Decimal:
+    """A collecting volume line's month-end quantity (the one call to the projection)."""
+    value = projected(line.quantity, line.month, today)
+    return line.quantity if value is None else value
+
+
+def projected_sheet(
+    rates: Sequence[RateSettings],
+    commitments: Sequence[CommitmentSettings],
+    lines: Sequence[CostLine],
+    today: date,
+    credits: Sequence[CreditSettings] = (),
+) -> CostSheet:
+    """Expected cost with collecting volumes projected to month end."""
+    ahead = projected_lines(lines, lambda x: project_quantity(x, today))
+    return price_lines(rates, commitments, ahead, credits)
+
+
+def last_invoice_rates(
+    invoices: Sequence[InvoiceAmount], lines: Sequence[CostLine]
+) -> list[RateSettings]:
+    """A flat rate per invoiced usage line at the effective rate of its latest invoice."""
+    latest: dict[tuple[str, str, str], InvoiceAmount] = {}
+    for invoice in sorted(invoices, key=lambda i: i.month):
+        if invoice.units > 0 and invoice.amount >= 0:
+            latest[(invoice.source, invoice.product_name, invoice.region)] = invoice
+    rates: list[RateSettings] = []
+    seen: set[tuple[str, ...]] = set()
+    for invoice in latest.values():
+        for line in lines:
+            key = (line.source, line.usage_type, line.region)
+            if key in seen or not bills(replace(invoice, month=line.month), line):
+                continue
+            seen.add(key)
+            with localcontext(EXACT_CONTEXT):
+                price = invoice.amount / invoice.units
+            rates.append(
+                RateSettings(
+                    name=f"{LAST_INVOICE} ({invoice.month} invoice)",
+                    source=_literal(line.source),
+                    usage_type=_literal(line.usage_type),
+                    region=_literal(line.region),
+                    currency=invoice.currency,
+                    unit_price=price,
+                )
+            )
+    return rates
+
+
+def _literal(value: str) -> str:
+    """A glob that matches exactly ``value``."""
+    return "".join(f"[{c}]" if c in "*?[" else c for c in value)
+
+
+def _matched(exp: ExpectationSettings, line: CostLine) -> bool:
+    if exp.per_service != bool(line.service):
+        return False
+    return (
+        fnmatchcase(line.source, exp.source)
+        and (fnmatchcase(line.product, exp.product) or fnmatchcase(line.product_name, exp.product))
+        and fnmatchcase(line.usage_type, exp.usage_type)
+        and fnmatchcase(line.region, exp.region)
+        and fnmatchcase(line.service, exp.service)
+    )
+
+
+def budget_findings(
+    expectations: Sequence[ExpectationSettings], actual: CostSheet, forecast: CostSheet
+) -> list[Evaluated]:
+    """``over_budget`` / ``projected_over_budget`` for every expectation with a budget."""
+    found: list[Evaluated] = []
+    for exp in expectations:
+        budget = exp.monthly_budget
+        if budget is None:
+            continue
+        spent = _spend(exp, actual, budget.currency)
+        outlook = _spend(exp, forecast, budget.currency)
+        for (source, month), (amount, status, provider) in sorted(spent.items()):
+            if amount > budget.amount:
+                found.append(
+                    _budget(exp, source, provider, month, amount, status, FindingKind.OVER_BUDGET)
+                )
+            elif status is LineStatus.COLLECTING:
+                ahead = outlook.get((source, month))
+                if ahead is not None and ahead[0] > budget.amount:
+                    found.append(
+                        _budget(
+                            exp, source, provider, month, ahead[0], status,
+                            FindingKind.PROJECTED_OVER_BUDGET,
+                        )
+                    )  # fmt: skip
+    return found
+
+
+def _spend(
+    exp: ExpectationSettings, sheet: CostSheet, currency: str
+) -> dict[tuple[str, Month], tuple[Decimal, LineStatus, str]]:
+    totals: dict[tuple[str, Month], Decimal] = defaultdict(lambda: ZERO)
+    finalized: dict[tuple[str, Month], bool] = {}
+    providers: dict[tuple[str, Month], str] = {}
+    with localcontext(EXACT_CONTEXT):
+        for cost in sheet.lines:
+            line = cost.line
+            if cost.currency != currency or not _matched(exp, line):
+                continue
+            key = (line.source, line.month)
+            totals[key] += cost.amount
+            finalized[key] = finalized.get(key, True) and line.status is LineStatus.FINALIZED
+            providers[key] = line.provider
+    return {
+        key: (
+            amount,
+            LineStatus.FINALIZED if finalized[key] else LineStatus.COLLECTING,
+            providers[key],
+        )
+        for key, amount in totals.items()
+    }
+
+
+def _budget(
+    exp: ExpectationSettings,
+    source: str,
+    provider: str,
+    month: Month,
+    amount: Decimal,
+    status: LineStatus,
+    kind: FindingKind,
+) -> Evaluated:
+    assert exp.monthly_budget is not None
+    budget = exp.monthly_budget
+    currency = budget.currency
+    with localcontext(EXACT_CONTEXT):
+        over = amount - budget.amount
+    verb = "projects" if kind is FindingKind.PROJECTED_OVER_BUDGET else "costs"
+    message = (
+        f"{exp.label}: {month} {verb} {Money(amount, currency)}, over the monthly budget of "
+        f"{budget} by {Money(over, currency)}"
+    )
+    item = PlanItem(
+        category=ItemCategory.FINDING,
+        kind=kind.value,
+        severity=exp.severity or Severity.WARNING,
+        fingerprint=line_digest(("finding", kind.value, exp.label, source, str(month), "budget")),
+        source=source,
+        provider=provider,
+        account="",
+        product="" if exp.product == "*" else exp.product,
+        usage_type="" if exp.usage_type == "*" else exp.usage_type,
+        region="" if exp.region == "*" else exp.region,
+        service="",
+        month=month,
+        before=Observation(budget.amount, currency, status),
+        after=Observation(amount, currency, status),
+        message=message,
+        product_name=exp.label,
+        impact=over,
+        impact_currency=currency,
+    )
+    return Evaluated(item, line_digest((kind.value, str(budget.amount), currency)))
+
+
+def change_impact(
+    rates: Sequence[RateSettings],
+    commitments: Sequence[CommitmentSettings],
+    lines: Sequence[CostLine],
+    changed: CostLine,
+    before: Decimal,
+) -> Money | None:
+    """What a change of one line from ``before`` to its current quantity costs: its month
+    re-priced both ways (tiers and commitments included); None when no rate prices it."""
+    month_lines = [x for x in lines if x.source == changed.source and x.month == changed.month]
+    previous = [replace(x, quantity=before) if x == changed else x for x in month_lines]
+    now = price_lines(rates, commitments, month_lines)
+    then = price_lines(rates, commitments, previous)
+    if not any(c.line == changed for c in now.lines):
+        return None
+    currency = next(c.currency for c in now.lines if c.line == changed)
+    key = (changed.source, changed.month, currency)
+    with localcontext(EXACT_CONTEXT):
+        amount = now.month_totals().get(key, ZERO) - then.month_totals().get(key, ZERO)
+    return Money(amount, currency)
+
+
+def repriced_findings(
+    source: str,
+    provider: str,
+    previous: dict[tuple[Month, str], Decimal],
+    current: dict[tuple[Month, str], Decimal],
+    finalized: set[Month],
+) -> list[Evaluated]:
+    """A finalized month whose expected cost changed since it was last priced (a rate card
+    corrected retroactively): a ``repriced`` finding with both amounts, never silent."""
+    found: list[Evaluated] = []
+    for (month, currency), amount in sorted(current.items()):
+        before = previous.get((month, currency))
+        if month not in finalized or before is None or before == amount:
+            continue
+        with localcontext(EXACT_CONTEXT):
+            change = amount - before
+        item = PlanItem(
+            category=ItemCategory.FINDING,
+            kind=FindingKind.REPRICED.value,
+            severity=Severity.WARNING,
+            fingerprint=line_digest(("repriced", source, str(month), currency)),
+            source=source,
+            provider=provider,
+            account="",
+            product="",
+            usage_type="",
+            region="",
+            service="",
+            month=month,
+            before=Observation(before, currency, LineStatus.FINALIZED),
+            after=Observation(amount, currency, LineStatus.FINALIZED),
+            message=(
+                f"finalized {month} re-priced by a change of the rates: expected cost "
+                f"{Money(before, currency)} -> {Money(amount, currency)} "
+                f"({Money(change, currency).display(signed=True)})"
+            ),
+            product_name="rate card",
+            impact=change,
+            impact_currency=currency,
+        )
+        found.append(Evaluated(item, line_digest(("repriced", str(before), str(amount)))))
+    return found
+
+
+@dataclass(frozen=True, slots=True)
+class ProjectedInvoice:
+    """What a source's open month is expected to cost by its end, in one currency."""
+
+    source: str
+    month: Month
+    as_of: date
+    currency: str
+    amount: Decimal
+    at_last_rates: bool = False
+
+    def describe(self) -> str:
+        text = f"{self.source} {Money(self.amount, self.currency)}"
+        return text + f" ({LAST_INVOICE})" if self.at_last_rates else text
+
+
+def projected_invoices(
+    source: str,
+    rates: Sequence[RateSettings],
+    commitments: Sequence[CommitmentSettings],
+    credits: Sequence[CreditSettings],
+    lines: Sequence[CostLine],
+    today: date,
+    *,
+    at_last_rates: bool = False,
+) -> list[ProjectedInvoice]:
+    """The open month's (``today``'s) projected invoice of one source, per currency."""
+    month = Month.of(today)
+    open_lines = [x for x in lines if x.month == month and x.source == source]
+    if not open_lines:
+        return []
+    sheet = projected_sheet(rates, commitments, open_lines, today, credits)
+    return [
+        ProjectedInvoice(source, month, today, currency, amount, at_last_rates)
+        for (_, _, currency), amount in sorted(sheet.month_totals().items())
+    ]
+
+
+def below_min_impact(item: PlanItem, threshold: Money | None) -> bool:
+    """Whether an item's money impact is smaller than ``threshold`` (in its currency). An
+    item no rate prices, or priced in another currency, is never below: it cannot be told."""
+    if threshold is None or item.impact is None or item.impact_currency != threshold.currency:
+        return False
+    return Money(abs(item.impact), item.impact_currency).rounded() < threshold.amount

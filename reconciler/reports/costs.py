@@ -1,0 +1,152 @@
+"""The report's money: cost per month, the projected invoice, the invoice audit, commitments.
+
+Gathered from the state with the same pure core as the runs (rates, commitments, credits;
+the last invoice's rates where none are declared). Amounts stay exact here and are grouped
+by currency; the renderers round them to the currency's minor unit.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import date
+from decimal import Decimal, localcontext
+
+from sqlalchemy.ext.asyncio import AsyncConnection
+
+from reconciler.domain import EXACT_CONTEXT, LineStatus, Month
+from reconciler.money import minor_unit
+from reconciler.reconcile.audit import InvoiceAmount, bills
+from reconciler.reconcile.commitments import CommitmentMonth
+from reconciler.reconcile.costing import CostSheet, price_lines
+from reconciler.reconcile.spend import ProjectedInvoice, last_invoice_rates, projected_invoices
+from reconciler.settings import Settings
+from reconciler.store.costs import cost_lines, invoice_amounts
+
+
+@dataclass(frozen=True, slots=True)
+class MonthCost:
+    """A source's month in one currency: finalized, collecting (to date) or projected."""
+
+    source: str
+    month: Month
+    currency: str
+    amount: Decimal
+    state: str  # finalized | collecting | projected
+    at_last_rates: bool
+
+
+@dataclass(frozen=True, slots=True)
+class AuditRow:
+    """One invoice line item against the expected cost of the usage it bills."""
+
+    source: str
+    month: Month
+    line: str
+    currency: str
+    invoiced: Decimal
+    expected: Decimal | None
+
+    @property
+    def difference(self) -> Decimal | None:
+        if self.expected is None:
+            return None
+        with localcontext(EXACT_CONTEXT):
+            return self.invoiced - self.expected
+
+    @property
+    def matches(self) -> bool | None:
+        difference = self.difference
+        if difference is None:
+            return None
+        return abs(difference) <= minor_unit(self.currency) / 2
+
+
+@dataclass(frozen=True, slots=True)
+class CostReport:
+    months: tuple[MonthCost, ...]
+    invoices: tuple[ProjectedInvoice, ...]
+    audit: tuple[AuditRow, ...]
+    commitments: tuple[CommitmentMonth, ...]
+
+    @property
+    def empty(self) -> bool:
+        return not (self.months or self.audit or self.commitments)
+
+
+async def gather_costs(
+    conn: AsyncConnection,
+    settings: Settings,
+    first: Month,
+    last: Month,
+    sources: tuple[str, ...],
+    today: date,
+) -> CostReport:
+    months: list[MonthCost] = []
+    invoices: list[ProjectedInvoice] = []
+    audit: list[AuditRow] = []
+    commitments: list[CommitmentMonth] = []
+    for source in settings.sources:
+        if sources and source.name not in sources:
+            continue
+        lines = await cost_lines(conn, settings, source.name, first.range_to(last))
+        amounts = await invoice_amounts(conn, source.name, source.provider, first.range_to(last))
+        at_last = not settings.rates
+        rates = list(settings.rates) or last_invoice_rates(amounts, lines)
+        sheet = price_lines(rates, settings.commitments, lines, settings.credits)
+        months += _months(sheet, lines, at_last)
+        ahead = projected_invoices(
+            source.name,
+            rates,
+            settings.commitments,
+            settings.credits,
+            lines,
+            today,
+            at_last_rates=at_last,
+        )
+        invoices += ahead
+        months += [
+            MonthCost(i.source, i.month, i.currency, i.amount, "projected", at_last) for i in ahead
+        ]
+        if settings.rates:  # the last invoice's rates cannot audit that invoice
+            audit += _audit(sheet, amounts)
+        commitments += sheet.commitments
+    months.sort(key=lambda m: (m.source, m.month, m.currency, m.state))
+    return CostReport(tuple(months), tuple(invoices), tuple(audit), tuple(commitments))
+
+
+def _months(sheet: CostSheet, lines: list, at_last: bool) -> list[MonthCost]:  # type: ignore[type-arg]
+    open_months = {x.month for x in lines if x.status is not LineStatus.FINALIZED}
+    return [
+        MonthCost(
+            source,
+            month,
+            currency,
+            amount,
+            "collecting" if month in open_months else "finalized",
+            at_last,
+        )
+        for (source, month, currency), amount in sorted(sheet.month_totals().items())
+    ]
+
+
+def _audit(sheet: CostSheet, amounts: list[InvoiceAmount]) -> list[AuditRow]:
+    rows: list[AuditRow] = []
+    for invoice in sorted(amounts, key=lambda i: (i.month, i.label)):
+        matched = [
+            c for c in sheet.lines if bills(invoice, c.line) and c.currency == invoice.currency
+        ]
+        expected = None
+        if matched:
+            with localcontext(EXACT_CONTEXT):
+                expected = sum((c.amount for c in matched), Decimal(0))
+        rows.append(
+            AuditRow(
+                invoice.source,
+                invoice.month,
+                invoice.label,
+                invoice.currency,
+                invoice.amount,
+                expected,
+            )
+        )
+    return rows

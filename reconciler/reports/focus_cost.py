@@ -1,0 +1,251 @@
+"""The cost columns of the FOCUS export, from the declared rate cards (docs/focus-mapping.md).
+
+A line that a rate prices gets its expected cost: ``ContractedCost`` (and ``BilledCost``,
+``EffectiveCost``, ``ListCost``: reconciler knows the contract, not a separate list price)
+with ``ContractedUnitPrice`` (the line's effective rate), ``PricingQuantity`` and
+``PricingUnit`` (the consumed quantity and unit) and ``BillingCurrency``. A correction row is
+priced at the same rate. A stat the provider marks not billable costs 0. A line no rate
+prices keeps these columns empty. Costs are exact; a quotient (a share of a tiered total, a
+prorated month) is written to 10 decimal places.
+"""
+
+from __future__ import annotations
+
+from collections import defaultdict
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from decimal import Decimal, localcontext
+from typing import Any
+
+from sqlalchemy.ext.asyncio import AsyncConnection
+
+from reconciler.domain import EXACT_CONTEXT, Month, canonical_decimal
+from reconciler.reconcile.costing import CostSheet, LineCost, price_lines
+from reconciler.reconcile.measures import PeriodValue, month_value
+from reconciler.reconcile.spend import last_invoice_rates
+from reconciler.settings import Settings
+from reconciler.store.costs import cost_lines, invoice_amounts
+
+PLACES = Decimal("1E-10")
+_Key = tuple[Any, ...]
+
+
+@dataclass(frozen=True, slots=True)
+class LinePrice:
+    currency: str
+    unit_price: Decimal
+    billed_share: Decimal = Decimal(1)  # of the cost, what is billed with the usage
+
+
+def pricing_unit(unit: str, usage_type: str) -> str:
+    """The FOCUS UnitFormat of what a price is per: Fastly counts requests in units of
+    10,000; a 95/5 or peak figure is priced per Mbps."""
+    if unit.lower() == "gb":
+        return "GB"
+    if unit == "unit" and usage_type.endswith("Requests"):
+        return "10000 Requests"
+    if unit.endswith(" Mbps") or unit.endswith(" Gbps"):
+        return unit.rsplit(" ", 1)[1]
+    return unit
+
+
+def _amount(value: Decimal) -> str:
+    with localcontext(EXACT_CONTEXT):
+        if value.as_tuple().exponent < -10:  # type: ignore[operator]
+            value = value.quantize(PLACES)
+    return canonical_decimal(value)
+
+
+@dataclass
+class FocusPricing:
+    """The effective rate of every priced line of a FOCUS export."""
+
+    prices: dict[_Key, LinePrice]
+    charges: list[dict[str, str]] = field(default_factory=list)
+
+    def columns(self, line: Any, quantity: Decimal) -> dict[str, str]:
+        key = (
+            line.source,
+            line.account,
+            line.product,
+            line.usage_type,
+            line.region,
+            line.service,
+            Month.parse(line.month),
+            line.period_start,
+        )
+        price = self.prices.get(key)
+        if price is None:
+            return {}
+        with localcontext(EXACT_CONTEXT):
+            exact = quantity * price.unit_price
+            cost = _amount(exact)
+            billed = _amount(exact * price.billed_share)
+        unit_price = _amount(price.unit_price)
+        return {
+            "BillingCurrency": price.currency,
+            "PricingQuantity": canonical_decimal(quantity),
+            "PricingUnit": pricing_unit(line.unit, line.usage_type),
+            "ListUnitPrice": unit_price,
+            "ContractedUnitPrice": unit_price,
+            "ListCost": cost,
+            "ContractedCost": cost,
+            "EffectiveCost": cost,
+            # A commitment's purchase is billed on its own row, not again with the usage.
+            "BilledCost": billed,
+        }
+
+
+def _prices(sheet: CostSheet) -> dict[_Key, LinePrice]:
+    """Each line's effective rate. A percentile, peak or gauge month is one FOCUS row (the
+    period that gives the month its value): every period's rate is the month's whole cost
+    over that value, so the one row carries the month's cost."""
+    prices: dict[_Key, LinePrice] = {}
+    months: dict[tuple[Any, ...], list[LineCost]] = defaultdict(list)
+    for cost in sheet.lines:
+        line = cost.line
+        if line.additive:
+            with localcontext(EXACT_CONTEXT):
+                rate = cost.amount / line.quantity if line.quantity else Decimal(0)
+                share = (cost.amount - cost.prepaid) / cost.amount if cost.amount else Decimal(1)
+            key = (*line.identity, line.month, line.period_start)
+            prices[key] = LinePrice(cost.currency, rate, share)
+        else:
+            months[(*line.identity, line.month)].append(cost)
+    for periods in months.values():
+        lines = [c.line for c in periods]
+        value = month_value(lines[0].kind, (PeriodValue(x.period_start, x.quantity) for x in lines))
+        with localcontext(EXACT_CONTEXT):
+            total = sum((c.amount for c in periods), Decimal(0))
+            prepaid = sum((c.prepaid for c in periods), Decimal(0))
+            rate = total / value if value else Decimal(0)
+            share = (total - prepaid) / total if total else Decimal(1)
+        for line in lines:
+            prices[(*line.identity, line.month, line.period_start)] = LinePrice(
+                periods[0].currency, rate, share
+            )
+    return prices
+
+
+async def focus_pricing(
+    conn: AsyncConnection, settings: Settings, first: Month, last: Month, sources: Sequence[str]
+) -> FocusPricing:
+    """Price the export's months of every selected source (declared rates, else the last
+    invoice's)."""
+    months = first.range_to(last)
+    prices: dict[_Key, LinePrice] = {}
+    charges: list[dict[str, str]] = []
+    for source in settings.sources:
+        if sources and source.name not in sources:
+            continue
+        lines = await cost_lines(conn, settings, source.name, months)
+        invoices = await invoice_amounts(conn, source.name, source.provider, months)
+        rates = list(settings.rates) or last_invoice_rates(invoices, lines)
+        sheet = price_lines(rates, settings.commitments, lines, settings.credits)
+        prices.update(_prices(sheet))
+        charges += _charges(sheet, settings, source.name, source.provider)
+    return FocusPricing(prices, charges)
+
+
+def _charges(
+    sheet: CostSheet, settings: Settings, source: str, provider: str
+) -> list[dict[str, str]]:
+    """Rows of their own: commitment purchases (and a money commitment's true-up) and
+    contract credits."""
+    periods = {c.label: c.period for c in settings.commitments}
+    rows: list[dict[str, str]] = []
+    for month in sheet.commitments:
+        if month.money:
+            amount = month.adjustment  # what the commitment adds to the rated usage
+            category, quantity = "Adjustment", None
+        else:
+            amount = month.purchase
+            category, quantity = "Purchase", month.committed
+        if amount == 0:
+            continue
+        frequency = "One-Time" if periods.get(month.commitment) == "term" else "Recurring"
+        rows.append(
+            _charge_row(
+                source,
+                provider,
+                month.month,
+                month.currency,
+                amount,
+                category,
+                frequency,
+                f"{month.commitment} commitment",
+                quantity,
+                effective=Decimal(0) if category == "Purchase" else amount,
+            )
+        )
+    for credit in sheet.credits:
+        rows.append(
+            _charge_row(
+                source,
+                provider,
+                credit.month,
+                credit.currency,
+                -credit.amount,
+                "Credit",
+                "Recurring",
+                f"{credit.credit} credit",
+                None,
+                effective=-credit.amount,
+            )
+        )
+    return rows
+
+
+def _charge_row(
+    source: str,
+    provider: str,
+    month: Month,
+    currency: str,
+    billed: Decimal,
+    category: str,
+    frequency: str,
+    description: str,
+    quantity: Decimal | None,
+    *,
+    effective: Decimal,
+) -> dict[str, str]:
+    from reconciler.reports.focus import PROVIDER_NAMES  # focus imports this module
+
+    name = PROVIDER_NAMES.get(provider, provider)
+    start, end = month.first_day, (month + 1).first_day
+    row = {
+        "BillingAccountId": source,
+        "BillingPeriodStart": f"{start.isoformat()}T00:00:00Z",
+        "BillingPeriodEnd": f"{end.isoformat()}T00:00:00Z",
+        "ChargePeriodStart": f"{start.isoformat()}T00:00:00Z",
+        "ChargePeriodEnd": f"{end.isoformat()}T00:00:00Z",
+        "ChargeCategory": category,
+        "ChargeDescription": description,
+        "ChargeFrequency": frequency,
+        "BilledCost": _amount(billed),
+        "EffectiveCost": _amount(effective),
+        "ListCost": _amount(billed),
+        "ContractedCost": _amount(billed),
+        "BillingCurrency": currency,
+        "ServiceProviderName": name,
+        "HostProviderName": name,
+        "InvoiceIssuerName": name,
+        "ProviderName": name,
+        "PublisherName": name,
+        "ServiceCategory": "Networking",
+        "ServiceSubcategory": "Content Delivery",
+        "ServiceName": description,
+        "x_Source": source,
+    }
+    if quantity is not None and quantity:
+        with localcontext(EXACT_CONTEXT):
+            price = billed / quantity
+        row.update(
+            {
+                "PricingQuantity": canonical_decimal(quantity),
+                "ListUnitPrice": _amount(price),
+                "ContractedUnitPrice": _amount(price),
+                "SkuId": f"commitment:{description}",
+            }
+        )
+    return row
