@@ -128,6 +128,9 @@ class ChangeKind(StrEnum):
     UNIT_CHANGED = "unit_changed"
     DISAPPEARED = "disappeared"
     REAPPEARED = "reappeared"
+    FINALIZED_CHANGED = "finalized_changed"
+    FINALIZED_DISAPPEARED = "finalized_disappeared"
+    LEFT_WINDOW_COLLECTING = "left_window_collecting"
 
 
 class FindingKind(StrEnum):

@@ -166,6 +166,16 @@ class Tolerance(BaseModel):
         return f"{self.percent}%" if self.percent is not None else str(self.absolute or 0)
 
 
+# How far a finalized value may be from the month's last collecting one for the finalization
+# to be routine ("1%", or an absolute quantity such as "0.5").
+FinalizeTolerance = Annotated[
+    Tolerance,
+    BeforeValidator(Tolerance.parse),
+    PlainSerializer(str, return_type=str, when_used="json"),
+]
+DEFAULT_FINALIZE_TOLERANCE = Tolerance(percent=Decimal(1))
+
+
 class _Strict(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True)
 
@@ -198,6 +208,7 @@ class _SourceBase(_Strict):
 
     # The whole pull's deadline, whatever its requests and retries do.
     pull_timeout_s: float = seconds(1800.0, 0.1, 86400)
+    finalize_tolerance: FinalizeTolerance | None = None
 
     @field_validator("name")
     @classmethod
@@ -622,6 +633,7 @@ class Settings(BaseSettings):
     cost: CostSettings = CostSettings()
     measures: list[MeasureSettings] = Field(default_factory=list)
     severities: dict[ChangeKind, Severity] = Field(default_factory=dict)
+    finalize_tolerance: FinalizeTolerance = DEFAULT_FINALIZE_TOLERANCE
     alerts: AlertSettings = AlertSettings()
     reports: ReportSettings = ReportSettings()
     daemon: DaemonSettings = DaemonSettings()
@@ -677,6 +689,10 @@ class Settings(BaseSettings):
             if source.name == name:
                 return source
         raise ConfigError([f"sources: no source named {name!r}"])
+
+    def finalize_tolerance_for(self, name: str) -> Tolerance:
+        """The source's own ``finalize_tolerance``, else the global one (default 1%)."""
+        return self.source(name).finalize_tolerance or self.finalize_tolerance
 
     @property
     def state_directory(self) -> Path:

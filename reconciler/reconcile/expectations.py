@@ -14,7 +14,6 @@ expectation that matches nothing in a month of its source says so (``no_match``)
 
 from __future__ import annotations
 
-from collections import defaultdict
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
 from datetime import UTC, date, datetime, time, timedelta
@@ -48,16 +47,6 @@ DEFAULT_FINDING_SEVERITY = {
     FindingKind.INVOICE_MISMATCH: Severity.CRITICAL,
     FindingKind.NO_MATCH: Severity.WARNING,
 }
-
-
-@dataclass(frozen=True, slots=True)
-class ProviderInvoiceLine:
-    source: str
-    month: Month
-    usage_type: str
-    product_name: str
-    region: str
-    units: Decimal
 
 
 @dataclass(frozen=True, slots=True)
@@ -395,74 +384,3 @@ def _no_match(miss: NoMatch) -> Evaluated:
 
 def _pattern(value: str) -> str:
     return "" if value == "*" else value
-
-
-def check_provider_invoices(
-    lines: Sequence[MonthLine],
-    invoice_lines: Sequence[ProviderInvoiceLine],
-    expectations: Sequence[ExpectationSettings] = (),
-) -> list[Evaluated]:
-    """Finalized account-level totals against the units on the provider's own invoice.
-
-    An invoice line matches the lines whose usage type is its product name (or usage type) and
-    whose region is its region. The tolerance is that of the first expectation matching those
-    lines, else none.
-    """
-    by_month: dict[tuple[str, Month], list[MonthLine]] = defaultdict(list)
-    for line in lines:
-        if not line.service:
-            by_month[(line.source, line.month)].append(line)
-    found: list[Evaluated] = []
-    for invoice in invoice_lines:
-        candidates = [
-            line
-            for line in by_month.get((invoice.source, invoice.month), [])
-            if invoice.product_name in (line.usage_type, line.product_name)
-            or invoice.usage_type == line.usage_type
-        ]
-        matched = [
-            line for line in candidates if not invoice.region or line.region == invoice.region
-        ]
-        if not matched or any(line.status != LineStatus.FINALIZED for line in matched):
-            continue
-        with localcontext(EXACT_CONTEXT):
-            total = sum((line.quantity for line in matched), Decimal(0))
-        tolerance = next(
-            (e.tolerance for e in expectations if any(matches(e, line) for line in matched)),
-            Tolerance(absolute=Decimal(0)),
-        )
-        if not _outside(total, invoice.units, tolerance):
-            continue
-        first = matched[0]
-        unit = first.unit
-        item = PlanItem(
-            category=ItemCategory.FINDING,
-            kind=FindingKind.INVOICE_MISMATCH.value,
-            severity=Severity.CRITICAL,
-            fingerprint=line_digest(
-                (
-                    "invoice",
-                    invoice.source,
-                    str(invoice.month),
-                    invoice.product_name,
-                    invoice.region,
-                )
-            ),
-            source=invoice.source,
-            provider=first.provider,
-            account=first.account,
-            product=first.product,
-            usage_type=first.usage_type,
-            region=invoice.region,
-            service="",
-            month=invoice.month,
-            before=Observation(invoice.units, unit, LineStatus.FINALIZED),
-            after=Observation(total, unit, LineStatus.FINALIZED),
-            message=(
-                f"finalized {invoice.month} usage {total} {unit} differs from the "
-                f"{invoice.units} units on the provider's invoice beyond {tolerance}"
-            ),
-            product_name=first.product_name,
-        )
-        found.append(Evaluated(item, line_digest(("invoice", str(invoice.units), str(total)))))
-    return found

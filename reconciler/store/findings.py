@@ -13,6 +13,7 @@ import json
 from collections.abc import Collection, Iterable, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
+from decimal import Decimal
 from typing import Any
 
 from sqlalchemy import Integer, Text, bindparam, cast, insert, select, update
@@ -24,8 +25,10 @@ from reconciler.domain import (
     ItemCategory,
     Month,
     PlanItem,
+    canonical_decimal,
     line_digest,
 )
+from reconciler.reconcile.diff import ABSENCE_KINDS
 from reconciler.reconcile.expectations import Evaluated
 from reconciler.reconcile.forecast import forecast_from_json, forecast_json
 from reconciler.store.ingest import LineChange, change_fingerprint
@@ -69,7 +72,31 @@ def drift_item(change: LineChange) -> PlanItem:
         before=change.before,
         after=change.after,
         product_name=change.product_name,
+        message=drift_message(change),
     )
+
+
+def drift_message(change: LineChange) -> str:
+    """Why a drift item matters, where its kind alone does not say it."""
+    if change.kind == ChangeKind.FINALIZED_CHANGED:
+        percent, delta = change.percent, change.delta or Decimal(0)
+        share = f" ({percent:+}%)" if percent is not None else ""
+        sign = "+" if delta > 0 else ""
+        return (
+            f"the finalized value is {sign}{canonical_decimal(delta)} from the last collecting "
+            f"one{share}, beyond the finalize tolerance"
+        )
+    if change.kind == ChangeKind.FINALIZED_DISAPPEARED:
+        return "a billed (finalized) line is missing from a complete pull"
+    if change.returned and change.kind != ChangeKind.REAPPEARED:
+        return "came back after being absent, with other values than when last seen"
+    if change.redated is not None:
+        start, end = change.redated
+        key = change.key
+        return (
+            f"the provider re-dated this period (was {start}..{end}, now from {key.period_start})"
+        )
+    return ""
 
 
 def drift_values_hash(item: PlanItem) -> str:
@@ -341,8 +368,10 @@ async def resolve_fingerprints(
     return [item_from_row(row) for row in rows]
 
 
-def disappeared_fingerprint_for(change: LineChange) -> str:
-    return change_fingerprint(ChangeKind.DISAPPEARED, change.key)
+def absence_fingerprints(change: LineChange) -> list[str]:
+    """The fingerprints the line's absence may have been raised under (a return resolves
+    them only when it is an identical ``reappeared``)."""
+    return [change_fingerprint(kind, change.key) for kind in ABSENCE_KINDS]
 
 
 async def current_serial(conn: AsyncConnection, *, lock: bool = False) -> int:

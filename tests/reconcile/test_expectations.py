@@ -5,11 +5,9 @@ from decimal import Decimal
 
 import pytest
 
-from reconciler.domain import FindingKind, LineStatus, Month, Severity
+from reconciler.domain import LineStatus, Month, Severity
 from reconciler.reconcile.expectations import (
     MonthLine,
-    ProviderInvoiceLine,
-    check_provider_invoices,
     evaluate,
 )
 from reconciler.settings import ExpectationSettings
@@ -128,13 +126,3 @@ def test_invoice_mismatch_is_critical_and_fingerprint_stable() -> None:
     again = evaluate([exp(invoices={"2024-05": "100"})], [ml("151")], date(2024, 6, 10))
     assert again[0].item.fingerprint == found[0].item.fingerprint
     assert again[0].values_hash == found[0].values_hash  # growth alone is not news
-
-
-def test_provider_invoice_units_are_checked() -> None:
-    invoice = ProviderInvoiceLine(
-        "fastly", MAY, "bandwidth", "North America Bandwidth", "North America", Decimal("110")
-    )
-    found = check_provider_invoices([ml("100")], [invoice])
-    assert kinds(found) == [FindingKind.INVOICE_MISMATCH.value]
-    assert check_provider_invoices([ml("110")], [invoice]) == []
-    assert check_provider_invoices([ml("100", status=C)], [invoice]) == []

@@ -152,6 +152,85 @@ async def test_upgrade_from_the_first_release_reaches_head(state_url: str) -> No
         assert count == 1
 
 
+def invoice_line(usage_type: str, units: Decimal, amount: Decimal | None) -> dict[str, Any]:
+    return {
+        "source": "fastly",
+        "account": "cust",
+        "month": "2026-07",
+        "usage_type": "bandwidth",
+        "product_name": usage_type,
+        "region": "North America",
+        "units": units,
+        "amount": amount,
+        "currency": "USD",
+        "run_id": 1,
+    }
+
+
+async def test_0006_keeps_invoice_lines_and_reads_them_as_covering_their_month(
+    state_url: str,
+) -> None:
+    rows: Rows = {
+        "pull_runs": [pull_run(1, "fastly", "fastly")],
+        "invoice_lines": [
+            invoice_line(
+                "North America Bandwidth",
+                Decimal("12345678901234567890.123456789"),
+                Decimal("0.0000000001"),
+            ),
+            invoice_line("North America Requests", Decimal(5000), None),
+        ],
+    }
+    async with database_at(state_url, "0005_alert_blocks", rows) as engine:
+        assert await upgrade(engine, "0006_invoice_line_items") == (
+            "0005_alert_blocks",
+            "0006_invoice_line_items",
+        )
+        invoices = SQLModel.metadata.tables["invoice_lines"]
+        columns = ("product_name", "units", "amount", "currency", "invoice_id", "position")
+        columns += ("description", "unit", "billing_start", "billing_end")
+        async with engine.connect() as conn:
+            got = (
+                await conn.execute(
+                    sa.select(*[invoices.c[c] for c in columns]).order_by(invoices.c.id)
+                )
+            ).all()
+        assert [tuple(r) for r in got] == [
+            (
+                "North America Bandwidth",
+                Decimal("12345678901234567890.123456789"),
+                Decimal("0.0000000001"),
+                "USD",
+                "",
+                0,
+                "",
+                None,
+                None,
+                None,
+            ),
+            ("North America Requests", Decimal(5000), None, "USD", "", 0, "", None, None, None),
+        ]
+        # The upgraded table takes what it could not before: a fee line without units.
+        async with engine.begin() as conn:
+            await conn.execute(
+                sa.insert(invoices),
+                {
+                    **invoice_line("", Decimal(0), Decimal("25.00")),
+                    "units": None,
+                    "usage_type": "",
+                    "description": "Support fee",
+                },
+            )
+            fee = (
+                await conn.execute(
+                    sa.select(invoices.c.units, invoices.c.amount).where(
+                        invoices.c.description == "Support fee"
+                    )
+                )
+            ).one()
+        assert fee.units is None and fee.amount == Decimal("25.00")
+
+
 async def test_db_upgrade_command_carries_a_first_release_database(tmp_path: Path) -> None:
     """``reconciler db upgrade`` on a database made by the first release, then ``config check``
     lists its stat types with the kind each got."""
@@ -339,7 +418,7 @@ def finding(finding_id: int, kind: str, state: str, **extra: Any) -> dict[str, A
     return {**values, **extra}
 
 
-async def test_0006_keeps_findings_and_gives_them_no_forecast_yet(state_url: str) -> None:
+async def test_0007_keeps_findings_and_gives_them_no_forecast_yet(state_url: str) -> None:
     rows: Rows = {
         "findings": [
             finding(
@@ -348,8 +427,11 @@ async def test_0006_keeps_findings_and_gives_them_no_forecast_yet(state_url: str
             finding(2, "over_expectation", "open"),
         ]
     }
-    async with database_at(state_url, "0005_alert_blocks", rows) as engine:
-        assert await upgrade(engine, "0006_forecast") == ("0005_alert_blocks", "0006_forecast")
+    async with database_at(state_url, "0006_invoice_line_items", rows) as engine:
+        assert await upgrade(engine, "0007_forecast") == (
+            "0006_invoice_line_items",
+            "0007_forecast",
+        )
         async with engine.connect() as conn:
             table = SQLModel.metadata.tables["findings"]
             got = (await conn.execute(sa.select(table).order_by(table.c.id))).all()

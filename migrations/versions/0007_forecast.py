@@ -1,7 +1,7 @@
 """findings: a projected overage's forecast, and the forecast its acknowledgement accepted
 
-Revision ID: 0006_forecast
-Revises: 0005_alert_blocks
+Revision ID: 0007_forecast
+Revises: 0006_invoice_line_items
 Create Date: 2026-12-01 21:50:00
 """
 
@@ -12,8 +12,8 @@ from collections.abc import Sequence
 import sqlalchemy as sa
 from alembic import op
 
-revision: str = "0006_forecast"
-down_revision: str | None = "0005_alert_blocks"
+revision: str = "0007_forecast"
+down_revision: str | None = "0006_invoice_line_items"
 branch_labels: str | Sequence[str] | None = None
 depends_on: str | Sequence[str] | None = None
 
