@@ -35,6 +35,7 @@ from reconciler.store.findings import ItemUpdates, drift_values_hash
 from reconciler.store.ingest import IngestResult, apply_staged, lines_t, refresh_statistics
 from reconciler.store.invoice_rows import invoice_from_row
 from reconciler.store.measures import apply_measure_kinds, quiet_not_billable
+from reconciler.store.month_history import pull_instant, source_forecast_inputs
 from reconciler.store.runs import (
     HEARTBEAT_INTERVAL_S,
     RunAbandonedError,
@@ -481,7 +482,14 @@ async def _review(
         conn, source, coverage.months, services=any(e.per_service for e in expectations)
     )
     invoices = await stored_invoice_lines(conn, source, coverage.months)
-    evaluated = evaluate(expectations, lines, today) + check_provider_invoices(
+    forecasts = await source_forecast_inputs(
+        conn,
+        settings,
+        source,
+        pull_instant(today, now),
+        services=any(e.per_service for e in expectations),
+    )
+    evaluated = evaluate(expectations, lines, today, forecasts) + check_provider_invoices(
         lines, invoices, expectations
     )
     if priced is not None:
