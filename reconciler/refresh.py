@@ -25,14 +25,8 @@ from reconciler.domain import ChangeKind, ItemCategory, LineStatus, Month, utcno
 from reconciler.errors import BadProviderDataError, ConfigError, ProviderError, ReconcilerError
 from reconciler.providers.base import Coverage, InvoiceLine, PullStats, open_provider
 from reconciler.providers.http import HttpClient
-from reconciler.reconcile.expectations import (
-    Evaluated,
-    MonthLine,
-    ProviderInvoiceLine,
-    check_provider_invoices,
-    evaluate,
-    unmatched_months,
-)
+from reconciler.reconcile.expectations import Evaluated, MonthLine, evaluate, unmatched_months
+from reconciler.reconcile.invoices import check_provider_invoices
 from reconciler.reconcile.measures import MeasureKind
 from reconciler.settings import ExpectationSettings, Settings
 from reconciler.store import costs as cost_store
@@ -40,7 +34,9 @@ from reconciler.store import findings as items_store
 from reconciler.store.backup import checkpoint
 from reconciler.store.findings import ItemUpdates, drift_values_hash
 from reconciler.store.ingest import IngestResult, apply_staged, lines_t, refresh_statistics
+from reconciler.store.invoice_rows import invoice_from_row
 from reconciler.store.measures import apply_measure_kinds, quiet_not_billable
+from reconciler.store.month_history import pull_instant, source_forecast_inputs
 from reconciler.store.runs import (
     HEARTBEAT_INTERVAL_S,
     RunAbandonedError,
@@ -50,6 +46,7 @@ from reconciler.store.runs import (
     start_run,
 )
 from reconciler.store.staging import Stager, check_lengths, text_limits
+from reconciler.store.statuses import collecting_months_before, left_window_items
 from reconciler.store.tables import InvoiceLineRow
 
 log = logging.getLogger(__name__)
@@ -159,6 +156,7 @@ async def refresh_source(
                 coverage=provider.coverage,
                 now=clock(),
                 severities=settings.severities,
+                finalize_tolerance=settings.finalize_tolerance_for(source_name),
             )
             await _store_invoices(
                 conn, source_name, provider.coverage, provider.invoice_lines, run_id
@@ -365,6 +363,12 @@ async def _store_invoices(
             "amount": line.amount,
             "currency": line.currency,
             "run_id": run_id,
+            "invoice_id": line.invoice_id,
+            "position": line.position,
+            "description": line.description,
+            "unit": line.unit,
+            "billing_start": line.billing_start,
+            "billing_end": line.billing_end,
         }
         for line in invoice_lines
         if str(line.month) in months
@@ -434,16 +438,13 @@ async def month_lines(
 
 async def stored_invoice_lines(
     conn: AsyncConnection, source: str, months: Sequence[Month]
-) -> list[ProviderInvoiceLine]:
-    query = select(invoices_t).where(
-        invoices_t.c.source == source, invoices_t.c.month.in_([str(m) for m in months])
+) -> list[InvoiceLine]:
+    query = (
+        select(invoices_t)
+        .where(invoices_t.c.source == source, invoices_t.c.month.in_([str(m) for m in months]))
+        .order_by(invoices_t.c.id)
     )
-    return [
-        ProviderInvoiceLine(
-            r.source, Month.parse(r.month), r.usage_type, r.product_name, r.region, r.units
-        )
-        for r in (await conn.execute(query)).all()
-    ]
+    return [invoice_from_row(r) for r in (await conn.execute(query)).all()]
 
 
 async def _review(
@@ -477,10 +478,25 @@ async def _review(
         now=now,
         keep_open_before=True,
     )
+    left = left_window_items(
+        source,
+        await collecting_months_before(conn, source, coverage.months[0]),
+        settings.severities,
+    )
+    if left:
+        flagged = await items_store.record_items(
+            conn,
+            [Evaluated(item, drift_values_hash(item)) for item in left],
+            run_id=run_id,
+            now=now,
+            keep_open_before=True,
+        )
+        updates.raised += flagged.raised
+        updates.values_hashes.update(flagged.values_hashes)
     back = [c for c in ingest.changes if c.kind == ChangeKind.REAPPEARED]
     if back:
         updates.resolved += await items_store.resolve_fingerprints(
-            conn, [items_store.disappeared_fingerprint_for(c) for c in back], now
+            conn, [fp for c in back for fp in items_store.absence_fingerprints(c)], now
         )
 
     await apply_measure_kinds(conn, source, settings.measures, coverage.months)
@@ -488,7 +504,14 @@ async def _review(
         conn, source, coverage.months, services=any(e.per_service for e in expectations)
     )
     invoices = await stored_invoice_lines(conn, source, coverage.months)
-    evaluated = evaluate(expectations, lines, today) + check_provider_invoices(
+    forecasts = await source_forecast_inputs(
+        conn,
+        settings,
+        source,
+        pull_instant(today, now),
+        services=any(e.per_service for e in expectations),
+    )
+    evaluated = evaluate(expectations, lines, today, forecasts) + check_provider_invoices(
         lines, invoices, expectations
     )
     if priced is not None:

@@ -17,17 +17,21 @@ from reconciler.logs import register_secret
 from reconciler.secrets import SecretRef, resolve_secret, secret_path
 from reconciler.settings import AkamaiSourceSettings, Settings
 
-log = logging.getLogger(__name__)
-
 
 def register_configured_secrets(
     settings: Settings, environ: Mapping[str, str] | None = None
 ) -> int:
     """Register every secret ``settings`` names (tokens, EdgeGrid keys, webhooks); how many."""
     found = 0
-    for value in _secret_values(settings, environ):
-        register_secret(value)
-        found += 1
+    # Quietly: a warning about a secret file (readable by others) comes when it is used.
+    secrets_log = logging.getLogger("reconciler.secrets")
+    was_disabled, secrets_log.disabled = secrets_log.disabled, True
+    try:
+        for value in _secret_values(settings, environ):
+            register_secret(value)
+            found += 1
+    finally:
+        secrets_log.disabled = was_disabled
     return found
 
 

@@ -4,7 +4,10 @@ on the sandbox's clock, the Slack stand-in, several simulated months, then ``pla
 
 Months go by ten days at a time. Along the way the sandbox restates a finalized Akamai month,
 a usage type spikes toward its commitment and a collecting Fastly month is lowered. The test
-checks that the plan shows exactly those kinds (and the month-end finalizations), that Slack
+checks that the plan shows exactly those kinds (and the month-end finalizations: April, last
+seen collecting on the 23rd, finalizes a week of usage higher, beyond the 1% finalize tolerance,
+so its lines are ``finalized_changed``; May and June, last seen complete, finalize routinely),
+that Slack
 got one valid message per run with news (the restatement as critical), that the daemon wrote
 its reports, that ``apply`` acknowledges everything and that acknowledged items stay quiet.
 """
@@ -88,7 +91,8 @@ def scripted_events(spike_factor: Decimal) -> list[dict[str, Any]]:
 def loop_config(
     tmp_path: Path, sandbox: SandboxServer, edgerc: Path, commitment: Decimal
 ) -> dict[str, Any]:
-    pulls = {"lookback_months": 3, "pull_every": "1s", "max_retries": 0}
+    # The sandbox serves a day's usage on that day (no data lag).
+    pulls = {"lookback_months": 3, "pull_every": "1s", "max_retries": 0, "data_lag": "0s"}
     return {
         "state": {"directory": str(tmp_path / "state")},
         "sources": [
@@ -119,6 +123,8 @@ def loop_config(
                 "unit": "GB",
             }
         ],
+        # July's overage is forecast from its first two days (see expected_slack_summaries).
+        "forecast": {"min_days": 2},
         "alerts": {"slack": {"min_severity": "warning"}},
         "reports": {
             "directory": str(tmp_path / "reports"),
@@ -341,15 +347,23 @@ async def run_the_loop(tmp_path: Path) -> LoopRun:
 
 def expected_slack_summaries(items: list[dict[str, Any]]) -> Counter[tuple[str, int, str]]:
     """One message per run with news: the restatement (critical) in Akamai's run, the
-    projected overage in Fastly's run at the start of July, the decrease in its run after.
-    Restated stats the provider marks not billable are info, below the routes' minimum."""
+    projected overage in Fastly's run at the start of July, the decrease in its run after, and
+    April's finalized_changed lines in each source's run that saw April finalized. Restated
+    (or changed) stats the provider marks not billable are info, below the routes' minimum."""
     restated = sum(1 for i in items if i["kind"] == "restated" and i["severity"] == "critical")
     decreased = sum(1 for i in items if i["kind"] == "decreased")
+    changed = Counter(
+        i["source"]
+        for i in items
+        if i["kind"] == "finalized_changed" and i["severity"] == "warning"
+    )
     return Counter(
         {
             ("akamai", restated, f"{restated} critical"): 1,
             ("fastly", 1, "1 warning"): 1,
             ("fastly", decreased, f"{decreased} warning"): 1,
+            # April's finalization beyond the tolerance, in each source's run of May 3rd.
+            **{(source, n, f"{n} warning"): 1 for source, n in changed.items()},
         }
     )
 
@@ -366,7 +380,13 @@ def test_an_import_is_not_drift(loop: LoopRun) -> None:
 def test_the_plan_shows_exactly_what_happened(loop: LoopRun) -> None:
     items = plan_items(loop.plan)
     kinds = Counter(i["kind"] for i in items)
-    assert set(kinds) == {"restated", "decreased", "projected_overage", "finalized"}, kinds
+    assert set(kinds) == {
+        "restated",
+        "decreased",
+        "projected_overage",
+        "finalized",
+        "finalized_changed",
+    }, kinds
     assert loop.plan["summary"] == dict(kinds)
 
     restated = [i for i in items if i["kind"] == "restated"]
@@ -408,10 +428,26 @@ def test_the_plan_shows_exactly_what_happened(loop: LoopRun) -> None:
     assert Decimal(overage["after"]["quantity"]) > loop.commitment
 
     finalized = [i for i in items if i["kind"] == "finalized"]
+    changed = [i for i in items if i["kind"] == "finalized_changed"]
     for source in SOURCES:
-        months = {i["month"] for i in finalized if i["source"] == source}
+        months = {i["month"] for i in finalized + changed if i["source"] == source}
         assert months == {"2024-04", "2024-05", "2024-06"}, source
     assert {i["severity"] for i in finalized} == {"info"}
+    for item in finalized:  # within 1% of the last collecting value
+        before, after = Decimal(item["before"]["quantity"]), Decimal(item["after"]["quantity"])
+        assert abs(after - before) * 100 <= before
+
+    # April was last seen collecting on the 23rd: its volumes finalize a week's usage higher.
+    assert {i["month"] for i in changed} == {"2024-04"}
+    # Warnings, but info for stats the provider marks not billable.
+    assert {i["severity"] for i in changed} <= {"warning", "info"}
+    assert any(i["severity"] == "warning" for i in changed)
+    assert {i["source"] for i in changed} == set(SOURCES)
+    for item in changed:
+        assert (item["before"]["status"], item["after"]["status"]) == ("collecting", "finalized")
+        before, after = Decimal(item["before"]["quantity"]), Decimal(item["after"]["quantity"])
+        assert abs(after - before) * 100 > before
+        assert "beyond the finalize tolerance" in item["message"]
 
 
 def test_slack_got_one_valid_message_per_run_with_news(loop: LoopRun) -> None:
@@ -429,7 +465,11 @@ def test_slack_got_one_valid_message_per_run_with_news(loop: LoopRun) -> None:
     assert sum(int(s[3]) for s in matched) == len(announced) > len(matched)
     assert not any("`finalized`" in block_text(m) for m in loop.messages)  # info stays out
 
-    (restatement,) = [m for m in loop.messages if m["text"].startswith("reconciler: akamai")]
+    (restatement,) = [
+        m
+        for m in loop.messages
+        if m["text"].startswith("reconciler: akamai") and "critical" in m["text"].splitlines()[0]
+    ]
     text = block_text(restatement)
     critical = [i for i in items if i["kind"] == "restated" and i["severity"] == "critical"]
     assert text.count("`restated` · critical") == len(critical)
@@ -465,7 +505,7 @@ def test_apply_acknowledges_and_acknowledged_items_stay_quiet(loop: LoopRun) -> 
     applied = loop.applied
     assert applied is not None and applied.code == 0, applied
     count = len(plan_items(loop.plan))
-    assert f"Apply complete! {count} item(s) acknowledged." in applied.stdout
+    assert f"Apply complete! {count} items acknowledged." in applied.stdout
     assert plan_items(loop.after_apply) == []
     # A day later, with no new events: nothing to review, nothing queued for Slack again.
     assert plan_items(loop.quiet_plan) == [], loop.quiet_plan["summary"]

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import signal
 import sys
 from collections.abc import Coroutine
 from dataclasses import dataclass, field
@@ -60,6 +61,32 @@ pass_app = click.make_pass_decorator(AppContext)
 
 def run_async(coro: Coroutine[Any, Any, T]) -> T:
     return asyncio.run(coro)
+
+
+class TerminatedError(ReconcilerError):
+    """SIGTERM stopped a command that pulls; what it was doing was rolled back."""
+
+
+def run_cancellable(coro: Coroutine[Any, Any, T]) -> T:
+    """Run ``coro``; SIGTERM cancels it (a pull in progress records its run as cancelled and
+    stores nothing) and raises :class:`TerminatedError`."""
+
+    async def _main() -> T:
+        loop = asyncio.get_running_loop()
+        task = asyncio.current_task()
+        assert task is not None
+        loop.add_signal_handler(signal.SIGTERM, task.cancel)
+        try:
+            return await coro
+        finally:
+            loop.remove_signal_handler(signal.SIGTERM)
+
+    try:
+        return asyncio.run(_main())
+    except asyncio.CancelledError:
+        raise TerminatedError(
+            "stopped by SIGTERM: the pull in progress was cancelled and nothing was stored"
+        ) from None
 
 
 # Global options are accepted before the command and after it ('reconciler pull -v').
@@ -160,6 +187,9 @@ def main() -> None:
     except ConfigError as exc:
         click.echo(redact(f"error: {exc}"), err=True)
         sys.exit(1)
+    except TerminatedError as exc:
+        click.echo(f"error: {exc}", err=True)
+        sys.exit(128 + signal.SIGTERM)
     except ReconcilerError as exc:
         click.echo(redact(f"error: {exc}"), err=True)
         sys.exit(1)

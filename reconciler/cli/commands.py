@@ -7,6 +7,7 @@ from reconciler.cli import (  # noqa: F401
     cli,
     daemon_cmds,
     demo_cmd,
+    invoice_cmds,
     report_cmd,
     review_cmds,
     setup_cmds,

@@ -14,7 +14,7 @@ from pathlib import Path
 import click
 from sqlalchemy.ext.asyncio import AsyncEngine
 
-from reconciler.cli import AppContext, cli, pass_app, run_async
+from reconciler.cli import AppContext, cli, pass_app, run_async, run_cancellable
 from reconciler.cli.faults import explain
 from reconciler.cli.options import check_sources, parse_day
 from reconciler.domain import Severity, utcnow
@@ -159,7 +159,7 @@ def pull(app: AppContext, sources: tuple[str, ...], as_json: bool, as_of: date |
         async with open_state(settings.database_url) as engine:
             return await refresh_all(engine, settings, names, as_of, quiet=app.quiet)
 
-    outcomes = run_async(_pull())
+    outcomes = run_cancellable(_pull())
     if as_json:
         click.echo(json.dumps([outcome_json(o) for o in outcomes], indent=2))
     for outcome in outcomes if not as_json else []:
@@ -260,7 +260,7 @@ def plan(
                     built = without_small_changes(built, settings)
                 return replace(built, invoices=tuple(invoices)), outcomes
 
-    the_plan, outcomes = run_async(_plan())
+    the_plan, outcomes = run_cancellable(_plan())
     for outcome in outcomes:
         if not (app.quiet and outcome.ok):
             click.echo(outcome.summary(), err=True)

@@ -3,12 +3,14 @@
 from __future__ import annotations
 
 import json
+import os
 from pathlib import Path
 from typing import Any
 
 import click
 
 from reconciler.cli import AppContext, cli, pass_app, run_async
+from reconciler.cli.config_notes import config_warnings
 from reconciler.cli.stat_types import seen_stat_types, stat_types_json, stat_types_text
 from reconciler.errors import ConfigError, MissingSecretError
 from reconciler.secrets import resolve_secret, secret_path
@@ -91,15 +93,19 @@ def config_check(app: AppContext, as_json: bool) -> None:
     secrets, problems = check_secrets(settings)
     effective = effective_config(settings, secrets)
     seen, note = run_async(seen_stat_types(settings))
+    warnings = run_async(config_warnings(settings, os.environ))
     if as_json:
         if seen:
             effective["stat_types"] = stat_types_json(seen)
+        effective["warnings"] = warnings
         click.echo(json.dumps(effective, indent=2))
     else:
         origin = app.loaded_from or "no configuration file (built-in defaults)"
         click.echo(f"# configuration: {origin}")
         click.echo(to_toml(effective))
         click.echo("\n".join(stat_types_text(seen, note)))
+        for warning in warnings:
+            click.echo(f"warning: {warning}", err=True)
     if problems:
         _print_problems(problems, str(app.loaded_from) if app.loaded_from else None)
         raise click.exceptions.Exit(1)

@@ -24,7 +24,7 @@ from reconciler.reconcile.expectations import projected
 from reconciler.reconcile.measures import MeasureKind
 from reconciler.reconcile.month_values import MonthLine, month_totals
 from reconciler.refresh import expectations_for, month_lines
-from reconciler.settings import Settings
+from reconciler.settings import ExpectationSettings, Settings
 from reconciler.store.db import reader
 from reconciler.store.items import findings_table as findings_t
 from reconciler.store.runs import runs_t
@@ -84,6 +84,8 @@ async def _usage_families(
             lines = await month_lines(conn, source.name, [month], services=False)
             _add_usage(usage, lines)
             for exp in expectations_for(settings, source.name):
+                if not _declares_quantity(exp):
+                    continue  # a money budget: its figures are the cost gauges, not these
                 for key, total in month_totals(exp, lines).items():
                     labels = [exp.label, key.source, key.usage_type, key.unit]
                     if exp.monthly_max is not None:
@@ -96,6 +98,11 @@ async def _usage_families(
     for (label, unit), limit in sorted(limits.items()):
         maximum.add_metric([label, unit], float(limit))
     return [usage, mtd, forecast, maximum]
+
+
+def _declares_quantity(exp: ExpectationSettings) -> bool:
+    limits = (exp.monthly_max, exp.monthly_min, exp.monthly_quantity)
+    return any(limit is not None for limit in limits)
 
 
 def _add_usage(family: GaugeMetricFamily, lines: list[MonthLine]) -> None:

@@ -16,13 +16,13 @@ from collections.abc import AsyncGenerator, Iterator, Mapping
 from contextlib import contextmanager
 from dataclasses import dataclass, field, fields
 from datetime import date
-from decimal import Decimal
 from typing import TYPE_CHECKING, Protocol
 
 import yarl
 
 from reconciler.domain import Month, UsageLine
 from reconciler.errors import ConfigError
+from reconciler.reconcile.invoices import InvoiceLine
 from reconciler.settings import AkamaiSourceSettings, FastlySourceSettings
 
 if TYPE_CHECKING:
@@ -79,7 +79,9 @@ class Coverage:
     contracts), else the accounts pulled: the contract ids (Akamai with ``contracts``
     configured), or ``{""}``, Fastly's account-level lines only (``services = false``).
     ``products`` is None for every product, else the product ids pulled (Akamai with
-    ``products`` configured).
+    ``products`` configured). ``derived_statuses`` says the provider reports no status and
+    reconciler derives it (Fastly: by invoices, or by the calendar): such a status never
+    reopens a month that was finalized, whichever rule finalized it.
     """
 
     months: tuple[Month, ...]
@@ -92,6 +94,7 @@ class Coverage:
     # Discoveries that answered nothing: (endpoint, account or None). The engine fails the
     # pull if the source tracks lines there (an empty answer is not an empty account).
     empty_discovery: tuple[tuple[str, str | None], ...] = ()
+    derived_statuses: bool = False
 
     def covers(self, line: UsageLine) -> bool:
         return (
@@ -120,21 +123,6 @@ class CoverageScope:
     def as_dict(self) -> dict[str, str]:
         fields = {"account": self.account, "product": self.product, "usage_type": self.usage_type}
         return {k: v for k, v in fields.items() if v is not None}
-
-
-@dataclass(frozen=True)
-class InvoiceLine:
-    """One line item of a posted Fastly invoice, to reconcile finalized totals against."""
-
-    source: str
-    account: str
-    month: Month
-    usage_type: str
-    product_name: str
-    region: str
-    units: Decimal
-    amount: Decimal | None
-    currency: str | None
 
 
 class UsageProvider(Protocol):

@@ -12,12 +12,14 @@ One pull reads, for the ``lookback_months`` months ending with today's month:
 Every request carries the API token in ``Fastly-Key``.
 
 **When a Fastly month is final.** Fastly reports no status with usage. A month's lines are
-``finalized`` once that month's invoice is posted (an invoice whose billing period starts in
-it is listed by ``/billing/v3/invoices``), and ``collecting`` until then. When invoices are
+``finalized`` once an invoice billing usage for that month is posted (its billing period
+covers the whole month; an invoice that only starts inside it, such as a mid-month
+subscription or fee invoice, does not count), and ``collecting`` until then. When invoices are
 not read (``invoices = false``) or cannot be read (the token lacks billing permission: 403,
 logged once per source as a warning), a month counts as ``finalized`` from
 ``finalize_after_days`` days after its last day on (``today >= last day + N days``), and
-``collecting`` before.
+``collecting`` before. Moving between the two rules never reopens a month: once finalized,
+a month stays finalized (see ``Coverage.derived_statuses``).
 """
 
 from __future__ import annotations
@@ -174,6 +176,7 @@ class FastlyProvider:
         self._coverage = Coverage(
             months=months,
             accounts=None if settings.services else frozenset({""}),
+            derived_statuses=True,
             scopes=scopes,
         )
         log.info(

@@ -289,9 +289,12 @@ def meta_total(source: str, endpoint: str, meta: dict[str, Any] | None) -> int |
 def invoice_lines(
     source: str, endpoint: str, label: str, records: list[Any], months: tuple[Month, ...]
 ) -> tuple[set[Month], list[InvoiceLine]]:
-    """Months with a posted invoice among ``months`` and those invoices' line items.
+    """Months billed for usage among ``months``, and every line item of their invoices.
 
-    A line item without ``units`` (a fee, a coupon) is not usage and is left out.
+    A month is billed when an invoice whose billing period covers the whole month bills usage
+    (a line item with a product, a usage type and units): an invoice that merely starts inside
+    a month (a one-off fee, a mid-month plan change) does not finalize it. Every line item is
+    kept under the month its invoice starts in, fees and taxes included.
     """
     wanted = set(months)
     invoiced: set[Month] = set()
@@ -302,42 +305,73 @@ def invoice_lines(
             start = n.timestamp(record, "billing_start_date")
             if start is None:
                 raise BadRecord("billing_start_date is missing")
+            end = n.timestamp(record, "billing_end_date")
             month = Month.of(start.date())
-            account = n.text(record, "customer_id")
-            currency = n.optional_text(record, "currency_code") or None
+            header = _InvoiceHeader(
+                account=n.text(record, "customer_id"),
+                invoice_id=_invoice_id(record),
+                currency=n.optional_text(record, "currency_code") or None,
+                start=start.date(),
+                end=end.date() if end is not None else month.last_day,
+            )
             items = n.items(record, "transaction_line_items")
         except BadRecord as e:
             raise BadProviderDataError(source, endpoint, f"{where}: {e}") from None
         if month not in wanted:
             continue
-        invoiced.add(month)
+        found = []
         for position, item in enumerate(items):
             try:
-                line = _invoice_line(source, account, month, currency, item)
+                found.append(_invoice_line(source, header, month, position, item))
             except BadRecord as e:
                 what = f"{where} line item {position}{n.describe(item, _ITEM_FIELDS)}"
                 raise BadProviderDataError(source, endpoint, f"{what}: {e}") from None
-            if line is not None:
-                lines.append(line)
+        lines.extend(found)
+        if any(line.is_usage for line in found):
+            invoiced |= {
+                m for m in wanted if header.start <= m.first_day and m.last_day <= header.end
+            }
     return invoiced, lines
 
 
+def _invoice_id(record: dict[str, Any]) -> str:
+    """A numeric string as documented; a bare JSON integer is the same id."""
+    value = record.get("invoice_id")
+    if type(value) is int:
+        return str(value)
+    return n.optional_text(record, "invoice_id")
+
+
+@dataclass(frozen=True)
+class _InvoiceHeader:
+    account: str
+    invoice_id: str
+    currency: str | None
+    start: date
+    end: date
+
+
 def _invoice_line(
-    source: str, account: str, month: Month, currency: str | None, item: Any
-) -> InvoiceLine | None:
-    units = n.optional_number(item, "units")
-    if units is None:
-        return None
+    source: str, header: _InvoiceHeader, month: Month, position: int, item: Any
+) -> InvoiceLine:
+    if type(item) is not dict:
+        raise BadRecord(f"is not a JSON object (got {n.show(item)})")
     return InvoiceLine(
         source=source,
-        account=account,
+        account=header.account,
         month=month,
         usage_type=n.optional_text(item, "usage_type"),
         product_name=n.optional_text(item, "product_name"),
         region=n.optional_text(item, "region"),
-        units=units,
+        units=n.optional_number(item, "units"),
         amount=n.optional_number(item, "amount"),
-        currency=currency,
+        currency=header.currency,
+        invoice_id=header.invoice_id,
+        position=position,
+        description=n.optional_text(item, "description"),
+        unit=n.optional_text(item, "unit") or None,
+        billing_start=header.start,
+        billing_end=header.end,
     )
 
 

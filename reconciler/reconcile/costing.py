@@ -207,6 +207,22 @@ def _currency_of(rates: Sequence[RateSettings], line: CostLine) -> str:
     return next(matching, None) or next(of_source, "")
 
 
+def pricing_group(
+    rates: Sequence[RateSettings], commitments: Sequence[CommitmentSettings], line: CostLine
+) -> tuple[str, int] | None:
+    """What prices a line with others: ("commitment" or "money", index) or ("rate", card);
+    lines of another group never change its cost. None: nothing prices it."""
+    money = [c for c in commitments if c.amount is not None]
+    for index, commitment in enumerate(money):
+        if _matches(commitment, line) and commits.months_of(commitment, line.month):
+            return ("money", index)
+    quantity = _first([c for c in commitments if c.quantity is not None], line)
+    if quantity is not None:
+        return ("commitment", quantity)
+    card = next((i for i, c in enumerate(rate_cards(rates)) if _matches(c[0], line)), None)
+    return None if card is None else ("rate", card)
+
+
 def _first(commitments: Sequence[CommitmentSettings], line: CostLine) -> int | None:
     for index, commitment in enumerate(commitments):
         if _matches(commitment, line) and commits.months_of(commitment, line.month):
@@ -245,7 +261,8 @@ def _shared(
         return []
     unit = lines[0].unit
     basis = "; ".join(c.describe(unit, priced.currency) for c in priced.charges)
-    label = versions[0].label
+    # The versions that priced this month (a mid-month change names both).
+    label = ", ".join(dict.fromkeys(c.rate for c in priced.charges)) or versions[0].label
     return [
         LineCost(line, priced.currency, amount, label, basis)
         for line, amount in zip(lines, _split(priced.amount, lines), strict=True)

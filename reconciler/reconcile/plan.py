@@ -25,6 +25,7 @@ from reconciler.domain import (
 )
 from reconciler.errors import ReconcilerError
 from reconciler.money import Money, is_currency
+from reconciler.reconcile.forecast import forecast_json
 from reconciler.reconcile.plan_groups import (
     ItemGroup,
     group_services,
@@ -73,12 +74,14 @@ class Plan:
 
 _SUMMARY_ORDER = [
     "restated",
+    "finalized_disappeared",
     "reopened",
     "unit_changed",
     "invoice_mismatch",
     "cost_mismatch",
     "repriced",
     "decreased",
+    "finalized_changed",
     "disappeared",
     "over_expectation",
     "over_budget",
@@ -89,6 +92,7 @@ _SUMMARY_ORDER = [
     "unit_mismatch",
     "no_match",
     "finalized",
+    "left_window_collecting",
     "new",
     "reappeared",
     "grew",
@@ -100,7 +104,7 @@ def symbol(item: PlanItem) -> str:
         return "!"
     if item.kind == ChangeKind.NEW:
         return "+"
-    if item.kind == ChangeKind.DISAPPEARED:
+    if item.kind in (ChangeKind.DISAPPEARED, ChangeKind.FINALIZED_DISAPPEARED):
         return "-"
     return "~"
 
@@ -150,6 +154,8 @@ def describe(item: PlanItem) -> list[str]:
     elif item.category == ItemCategory.FINDING:
         expected = _side(item.before) if item.before else "-"
         lines.append(f"      observed: {_side(item.after)}   expected: {expected}   [{status}]")
+    elif item.before is None and item.after is None:
+        pass  # a month-level item (left_window_collecting): its message says it all
     else:
         change = f"      quantity: {_side(item.before)} → {_side(item.after)}"
         if item.before and item.after and item.before.unit != item.after.unit:
@@ -328,6 +334,8 @@ def item_json(item: PlanItem, values_hash: str | None = None) -> dict[str, Any]:
         if item.impact is None
         else {"amount": canonical_decimal(item.impact), "currency": item.impact_currency},
     }
+    if item.forecast is not None:
+        data["forecast"] = forecast_json(item.forecast)
     if values_hash is not None:
         data["values_hash"] = values_hash
     return data

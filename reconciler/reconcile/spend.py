@@ -11,7 +11,7 @@ is already spent, ``projected_over_budget`` for a collecting month's projection.
 from __future__ import annotations
 
 from collections import defaultdict
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, replace
 from datetime import date
 from decimal import Decimal, localcontext
@@ -31,7 +31,13 @@ from reconciler.domain import (
 )
 from reconciler.money import Money
 from reconciler.reconcile.audit import InvoiceAmount, bills
-from reconciler.reconcile.costing import CostLine, CostSheet, price_lines, projected_lines
+from reconciler.reconcile.costing import (
+    CostLine,
+    CostSheet,
+    price_lines,
+    pricing_group,
+    projected_lines,
+)
 from reconciler.reconcile.expectations import Evaluated, projected
 from reconciler.settings import ExpectationSettings
 
@@ -206,10 +212,23 @@ def change_impact(
     lines: Sequence[CostLine],
     changed: CostLine,
     before: Decimal,
+    groups: Mapping[CostLine, tuple[str, int] | None] | None = None,
 ) -> Money | None:
     """What a change of one line from ``before`` to its current quantity costs: its month
     re-priced both ways (tiers and commitments included); None when no rate prices it."""
     month_lines = [x for x in lines if x.source == changed.source and x.month == changed.month]
+
+    def group_of(line: CostLine) -> tuple[str, int] | None:
+        if groups is not None and line in groups:
+            return groups[line]
+        return pricing_group(rates, commitments, line)
+
+    group = group_of(changed)
+    if group is None:
+        return None
+    if group[0] != "money":
+        # Only the lines priced together with it (one card's tiers, one commitment) matter.
+        month_lines = [x for x in month_lines if x.unit == changed.unit and group_of(x) == group]
     previous = [replace(x, quantity=before) if x == changed else x for x in month_lines]
     now = price_lines(rates, commitments, month_lines)
     then = price_lines(rates, commitments, previous)

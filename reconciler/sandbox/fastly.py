@@ -19,7 +19,7 @@ from aiohttp import web
 
 from reconciler.domain import Month, Provider
 from reconciler.sandbox.fastly_data import ServiceQuery
-from reconciler.sandbox.fastly_invoices import invoice, month_to_date, posted_months
+from reconciler.sandbox.fastly_invoices import month_to_date, posted_invoices
 from reconciler.sandbox.faults import PayloadView
 from reconciler.sandbox.responses import (
     fastly_errors,
@@ -219,13 +219,13 @@ async def invoices(request: web.Request) -> web.Response:
         offset = decode_cursor(request.query.get("cursor", ""))
     except InvalidParameter as e:
         return fastly_errors(request, 400, "Bad Request", str(e), "invalid_parameter")
-    months = posted_months(state.fastly, state.today, start, end)
     events = state.events_for(Provider.FASTLY)
-    page = [invoice(state.fastly, m, events) for m in months[offset : offset + limit]]
+    posted = posted_invoices(state.fastly, state.today, start, end, events)
+    page = posted[offset : offset + limit]
     meta: dict[str, Any] = {}
-    if offset + limit < len(months):
+    if offset + limit < len(posted):
         meta["next_cursor"] = encode_cursor(offset + limit)
-    meta.update(limit=limit, sort="-billing_start_date", total=len(months))
+    meta.update(limit=limit, sort="-billing_start_date", total=len(posted))
     items = [item for inv in page for item in inv["transaction_line_items"]]
     view = PayloadView(items, "units", meta, cursor=request.query.get("cursor", ""))
     return json_response(request, {"data": page, "meta": meta}, view)

@@ -43,6 +43,12 @@ class Scenario:
     fastly_usage_types: int = 4
     fastly_service_usage_shape: str = "current"
     fastly_usage_meta: bool = True
+    # Invoices as real accounts get them: price tiers (two line items per usage type), fee and
+    # tax lines (no product, no usage type), a subscription invoice whose billing period starts
+    # on the 5th of each month and ends on the 4th of the next.
+    fastly_invoice_tiers: bool = False
+    fastly_invoice_fees: bool = False
+    fastly_midmonth_invoices: bool = False
     akamai_account_id: str = SEED_ACCOUNT_ID
     akamai_contracts: int = 1
     akamai_products_per_contract: int = 3
@@ -146,6 +152,12 @@ SCENARIOS: dict[str, Scenario] = {
         fastly_services=5,
         fastly_usage_types=6,
         akamai_products_per_contract=3,
+    ),
+    "invoices": Scenario(
+        name="invoices",
+        fastly_invoice_tiers=True,
+        fastly_invoice_fees=True,
+        fastly_midmonth_invoices=True,
     ),
     "large": Scenario(
         name="large",

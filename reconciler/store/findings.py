@@ -2,14 +2,18 @@
 
 Each item has a stable fingerprint and a state (open, acknowledged, resolved). The same
 fingerprint with the same values is never raised twice; new values reopen an acknowledged
-drift item, and an expectation finding whose condition no longer holds is resolved.
+drift item, and an expectation finding whose condition no longer holds is resolved. An
+acknowledged projected overage is reopened when its forecast escalates past the one that was
+acknowledged (:class:`~reconciler.reconcile.forecast.Escalation`).
 """
 
 from __future__ import annotations
 
+import json
 from collections.abc import Collection, Iterable, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
+from decimal import Decimal
 from typing import Any
 
 from sqlalchemy import Integer, Text, bindparam, cast, insert, select, update
@@ -21,9 +25,12 @@ from reconciler.domain import (
     ItemCategory,
     Month,
     PlanItem,
+    canonical_decimal,
     line_digest,
 )
+from reconciler.reconcile.diff import ABSENCE_KINDS
 from reconciler.reconcile.expectations import Evaluated
+from reconciler.reconcile.forecast import forecast_from_json, forecast_json
 from reconciler.store.ingest import LineChange, change_fingerprint
 from reconciler.store.items import findings_table as findings_t
 from reconciler.store.items import item_from_row
@@ -65,7 +72,31 @@ def drift_item(change: LineChange) -> PlanItem:
         before=change.before,
         after=change.after,
         product_name=change.product_name,
+        message=drift_message(change),
     )
+
+
+def drift_message(change: LineChange) -> str:
+    """Why a drift item matters, where its kind alone does not say it."""
+    if change.kind == ChangeKind.FINALIZED_CHANGED:
+        percent, delta = change.percent, change.delta or Decimal(0)
+        share = f" ({percent:+}%)" if percent is not None else ""
+        sign = "+" if delta > 0 else ""
+        return (
+            f"the finalized value is {sign}{canonical_decimal(delta)} from the last collecting "
+            f"one{share}, beyond the finalize tolerance"
+        )
+    if change.kind == ChangeKind.FINALIZED_DISAPPEARED:
+        return "a billed (finalized) line is missing from a complete pull"
+    if change.returned and change.kind != ChangeKind.REAPPEARED:
+        return "came back after being absent, with other values than when last seen"
+    if change.redated is not None:
+        start, end = change.redated
+        key = change.key
+        return (
+            f"the provider re-dated this period (was {start}..{end}, now from {key.period_start})"
+        )
+    return ""
 
 
 def drift_values_hash(item: PlanItem) -> str:
@@ -98,6 +129,7 @@ def _row_values(item: PlanItem, values_hash: str) -> dict[str, Any]:
         "after_status": after.status.value if after else None,
         "message": item.message,
         "values_hash": values_hash,
+        "forecast": json.dumps(forecast_json(item.forecast)) if item.forecast else None,
         "impact_amount": item.impact,
         "impact_currency": item.impact_currency or None,
     }
@@ -147,7 +179,13 @@ async def record_items(
             )
             updates.raised.append(item)
             continue
-        same_values = row.values_hash == values_hash
+        escalated = row.values_hash == values_hash and _escalates(entry, row)
+        if escalated and item.forecast is not None:
+            # Same values, but news: announced once under a hash of its own.
+            updates.values_hashes[item.fingerprint] = line_digest(
+                (values_hash, "escalated", str(item.forecast.value))
+            )
+        same_values = row.values_hash == values_hash and not escalated
         if same_values and row.state != FindingState.RESOLVED.value:
             if _observed_moved(row, values):
                 changes.append(_refresh(row, values, now, run_id))
@@ -179,8 +217,20 @@ def _observed_moved(row: Any, values: dict[str, Any]) -> bool:
     return bool(
         row.after_quantity != values["after_quantity"]
         or row.message != values["message"]
+        or row.forecast != values["forecast"]
         or row.impact_amount != values["impact_amount"]
     )
+
+
+def _escalates(entry: Evaluated, row: Any) -> bool:
+    """An acknowledged projected overage whose forecast escalated since it was acknowledged."""
+    item = entry.item
+    if entry.escalation is None or row.state != FindingState.ACKNOWLEDGED.value:
+        return False
+    accepted = forecast_from_json(row.acknowledged_forecast)
+    if accepted is None or item.forecast is None or item.before is None:
+        return False
+    return entry.escalation.raises_again(accepted, item.forecast, item.before.quantity)
 
 
 def _refresh(row: Any, values: dict[str, Any], now: datetime, run_id: int) -> dict[str, Any]:
@@ -203,6 +253,7 @@ _OBSERVED = (
     "message",
     "impact_amount",
     "impact_currency",
+    "forecast",
 )
 _UPDATABLE = (
     "category",
@@ -225,6 +276,7 @@ _UPDATABLE = (
     "after_status",
     "message",
     "values_hash",
+    "forecast",
     "impact_amount",
     "impact_currency",
 )
@@ -316,8 +368,10 @@ async def resolve_fingerprints(
     return [item_from_row(row) for row in rows]
 
 
-def disappeared_fingerprint_for(change: LineChange) -> str:
-    return change_fingerprint(ChangeKind.DISAPPEARED, change.key)
+def absence_fingerprints(change: LineChange) -> list[str]:
+    """The fingerprints the line's absence may have been raised under (a return resolves
+    them only when it is an identical ``reappeared``)."""
+    return [change_fingerprint(kind, change.key) for kind in ABSENCE_KINDS]
 
 
 async def current_serial(conn: AsyncConnection, *, lock: bool = False) -> int:
@@ -373,6 +427,7 @@ async def acknowledge(
                 acknowledged_by=who,
                 ack_note=note,
                 applied_plan_id=applied_plan_id,
+                acknowledged_forecast=findings_t.c.forecast,
                 updated_at=now,
             ),
             acked,

@@ -9,7 +9,7 @@ adds no version rows.
 from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import date, datetime
 from decimal import Decimal
 from typing import Any
@@ -38,11 +38,16 @@ from reconciler.domain import (
     Month,
     Observation,
     Severity,
+    quantity_delta,
+    quantity_percent,
 )
 from reconciler.errors import BadProviderDataError
 from reconciler.providers.base import Coverage
 from reconciler.reconcile.diff import QUIET_KINDS, Tracked, classify, severity_of
+from reconciler.settings import DEFAULT_FINALIZE_TOLERANCE, Tolerance
+from reconciler.store.redating import rekey_redated
 from reconciler.store.staging import STAGING_COLUMNS
+from reconciler.store.statuses import keep_finalized_months
 from reconciler.store.tables import ChangeRow, LineVersion, StagingLine, UsageLineRow
 
 lines_t = UsageLineRow.__table__  # type: ignore[attr-defined]
@@ -68,10 +73,20 @@ class LineChange:
     product_name: str
     before: Observation | None
     after: Observation | None
+    returned: bool = False  # the line was absent before this pull
+    redated: tuple[date, date] | None = None  # the period's dates before the provider's re-dating
 
     @property
     def reviewable(self) -> bool:
         return self.kind not in QUIET_KINDS
+
+    @property
+    def delta(self) -> Decimal | None:
+        return quantity_delta(self.before, self.after)
+
+    @property
+    def percent(self) -> Decimal | None:
+        return quantity_percent(self.before, self.after)
 
 
 @dataclass
@@ -127,6 +142,7 @@ async def apply_staged(
     coverage: Coverage,
     now: datetime,
     severities: Mapping[ChangeKind, Severity],
+    finalize_tolerance: Tolerance = DEFAULT_FINALIZE_TOLERANCE,
 ) -> IngestResult:
     """Compare the run's staged snapshot with the tracked state and write what changed.
 
@@ -134,7 +150,17 @@ async def apply_staged(
     """
     result = IngestResult()
     await _refuse_duplicates(conn, run_id, source)
+    await keep_finalized_months(conn, run_id=run_id, source=source, coverage=coverage)
     tracked_months = await _tracked_months(conn, source, coverage)
+    redated = await rekey_redated(
+        conn,
+        run_id=run_id,
+        not_returned=and_(
+            _coverage_filter(lines_t, source, coverage),
+            lines_t.c.present.is_(True),
+            _not_staged(conn.dialect.name, run_id),
+        ),
+    )
 
     # 1. Tracked lines whose values differ from the staged ones (or that come back).
     differing = select(
@@ -150,7 +176,13 @@ async def apply_staged(
         (lines_t.c.present.is_(False))
         | (lines_t.c.quantity != staging_t.c.quantity)
         | (lines_t.c.unit != staging_t.c.unit)
-        | (lines_t.c.status != staging_t.c.status),
+        | (lines_t.c.status != staging_t.c.status)
+        # Recorded as a version even when no rule calls it a change: never left stale.
+        | lines_t.c.raw_quantity.is_distinct_from(staging_t.c.raw_quantity)
+        | lines_t.c.billable.is_distinct_from(staging_t.c.billable)
+        # A period the provider re-dated (see store.redating): its new dates are a version.
+        | (lines_t.c.period_start != staging_t.c.period_start)
+        | (lines_t.c.period_end != staging_t.c.period_end),
     )
     updates: list[dict[str, Any]] = []
     versions: list[dict[str, Any]] = []
@@ -160,12 +192,14 @@ async def apply_staged(
             bool(row.old_present),
         )
         after = Observation(row.quantity, row.unit, LineStatus(row.status))
-        kind = classify(before, after)
+        kind = classify(before, after, finalize_tolerance=finalize_tolerance)
         values = {name: row._mapping[name] for name in COPIED_COLUMNS if name != "key_hash"}
         updates.append({"b_id": row.id, **values, "present": True, "last_run_id": run_id})
         versions.append(_version(row.id, run_id, now, values, present=True))
         if kind is not None:
-            result.changes.append(_change(row.id, kind, severities, row, before.observation, after))
+            change = _change(row.id, kind, severities, row, before.observation, after)
+            returned = not before.present
+            result.changes.append(replace(change, returned=returned, redated=redated.get(row.id)))
 
     # 2. Tracked, present lines of the covered months that this complete pull did not return.
     vanished = select(lines_t).where(
@@ -184,9 +218,8 @@ async def apply_staged(
             }
         )
         versions.append(_version(row.id, run_id, now, dict(row._mapping), present=False))
-        result.changes.append(
-            _change(row.id, ChangeKind.DISAPPEARED, severities, row, last_seen, None)
-        )
+        gone = classify(Tracked(last_seen, True), None) or ChangeKind.DISAPPEARED
+        result.changes.append(_change(row.id, gone, severities, row, last_seen, None))
 
     if updates:
         await conn.execute(

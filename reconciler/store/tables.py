@@ -149,7 +149,12 @@ class StagingLine(SQLModel, table=True):
 
 
 class InvoiceLineRow(SQLModel, table=True):
-    """A line item of a provider's own invoice (Fastly), as of the latest complete pull."""
+    """A line item of a provider's own invoice (Fastly), as of the latest complete pull.
+
+    Every item is kept, as the provider wrote it: several items for one usage type (price
+    tiers, credits), and items that are not usage (fees, taxes: no product or usage type,
+    perhaps no units). ``billing_start``..``billing_end`` is the invoice's billing period.
+    """
 
     __tablename__ = "invoice_lines"
     __table_args__ = (Index("ix_invoice_lines_source_month", "source", "month"),)
@@ -161,10 +166,16 @@ class InvoiceLineRow(SQLModel, table=True):
     usage_type: str = Field(max_length=256)
     product_name: str = Field(max_length=512)
     region: str = Field(max_length=128)
-    units: Decimal = Field(sa_column=_exact())
+    units: Decimal | None = Field(default=None, sa_column=_exact(nullable=True))
     amount: Decimal | None = Field(default=None, sa_column=_exact(nullable=True))
     currency: str | None = Field(default=None, max_length=8)
     run_id: int = Field(foreign_key="pull_runs.id")
+    invoice_id: str = Field(default="", max_length=64)
+    position: int = 0
+    description: str = Field(default="", max_length=1024)
+    unit: str | None = Field(default=None, max_length=64)
+    billing_start: date | None = None
+    billing_end: date | None = None
 
 
 class ChangeRow(SQLModel, table=True):
@@ -226,6 +237,9 @@ class FindingRow(SQLModel, table=True):
     ack_note: str | None = Field(default=None, sa_column=Column(Text, nullable=True))
     applied_plan_id: int | None = None
     resolved_at: datetime | None = Field(default=None, sa_column=_utc(nullable=True))
+    # A projected overage's forecast as JSON, and the one its acknowledgement accepted.
+    forecast: str | None = Field(default=None, sa_column=Column(Text, nullable=True))
+    acknowledged_forecast: str | None = Field(default=None, sa_column=Column(Text, nullable=True))
     impact_amount: Decimal | None = Field(default=None, sa_column=_exact(nullable=True))
     impact_currency: str | None = Field(default=None, max_length=3)
 

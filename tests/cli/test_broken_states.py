@@ -47,6 +47,7 @@ COMMANDS: dict[str, list[str]] = {
     "report": ["report", "--format", "json", "--out", "r.json"],
     "db upgrade": ["db", "upgrade"],
     "db current": ["db", "current"],
+    "db backup": ["db", "backup", "backup.db"],
     "alerts status": ["alerts", "status"],
     "alerts flush": ["alerts", "flush"],
     "alerts retry": ["alerts", "retry"],

@@ -390,9 +390,17 @@ async def test_health_readiness_metrics_and_check(
         assert ("reconciler_alert_outbox_depth", frozenset()) in found
         assert value(found, "reconciler_last_successful_pull_timestamp_seconds", source="fastly")
         assert "reconciler_provider_errors_total" not in {name for name, _ in found}
-        # Bounded labels only: never a usage line's product, service or month.
+        # Bounded labels only: usage by product, usage type, unit and month status, never a
+        # line's service, account or month.
         labels = {key for _, pairs in found for key, _ in pairs}
-        assert labels <= {"source", "outcome", "kind", "severity", "le", "reason"}
+        assert labels <= {"source", "outcome", "kind", "severity", "le", "reason"} | {
+            "product",
+            "usage_type",
+            "unit",
+            "month_status",
+            "expectation",
+        }
+        assert not labels & {"service", "account", "month", "region"}
         held = ("reconciler_alert_messages_held", frozenset({("reason", "refused")}))
         assert found[held] == 0
 

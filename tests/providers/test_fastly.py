@@ -42,7 +42,9 @@ async def test_pull_reads_every_endpoint_into_exact_lines(sandbox: Sandbox) -> N
     assert sandbox.requests("fastly.invoices") == 1
     assert sandbox.requests("fastly.usage_metrics") == 1
     assert sandbox.requests("fastly.service_usage_metrics") == 1
-    assert provider.coverage == Coverage(months=(MAY, JUNE, JULY), accounts=None)
+    assert provider.coverage == Coverage(
+        months=(MAY, JUNE, JULY), accounts=None, derived_statuses=True
+    )
 
     first = account[0]
     assert (first.source, first.provider, first.account, first.service) == (

@@ -329,3 +329,13 @@ def test_overlapping_versions_of_a_rate_card_are_refused() -> None:
             ]
         }
     )
+
+
+def test_a_line_names_the_versions_that_priced_its_month() -> None:
+    rates = [
+        rate(name="2024", unit_price="0.12", effective_to="2024-06-15"),
+        rate(name="renewal", unit_price="0.10", effective_from="2024-06-16"),
+    ]
+    july = line("10", month=Month(2024, 7), start=date(2024, 7, 1), end=date(2024, 7, 31))
+    sheet = price_lines(rates, [], [line("1000"), july])
+    assert [c.priced_by for c in sheet.lines] == ["2024, renewal", "renewal"]

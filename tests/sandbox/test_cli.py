@@ -66,7 +66,9 @@ def test_every_command_has_help() -> None:
     assert serve.exit_code == 0
     for option in ("--host", "--port", "--scenario", "--seed", "--today", "--edgerc-out"):
         assert option in serve.output
-    assert "default, demo, large, tiny" in serve.output.replace("|", ", ").replace("[", "")
+    assert "default, demo, invoices, large, tiny" in serve.output.replace("|", ", ").replace(
+        "[", ""
+    )
 
 
 def test_bad_options_are_refused() -> None:

@@ -143,10 +143,10 @@ async def test_every_kind_of_drift(engine: AsyncEngine) -> None:
 
 async def test_finalization_and_reopening(engine: AsyncEngine) -> None:
     await pull(engine, [line("bandwidth", "100")])
-    final = await pull(engine, [line("bandwidth", "120", status=LineStatus.FINALIZED)])
+    final = await pull(engine, [line("bandwidth", "100.5", status=LineStatus.FINALIZED)])
     assert [c.kind for c in final.changes] == [ChangeKind.FINALIZED]
-    assert final.changes[0].after and final.changes[0].after.quantity == Decimal("120")
-    reopened = await pull(engine, [line("bandwidth", "120")])
+    assert final.changes[0].after and final.changes[0].after.quantity == Decimal("100.5")
+    reopened = await pull(engine, [line("bandwidth", "100.5")])
     assert [c.kind for c in reopened.changes] == [ChangeKind.REOPENED]
 
 

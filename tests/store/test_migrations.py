@@ -152,6 +152,85 @@ async def test_upgrade_from_the_first_release_reaches_head(state_url: str) -> No
         assert count == 1
 
 
+def invoice_line(usage_type: str, units: Decimal, amount: Decimal | None) -> dict[str, Any]:
+    return {
+        "source": "fastly",
+        "account": "cust",
+        "month": "2026-07",
+        "usage_type": "bandwidth",
+        "product_name": usage_type,
+        "region": "North America",
+        "units": units,
+        "amount": amount,
+        "currency": "USD",
+        "run_id": 1,
+    }
+
+
+async def test_0006_keeps_invoice_lines_and_reads_them_as_covering_their_month(
+    state_url: str,
+) -> None:
+    rows: Rows = {
+        "pull_runs": [pull_run(1, "fastly", "fastly")],
+        "invoice_lines": [
+            invoice_line(
+                "North America Bandwidth",
+                Decimal("12345678901234567890.123456789"),
+                Decimal("0.0000000001"),
+            ),
+            invoice_line("North America Requests", Decimal(5000), None),
+        ],
+    }
+    async with database_at(state_url, "0005_alert_blocks", rows) as engine:
+        assert await upgrade(engine, "0006_invoice_line_items") == (
+            "0005_alert_blocks",
+            "0006_invoice_line_items",
+        )
+        invoices = SQLModel.metadata.tables["invoice_lines"]
+        columns: tuple[str, ...] = ("product_name", "units", "amount", "currency", "invoice_id")
+        columns += ("position", "description", "unit", "billing_start", "billing_end")
+        async with engine.connect() as conn:
+            got = (
+                await conn.execute(
+                    sa.select(*[invoices.c[c] for c in columns]).order_by(invoices.c.id)
+                )
+            ).all()
+        assert [tuple(r) for r in got] == [
+            (
+                "North America Bandwidth",
+                Decimal("12345678901234567890.123456789"),
+                Decimal("0.0000000001"),
+                "USD",
+                "",
+                0,
+                "",
+                None,
+                None,
+                None,
+            ),
+            ("North America Requests", Decimal(5000), None, "USD", "", 0, "", None, None, None),
+        ]
+        # The upgraded table takes what it could not before: a fee line without units.
+        async with engine.begin() as conn:
+            await conn.execute(
+                sa.insert(invoices),
+                {
+                    **invoice_line("", Decimal(0), Decimal("25.00")),
+                    "units": None,
+                    "usage_type": "",
+                    "description": "Support fee",
+                },
+            )
+            fee = (
+                await conn.execute(
+                    sa.select(invoices.c.units, invoices.c.amount).where(
+                        invoices.c.description == "Support fee"
+                    )
+                )
+            ).one()
+        assert fee.units is None and fee.amount == Decimal("25.00")
+
+
 async def test_db_upgrade_command_carries_a_first_release_database(tmp_path: Path) -> None:
     """``reconciler db upgrade`` on a database made by the first release, then ``config check``
     lists its stat types with the kind each got."""
@@ -304,3 +383,61 @@ async def test_0005_alert_blocks_keeps_the_outbox(state_url: str) -> None:
         ]
         async with engine.connect() as conn:
             assert (await conn.execute(sa.select(blocks.c.key))).scalars().all() == ["k"]
+
+
+def finding(finding_id: int, kind: str, state: str, **extra: Any) -> dict[str, Any]:
+    values: dict[str, Any] = {
+        "id": finding_id,
+        "fingerprint": f"f{finding_id}",
+        "category": "finding",
+        "kind": kind,
+        "severity": "warning",
+        "source": "fastly",
+        "provider": "fastly",
+        "account": "",
+        "product": "",
+        "product_name": "bandwidth cap",
+        "usage_type": "Europe Bandwidth",
+        "region": "",
+        "service": "",
+        "month": "2026-08",
+        "before_quantity": Decimal(20000),
+        "before_unit": "GB",
+        "before_status": "collecting",
+        "after_quantity": Decimal("21700.125"),
+        "after_unit": "GB",
+        "after_status": "collecting",
+        "message": "projects 21700.125 GB",
+        "state": state,
+        "values_hash": f"h{finding_id}",
+        "raised_at": NOW,
+        "updated_at": NOW,
+        "acknowledged_at": None,
+        "acknowledged_by": None,
+    }
+    return {**values, **extra}
+
+
+async def test_0007_keeps_findings_and_gives_them_no_forecast_yet(state_url: str) -> None:
+    rows: Rows = {
+        "findings": [
+            finding(
+                1, "projected_overage", "acknowledged", acknowledged_at=NOW, acknowledged_by="ops"
+            ),
+            finding(2, "over_expectation", "open"),
+        ]
+    }
+    async with database_at(state_url, "0006_invoice_line_items", rows) as engine:
+        assert await upgrade(engine, "0007_forecast") == (
+            "0006_invoice_line_items",
+            "0007_forecast",
+        )
+        async with engine.connect() as conn:
+            table = SQLModel.metadata.tables["findings"]
+            got = (await conn.execute(sa.select(table).order_by(table.c.id))).all()
+        assert [(r.fingerprint, r.kind, r.state, r.values_hash) for r in got] == [
+            ("f1", "projected_overage", "acknowledged", "h1"),
+            ("f2", "over_expectation", "open", "h2"),
+        ]
+        assert got[0].after_quantity == Decimal("21700.125") and got[0].acknowledged_by == "ops"
+        assert [(r.forecast, r.acknowledged_forecast) for r in got] == [(None, None)] * 2

@@ -1,0 +1,121 @@
+"""Month statuses the store keeps steady: a derived status never reopens a finalized month,
+and a month that leaves the lookback window while still collecting is flagged once.
+
+Fastly reports no status: reconciler derives it from invoices, or from the calendar when
+invoices cannot be read. A switch between the two rules is not the provider reopening a
+billed month, so for such sources a month the state holds as finalized stays finalized.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass
+
+from sqlalchemy import func, select, update
+from sqlalchemy.ext.asyncio import AsyncConnection
+
+from reconciler.domain import (
+    ChangeKind,
+    ItemCategory,
+    LineStatus,
+    Month,
+    PlanItem,
+    Severity,
+    line_digest,
+)
+from reconciler.providers.base import Coverage
+from reconciler.reconcile.diff import severity_of
+from reconciler.store.tables import StagingLine, UsageLineRow
+
+lines_t = UsageLineRow.__table__  # type: ignore[attr-defined]
+staging_t = StagingLine.__table__  # type: ignore[attr-defined]
+
+
+async def keep_finalized_months(
+    conn: AsyncConnection, *, run_id: int, source: str, coverage: Coverage
+) -> int:
+    """Stage the months the state holds as finalized as finalized again (derived statuses
+    only); returns how many staged lines were kept finalized."""
+    if not coverage.derived_statuses:
+        return 0
+    finalized = (
+        select(lines_t.c.month)
+        .where(
+            lines_t.c.source == source,
+            lines_t.c.month.in_([str(m) for m in coverage.months]),
+            lines_t.c.status == LineStatus.FINALIZED.value,
+        )
+        .distinct()
+    )
+    result = await conn.execute(
+        update(staging_t)
+        .where(
+            staging_t.c.run_id == run_id,
+            staging_t.c.status == LineStatus.COLLECTING.value,
+            staging_t.c.month.in_(finalized.scalar_subquery()),
+        )
+        .values(status=LineStatus.FINALIZED.value)
+    )
+    return max(int(result.rowcount or 0), 0)
+
+
+@dataclass(frozen=True, slots=True)
+class CollectingMonth:
+    """A month before the lookback window whose lines are still collecting."""
+
+    month: Month
+    provider: str
+    lines: int
+
+
+async def collecting_months_before(
+    conn: AsyncConnection, source: str, first: Month
+) -> list[CollectingMonth]:
+    query = (
+        select(lines_t.c.month, lines_t.c.provider, func.count().label("lines"))
+        .where(
+            lines_t.c.source == source,
+            lines_t.c.month < str(first),
+            lines_t.c.status == LineStatus.COLLECTING.value,
+            lines_t.c.present.is_(True),
+        )
+        .group_by(lines_t.c.month, lines_t.c.provider)
+        .order_by(lines_t.c.month)
+    )
+    return [
+        CollectingMonth(Month.parse(row.month), row.provider, int(row.lines))
+        for row in (await conn.execute(query)).all()
+    ]
+
+
+def left_window_items(
+    source: str,
+    months: list[CollectingMonth],
+    severities: Mapping[ChangeKind, Severity],
+) -> list[PlanItem]:
+    """One info item per month that left the lookback window while still collecting: its
+    lines keep their status (no later pull will finalize them), and the reviewer should know."""
+    kind = ChangeKind.LEFT_WINDOW_COLLECTING
+    return [
+        PlanItem(
+            category=ItemCategory.DRIFT,
+            kind=kind.value,
+            severity=severity_of(kind, severities),
+            fingerprint=line_digest(("drift", kind.value, source, str(entry.month))),
+            source=source,
+            provider=entry.provider,
+            account="",
+            product="",
+            usage_type="",
+            region="",
+            service="",
+            month=entry.month,
+            before=None,
+            after=None,
+            message=(
+                f"{entry.month} left the lookback window while still collecting: its "
+                f"{entry.lines} lines keep that status and are no longer pulled"
+            ),
+        )
+        for entry in months
+    ]
