@@ -9,7 +9,6 @@ is skipped here; ``config check`` and the source itself report it.
 
 from __future__ import annotations
 
-import logging
 from collections.abc import Iterator, Mapping
 
 from reconciler.errors import ReconcilerError
@@ -23,15 +22,11 @@ def register_configured_secrets(
 ) -> int:
     """Register every secret ``settings`` names (tokens, EdgeGrid keys, webhooks); how many."""
     found = 0
-    # Quietly: a warning about a secret file (readable by others) comes when it is used.
-    secrets_log = logging.getLogger("reconciler.secrets")
-    was_disabled, secrets_log.disabled = secrets_log.disabled, True
-    try:
-        for value in _secret_values(settings, environ):
-            register_secret(value)
-            found += 1
-    finally:
-        secrets_log.disabled = was_disabled
+    # A secret file readable by others is warned about here, once per process
+    # (reconciler.secrets remembers it), not again when its source opens it.
+    for value in _secret_values(settings, environ):
+        register_secret(value)
+        found += 1
     return found
 
 
