@@ -525,6 +525,7 @@ async def _review(
             today,
             run_id,
             now,
+            forecasts,
         )
     found = await items_store.record_items(
         conn, evaluated, run_id=run_id, now=now, keep_open_before=False

@@ -136,7 +136,7 @@ async def _gather(
         open_by_severity=by_severity,
         changes=_changes(tables, request, health, request.max_rows),
         costs=await gather_costs(
-            conn, settings, request.first_month, request.last_month, sources, now.date()
+            conn, settings, request.first_month, request.last_month, sources, now
         ),
     )
 
