@@ -8,7 +8,9 @@ The script exits 1 if any promise was broken (a row marked FAIL).
 - kills: ``reconciler pull`` killed with SIGKILL during fetch, staging and the commit;
 - faults: every sandbox fault at several rates against both providers;
 - outage: minutes of Slack 500s and 429s while pulls raise findings;
-- load: many sources and a million lines pulled by one daemon, watched by a watchdog;
+- load: many sources and a million lines pulled by one daemon, watched by a watchdog (the
+  longest event-loop stall is printed); then many pulls over simulated weeks with
+  housekeeping's purge, showing the run rows level off;
 - concurrency: several daemons on one PostgreSQL database.
 
     .venv/bin/python benchmarks/chaos.py                 # the full run (about 25 min, 2 cores)

@@ -24,7 +24,10 @@ With ``--postgres URL`` (a server where the URL's user may create databases) the
 pulls run against a fresh PostgreSQL database instead, the second one an unchanged re-pull
 made right after the first, before autovacuum has analyzed anything (the case that was
 quadratic): ``--postgres postgresql+asyncpg://postgres@127.0.0.1:5432/postgres --months 2``
-pulls about 112,000 lines twice and prints both durations.
+pulls about 112,000 lines twice and prints both durations. Measured on a loaded 2-core
+machine (PostgreSQL 15): before the comparison's tables were analyzed, run 2 (the unchanged
+re-pull of 112,040 lines) was still in its vanished-lines query when stopped after 24 minutes
+(run 1: 44.8 s); with them analyzed, run 1 took 55.9 s and run 2 29.7 s, adding 0 versions.
 """
 
 from __future__ import annotations

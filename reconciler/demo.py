@@ -111,6 +111,7 @@ def base_config(base_url: str, contracts: list[str], edgerc: str) -> dict[str, A
                 "finalize_after_days": 3,
                 "lookback_months": 3,
                 "pull_every": "1d",
+                "data_lag": "0s",  # the sandbox serves a day's usage on that day
             },
             {
                 "name": "akamai",
@@ -120,6 +121,7 @@ def base_config(base_url: str, contracts: list[str], edgerc: str) -> dict[str, A
                 "contracts": contracts,
                 "lookback_months": 3,
                 "pull_every": "1d",
+                "data_lag": "0s",  # the sandbox serves a day's usage on that day
             },
         ],
         "reports": {"formats": ["html", "md", "json", "focus-csv"], "months": 6},

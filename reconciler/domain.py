@@ -13,7 +13,10 @@ from dataclasses import dataclass, field
 from datetime import UTC, date, datetime
 from decimal import Context, Decimal, localcontext
 from enum import StrEnum
-from typing import Any
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from reconciler.reconcile.forecast import Forecast
 
 # Sums and differences of quantities must not round: 28 digits (the default) is not enough
 # for a 20-digit quantity with 10 decimals.
@@ -325,6 +328,7 @@ class PlanItem:
     after: Observation | None
     message: str = ""
     product_name: str = ""
+    forecast: Forecast | None = None  # a projected overage's forecast
     impact: Decimal | None = None  # money impact, exact, in impact_currency
     impact_currency: str = ""
     service_name: str = ""

@@ -18,10 +18,11 @@ from datetime import date, datetime
 from fnmatch import fnmatchcase
 
 from sqlalchemy import delete, func, insert, select, text
+from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
 from reconciler.domain import ChangeKind, ItemCategory, LineStatus, Month, utcnow
-from reconciler.errors import BadProviderDataError, ProviderError, ReconcilerError
+from reconciler.errors import BadProviderDataError, ConfigError, ProviderError, ReconcilerError
 from reconciler.providers.base import Coverage, InvoiceLine, PullStats, open_provider
 from reconciler.providers.http import HttpClient
 from reconciler.reconcile.expectations import Evaluated, MonthLine, evaluate, unmatched_months
@@ -35,6 +36,7 @@ from reconciler.store.findings import ItemUpdates, drift_values_hash
 from reconciler.store.ingest import IngestResult, apply_staged, lines_t, refresh_statistics
 from reconciler.store.invoice_rows import invoice_from_row
 from reconciler.store.measures import apply_measure_kinds, quiet_not_billable
+from reconciler.store.month_history import pull_instant, source_forecast_inputs
 from reconciler.store.runs import (
     HEARTBEAT_INTERVAL_S,
     RunAbandonedError,
@@ -190,8 +192,14 @@ async def refresh_source(
             )
     except BaseException as exc:
         outcome.duration_s = time.monotonic() - began
-        outcome.error = str(exc) if isinstance(exc, ReconcilerError) else _describe(exc)
+        conflict = _configuration_conflict(source_name, exc)
+        if conflict is not None:
+            outcome.error = str(conflict)
+        else:
+            outcome.error = str(exc) if isinstance(exc, ReconcilerError) else _describe(exc)
         await _record_failure(engine, run_id, outcome, started, clock)
+        if conflict is not None:
+            raise conflict from exc
         if not isinstance(exc, ReconcilerError):
             raise
         log.warning("pull of source '%s' failed: %s", source_name, outcome.error)
@@ -254,6 +262,21 @@ async def _deadline(source: str, timeout_s: float, stats: PullStats) -> AsyncIte
         raise
     finally:
         handle.cancel()
+
+
+def _configuration_conflict(source: str, exc: BaseException) -> ConfigError | None:
+    """A unique constraint the run's results broke: two configuration entries describe the
+    same review item (e.g. two identical [[expectations]]): a configuration error."""
+    if not isinstance(exc, IntegrityError):
+        return None
+    detail = str(exc.orig).strip().splitlines()[0] if exc.orig is not None else "a duplicate"
+    return ConfigError(
+        [
+            f"source '{source}': the state database refused this run's results as a "
+            f"duplicate ({detail[:200]}): two configuration entries (such as [[expectations]] "
+            "with the same name and matchers) describe the same item; make them distinct"
+        ]
+    )
 
 
 def _describe(exc: BaseException) -> str:
@@ -481,7 +504,14 @@ async def _review(
         conn, source, coverage.months, services=any(e.per_service for e in expectations)
     )
     invoices = await stored_invoice_lines(conn, source, coverage.months)
-    evaluated = evaluate(expectations, lines, today) + check_provider_invoices(
+    forecasts = await source_forecast_inputs(
+        conn,
+        settings,
+        source,
+        pull_instant(today, now),
+        services=any(e.per_service for e in expectations),
+    )
+    evaluated = evaluate(expectations, lines, today, forecasts) + check_provider_invoices(
         lines, invoices, expectations
     )
     if priced is not None:
@@ -495,6 +525,7 @@ async def _review(
             today,
             run_id,
             now,
+            forecasts,
         )
     found = await items_store.record_items(
         conn, evaluated, run_id=run_id, now=now, keep_open_before=False

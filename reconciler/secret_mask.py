@@ -9,7 +9,6 @@ is skipped here; ``config check`` and the source itself report it.
 
 from __future__ import annotations
 
-import logging
 from collections.abc import Iterator, Mapping
 
 from reconciler.errors import ReconcilerError
@@ -17,14 +16,14 @@ from reconciler.logs import register_secret
 from reconciler.secrets import SecretRef, resolve_secret, secret_path
 from reconciler.settings import AkamaiSourceSettings, Settings
 
-log = logging.getLogger(__name__)
-
 
 def register_configured_secrets(
     settings: Settings, environ: Mapping[str, str] | None = None
 ) -> int:
     """Register every secret ``settings`` names (tokens, EdgeGrid keys, webhooks); how many."""
     found = 0
+    # A secret file readable by others is warned about here, once per process
+    # (reconciler.secrets remembers it), not again when its source opens it.
     for value in _secret_values(settings, environ):
         register_secret(value)
         found += 1

@@ -89,13 +89,23 @@ def _read_secret_file(path: Path, ref: SecretRef) -> str:
     return text
 
 
+_WARNED: set[tuple[Path, int]] = set()
+
+
 def warn_if_readable_by_others(path: Path, what: str) -> bool:
-    """Log a warning when group or others may read a secret file; True if it warned."""
+    """Log a warning when group or others may read a secret file; True if it is readable.
+
+    Once per file and mode in a process: the configuration's secrets are read both to mask
+    them and to use them, and one warning per file is what a user needs.
+    """
     try:
         mode = path.stat().st_mode
     except OSError:
         return False
     if mode & (stat.S_IRGRP | stat.S_IROTH):
+        if (path, mode) in _WARNED:
+            return True
+        _WARNED.add((path, mode))
         log.warning(
             "%s file %s is readable by other users (mode %s): run 'chmod 600 %s'",
             what,

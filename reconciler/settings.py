@@ -101,6 +101,20 @@ Duration = Annotated[
 Quantity = Annotated[Decimal, BeforeValidator(parse_quantity)]
 
 
+def parse_lag(value: Any) -> timedelta:
+    """A duration that may be zero (``"0s"``, ``0``): how late a provider's data arrives."""
+    if value in (0, "0", "0s", "0m", "0h", "0d") and not isinstance(value, bool):
+        return timedelta(0)
+    return parse_duration(value)
+
+
+LagDuration = Annotated[
+    timedelta,
+    BeforeValidator(parse_lag),
+    PlainSerializer(lambda v: format_duration(v) if v else "0s", return_type=str, when_used="json"),
+]
+
+
 def _between(low: timedelta, high: timedelta) -> AfterValidator:
     def check(value: timedelta) -> timedelta:
         if not low <= value <= high:
@@ -182,6 +196,16 @@ class _SourceBase(_Strict):
     max_retries: int = Field(default=5, ge=0, le=20)
     retry_cap_s: float = seconds(60.0, 0.01, 3600)
     min_impact: MoneyValue | None = None
+    # How late usage reaches the API: a pull at t covers the days through (t - data_lag).
+    data_lag: LagDuration = timedelta(days=1)
+
+    @field_validator("data_lag")
+    @classmethod
+    def _lag_range(cls, value: timedelta) -> timedelta:
+        if value > timedelta(days=14):
+            raise ValueError(f"data_lag must be at most 14d, got {format_duration(value)}")
+        return value
+
     # The whole pull's deadline, whatever its requests and retries do.
     pull_timeout_s: float = seconds(1800.0, 0.1, 86400)
     finalize_tolerance: FinalizeTolerance | None = None
@@ -490,6 +514,18 @@ class AlertSettings(_Strict):
         return self
 
 
+class ForecastSettings(_Strict):
+    """How collecting months are forecast to month end, and when an overage is raised again."""
+
+    method: Literal["trailing", "run_rate"] = "trailing"
+    window_days: int = Field(default=14, ge=2, le=28)
+    min_days: int = Field(default=5, ge=1, le=28)
+    band_z: Decimal = Field(default=Decimal("1.645"), gt=0, le=5)
+    burst_factor: Decimal = Field(default=Decimal(3), gt=1, le=100)
+    escalation_percent: Decimal = Field(default=Decimal(20), gt=0, le=1000)
+    escalation_amount: Quantity | None = None
+
+
 ReportFormat = Literal["html", "md", "json", "focus-csv"]
 _DEFAULT_FORMATS: list[ReportFormat] = ["html", "json"]
 
@@ -601,6 +637,7 @@ class Settings(BaseSettings):
     alerts: AlertSettings = AlertSettings()
     reports: ReportSettings = ReportSettings()
     daemon: DaemonSettings = DaemonSettings()
+    forecast: ForecastSettings = ForecastSettings()
 
     @classmethod
     def settings_customise_sources(

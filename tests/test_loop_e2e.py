@@ -91,7 +91,8 @@ def scripted_events(spike_factor: Decimal) -> list[dict[str, Any]]:
 def loop_config(
     tmp_path: Path, sandbox: SandboxServer, edgerc: Path, commitment: Decimal
 ) -> dict[str, Any]:
-    pulls = {"lookback_months": 3, "pull_every": "1s", "max_retries": 0}
+    # The sandbox serves a day's usage on that day (no data lag).
+    pulls = {"lookback_months": 3, "pull_every": "1s", "max_retries": 0, "data_lag": "0s"}
     return {
         "state": {"directory": str(tmp_path / "state")},
         "sources": [
@@ -122,6 +123,8 @@ def loop_config(
                 "unit": "GB",
             }
         ],
+        # July's overage is forecast from its first two days (see expected_slack_summaries).
+        "forecast": {"min_days": 2},
         "alerts": {"slack": {"min_severity": "warning"}},
         "reports": {
             "directory": str(tmp_path / "reports"),

@@ -69,6 +69,7 @@ def settings_for(sandbox: SandboxServer, tmp_path: Path, **extra: Any) -> Settin
         "contracts": sandbox.contracts,
         "max_retries": 0,
         "lookback_months": 3,
+        "data_lag": "0s",  # the sandbox serves a day's usage on that day
     }
     expectations = [{"source": "akamai", **e} for e in EXPECTATIONS]
     return settings_from_mapping({"sources": [source], "expectations": expectations, **extra})

@@ -57,6 +57,7 @@ AUTH_STATUSES: Final = frozenset({401, 403})
 # A page is parsed whole: this bounds the memory one page may take (a 10,000-record Fastly
 # page is a few MB; anything this large is refused before it is read to the end).
 MAX_BODY_BYTES: Final = 32 * 1024 * 1024
+OFF_LOOP_PARSE_BYTES: Final = 1024 * 1024  # bodies larger than this are parsed in a thread
 _MESSAGE_LIMIT: Final = 300
 _HTML_TITLE: Final = re.compile(rb"<title[^>]*>(.*?)</title>", re.IGNORECASE | re.DOTALL)
 
@@ -126,7 +127,7 @@ def _rate_limit_reset_s(headers: Mapping[str, str], now: datetime) -> float | No
     return max(int(reset) - now.timestamp(), 0.0)
 
 
-def provider_message(body: bytes, content_type: str = "") -> str:
+def provider_message(body: bytes | bytearray, content_type: str = "") -> str:
     """The provider's own words from an error body, in any of the documented shapes.
 
     Fastly: ``{"msg", "detail"}``, problem+json ``{"title", "detail"}`` and
@@ -372,27 +373,33 @@ class HttpClient:
         if not 200 <= status < 300:
             message = provider_message(body, content_type)
             raise ProviderError(source, endpoint, message, status=status)
+        if len(body) > OFF_LOOP_PARSE_BYTES:
+            # Parsing a large page takes long enough to starve the event loop (the watchdog,
+            # the other pulls): a worker thread does it.
+            decoded = await asyncio.to_thread(self._decode, source, endpoint, body, content_type)
+            return decoded, response_headers
         return self._decode(source, endpoint, body, content_type), response_headers
 
-    async def _read(self, source: str, endpoint: str, response: aiohttp.ClientResponse) -> bytes:
+    async def _read(
+        self, source: str, endpoint: str, response: aiohttp.ClientResponse
+    ) -> bytearray:
         length = response.content_length
         if length is not None and length > MAX_BODY_BYTES:
             raise BadProviderDataError(
                 source, endpoint, f"response of {length} bytes is larger than {MAX_BODY_BYTES}"
             )
-        chunks: list[bytes] = []
-        size = 0
+        # One buffer grown in place: the body is held once, not as chunks and their join.
+        body = bytearray()
         async for chunk in response.content.iter_chunked(1 << 16):
-            size += len(chunk)
-            if size > MAX_BODY_BYTES:
+            if len(body) + len(chunk) > MAX_BODY_BYTES:
                 raise BadProviderDataError(
                     source, endpoint, f"response is larger than {MAX_BODY_BYTES} bytes"
                 )
-            chunks.append(chunk)
-        return b"".join(chunks)
+            body += chunk
+        return body
 
     @staticmethod
-    def _decode(source: str, endpoint: str, body: bytes, content_type: str) -> Any:
+    def _decode(source: str, endpoint: str, body: bytes | bytearray, content_type: str) -> Any:
         kind = content_type.split(";")[0].strip().lower()
         if "html" in kind or (not kind.endswith("json") and body.lstrip()[:1] == b"<"):
             page = provider_message(body, "text/html")

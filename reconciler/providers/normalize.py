@@ -73,7 +73,7 @@ _DECODER: Final = json.JSONDecoder(
 )
 
 
-def loads_exact(data: bytes | str) -> Any:
+def loads_exact(data: bytes | bytearray | str) -> Any:
     """Parse JSON text with every number as an exact Decimal; raises ValueError if invalid."""
     try:
         text = data.decode("utf-8") if isinstance(data, bytes | bytearray) else data

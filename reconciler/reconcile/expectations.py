@@ -5,17 +5,18 @@ volumes add up over periods and the regions an expectation spans; a percentile o
 month's largest period value, evaluated per region; a gauge is the latest level. Account-level
 lines are used, or each service on its own with ``per_service``. A value in another unit than
 the expectation's is a ``unit_mismatch`` and is never compared. Only a volume is projected: a
-collecting month's run rate, projected to month end, above the maximum is a
-``projected_overage``; a percentile or peak to date is a lower bound and is ``over_expectation``
-as soon as it crosses the maximum. An expectation that matches nothing in a month of its source
-says so (``no_match``).
+collecting month whose forecast (:mod:`reconciler.reconcile.forecast`: lag-aware, with a band,
+after ``min_days`` of covered data) is above the maximum is a ``projected_overage``, raised
+again once acknowledged by :class:`~reconciler.reconcile.forecast.Escalation`; a percentile or
+peak to date is a lower bound and is ``over_expectation`` as soon as it crosses the maximum. An
+expectation that matches nothing in a month of its source says so (``no_match``).
 """
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
-from datetime import date
+from datetime import UTC, date, datetime, time, timedelta
 from decimal import Decimal, localcontext
 
 from reconciler.domain import (
@@ -29,6 +30,8 @@ from reconciler.domain import (
     Severity,
     line_digest,
 )
+from reconciler.reconcile.forecast import Escalation, Forecast, ForecastParams
+from reconciler.reconcile.history import ForecastInputs, HistoryKey
 from reconciler.reconcile.measures import MeasureKind
 from reconciler.reconcile.month_values import MonthLine as MonthLine
 from reconciler.reconcile.month_values import MonthTotal, TotalKey, month_totals
@@ -52,36 +55,92 @@ class Evaluated:
 
     item: PlanItem
     values_hash: str
+    escalation: Escalation | None = None  # re-raises an acknowledged projected overage
+
+
+def plain_inputs(today: date) -> ForecastInputs:
+    """Forecast inputs without history: ``today`` counts as covered (run rate, no band)."""
+    return ForecastInputs(
+        datetime.combine(today, time(0), tzinfo=UTC), timedelta(0), ForecastParams()
+    )
 
 
 def projected(total: Decimal, month: Month, today: date) -> Decimal | None:
-    """Linear run-rate projection of a month-to-date total to month end (None: not started)."""
+    """The month-end forecast of a total to date with no version history at hand: the run rate
+    of the days through ``today`` (None before the month starts). Callers with the store's
+    history use :class:`~reconciler.reconcile.history.ForecastInputs` instead."""
     if today < month.first_day:
         return None
-    if today > month.last_day:
-        return total
-    with localcontext(EXACT_CONTEXT):
-        return (total * month.days / today.day).quantize(Decimal("0.001"))
+    return plain_inputs(today).forecast(month, total, []).value
+
+
+def history_keys(
+    exp: ExpectationSettings, lines: Iterable[MonthLine], key: TotalKey
+) -> list[HistoryKey]:
+    """The history keys of the lines whose values make up one of ``month_totals``' totals."""
+    return [
+        HistoryKey(
+            line.source,
+            line.account,
+            line.product,
+            line.usage_type,
+            line.region,
+            line.service,
+            line.month,
+            line.unit,
+        )
+        for line in lines
+        if (line.source, line.month, line.usage_type, line.unit, line.service, line.kind)
+        == (key.source, key.month, key.usage_type, key.unit, key.service, key.kind)
+        and all(
+            not wanted or wanted == have
+            for wanted, have in (
+                (key.region, line.region),
+                (key.product, line.product),
+                (key.account, line.account),
+            )
+        )
+        and matches(exp, line)
+    ]
 
 
 def evaluate(
     expectations: Sequence[ExpectationSettings],
     lines: Sequence[MonthLine],
     today: date,
+    forecasts: ForecastInputs | None = None,
 ) -> list[Evaluated]:
-    """Every finding the expectations raise on these lines, as of ``today``.
+    """Every finding the expectations raise on these lines, as of ``today``; a collecting
+    volume is forecast from ``forecasts`` (default: :func:`plain_inputs`).
 
     Includes a ``no_match`` finding for each month of a source with data that an expectation
     matches nothing of (see :func:`unmatched_months` for what that holds open).
     """
+    inputs = forecasts or plain_inputs(today)
     found: list[Evaluated] = []
     for expectation in expectations:
         for key, total in sorted(
             month_totals(expectation, lines).items(), key=lambda kv: (kv[0].month, kv[0])
         ):
-            found.extend(_check(expectation, key, total, today))
+
+            def forecast(
+                quantity: Decimal, exp: ExpectationSettings = expectation, key: TotalKey = key
+            ) -> Forecast:
+                return inputs.forecast(key.month, quantity, history_keys(exp, lines, key))
+
+            checked = _check(expectation, key, total, forecast)
+            found.extend(_with_escalation(checked, inputs.escalation))
     found.extend(_no_match(miss) for miss in find_unmatched(expectations, lines))
     return found
+
+
+def _with_escalation(found: list[Evaluated], escalation: Escalation) -> list[Evaluated]:
+    return [
+        Evaluated(e.item, e.values_hash, escalation)
+        if e.item.kind == FindingKind.PROJECTED_OVERAGE.value
+        else e
+        for e in found
+    ]
 
 
 def unmatched_months(
@@ -95,7 +154,10 @@ def unmatched_months(
 
 
 def _check(
-    exp: ExpectationSettings, key: TotalKey, total: MonthTotal, today: date
+    exp: ExpectationSettings,
+    key: TotalKey,
+    total: MonthTotal,
+    forecast: Callable[[Decimal], Forecast],
 ) -> list[Evaluated]:
     status = LineStatus.FINALIZED if total.finalized else LineStatus.COLLECTING
     unit, month = key.unit, key.month
@@ -126,15 +188,17 @@ def _check(
             )
         )
     elif upper is not None and status == LineStatus.COLLECTING and key.kind.projected:
-        projection = projected(quantity, month, today)
-        if projection is not None and projection > upper:
+        outlook = forecast(quantity)
+        if outlook.raisable and outlook.value > upper:
             results.append(
                 context.finding(
                     FindingKind.PROJECTED_OVERAGE,
                     upper,
-                    f"{label}: {month} to date {quantity} {unit} runs at a rate that "
-                    f"projects {projection} {unit} by month end, over {upper} {unit}",
-                    after=Observation(projection, unit, status),
+                    f"{label}: {month} to date {quantity} {unit} is forecast at "
+                    f"{outlook.value} {unit} by month end, over {upper} {unit} "
+                    f"({outlook.describe(unit)})",
+                    after=Observation(outlook.value, unit, status),
+                    forecast=outlook,
                 )
             )
     if lower is not None and status == LineStatus.FINALIZED and quantity < lower:
@@ -225,6 +289,7 @@ class _Context:
         after: Observation | None = None,
         severity: Severity | None = None,
         extra: str = "",
+        forecast: Forecast | None = None,
     ) -> Evaluated:
         exp, key = self.exp, self.key
         unit = exp.unit or self.observed.unit
@@ -267,6 +332,7 @@ class _Context:
             after=after or self.observed,
             message=message,
             product_name=exp.label,
+            forecast=forecast,
         )
         # Growth of the observed total is not news; a new limit, unit or severity is.
         values = (kind.value, level.value, str(expected), unit, extra)

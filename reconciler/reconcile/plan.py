@@ -25,6 +25,7 @@ from reconciler.domain import (
 )
 from reconciler.errors import ReconcilerError
 from reconciler.money import Money, is_currency
+from reconciler.reconcile.forecast import forecast_json
 from reconciler.reconcile.plan_groups import (
     ItemGroup,
     group_services,
@@ -333,6 +334,8 @@ def item_json(item: PlanItem, values_hash: str | None = None) -> dict[str, Any]:
         if item.impact is None
         else {"amount": canonical_decimal(item.impact), "currency": item.impact_currency},
     }
+    if item.forecast is not None:
+        data["forecast"] = forecast_json(item.forecast)
     if values_hash is not None:
         data["values_hash"] = values_hash
     return data

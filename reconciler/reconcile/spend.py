@@ -39,16 +39,37 @@ from reconciler.reconcile.costing import (
     projected_lines,
 )
 from reconciler.reconcile.expectations import Evaluated, projected
+from reconciler.reconcile.history import ForecastInputs, HistoryKey
 from reconciler.settings import ExpectationSettings
 
 ZERO = Decimal(0)
 LAST_INVOICE = "at last month's rates"
 
 
-def project_quantity(line: CostLine, today: date) -> Decimal:
-    """A collecting volume line's month-end quantity (the one call to the projection)."""
+def project_quantity(
+    line: CostLine, today: date, forecasts: ForecastInputs | None = None
+) -> Decimal:
+    """A collecting volume line's month-end quantity (the one call to the projection): the
+    forecast from the line's version history and its source's data lag when ``forecasts``
+    has them, else the run rate through ``today``."""
+    if forecasts is not None:
+        return forecasts.forecast(line.month, line.quantity, [history_key(line)]).value
     value = projected(line.quantity, line.month, today)
     return line.quantity if value is None else value
+
+
+def history_key(line: CostLine) -> HistoryKey:
+    """The version-history key of a priced line (its split periods share one)."""
+    return HistoryKey(
+        line.source,
+        line.account,
+        line.product,
+        line.usage_type,
+        line.region,
+        line.service,
+        line.month,
+        line.unit,
+    )
 
 
 def projected_sheet(
@@ -57,9 +78,10 @@ def projected_sheet(
     lines: Sequence[CostLine],
     today: date,
     credits: Sequence[CreditSettings] = (),
+    forecasts: ForecastInputs | None = None,
 ) -> CostSheet:
-    """Expected cost with collecting volumes projected to month end."""
-    ahead = projected_lines(lines, lambda x: project_quantity(x, today))
+    """Expected cost with collecting volumes forecast to month end."""
+    ahead = projected_lines(lines, lambda x: project_quantity(x, today, forecasts))
     return price_lines(rates, commitments, ahead, credits)
 
 
@@ -310,13 +332,14 @@ def projected_invoices(
     today: date,
     *,
     at_last_rates: bool = False,
+    forecasts: ForecastInputs | None = None,
 ) -> list[ProjectedInvoice]:
     """The open month's (``today``'s) projected invoice of one source, per currency."""
     month = Month.of(today)
     open_lines = [x for x in lines if x.month == month and x.source == source]
     if not open_lines:
         return []
-    sheet = projected_sheet(rates, commitments, open_lines, today, credits)
+    sheet = projected_sheet(rates, commitments, open_lines, today, credits, forecasts)
     return [
         ProjectedInvoice(source, month, today, currency, amount, at_last_rates)
         for (_, _, currency), amount in sorted(sheet.month_totals().items())

@@ -1,4 +1,4 @@
-"""Expectation bands and run-rate projections for charted series: pure, no clock, no I/O.
+"""Expectation bands and month-end projections for charted series: pure, no clock, no I/O.
 
 A series sums a (source, product, usage type, unit) over its regions at account level, so an
 expectation is drawn on it only when it covers that whole total: its source, product (id or
@@ -10,16 +10,13 @@ An expectation that matches but declares another unit is listed as not drawn.
 from __future__ import annotations
 
 from collections.abc import Iterable, Sequence
-from datetime import UTC, datetime, time
 from decimal import Decimal, localcontext
 from fnmatch import fnmatchcase
 
 from reconciler.domain import EXACT_CONTEXT, LineStatus, Month
+from reconciler.reconcile.forecast import Forecast, ForecastReason
 from reconciler.reports.model import Band, Projection
 from reconciler.settings import ExpectationSettings
-
-_SECONDS_PER_DAY = Decimal(86_400)
-_CENT = Decimal("0.01")
 
 
 def _matches(
@@ -92,39 +89,15 @@ def expectation_band(
     return band, tuple(other_unit)
 
 
-def elapsed_days(month: Month, now: datetime) -> Decimal:
-    """Days of ``month`` elapsed at ``now`` (fractional; capped at the month's length)."""
-    start = datetime.combine(month.first_day, time(0), tzinfo=UTC)
-    seconds = Decimal(int((now.astimezone(UTC) - start).total_seconds()))
-    with localcontext(EXACT_CONTEXT):
-        days = seconds / _SECONDS_PER_DAY
-    return min(max(days, Decimal(0)), Decimal(month.days))
-
-
 def project(
     month: Month,
     quantity: Decimal,
     status: LineStatus,
-    now: datetime,
+    forecast: Forecast,
     limit: Decimal | None,
 ) -> Projection | None:
-    """Month-to-date ``quantity`` projected to month end, for the collecting month of ``now``.
-
-    ``quantity / elapsed days × days in month``; None for any other month, a finalized month,
-    or when less than an hour of the month has passed (a run rate from minutes means nothing).
-    """
-    if month != Month.of(now.astimezone(UTC).date()) or status is not LineStatus.COLLECTING:
+    """The collecting month's ``forecast`` as a report shows it (None for a finalized month
+    or one with no covered day yet)."""
+    if status is not LineStatus.COLLECTING or forecast.reason is ForecastReason.NO_DATA:
         return None
-    elapsed = elapsed_days(month, now)
-    if elapsed * 24 < 1:
-        return None
-    with localcontext(EXACT_CONTEXT):
-        projected = (quantity * month.days / elapsed).quantize(_CENT)
-    return Projection(
-        month=month,
-        to_date=quantity,
-        projected=max(projected, quantity),
-        elapsed_days=elapsed.quantize(_CENT),
-        days=month.days,
-        limit=limit,
-    )
+    return Projection(month=month, to_date=quantity, forecast=forecast, limit=limit)

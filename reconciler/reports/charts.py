@@ -306,12 +306,19 @@ def projection_chart(series: Series, chart_id: str) -> str:
         raise ValueError(f"series {series.label!r} has no projection")
     cid = safe_id(chart_id)
     left, right, height = 4, BULLET_WIDTH - 4, 82
+    forecast = projection.forecast
     values = [projection.projected, projection.to_date]
+    if forecast.high is not None:
+        values.append(forecast.high)
     if projection.limit is not None:
         values.append(projection.limit)
     scale = Scale.nice(values, left, right)
     color = RED if projection.over else AMBER
     summary = f"{compact(projection.to_date)} so far → {compact(projection.projected)} projected"
+    if projection.too_early:
+        summary = f"{compact(projection.to_date)} so far · too early to forecast"
+    elif forecast.low is not None and forecast.high is not None:
+        summary += f" ({compact(forecast.low)}–{compact(forecast.high)})"
     if projection.limit is not None:
         summary += f" · max {compact(projection.limit)}"
     title = (
@@ -331,13 +338,21 @@ def projection_chart(series: Series, chart_id: str) -> str:
         f'<text x="{left}" y="35" fill="{color}" font-size="13" font-weight="600">'
         f"{text(summary)} {text(series.unit, 10)}</text>"
     )
+    if forecast.low is not None and forecast.high is not None and not projection.too_early:
+        low, high = px(scale(forecast.low)), px(scale(forecast.high))
+        parts.append(
+            f'<line class="band" x1="{low}" x2="{high}" y1="51" y2="51" stroke="{color}" '
+            f'stroke-width="2"/><line x1="{low}" x2="{low}" y1="47" y2="55" stroke="{color}"/>'
+            f'<line x1="{high}" x2="{high}" y1="47" y2="55" stroke="{color}"/>'
+        )
     if projection.limit is not None:
         x = px(scale(projection.limit))
         parts.append(f'<line x1="{x}" x2="{x}" y1="39" y2="63" stroke="{GREEN}" stroke-width="3"/>')
+    through = forecast.covered_through.isoformat() if forecast.covered_through else "-"
     parts.append(
         f'<text x="{left}" y="78" fill="{MUTED}" font-size="12">'
-        f"{text(clip(series.source, 40))} · {projection.month}: "
-        f"{projection.elapsed_days} of {projection.days} days</text>"
+        f"{text(clip(series.source, 40))} · {projection.month}: data through {through}, "
+        f"{projection.covered_days} of {projection.days} days · {forecast.method.label}</text>"
     )
     parts.append("</svg>")
     return "".join(parts)

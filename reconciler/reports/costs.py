@@ -8,7 +8,7 @@ by currency; the renderers round them to the currency's minor unit.
 from __future__ import annotations
 
 from dataclasses import dataclass
-from datetime import date
+from datetime import datetime
 from decimal import Decimal, localcontext
 
 from sqlalchemy.ext.asyncio import AsyncConnection
@@ -21,6 +21,7 @@ from reconciler.reconcile.costing import CostSheet, price_lines
 from reconciler.reconcile.spend import ProjectedInvoice, last_invoice_rates, projected_invoices
 from reconciler.settings import Settings
 from reconciler.store.costs import cost_lines, invoice_amounts
+from reconciler.store.month_history import source_forecast_inputs
 
 
 @dataclass(frozen=True, slots=True)
@@ -79,7 +80,7 @@ async def gather_costs(
     first: Month,
     last: Month,
     sources: tuple[str, ...],
-    today: date,
+    now: datetime,
 ) -> CostReport:
     months: list[MonthCost] = []
     invoices: list[ProjectedInvoice] = []
@@ -100,8 +101,9 @@ async def gather_costs(
             settings.commitments,
             settings.credits,
             lines,
-            today,
+            now.date(),
             at_last_rates=at_last,
+            forecasts=await source_forecast_inputs(conn, settings, source.name, now, services=True),
         )
         invoices += ahead
         months += [

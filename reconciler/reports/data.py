@@ -22,6 +22,8 @@ from sqlalchemy import select, true
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
 from reconciler.domain import FindingState, LineStatus, Month, PlanItem, Severity
+from reconciler.reconcile.forecast import ForecastParams
+from reconciler.reconcile.history import ForecastInputs, HistoryKey
 from reconciler.reconcile.measures import MeasureKind, PeriodValue, combine, month_value
 from reconciler.reports.bands import expectation_band, project
 from reconciler.reports.costs import gather_costs
@@ -38,6 +40,7 @@ from reconciler.reports.model import (
 from reconciler.settings import Settings
 from reconciler.store.db import reader
 from reconciler.store.items import findings_table, load_items
+from reconciler.store.month_history import DEFAULT_DATA_LAG, source_forecast_inputs
 
 # Charts kept for a huge state: the largest series, plus every series with findings.
 MAX_SERIES_CHARTS = 24
@@ -73,6 +76,7 @@ class ReportRequest:
 class _Accumulator:
     product_name: str = ""
     regions: set[str] = field(default_factory=set)
+    keys: list[HistoryKey] = field(default_factory=list)  # lines of the month of ``now``
     months: dict[Month, _MonthLines] = field(default_factory=dict)
 
 
@@ -132,7 +136,7 @@ async def _gather(
         open_by_severity=by_severity,
         changes=_changes(tables, request, health, request.max_rows),
         costs=await gather_costs(
-            conn, settings, request.first_month, request.last_month, sources, now.date()
+            conn, settings, request.first_month, request.last_month, sources, now
         ),
     )
 
@@ -240,6 +244,7 @@ async def _series(
         c.source.in_(list(request.sources)) if request.sources else true(),
     )
     groups: dict[_SeriesKey, _Accumulator] = defaultdict(_Accumulator)
+    current_month = Month.of(now.date())
     for row in (await conn.execute(query)).all():
         kind = MeasureKind(row.measure_kind)
         # A percentile or a peak of several regions is no total: one series per region.
@@ -248,6 +253,19 @@ async def _series(
         group = groups[key]
         group.product_name = group.product_name or row.product_name
         group.regions.add(row.region)
+        if row.month == str(current_month):
+            group.keys.append(
+                HistoryKey(
+                    row.source,
+                    row.account,
+                    row.product,
+                    row.usage_type,
+                    row.region,
+                    "",
+                    current_month,
+                    row.unit,
+                )
+            )
         month = group.months.setdefault(Month.parse(row.month), _MonthLines())
         month.periods[(row.account, row.region)].append(PeriodValue(row.period_start, row.quantity))
         month.finalized = month.finalized and row.status == LineStatus.FINALIZED.value
@@ -256,6 +274,7 @@ async def _series(
     concerns = _FindingIndex(
         e.item for e in tables[FindingState.OPEN] + tables[FindingState.ACKNOWLEDGED]
     )
+    inputs = await _forecast_inputs(conn, settings, {key[0] for key in groups}, now)
     result: list[Series] = []
     for (source, provider, product, usage_type, unit, kind, region), group in groups.items():
         points = tuple(
@@ -289,14 +308,31 @@ async def _series(
             kind=kind,
             region=region,
         )
-        current = series.point(Month.of(now.date()))
+        current = series.point(current_month)
         projection = None
         # Only a volume has a run rate; a percentile, a peak or a level is never projected.
         if current is not None and kind.projected:
             limit = band.high if band is not None else None
-            projection = project(current.month, current.quantity, current.status, now, limit)
+            forecast = inputs[source].forecast(current.month, current.quantity, group.keys)
+            projection = project(current.month, current.quantity, current.status, forecast, limit)
         result.append(replace(series, projection=projection, findings=concerns.count(series)))
     return result
+
+
+async def _forecast_inputs(
+    conn: AsyncConnection, settings: Settings, sources: Iterable[str], now: datetime
+) -> dict[str, ForecastInputs]:
+    """Each source's forecast inputs for the month of ``now``, as the plan's findings use."""
+    configured = {s.name for s in settings.sources}
+    inputs: dict[str, ForecastInputs] = {}
+    for source in sorted(sources):
+        if source in configured:
+            inputs[source] = await source_forecast_inputs(
+                conn, settings, source, now, services=False
+            )
+        else:  # a source no longer configured: its default lag
+            inputs[source] = ForecastInputs(now, DEFAULT_DATA_LAG, ForecastParams())
+    return inputs
 
 
 def _glob(value: str, pattern: str) -> bool:

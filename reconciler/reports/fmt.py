@@ -92,10 +92,18 @@ def projection(series: Series) -> str:
     p: Projection | None = series.projection
     if p is None:
         return ""
+    f = p.forecast
+    through = f.covered_through.isoformat() if f.covered_through else "-"
     text = (
-        f"{p.month}: {quantity(p.to_date, series.unit)} after {p.elapsed_days} of {p.days} days, "
-        f"projected {quantity(p.projected, series.unit)} at month end"
+        f"{p.month}: {quantity(p.to_date, series.unit)} with data through {through} "
+        f"({p.covered_days} of {p.days} days), "
     )
+    if p.too_early:
+        return text + "too early to forecast"
+    text += f"projected {quantity(p.projected, series.unit)} at month end"
+    if f.low is not None and f.high is not None:
+        text += f" ({quantity(f.low, series.unit)} to {quantity(f.high, series.unit)})"
+    text += f" by {f.method.label}"
     if p.limit is not None:
         verdict = "above" if p.over else "within"
         text += f", {verdict} the maximum of {quantity(p.limit, series.unit)}"

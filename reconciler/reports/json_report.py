@@ -13,6 +13,7 @@ from decimal import Decimal
 from typing import Any
 
 from reconciler.domain import FindingState, canonical_decimal
+from reconciler.reconcile.forecast import forecast_json
 from reconciler.reconcile.plan import item_json as plan_item_json
 from reconciler.reports.cost_render import cost_json
 from reconciler.reports.history import RECENT_RUNS_WINDOW
@@ -91,9 +92,10 @@ def _projection(p: Projection | None) -> dict[str, Any] | None:
     return {
         "month": str(p.month),
         "to_date": _decimal(p.to_date),
-        "elapsed_days": _decimal(p.elapsed_days),
+        "covered_days": p.covered_days,
         "days": p.days,
         "projected": _decimal(p.projected),
+        "forecast": forecast_json(p.forecast),
         "limit": _decimal(p.limit),
         "over": p.over,
     }

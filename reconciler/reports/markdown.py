@@ -152,18 +152,38 @@ def render_markdown(
             p = series.projection
             assert p is not None
             verdict = "" if p.limit is None else ("**above**" if p.over else "within")
+            f = p.forecast
+            band = "—"
+            if f.low is not None and f.high is not None and not p.too_early:
+                band = md(
+                    f"{fmt.quantity(f.low, series.unit)} to {fmt.quantity(f.high, series.unit)}"
+                )
+            through = f.covered_through.isoformat() if f.covered_through else "—"
             rows.append(
                 [
                     f"{md(series.source)}: {md(series.label)}",
                     md(fmt.quantity(p.to_date, series.unit)),
-                    f"{p.elapsed_days} of {p.days}",
-                    md(fmt.quantity(p.projected, series.unit)),
+                    f"{through} ({p.covered_days} of {p.days})",
+                    "too early to forecast"
+                    if p.too_early
+                    else md(fmt.quantity(p.projected, series.unit)),
+                    band,
+                    md(f.method.label),
                     md(fmt.quantity(p.limit, series.unit)) if p.limit is not None else "—",
-                    verdict,
+                    "" if p.too_early else verdict,
                 ]
             )
-        header = ["Series", "So far", "Days", "Projected", "Expected max", ""]
-        out += _table(header, rows, {1, 2, 3, 4})
+        header = [
+            "Series",
+            "So far",
+            "Data through",
+            "Projected",
+            "Band",
+            "Method",
+            "Expected max",
+            "",
+        ]
+        out += _table(header, rows, {1, 3, 4, 6})
     out += cost_markdown(data.costs, md)
     out += ["## Usage by month", ""]
     note = "Account-level totals per product and usage type; hatched bars are still collecting."

@@ -11,6 +11,7 @@ from decimal import Decimal
 from typing import TYPE_CHECKING
 
 from reconciler.domain import FindingState, LineStatus, Month, PlanItem, Severity
+from reconciler.reconcile.forecast import Forecast, ForecastReason
 from reconciler.reconcile.measures import MeasureKind
 
 if TYPE_CHECKING:
@@ -55,18 +56,32 @@ class Band:
 
 @dataclass(frozen=True, slots=True)
 class Projection:
-    """A collecting month's run rate projected linearly to month end."""
+    """A collecting month's forecast to month end (the one the plan's findings use)."""
 
     month: Month
     to_date: Decimal
-    projected: Decimal
-    elapsed_days: Decimal
-    days: int
+    forecast: Forecast
     limit: Decimal | None
 
     @property
+    def projected(self) -> Decimal:
+        return self.forecast.value
+
+    @property
+    def days(self) -> int:
+        return self.month.days
+
+    @property
+    def covered_days(self) -> int:
+        return self.forecast.covered_days
+
+    @property
+    def too_early(self) -> bool:
+        return self.forecast.reason is ForecastReason.TOO_EARLY
+
+    @property
     def over(self) -> bool:
-        return self.limit is not None and self.projected > self.limit
+        return not self.too_early and self.limit is not None and self.projected > self.limit
 
 
 @dataclass(frozen=True, slots=True)

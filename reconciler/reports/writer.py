@@ -14,10 +14,11 @@ import logging
 import os
 import re
 import time as clock
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
+from typing import Any
 
 from sqlalchemy.ext.asyncio import AsyncEngine
 
@@ -113,7 +114,8 @@ async def write_report(
 ) -> list[ReportOutput]:
     """Gather once, render each format and write it to ``path_for[format]``.
 
-    Files are written in a worker thread: an fsync must not stall the daemon's event loop.
+    Rendering and writing run in a worker thread: a large report's templates and charts, or
+    an fsync, must not stall the daemon's event loop (and with it the watchdog).
     """
     outputs: list[ReportOutput] = []
     data = None
@@ -124,21 +126,21 @@ async def write_report(
             rows = await focus_rows(
                 engine, request.first_month, request.last_month, request.sources, settings
             )
-            await asyncio.to_thread(write_private, path, render_focus_csv(rows))
+            await asyncio.to_thread(_render_to, path, render_focus_csv, rows)
             outputs.append(ReportOutput(path))
             continue
         if data is None:
             data = await gather_report(engine, settings, request, now)
-            figures = build_figures(data)
+            figures = await asyncio.to_thread(build_figures, data)
         if fmt == "html":
-            await asyncio.to_thread(write_private, path, render_html(data, figures))
+            await asyncio.to_thread(_render_to, path, render_html, data, figures)
             outputs.append(ReportOutput(path))
         elif fmt == "json":
-            await asyncio.to_thread(write_private, path, render_json(data))
+            await asyncio.to_thread(_render_to, path, render_json, data)
             outputs.append(ReportOutput(path))
         else:
             prefix = path.name.removesuffix(".md")
-            markdown = render_markdown(data, prefix, figures)
+            markdown = await asyncio.to_thread(render_markdown, data, prefix, figures)
             extra = []
             for name, svg in markdown.charts.items():
                 await asyncio.to_thread(write_private, path.parent / name, svg)
@@ -146,6 +148,10 @@ async def write_report(
             await asyncio.to_thread(write_private, path, markdown.text)
             outputs.append(ReportOutput(path, tuple(extra)))
     return outputs
+
+
+def _render_to(path: Path, render: Callable[..., str], *args: Any) -> None:
+    write_private(path, render(*args))
 
 
 def previous_report_time(directory: Path, before: datetime) -> datetime | None:

@@ -44,6 +44,10 @@ class SandboxCredentials:
         )
 
 
+# The sandbox serves a day's usage on that day: its data has no lag.
+_LAG = 'data_lag = "0s"\n'
+
+
 def config_snippet(
     base_url: str,
     contracts: Sequence[str],
@@ -63,6 +67,7 @@ def config_snippet(
         f'base_url = "{base_url}"\n'
         f'token_env = "{token_env}"\n'
         f"finalize_after_days = {finalize_after_days}\n"
+        f"{_LAG}"
         "\n"
         "[[sources]]\n"
         'name = "akamai-sandbox"\n'
@@ -71,4 +76,5 @@ def config_snippet(
         f'edgerc = "{edgerc_path}"\n'
         f'section = "{section}"\n'
         f"contracts = [{contract_list}]\n"
+        f"{_LAG}"
     )

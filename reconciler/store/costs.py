@@ -11,7 +11,7 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import dataclass, replace
-from datetime import date, datetime
+from datetime import UTC, date, datetime, time
 from decimal import Decimal, localcontext
 from fnmatch import fnmatchcase
 from typing import Any
@@ -23,6 +23,7 @@ from reconciler.domain import EXACT_CONTEXT, LineStatus, Month, PlanItem, line_d
 from reconciler.reconcile.audit import InvoiceAmount, audit_invoices
 from reconciler.reconcile.costing import CostLine, CostSheet, price_lines, pricing_group
 from reconciler.reconcile.expectations import Evaluated
+from reconciler.reconcile.history import ForecastInputs
 from reconciler.reconcile.measures import classify
 from reconciler.reconcile.spend import (
     ProjectedInvoice,
@@ -35,6 +36,7 @@ from reconciler.reconcile.spend import (
 from reconciler.reconcile.spend import projected_invoices as spend_projected
 from reconciler.settings import Settings
 from reconciler.store.ingest import LineChange, lines_t
+from reconciler.store.month_history import pull_instant, source_forecast_inputs
 from reconciler.store.runs import SUCCEEDED, runs_t
 from reconciler.store.tables import ExpectedCostRow, InvoiceLineRow
 
@@ -222,9 +224,10 @@ async def cost_findings(
     today: date,
     run_id: int,
     now: datetime,
+    forecasts: ForecastInputs | None = None,
 ) -> list[Evaluated]:
     """The invoice audit, budgets and re-pricings of a source's months (and keeps the
-    expected costs)."""
+    expected costs); budgets are checked against the month-end ``forecasts``."""
     settings = context.settings
     found = audit_invoices(
         context.sheet,
@@ -234,7 +237,7 @@ async def cost_findings(
     )
     expectations = [e for e in settings.expectations if fnmatchcase(source, e.source)]
     forecast = projected_sheet(
-        context.rates, settings.commitments, context.lines, today, settings.credits
+        context.rates, settings.commitments, context.lines, today, settings.credits, forecasts
     )
     found += budget_findings(expectations, context.sheet, forecast)
     current = {(m, cur): amount for (_, m, cur), amount in context.sheet.month_totals().items()}
@@ -329,9 +332,14 @@ async def projected_invoices(
     for source in settings.sources:
         if sources and source.name not in sources:
             continue
-        day = as_of or await _last_pull_day(conn, source.name)
+        last_pull = await _last_pull(conn, source.name)
+        day = as_of or (last_pull.date() if last_pull else None)
         if day is None:
             continue
+        instant = pull_instant(day, last_pull or datetime.combine(day, time(0), tzinfo=UTC))
+        forecasts = await source_forecast_inputs(
+            conn, settings, source.name, instant, services=True
+        )
         month = Month.of(day)
         months = [month - 3, month - 2, month - 1, month]
         lines = await cost_lines(conn, settings, source.name, months)
@@ -345,16 +353,17 @@ async def projected_invoices(
             lines,
             day,
             at_last_rates=not settings.rates,
+            forecasts=forecasts,
         )
     return found
 
 
-async def _last_pull_day(conn: AsyncConnection, source: str) -> date | None:
+async def _last_pull(conn: AsyncConnection, source: str) -> datetime | None:
     query = select(func.max(runs_t.c.started_at)).where(
         runs_t.c.source == source, runs_t.c.status == SUCCEEDED
     )
-    started = (await conn.execute(query)).scalar_one_or_none()
-    return None if started is None else started.date()
+    started: datetime | None = (await conn.execute(query)).scalar_one_or_none()
+    return started
 
 
 @dataclass(frozen=True, slots=True)

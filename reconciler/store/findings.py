@@ -2,11 +2,14 @@
 
 Each item has a stable fingerprint and a state (open, acknowledged, resolved). The same
 fingerprint with the same values is never raised twice; new values reopen an acknowledged
-drift item, and an expectation finding whose condition no longer holds is resolved.
+drift item, and an expectation finding whose condition no longer holds is resolved. An
+acknowledged projected overage is reopened when its forecast escalates past the one that was
+acknowledged (:class:`~reconciler.reconcile.forecast.Escalation`).
 """
 
 from __future__ import annotations
 
+import json
 from collections.abc import Collection, Iterable, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
@@ -27,6 +30,7 @@ from reconciler.domain import (
 )
 from reconciler.reconcile.diff import ABSENCE_KINDS
 from reconciler.reconcile.expectations import Evaluated
+from reconciler.reconcile.forecast import forecast_from_json, forecast_json
 from reconciler.store.ingest import LineChange, change_fingerprint
 from reconciler.store.items import findings_table as findings_t
 from reconciler.store.items import item_from_row
@@ -125,6 +129,7 @@ def _row_values(item: PlanItem, values_hash: str) -> dict[str, Any]:
         "after_status": after.status.value if after else None,
         "message": item.message,
         "values_hash": values_hash,
+        "forecast": json.dumps(forecast_json(item.forecast)) if item.forecast else None,
         "impact_amount": item.impact,
         "impact_currency": item.impact_currency or None,
     }
@@ -174,7 +179,13 @@ async def record_items(
             )
             updates.raised.append(item)
             continue
-        same_values = row.values_hash == values_hash
+        escalated = row.values_hash == values_hash and _escalates(entry, row)
+        if escalated and item.forecast is not None:
+            # Same values, but news: announced once under a hash of its own.
+            updates.values_hashes[item.fingerprint] = line_digest(
+                (values_hash, "escalated", str(item.forecast.value))
+            )
+        same_values = row.values_hash == values_hash and not escalated
         if same_values and row.state != FindingState.RESOLVED.value:
             if _observed_moved(row, values):
                 changes.append(_refresh(row, values, now, run_id))
@@ -206,8 +217,20 @@ def _observed_moved(row: Any, values: dict[str, Any]) -> bool:
     return bool(
         row.after_quantity != values["after_quantity"]
         or row.message != values["message"]
+        or row.forecast != values["forecast"]
         or row.impact_amount != values["impact_amount"]
     )
+
+
+def _escalates(entry: Evaluated, row: Any) -> bool:
+    """An acknowledged projected overage whose forecast escalated since it was acknowledged."""
+    item = entry.item
+    if entry.escalation is None or row.state != FindingState.ACKNOWLEDGED.value:
+        return False
+    accepted = forecast_from_json(row.acknowledged_forecast)
+    if accepted is None or item.forecast is None or item.before is None:
+        return False
+    return entry.escalation.raises_again(accepted, item.forecast, item.before.quantity)
 
 
 def _refresh(row: Any, values: dict[str, Any], now: datetime, run_id: int) -> dict[str, Any]:
@@ -230,6 +253,7 @@ _OBSERVED = (
     "message",
     "impact_amount",
     "impact_currency",
+    "forecast",
 )
 _UPDATABLE = (
     "category",
@@ -252,6 +276,7 @@ _UPDATABLE = (
     "after_status",
     "message",
     "values_hash",
+    "forecast",
     "impact_amount",
     "impact_currency",
 )
@@ -402,6 +427,7 @@ async def acknowledge(
                 acknowledged_by=who,
                 ack_note=note,
                 applied_plan_id=applied_plan_id,
+                acknowledged_forecast=findings_t.c.forecast,
                 updated_at=now,
             ),
             acked,

@@ -18,6 +18,7 @@ from reconciler.domain import (
     PlanItem,
     Severity,
 )
+from reconciler.reconcile.forecast import forecast_from_json
 from reconciler.store.tables import FindingRow, UsageLineRow
 
 findings_table = FindingRow.__table__  # type: ignore[attr-defined]
@@ -53,6 +54,7 @@ def item_from_row(r: Any) -> PlanItem:
         after=_observation(r.after_quantity, r.after_unit, r.after_status),
         message=r.message,
         product_name=r.product_name,
+        forecast=forecast_from_json(getattr(r, "forecast", None)),
         impact=r.impact_amount,
         impact_currency=r.impact_currency or "",
         service_name=getattr(r, "line_service_name", None) or "",

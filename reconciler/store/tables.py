@@ -237,6 +237,9 @@ class FindingRow(SQLModel, table=True):
     ack_note: str | None = Field(default=None, sa_column=Column(Text, nullable=True))
     applied_plan_id: int | None = None
     resolved_at: datetime | None = Field(default=None, sa_column=_utc(nullable=True))
+    # A projected overage's forecast as JSON, and the one its acknowledgement accepted.
+    forecast: str | None = Field(default=None, sa_column=Column(Text, nullable=True))
+    acknowledged_forecast: str | None = Field(default=None, sa_column=Column(Text, nullable=True))
     impact_amount: Decimal | None = Field(default=None, sa_column=_exact(nullable=True))
     impact_currency: str | None = Field(default=None, max_length=3)
 

@@ -257,3 +257,26 @@ def test_a_route_takes_the_source_min_impact_unless_it_has_its_own() -> None:
     )
     assert route_for(settings, "fastly").min_impact == Money.parse("50 USD")
     assert route_for(settings, "akamai").min_impact == Money.parse("500 USD")
+
+
+def test_the_projected_invoice_prices_the_forecast_the_findings_use() -> None:
+    """The open month is priced on the lag-aware forecast, not on a run rate of its own."""
+    from datetime import UTC, datetime, timedelta
+
+    from reconciler.reconcile.forecast import ForecastParams
+    from reconciler.reconcile.history import ForecastInputs
+    from reconciler.reconcile.spend import history_key, projected_invoices
+
+    lines = [line("20000", month=JUNE, status=C)]
+    today = date(2024, 6, 10)
+    lagged = ForecastInputs(
+        datetime(2024, 6, 10, 12, tzinfo=UTC), timedelta(days=1), ForecastParams()
+    )
+    forecast = lagged.forecast(JUNE, Decimal(20000), [history_key(lines[0])])
+    assert forecast.covered_days == 9  # data through 9 June: one day of lag
+
+    (lag_aware,) = projected_invoices("fastly", RATES, [], [], lines, today, forecasts=lagged)
+    (plain,) = projected_invoices("fastly", RATES, [], [], lines, today)
+
+    assert Money(lag_aware.amount, "USD").display() == "8,000.00 USD"  # 20,000 / 9 x 30 x 0.12
+    assert Money(plain.amount, "USD").display() == "7,200.00 USD"  # 20,000 / 10 x 30 x 0.12

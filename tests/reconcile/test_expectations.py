@@ -9,7 +9,6 @@ from reconciler.domain import LineStatus, Month, Severity
 from reconciler.reconcile.expectations import (
     MonthLine,
     evaluate,
-    projected,
 )
 from reconciler.settings import ExpectationSettings
 
@@ -108,10 +107,17 @@ def test_expectation_rules(
     assert kinds(evaluate([expectation], lines, today)) == expected
 
 
-def test_projection_is_linear_to_month_end() -> None:
-    assert projected(Decimal("30"), JUNE, date(2024, 6, 10)) == Decimal("90")
-    assert projected(Decimal("30"), JUNE, date(2024, 7, 2)) == Decimal("30")
-    assert projected(Decimal("30"), JUNE, date(2024, 5, 30)) is None
+def test_without_history_the_projection_is_the_plain_run_rate_of_the_days_covered() -> None:
+    (found,) = evaluate(
+        [exp(monthly_max="80")], [ml("30", month=JUNE, status=C)], date(2024, 6, 10)
+    )
+    forecast = found.item.forecast
+    assert forecast is not None
+    assert (forecast.value, forecast.low, forecast.high) == (Decimal("90"), None, None)
+    assert (forecast.method.value, forecast.reason.value) == ("run_rate", "history_short")
+    assert (forecast.covered_through, forecast.covered_days) == (date(2024, 6, 10), 10)
+    assert found.item.after is not None and found.item.after.quantity == Decimal("90")
+    assert "no band: history too short" in found.item.message
 
 
 def test_invoice_mismatch_is_critical_and_fingerprint_stable() -> None:

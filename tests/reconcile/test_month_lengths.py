@@ -7,13 +7,15 @@ projection. A projection that assumed 30-day months would be wrong in three of t
 
 from __future__ import annotations
 
-from datetime import UTC, date, datetime, time
+from datetime import UTC, date, datetime, time, timedelta
 from decimal import Decimal
 
 import pytest
 
 from reconciler.domain import LineStatus, Month
 from reconciler.reconcile.expectations import MonthLine, evaluate
+from reconciler.reconcile.forecast import ForecastParams
+from reconciler.reconcile.history import ForecastInputs
 from reconciler.reports.bands import project
 from reconciler.settings import ExpectationSettings
 
@@ -71,10 +73,14 @@ def test_the_plan_projects_a_steady_flow_over_the_months_own_length(
 def test_the_report_projects_a_steady_flow_over_the_months_own_length(
     month: Month, days: int
 ) -> None:
-    # The report measures elapsed time to the second: at midnight starting day DAY + 1, DAY
-    # whole days have passed.
+    # The report forecasts from the days the data covers: at midnight starting day DAY + 1,
+    # with a day of data lag, the data covers DAY days.
     now = datetime.combine(date(month.year, month.month, DAY + 1), time(0), tzinfo=UTC)
-    projection = project(month, RATE * DAY, LineStatus.COLLECTING, now, None)
+    forecast = ForecastInputs(now, timedelta(days=1), ForecastParams()).forecast(
+        month, RATE * DAY, []
+    )
+    assert forecast.covered_days == DAY
+    projection = project(month, RATE * DAY, LineStatus.COLLECTING, forecast, None)
     assert projection is not None
     assert projection.days == days
     assert projection.projected == RATE * days

@@ -2,13 +2,15 @@
 
 from __future__ import annotations
 
-from datetime import UTC, date, datetime
+from datetime import UTC, date, datetime, timedelta
 from decimal import Decimal
 
 import pytest
 
 from reconciler.domain import LineStatus, Month
-from reconciler.reports.bands import elapsed_days, expectation_band, project
+from reconciler.reconcile.forecast import ForecastParams
+from reconciler.reconcile.history import ForecastInputs
+from reconciler.reports.bands import expectation_band, project
 from reconciler.reports.charts import monthly_chart, projection_chart, restatement_chart
 from reconciler.reports.model import MonthPoint, RestatedLine, Series, VersionPoint
 from reconciler.reports.svg import Scale, compact, nice_step, px
@@ -46,17 +48,26 @@ def test_scale() -> None:
     assert px(D("12.345")) == "12.3" and px(D(7)) == "7"
 
 
-def test_elapsed_days_and_projection() -> None:
+def test_projection_shows_the_forecast_of_a_collecting_month_with_covered_data() -> None:
     june = Month(2024, 6)
-    assert elapsed_days(june, datetime(2024, 6, 1, 6, tzinfo=UTC)) == D("0.25")
-    assert elapsed_days(june, datetime(2024, 7, 9, tzinfo=UTC)) == D(30)
-    early = datetime(2024, 6, 1, 0, 30, tzinfo=UTC)
-    assert project(june, D(10), LineStatus.COLLECTING, early, None) is None  # under an hour
     noon = datetime(2024, 6, 15, 12, tzinfo=UTC)
-    assert project(june, D(10), LineStatus.FINALIZED, noon, None) is None
-    assert project(Month(2024, 5), D(10), LineStatus.COLLECTING, noon, None) is None
-    p = project(june, D(145), LineStatus.COLLECTING, noon, D(250))
-    assert p is not None and p.projected == D("300.00") and p.over
+    lag = timedelta(days=1)
+    empty = ForecastInputs(datetime(2024, 6, 1, 6, tzinfo=UTC), lag, ForecastParams())
+    nothing_yet = empty.forecast(june, D(10), [])
+    assert project(june, D(10), LineStatus.COLLECTING, nothing_yet, None) is None  # no day
+    forecast = ForecastInputs(noon, lag, ForecastParams()).forecast(june, D(140), [])
+    assert project(june, D(10), LineStatus.FINALIZED, forecast, None) is None
+    p = project(june, D(140), LineStatus.COLLECTING, forecast, D(250))
+    # Data through the 14th: 140 / 14 days x 30.
+    assert p is not None and p.projected == D("300.000") and p.over
+    assert (p.covered_days, p.days) == (14, 30)
+    early = ForecastInputs(datetime(2024, 6, 3, tzinfo=UTC), lag, ForecastParams())
+    p = project(june, D(140), LineStatus.COLLECTING, early.forecast(june, D(140), []), D(250))
+    assert p is not None and p.too_early and not p.over  # 2 days covered: raises nothing
+    done = ForecastInputs(datetime(2024, 7, 2, 6, tzinfo=UTC), lag, ForecastParams())
+    # Every day covered, not yet finalized: the forecast is the total itself.
+    p = project(june, D(301), LineStatus.COLLECTING, done.forecast(june, D(301), []), D(250))
+    assert p is not None and p.projected == D(301) and p.over and not p.too_early
 
 
 def test_band_rules() -> None:

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from datetime import UTC, datetime
+from datetime import UTC, date, datetime
 from decimal import Decimal
 
 from sqlalchemy.ext.asyncio import AsyncEngine
@@ -43,9 +43,12 @@ async def test_bands_and_projection(report: ReportData) -> None:
     projection = bandwidth.projection
     assert projection is not None
     assert projection.month == CURRENT
-    # 14.5 days of June elapsed at noon on the 15th: 30100.75 / 14.5 * 30.
-    assert projection.elapsed_days == Decimal("14.50")
-    assert projection.projected == Decimal("62277.41")
+    # At noon on the 15th with the default one-day lag the data covers June 1-14:
+    # 30100.75 / 14 * 30 (one pull, no history: the plain run rate, no band).
+    assert projection.forecast.covered_through == date(2024, 6, 14)
+    assert (projection.covered_days, projection.days) == (14, 30)
+    assert projection.projected == Decimal("64501.607")
+    assert projection.forecast.reason.value == "history_short"
     assert projection.limit == Decimal(50000) and projection.over
     akamai = _series(report, "Total MB")
     assert akamai.band is not None

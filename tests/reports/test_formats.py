@@ -41,7 +41,7 @@ async def test_html_is_one_self_contained_document(report: ReportData) -> None:
         "CDN usage review",
         "2024-01 – 2024-06",
         "HTTP 429 after 5 retries",
-        "62,277.41 GB",  # the projection
+        "64,501.607 GB",  # the projection
         "43,500 GB (finalized) → 44,800 GB (finalized)",  # a restated line's finding
         "expected 50,000 GB → observed 62,208.22 GB (collecting)",
         "+12,208.22",
@@ -71,7 +71,7 @@ async def test_html_charts(report: ReportData) -> None:
     assert (collecting.get("fill") or "").startswith("url(#chart-usage-")
     titles = svg_text(root)
     assert "2024-01: 41,000.25 GB (finalized, 1 line)" in titles
-    assert "projected to month end: 62,277.41 GB" in titles
+    assert "projected to month end: 64,501.607 GB" in titles
     for legend in ("finalized", "collecting", "expected range", "projection"):
         assert legend in titles
     akamai = next(f for s, f in figures.monthly if s.usage_type == "Total MB")
@@ -148,7 +148,8 @@ async def test_json(report: ReportData) -> None:
         "expectations": ["NA bandwidth commitment"],
         "invoices": {},
     }
-    assert bandwidth["projection"]["projected"] == "62277.41"
+    assert bandwidth["projection"]["projected"] == "64501.607"
+    assert bandwidth["projection"]["forecast"]["covered_through"] == "2024-06-14"
     assert bandwidth["projection"]["over"] is True
     summary = data["summary"]
     assert summary["open"] == 5

@@ -187,8 +187,8 @@ async def test_0006_keeps_invoice_lines_and_reads_them_as_covering_their_month(
             "0006_invoice_line_items",
         )
         invoices = SQLModel.metadata.tables["invoice_lines"]
-        columns = ("product_name", "units", "amount", "currency", "invoice_id", "position")
-        columns += ("description", "unit", "billing_start", "billing_end")
+        columns: tuple[str, ...] = ("product_name", "units", "amount", "currency", "invoice_id")
+        columns += ("position", "description", "unit", "billing_start", "billing_end")
         async with engine.connect() as conn:
             got = (
                 await conn.execute(
@@ -383,3 +383,61 @@ async def test_0005_alert_blocks_keeps_the_outbox(state_url: str) -> None:
         ]
         async with engine.connect() as conn:
             assert (await conn.execute(sa.select(blocks.c.key))).scalars().all() == ["k"]
+
+
+def finding(finding_id: int, kind: str, state: str, **extra: Any) -> dict[str, Any]:
+    values: dict[str, Any] = {
+        "id": finding_id,
+        "fingerprint": f"f{finding_id}",
+        "category": "finding",
+        "kind": kind,
+        "severity": "warning",
+        "source": "fastly",
+        "provider": "fastly",
+        "account": "",
+        "product": "",
+        "product_name": "bandwidth cap",
+        "usage_type": "Europe Bandwidth",
+        "region": "",
+        "service": "",
+        "month": "2026-08",
+        "before_quantity": Decimal(20000),
+        "before_unit": "GB",
+        "before_status": "collecting",
+        "after_quantity": Decimal("21700.125"),
+        "after_unit": "GB",
+        "after_status": "collecting",
+        "message": "projects 21700.125 GB",
+        "state": state,
+        "values_hash": f"h{finding_id}",
+        "raised_at": NOW,
+        "updated_at": NOW,
+        "acknowledged_at": None,
+        "acknowledged_by": None,
+    }
+    return {**values, **extra}
+
+
+async def test_0007_keeps_findings_and_gives_them_no_forecast_yet(state_url: str) -> None:
+    rows: Rows = {
+        "findings": [
+            finding(
+                1, "projected_overage", "acknowledged", acknowledged_at=NOW, acknowledged_by="ops"
+            ),
+            finding(2, "over_expectation", "open"),
+        ]
+    }
+    async with database_at(state_url, "0006_invoice_line_items", rows) as engine:
+        assert await upgrade(engine, "0007_forecast") == (
+            "0006_invoice_line_items",
+            "0007_forecast",
+        )
+        async with engine.connect() as conn:
+            table = SQLModel.metadata.tables["findings"]
+            got = (await conn.execute(sa.select(table).order_by(table.c.id))).all()
+        assert [(r.fingerprint, r.kind, r.state, r.values_hash) for r in got] == [
+            ("f1", "projected_overage", "acknowledged", "h1"),
+            ("f2", "over_expectation", "open", "h2"),
+        ]
+        assert got[0].after_quantity == Decimal("21700.125") and got[0].acknowledged_by == "ops"
+        assert [(r.forecast, r.acknowledged_forecast) for r in got] == [(None, None)] * 2
