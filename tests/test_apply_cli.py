@@ -1,11 +1,13 @@
-"""``apply`` through the real entry point: a saved PLANFILE, the interactive prompt (only
-'yes' acknowledges), and the second stale-plan check, at the moment of applying, that refuses
-a plan the state moved past while the prompt was waiting."""
+"""``apply`` through the real entry point on a terminal: the interactive prompt (only 'yes'
+acknowledges), and the second stale-plan check, at the moment of applying, that refuses a plan
+the state moved past while the prompt was waiting. (A saved PLANFILE applies without a prompt:
+tests/cli/test_apply.py.)"""
 
 from __future__ import annotations
 
 import asyncio
 import os
+import pty
 import sys
 from collections.abc import AsyncIterator
 from datetime import timedelta
@@ -31,19 +33,33 @@ async def state(tmp_path: Path) -> AsyncIterator[tuple[SandboxServer, Path, dict
         yield sandbox, config, env
 
 
-async def answered(config: Path, cwd: Path, env: dict[str, str], *args: str, answer: str) -> Ran:
-    """``apply ARGS`` with ``answer`` typed at its prompt."""
+async def apply_on_a_terminal(
+    config: Path, cwd: Path, env: dict[str, str]
+) -> tuple[asyncio.subprocess.Process, int]:
+    """``apply`` with a terminal (a pty) as its standard input, and the pty's other end."""
     base = {k: v for k, v in os.environ.items() if not k.startswith(("RECONCILER_", "FASTLY_"))}
+    primary, secondary = pty.openpty()
     proc = await asyncio.create_subprocess_exec(
-        *(sys.executable, "-m", "reconciler", "--config", str(config), "apply", *args),
+        *(sys.executable, "-m", "reconciler", "--config", str(config), "apply"),
         cwd=cwd,
         env={**base, **env},
-        stdin=asyncio.subprocess.PIPE,
+        stdin=secondary,
         stdout=asyncio.subprocess.PIPE,
         stderr=asyncio.subprocess.PIPE,
     )
-    async with asyncio.timeout(120):
-        out, err = await proc.communicate(answer.encode())
+    os.close(secondary)
+    return proc, primary
+
+
+async def answered(config: Path, cwd: Path, env: dict[str, str], *, answer: str) -> Ran:
+    """Plain ``apply`` on a terminal with ``answer`` typed at its prompt."""
+    proc, primary = await apply_on_a_terminal(config, cwd, env)
+    try:
+        os.write(primary, answer.encode())
+        async with asyncio.timeout(120):
+            out, err = await proc.communicate()
+    finally:
+        os.close(primary)
     return Ran(proc.returncode or 0, out.decode(), err.decode())
 
 
@@ -55,32 +71,19 @@ async def open_items(config: Path, cwd: Path, env: dict[str, str]) -> int:
     return ran.code
 
 
-async def test_a_saved_plan_is_applied_only_on_yes(
+async def test_the_prompt_acknowledges_only_on_yes(
     state: tuple[SandboxServer, Path, dict[str, str]], tmp_path: Path
 ) -> None:
     _, config, env = state
-    planfile = tmp_path / "review.plan"
-    made = await cli(
-        "--config",
-        str(config),
-        "plan",
-        "--no-refresh",
-        "--out",
-        str(planfile),
-        cwd=tmp_path,
-        env=env,
-    )
-    assert made.code == 0 and planfile.exists(), made.output
 
-    refused = await answered(config, tmp_path, env, str(planfile), answer="y\n")
+    refused = await answered(config, tmp_path, env, answer="y\n")
     assert refused.code == 1 and "Apply cancelled." in refused.stdout
     assert "Only 'yes' will be accepted" in refused.stdout
     assert await open_items(config, tmp_path, env) == 2  # nothing was acknowledged
 
-    applied = await answered(config, tmp_path, env, str(planfile), answer="yes\n")
+    applied = await answered(config, tmp_path, env, answer="yes\n")
     assert applied.code == 0, applied.output
-    assert f"Applying {planfile}:" in applied.stdout
-    assert "Apply complete!" in applied.stdout and "0 item(s)" not in applied.stdout
+    assert "Apply complete!" in applied.stdout and " 0 items" not in applied.stdout
     assert await open_items(config, tmp_path, env) == 0
 
 
@@ -88,16 +91,8 @@ async def test_a_plan_the_state_moved_past_while_the_prompt_waited_is_refused(
     state: tuple[SandboxServer, Path, dict[str, str]], tmp_path: Path
 ) -> None:
     sandbox, config, env = state
-    base = {k: v for k, v in os.environ.items() if not k.startswith(("RECONCILER_", "FASTLY_"))}
-    proc = await asyncio.create_subprocess_exec(
-        *(sys.executable, "-m", "reconciler", "--config", str(config), "apply"),
-        cwd=tmp_path,
-        env={**base, **env},
-        stdin=asyncio.subprocess.PIPE,
-        stdout=asyncio.subprocess.PIPE,
-        stderr=asyncio.subprocess.PIPE,
-    )
-    assert proc.stdout is not None and proc.stdin is not None
+    proc, primary = await apply_on_a_terminal(config, tmp_path, env)
+    assert proc.stdout is not None
     async with asyncio.timeout(120):
         shown = b""
         while b"Only 'yes' will be accepted" not in shown:
@@ -109,7 +104,9 @@ async def test_a_plan_the_state_moved_past_while_the_prompt_waited_is_refused(
         as_of = sandbox.state.today.isoformat()
         pulled = await cli("--config", str(config), "pull", "--as-of", as_of, cwd=tmp_path, env=env)
         assert pulled.code == 0, pulled.output
-        out, err = await proc.communicate(b"yes\n")
+        os.write(primary, b"yes\n")
+        out, err = await proc.communicate()
+    os.close(primary)
     assert proc.returncode == 1, (out + err).decode()
     assert "Apply complete!" not in out.decode()
     assert err.decode().startswith("error: the state changed since this plan was made (serial ")
