@@ -20,17 +20,22 @@ from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, PlainSeriali
 from reconciler.money import Money, check_currency
 
 
-def parse_price(value: Any) -> Decimal:
-    """An exact, finite, non-negative Decimal from a TOML number or string."""
+def non_negative_decimal(value: Any, what: str) -> Decimal:
+    """An exact, finite, non-negative Decimal from a TOML number or string; ``what`` names it
+    in the error (a price, a quantity)."""
     if isinstance(value, bool):
-        raise ValueError(f"invalid price {value!r}")
+        raise ValueError(f"invalid {what} {value!r}")
     try:
-        price = Decimal(str(value).replace("_", "").strip())
+        number = Decimal(str(value).replace("_", "").strip())
     except InvalidOperation:
-        raise ValueError(f"invalid price {value!r}") from None
-    if not price.is_finite() or price < 0:
-        raise ValueError(f"price must be a finite number >= 0, got {value!r}")
-    return price
+        raise ValueError(f"invalid {what} {value!r}") from None
+    if not number.is_finite() or number < 0:
+        raise ValueError(f"{what} must be a finite number >= 0, got {value!r}")
+    return number
+
+
+def parse_price(value: Any) -> Decimal:
+    return non_negative_decimal(value, "price")
 
 
 Price = Annotated[Decimal, BeforeValidator(parse_price)]

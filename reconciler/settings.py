@@ -13,7 +13,7 @@ import re
 import tomllib
 from collections.abc import Mapping
 from datetime import timedelta
-from decimal import Decimal, InvalidOperation
+from decimal import Decimal
 from pathlib import Path
 from typing import Annotated, Any, Literal
 
@@ -35,6 +35,7 @@ from reconciler.cost_settings import (
     CreditSettings,
     MoneyValue,
     RateSettings,
+    non_negative_decimal,
     rate_card_problems,
 )
 from reconciler.domain import ChangeKind, Month, Severity
@@ -72,16 +73,7 @@ def parse_duration(value: Any) -> timedelta:
 
 
 def parse_quantity(value: Any) -> Decimal:
-    """An exact, finite, non-negative Decimal from a TOML number or string."""
-    if isinstance(value, bool):
-        raise ValueError(f"invalid quantity {value!r}")
-    try:
-        quantity = Decimal(str(value).replace("_", "").strip())
-    except InvalidOperation:
-        raise ValueError(f"invalid quantity {value!r}") from None
-    if not quantity.is_finite() or quantity < 0:
-        raise ValueError(f"quantity must be a finite number >= 0, got {value!r}")
-    return quantity
+    return non_negative_decimal(value, "quantity")
 
 
 def format_duration(value: timedelta) -> str:
