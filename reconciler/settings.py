@@ -42,6 +42,7 @@ from reconciler.domain import ChangeKind, Month, Severity
 from reconciler.errors import ConfigError
 from reconciler.reconcile.measures import MeasureKind
 from reconciler.secrets import SecretRef
+from reconciler.team_settings import ShowbackSettings, TeamSettings, team_problems
 
 CONFIG_ENV = "RECONCILER_CONFIG"
 SYSTEM_CONFIG = Path("/etc/reconciler/reconciler.toml")
@@ -623,6 +624,8 @@ class Settings(BaseSettings):
     rates: list[RateSettings] = Field(default_factory=list)
     commitments: list[CommitmentSettings] = Field(default_factory=list)
     credits: list[CreditSettings] = Field(default_factory=list)
+    teams: list[TeamSettings] = Field(default_factory=list)
+    showback: ShowbackSettings = ShowbackSettings()
     cost: CostSettings = CostSettings()
     measures: list[MeasureSettings] = Field(default_factory=list)
     severities: dict[ChangeKind, Severity] = Field(default_factory=dict)
@@ -651,7 +654,7 @@ class Settings(BaseSettings):
         duplicates = sorted({n for n in names if names.count(n) > 1})
         if duplicates:
             raise ValueError(f"duplicate source names: {', '.join(duplicates)}")
-        problems = rate_card_problems(self.rates)
+        problems = rate_card_problems(self.rates) + team_problems(self.teams, self.showback)
         if problems:
             raise ValueError("; ".join(problems))
         return self

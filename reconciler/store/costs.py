@@ -75,7 +75,7 @@ async def cost_lines(
     c = lines_t.c
     names = (
         "source provider account product product_name usage_type region service month "
-        "period_start period_end quantity unit status billable"
+        "period_start period_end quantity unit status billable service_name"
     )
     query = select(*(c[name] for name in names.split())).where(
         c.source == source, c.month.in_([str(m) for m in months]), c.present.is_(True)
@@ -108,6 +108,7 @@ async def cost_lines(
                 kind,
                 r.provider,
                 r.billable,
+                r.service_name,
             )
         )
     return lines
