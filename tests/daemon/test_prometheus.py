@@ -168,10 +168,9 @@ async def test_prometheus_scrapes_the_daemon_and_reads_the_metrics_back(
         assert all(float(r["value"][1]) >= 0 for r in usage)
         assert {"product", "usage_type", "unit", "month_status"} <= set(usage[0]["metric"])
         assert all("service" not in r["metric"] for r in usage)  # bounded labels
+        per_service = 'reconciler_service_usage_month_to_date{source="fastly"}'
         services = await eventually(
-            lambda: scraped(
-                'count(count by (service) (reconciler_service_usage_month_to_date{source="fastly"}))'
-            ),
+            lambda: scraped(f"count(count by (service) ({per_service}))"),
             timeout_s=60,
             every_s=1,
         )
