@@ -555,6 +555,7 @@ class DaemonSettings(_Strict):
     lease_ttl_s: float = seconds(600.0, 1, 86400)
     stop_timeout_s: float = seconds(60.0, 1, 3600)
     max_concurrent_pulls: int = Field(default=16, ge=1, le=1024)
+    metrics_services: int = Field(default=0, ge=0, le=1000)
     instance: str | None = None
 
     @field_validator("listen")
