@@ -42,7 +42,7 @@ from reconciler.domain import ChangeKind, Month, Severity
 from reconciler.errors import ConfigError
 from reconciler.reconcile.measures import MeasureKind
 from reconciler.secrets import SecretRef
-from reconciler.team_settings import ShowbackSettings, TeamSettings, team_problems
+from reconciler.team_settings import ShowbackSettings, TeamSettings, known_team, team_problems
 
 CONFIG_ENV = "RECONCILER_CONFIG"
 SYSTEM_CONFIG = Path("/etc/reconciler/reconciler.toml")
@@ -289,6 +289,8 @@ class ExpectationSettings(_Strict):
     invoices: dict[str, Quantity] = Field(default_factory=dict)
     monthly_budget: MoneyValue | None = None
     severity: Severity | None = None
+    # The lines a [[teams]] entry owns; a team budget is the team's share of the bill.
+    team: str | None = None
 
     @field_validator("tolerance", mode="before")
     @classmethod
@@ -316,6 +318,16 @@ class ExpectationSettings(_Strict):
             and self.monthly_min > self.monthly_max
         ):
             raise ValueError("monthly_min is greater than monthly_max")
+        narrowed = [
+            name
+            for name in ("product", "usage_type", "region", "service")
+            if getattr(self, name) != "*"
+        ]
+        if self.team is not None and self.monthly_budget is not None and narrowed:
+            raise ValueError(
+                "a team budget is the team's share of each source's month: it takes no "
+                f"{', '.join(narrowed)} (declare a team expectation without a budget for those)"
+            )
         return self
 
     @property
@@ -331,6 +343,8 @@ class ExpectationSettings(_Strict):
             label += f" service {self.service}"
         if self.per_service:
             label += " per service"
+        if self.team is not None:
+            label += f" team {self.team}"
         return label
 
 
@@ -655,6 +669,11 @@ class Settings(BaseSettings):
         if duplicates:
             raise ValueError(f"duplicate source names: {', '.join(duplicates)}")
         problems = rate_card_problems(self.rates) + team_problems(self.teams, self.showback)
+        problems += [
+            f"expectations[{index}].team: no team named {e.team!r}"
+            for index, e in enumerate(self.expectations)
+            if e.team is not None and not known_team(self.teams, e.team)
+        ]
         if problems:
             raise ValueError("; ".join(problems))
         return self
