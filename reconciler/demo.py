@@ -122,6 +122,7 @@ def base_config(base_url: str, contracts: list[str], edgerc: str) -> dict[str, A
                 "lookback_months": 3,
                 "pull_every": "1d",
                 "data_lag": "0s",  # the sandbox serves a day's usage on that day
+                "invoices": True,  # the Invoicing API: its invoice totals are audited too
             },
         ],
         "reports": {"formats": ["html", "md", "json", "focus-csv"], "months": 6},

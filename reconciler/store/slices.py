@@ -23,8 +23,11 @@ T = TypeVar("T")
 SLICE_ROWS = 250
 
 
-async def result_rows(result: Result[Any]) -> AsyncIterator[Row[Any]]:
-    """The rows of a buffered result, converted (decimals, dates) one slice at a time."""
+async def result_rows(result: Result[Any] | None) -> AsyncIterator[Row[Any]]:
+    """The rows of a buffered result (None: no rows), converted (decimals, dates) one slice
+    at a time."""
+    if result is None:
+        return
     async for row in yielding(row for part in result.partitions(SLICE_ROWS) for row in part):
         yield row
 
