@@ -1,361 +1,464 @@
-"""Ingest a million Fastly service lines end to end, twice, and compare with the floor.
+"""How fast ``reconciler pull`` ingests Fastly service lines, next to the floor.
 
-The sandbox runs as its own process (``python -m reconciler sandbox serve --scenario large``)
-so it does not share this process's GIL. Then:
+The provider is not the bottleneck: a separate process (``ingest.py serve``) renders every
+Fastly v3 ``service-usage-metrics`` page up front and serves the bytes from memory, in two
+variants: the snapshot, and the same snapshot with 1% of its lines' quantities changed.
 
-1. run 1: a fresh SQLite state file; :func:`reconciler.refresh.refresh_source` pulls the
-   Fastly source (18 months, service lines, invoices) through the real client and engine;
-2. about 1% of the service lines change through the control API (a ``restate`` of every month
-   for 1% of the services), and run 2 pulls again; the versions it adds must equal the lines
-   whose stored values changed, counted in the database by comparing with a copy taken
-   after run 1;
-3. the floor: the same service-usage pages fetched with plain aiohttp, parsed with the
-   standard json module (``parse_float=Decimal``) and inserted with plain sqlite3
-   ``executemany``, the rate no Python ingester beats on this machine.
+For each line count (default 200,000 and 1,000,000) it runs, each as a whole process timed
+from start to exit:
 
-Prints lines per second, version rows added, database size and peak RSS for both runs, the
-sandbox's peak RSS and the end-to-end / floor ratio.
+1. the floor: the same pages fetched with ``urllib``, parsed with ``json``
+   (``parse_float=Decimal``) and inserted with plain ``sqlite3.executemany``;
+2. ``reconciler pull`` into a fresh SQLite state (the first pull);
+3. ``reconciler pull`` again, the provider unchanged (the unchanged re-pull);
+4. ``reconciler pull`` with 1% of the lines changed.
 
-    .venv/bin/python benchmarks/ingest.py [--scenario large] [--months 18] [--keep]
+It prints, per run, lines per second, the version rows the pull added, the process's peak
+RSS and its ratio to the floor; and fails (exit 1) when a pull read or versioned the wrong
+number of lines. With ``--postgres URL`` the three pulls also run against a fresh PostgreSQL
+database (the URL's user must be allowed to create databases).
 
-``--months 2`` (or ``--scenario default``) makes a quick run.
-
-With ``--postgres URL`` (a server where the URL's user may create databases) the same two
-pulls run against a fresh PostgreSQL database instead, the second one an unchanged re-pull
-made right after the first, before autovacuum has analyzed anything (the case that was
-quadratic): ``--postgres postgresql+asyncpg://postgres@127.0.0.1:5432/postgres --months 2``
-pulls about 112,000 lines twice and prints both durations. Measured on a loaded 2-core
-machine (PostgreSQL 15): before the comparison's tables were analyzed, run 2 (the unchanged
-re-pull of 112,040 lines) was still in its vanished-lines query when stopped after 24 minutes
-(run 1: 44.8 s); with them analyzed, run 1 took 55.9 s and run 2 29.7 s, adding 0 versions.
+    .venv/bin/python benchmarks/ingest.py                      # 200k and 1M lines
+    .venv/bin/python benchmarks/ingest.py --lines 200000 \\
+        --postgres postgresql+asyncpg://postgres@127.0.0.1:5432/postgres
+    .venv/bin/python benchmarks/ingest.py --quick --json out.json  # small, for CI: counts only
 """
 
 from __future__ import annotations
 
 import argparse
-import asyncio
 import json
-import re
-import resource
+import os
 import sqlite3
+import subprocess
 import sys
 import tempfile
 import time
-from dataclasses import dataclass
+import urllib.request
+import uuid
+from collections.abc import Iterator, Sequence
+from dataclasses import asdict, dataclass
 from datetime import date
 from decimal import Decimal
 from pathlib import Path
 from typing import Any
 
-import aiohttp
-
-from reconciler.providers.http import HttpClient
-from reconciler.refresh import RunOutcome, refresh_source
-from reconciler.settings import Settings, settings_from_mapping
-from reconciler.store.db import create_engine, upgrade
-
-TOKEN = "sandbox-fastly-token"
+TOKEN = "bench-fastly-token"
 SERVICE_USAGE = "/billing/v3/service-usage-metrics"
-VALUE_COLUMNS = "quantity, raw_quantity, unit, status, billable, period_end, present"
+USAGE = "/billing/v3/usage-metrics"
+TODAY = date(2024, 7, 10)
+MONTHS = 12
+USAGE_TYPES = (
+    ("North America Bandwidth", "North America", "GB"),
+    ("Europe Bandwidth", "Europe", "GB"),
+    ("Asia Bandwidth", "Asia", "GB"),
+    ("North America Requests", "North America", "requests"),
+    ("Europe Requests", "Europe", "requests"),
+    ("Asia Requests", "Asia", "requests"),
+    ("South America Bandwidth", "South America", "GB"),
+    ("Australia Bandwidth", "Australia", "GB"),
+    ("TLS Certificates", None, "certificates"),
+    ("Shielding", "Global", "GB"),
+)
+CHANGED_EVERY = 100  # the changed variant: every 100th line's quantity differs (1%)
 
 
-@dataclass
-class Figures:
-    name: str
-    lines: int
-    seconds: float
-    versions: int | None
-    db_bytes: int
-    rss_mib: float
-
-    @property
-    def rate(self) -> float:
-        return self.lines / self.seconds if self.seconds else 0.0
+def months_pulled() -> list[str]:
+    """The ``MONTHS`` months ending with TODAY's month, oldest first."""
+    year, month = TODAY.year, TODAY.month
+    out = []
+    for _ in range(MONTHS):
+        out.append(f"{year:04d}-{month:02d}")
+        year, month = (year, month - 1) if month > 1 else (year - 1, 12)
+    return out[::-1]
 
 
-def peak_rss_mib() -> float:
-    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024  # Linux: KiB
+def records(lines: int, changed: bool) -> Iterator[dict[str, Any]]:
+    """``lines`` service lines, month by month (the order Fastly sorts them in)."""
+    months = months_pulled()
+    per_month = -(-lines // len(months))
+    index = 0
+    for month in months:
+        for slot in range(per_month):
+            if index == lines:
+                return
+            service, kind = divmod(slot, len(USAGE_TYPES))
+            usage_type, region, unit = USAGE_TYPES[kind]
+            quantity = Decimal(index % 9973 * 1000 + 17) / 1000  # three decimals, exact
+            if changed and index % CHANGED_EVERY == 0:
+                quantity += Decimal("0.125")
+            record = {
+                "customer_id": "x4xCwxxJxGCx123Rx5xTx",
+                "service_id": f"SU{service:019d}",
+                "service_name": f"service-{service}.example.com",
+                "month": month,
+                "product_id": "cdn_usage",
+                "usage_type": usage_type,
+                "name": usage_type,
+                "region": region,
+                "unit": unit,
+                "quantity": quantity,
+                "raw_quantity": int(quantity * 1000),
+            }
+            yield record
+            index += 1
 
 
-def proc_kib(pid: int, field: str) -> int:
-    text = Path(f"/proc/{pid}/status").read_text()
-    match = re.search(rf"^{field}:\s+(\d+) kB$", text, re.MULTILINE)
-    return int(match.group(1)) if match else -1
+def record_json(record: dict[str, Any]) -> str:
+    """One record as JSON, its numbers written digit for digit (never through a float)."""
+    numbers = {k: v for k, v in record.items() if isinstance(v, Decimal | int)}
+    texts = json.dumps({k: v for k, v in record.items() if k not in numbers})
+    return texts[:-1] + "".join(f', "{k}": {v}' for k, v in numbers.items()) + "}"
 
 
-def wal_bytes(path: Path) -> int:
-    wal = path.with_name(path.name + "-wal")
-    return wal.stat().st_size if wal.exists() else 0
+def render_pages(lines: int, page_size: int, changed: bool) -> dict[str, bytes]:
+    """cursor ("" for the first) -> the page's bytes."""
+    pages: dict[str, bytes] = {}
+    batch: list[dict[str, Any]] = []
+    chunks: list[list[dict[str, Any]]] = []
+    for record in records(lines, changed):
+        batch.append(record)
+        if len(batch) == page_size:
+            chunks.append(batch)
+            batch = []
+    if batch or not chunks:
+        chunks.append(batch)
+    for number, chunk in enumerate(chunks):
+        cursor = "" if number == 0 else f"c{number:06d}"
+        following = f"c{number + 1:06d}" if number + 1 < len(chunks) else None
+        meta = {"next_cursor": following, "limit": page_size, "sort": "month", "total": lines}
+        data = ",".join(map(record_json, chunk))
+        pages[cursor] = f'{{"data":[{data}],"meta":{json.dumps(meta)}}}'.encode()
+    return pages
 
 
-def db_bytes(path: Path) -> int:
-    return path.stat().st_size + wal_bytes(path)
+# ---------------------------------------------------------------------------------------------
+# The provider: its own process, pages from memory.
 
 
-async def start_sandbox(scenario: str, today: str) -> tuple[asyncio.subprocess.Process, str]:
-    proc = await asyncio.create_subprocess_exec(
-        sys.executable,
-        *("-m", "reconciler", "sandbox", "serve", "--scenario", scenario),
-        *("--port", "0", "--today", today),
-        stdout=asyncio.subprocess.PIPE,
-    )
-    assert proc.stdout is not None
-    async with asyncio.timeout(60):
-        while True:
-            line = (await proc.stdout.readline()).decode()
-            if not line:
-                raise SystemExit("the sandbox exited before serving")
-            match = re.search(r"serving (http://\S+)$", line.strip())
-            if match:
-                break
-        async with aiohttp.ClientSession() as session:
-            while True:  # wait until it answers
-                try:
-                    async with session.get(f"{match.group(1)}/_sandbox/clock") as resp:
-                        if resp.status == 200:
-                            return proc, match.group(1)
-                except aiohttp.ClientError:
-                    pass
-                await asyncio.sleep(0.1)
+def serve(lines: int, page_size: int) -> None:
+    from aiohttp import web
+
+    variants = {
+        name: render_pages(lines, page_size, name == "changed") for name in ("base", "changed")
+    }
+    current = {"name": "base"}
+    empty = json.dumps({"data": [], "meta": {"total": 0}}).encode()
+
+    async def service_usage(request: web.Request) -> web.Response:
+        if request.headers.get("Fastly-Key") != TOKEN:
+            return web.json_response({"msg": "bad token"}, status=401)
+        page = variants[current["name"]].get(request.query.get("cursor", ""))
+        if page is None:
+            return web.json_response({"msg": "no such cursor"}, status=400)
+        return web.Response(body=page, content_type="application/json")
+
+    async def usage(request: web.Request) -> web.Response:
+        return web.Response(body=empty, content_type="application/json")
+
+    async def variant(request: web.Request) -> web.Response:
+        current["name"] = request.match_info["name"]
+        return web.json_response({"variant": current["name"]})
+
+    app = web.Application()
+    app.router.add_get(SERVICE_USAGE, service_usage)
+    app.router.add_get(USAGE, usage)
+    app.router.add_post("/_bench/variant/{name}", variant)
+
+    async def started(app: web.Application) -> None:
+        print("ready", flush=True)
+
+    app.on_startup.append(started)
+    web.run_app(app, host="127.0.0.1", port=int(os.environ["BENCH_PORT"]), print=None)
 
 
-async def refresh(engine: Any, settings: Settings, today: date) -> tuple[RunOutcome, float]:
-    async with HttpClient() as http:
-        began = time.perf_counter()
-        outcome = await refresh_source(
-            engine, settings, "fastly", http, today=today, environ={"FASTLY_API_TOKEN": TOKEN}
-        )
-        elapsed = time.perf_counter() - began
-    if not outcome.ok:
-        raise SystemExit(f"refresh failed: {outcome.error}")
-    print(f"  {outcome.summary()}")
-    return outcome, elapsed
+class Provider:
+    def __init__(self, lines: int, page_size: int) -> None:
+        self.port = free_port()
+        self.url = f"http://127.0.0.1:{self.port}"
+        env = dict(os.environ, BENCH_PORT=str(self.port))
+        command = [sys.executable, __file__, "serve", "--lines", str(lines)]
+        command += ["--page-size", str(page_size)]
+        self.proc = subprocess.Popen(command, env=env, stdout=subprocess.PIPE, text=True)
+        assert self.proc.stdout is not None
+        if self.proc.stdout.readline().strip() != "ready":
+            raise SystemExit("the provider did not start")
+
+    def use(self, name: str) -> None:
+        request = urllib.request.Request(f"{self.url}/_bench/variant/{name}", method="POST")
+        with urllib.request.urlopen(request) as response:
+            response.read()
+
+    def close(self) -> None:
+        self.proc.terminate()
+        self.proc.wait()
 
 
-def snapshot_values(db: Path, copy: Path) -> None:
-    """Copy every line's stored values to a side file, to count changed lines later."""
-    with sqlite3.connect(db) as conn:
-        conn.execute("ATTACH DATABASE ? AS b", (str(copy),))
-        conn.execute(f"CREATE TABLE b.before AS SELECT id, {VALUE_COLUMNS} FROM usage_lines")
-        conn.commit()
+def free_port() -> int:
+    import socket
+
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
 
 
-def count_changed(db: Path, copy: Path) -> tuple[int, int]:
-    """(lines whose stored values differ from the copy, lines not in the copy)."""
-    same = " AND ".join(f"u.{c} IS b.{c}" for c in VALUE_COLUMNS.split(", "))
-    with sqlite3.connect(db) as conn:
-        conn.execute("ATTACH DATABASE ? AS b", (str(copy),))
-        changed = conn.execute(
-            f"SELECT count(*) FROM usage_lines u JOIN b.before b ON b.id = u.id WHERE NOT ({same})"
-        ).fetchone()[0]
-        added = conn.execute(
-            "SELECT count(*) FROM usage_lines WHERE id NOT IN (SELECT id FROM b.before)"
-        ).fetchone()[0]
-    return int(changed), int(added)
+# ---------------------------------------------------------------------------------------------
+# The floor: its own process, nothing but urllib, json and sqlite3.
 
 
-def months_and_services(db: Path, share: float) -> tuple[str, str, int, list[str]]:
-    with sqlite3.connect(db) as conn:
-        first, last = conn.execute(
-            "SELECT min(month), max(month) FROM usage_lines WHERE service != ''"
-        ).fetchone()
-        services = [r[0] for r in conn.execute("SELECT DISTINCT service FROM usage_lines")]
-    services = sorted(s for s in services if s)
-    step = max(1, round(1 / share))
-    return first, last, len(services), services[::step]
-
-
-async def change_lines(base_url: str, today: date, services: list[str]) -> None:
-    events = [
-        {"kind": "restate", "provider": "fastly", "day": today.isoformat(), "service": s}
-        for s in services
-    ]
-    url = f"{base_url}/_sandbox/events"
-    async with aiohttp.ClientSession() as session, session.post(url, json=events) as resp:
-        if resp.status >= 300:
-            raise SystemExit(f"adding events failed: {resp.status} {await resp.text()}")
-
-
-async def floor(base_url: str, first: str, last: str, db: Path, limit: int) -> Figures:
-    """Plain aiohttp + json(parse_float=Decimal) + sqlite3 executemany, nothing else."""
+def floor(url: str, db: Path) -> None:
     conn = sqlite3.connect(db)
     conn.execute("PRAGMA journal_mode=WAL")
     conn.execute("PRAGMA synchronous=NORMAL")
     conn.execute(
-        "CREATE TABLE lines (month TEXT, service_id TEXT, service_name TEXT, product_id TEXT, "
-        "usage_type TEXT, region TEXT, unit TEXT, quantity TEXT, raw_quantity TEXT)"
+        "CREATE TABLE lines (month TEXT, customer_id TEXT, service_id TEXT, service_name TEXT, "
+        "product_id TEXT, usage_type TEXT, region TEXT, unit TEXT, quantity TEXT, "
+        "raw_quantity TEXT)"
     )
-    params = {"start_month": first, "end_month": last, "limit": str(limit)}
-    headers = {"Fastly-Key": TOKEN}
-    lines = 0
-    cursor = ""
-    began = time.perf_counter()
-    timeout = aiohttp.ClientTimeout(total=300)
-    async with aiohttp.ClientSession(timeout=timeout) as session:
-        while True:
-            sent = dict(params, cursor=cursor) if cursor else params
-            async with session.get(base_url + SERVICE_USAGE, params=sent, headers=headers) as r:
-                r.raise_for_status()
-                page = json.loads(await r.read(), parse_float=Decimal)
-            rows = [
-                (
-                    d["month"],
-                    d["service_id"],
-                    d["service_name"],
-                    d["product_id"],
-                    d["usage_type"],
-                    d["region"],
-                    d["unit"],
-                    str(d["quantity"]),
-                    str(d["raw_quantity"]),
-                )
-                for d in page["data"]
-            ]
-            conn.executemany("INSERT INTO lines VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)", rows)
-            lines += len(rows)
-            cursor = page["meta"]["next_cursor"]
-            if not cursor:
-                break
+    sql = "INSERT INTO lines VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)"
+    months = months_pulled()
+    query = f"start_month={months[0]}&end_month={months[-1]}&limit=10000"
+    lines, cursor = 0, ""
+    while True:
+        target = f"{url}{SERVICE_USAGE}?{query}" + (f"&cursor={cursor}" if cursor else "")
+        request = urllib.request.Request(target, headers={"Fastly-Key": TOKEN})
+        with urllib.request.urlopen(request) as response:
+            page = json.loads(response.read(), parse_float=Decimal)
+        rows = [
+            (
+                d["month"],
+                d["customer_id"],
+                d["service_id"],
+                d["service_name"],
+                d["product_id"],
+                d["usage_type"],
+                d["region"],
+                d["unit"],
+                str(d["quantity"]),
+                str(d["raw_quantity"]),
+            )
+            for d in page["data"]
+        ]
+        conn.executemany(sql, rows)
+        lines += len(rows)
+        cursor = page["meta"]["next_cursor"]
+        if not cursor:
+            break
     conn.commit()
-    elapsed = time.perf_counter() - began
     conn.close()
-    return Figures("floor", lines, elapsed, None, db_bytes(db), peak_rss_mib())
+    print(json.dumps({"lines_read": lines, "versions_added": None, "new_lines": None}))
 
 
-async def main(args: argparse.Namespace, work: Path) -> None:
-    today = date.fromisoformat(args.today)
-    proc, base_url = await start_sandbox(args.scenario, args.today)
-    print(f"sandbox '{args.scenario}' today {today} at {base_url} (pid {proc.pid})")
-    try:
-        db = work / "state.db"
-        engine = create_engine(f"sqlite+aiosqlite:///{db}", create=True)
-        await upgrade(engine)
-        source = {"name": "fastly", "provider": "fastly", "base_url": base_url}
-        source["lookback_months"] = args.months
-        settings = settings_from_mapping(
-            {"state": {"database_url": f"sqlite+aiosqlite:///{db}"}, "sources": [source]}
-        )
-        rss_base = peak_rss_mib()
-        print("run 1 (fresh state)")
-        one, elapsed = await refresh(engine, settings, today)
-        run1 = Figures(
-            "run 1", one.stats.lines, elapsed, one.ingest.versions_added, db_bytes(db), 0
-        )
-        run1.rss_mib = peak_rss_mib()
-        print(
-            f"  database {db_bytes(db) / 2**20:.1f} MiB (of which -wal {wal_bytes(db) / 2**20:.1f})"
-        )
+# ---------------------------------------------------------------------------------------------
+# Timing whole processes.
 
-        first, last, n_services, chosen = months_and_services(db, args.change_share)
-        snapshot_values(db, work / "before.db")
-        await change_lines(base_url, today, chosen)
-        print(
-            f"changed: restate of {first}..{last} for {len(chosen)} of {n_services} services "
-            f"(expect {len(chosen)} x usage types x months service lines, plus the account "
-            "lines that sum them)"
-        )
-        print("run 2 (about 1% changed)")
-        two, elapsed = await refresh(engine, settings, today)
-        run2 = Figures("run 2", two.stats.lines, elapsed, two.ingest.versions_added, 0, 0)
-        run2.db_bytes = db_bytes(db)
-        run2.rss_mib = peak_rss_mib()
-        print(
-            f"  database {db_bytes(db) / 2**20:.1f} MiB (of which -wal {wal_bytes(db) / 2**20:.1f})"
-        )
-        await engine.dispose()
-        changed, added = count_changed(db, work / "before.db")
 
-        print(f"floor: {SERVICE_USAGE} {first}..{last} at limit {args.limit}")
-        base = await floor(base_url, first, last, work / "floor.db", args.limit)
-        sandbox_peak = proc_kib(proc.pid, "VmHWM") / 1024
-    finally:
-        proc.terminate()
-        await proc.wait()
+@dataclass
+class Run:
+    backend: str
+    lines_asked: int
+    name: str
+    lines_read: int
+    new_lines: int | None
+    versions_added: int | None
+    seconds: float
+    peak_rss_mib: float
+    ratio: float | None = None
 
-    print()
-    print(f"{'':8}{'lines':>11}{'seconds':>9}{'lines/s':>10}{'versions':>10}"
-          f"{'db MiB':>8}{'peak RSS MiB':>14}")  # fmt: skip
-    for f in (run1, run2, base):
-        versions = "" if f.versions is None else f"{f.versions:,}"
-        print(f"{f.name:8}{f.lines:>11,}{f.seconds:>9.1f}{f.rate:>10,.0f}{versions:>10}"
-              f"{f.db_bytes / 2**20:>8.1f}{f.rss_mib:>14.0f}")  # fmt: skip
-    print(
-        f"this process's RSS before run 1: {rss_base:.0f} MiB; sandbox peak: {sandbox_peak:.0f} MiB"
+    @property
+    def rate(self) -> float:
+        return self.lines_read / self.seconds if self.seconds else 0.0
+
+
+def timed(command: Sequence[str], env: dict[str, str], work: Path) -> tuple[str, float, float]:
+    """(stdout, wall seconds from start to exit, peak RSS MiB) of one process."""
+    with (work / "out").open("w+b") as out, (work / "err").open("w+b") as err:
+        began = time.perf_counter()
+        proc = subprocess.Popen(command, env=env, stdout=out, stderr=err)
+        _, status, usage = os.wait4(proc.pid, 0)  # this child's own peak RSS
+        seconds = time.perf_counter() - began
+        proc.returncode = os.waitstatus_to_exitcode(status)
+        out.seek(0)
+        err.seek(0)
+        if proc.returncode != 0:
+            raise SystemExit(
+                f"{' '.join(command)} failed ({proc.returncode}):\n{err.read().decode()}"
+            )
+        return out.read().decode(), seconds, usage.ru_maxrss / 1024  # Linux: KiB
+
+
+def reconciler_pull(config: Path, env: dict[str, str]) -> dict[str, Any]:
+    command = [sys.executable, "-m", "reconciler", "--config", str(config), "pull", "--json"]
+    command += ["--as-of", TODAY.isoformat()]
+    out, seconds, rss = timed(command, env, config.parent)
+    (outcome,) = json.loads(out)
+    if not outcome["ok"]:
+        raise SystemExit(f"the pull failed: {outcome['error']}")
+    return {**outcome, "seconds": seconds, "rss": rss}
+
+
+def write_config(path: Path, database_url: str, provider_url: str) -> None:
+    path.write_text(
+        f'[state]\ndatabase_url = "{database_url}"\n\n'
+        "[[sources]]\n"
+        'name = "fastly"\nprovider = "fastly"\n'
+        f'base_url = "{provider_url}"\n'
+        f"lookback_months = {MONTHS}\n"
+        "invoices = false\n"
     )
-    print(f"end-to-end / floor (run 1): {run1.rate / base.rate:.2f} (aim: at least 0.5)")
-    print(f"run 2: {run2.versions:,} versions added, {changed:,} lines changed in the database "
-          f"({added} new)")  # fmt: skip
-    if run2.versions != changed + added:
-        raise SystemExit(
-            f"FAIL: run 2 added {run2.versions} versions but {changed + added} lines changed"
+
+
+def pulls(backend: str, lines: int, provider: Provider, database_url: str, work: Path) -> list[Run]:
+    config = work / f"{backend}-{lines}.toml"
+    write_config(config, database_url, provider.url)
+    env = dict(os.environ, FASTLY_API_TOKEN=TOKEN)
+    subprocess.run(
+        [sys.executable, "-m", "reconciler", "--config", str(config), "db", "upgrade"],
+        env=env,
+        check=True,
+        stdout=subprocess.DEVNULL,
+    )
+    changed = len(range(0, lines, CHANGED_EVERY))
+    expected = {
+        "first pull": (lines, lines),
+        "unchanged re-pull": (0, 0),
+        "1% changed": (0, changed),
+    }
+    runs = []
+    for name, (new_lines, versions) in expected.items():
+        provider.use("changed" if name == "1% changed" else "base")
+        o = reconciler_pull(config, env)
+        run = Run(
+            backend,
+            lines,
+            name,
+            o["lines_read"],
+            o["new_lines"],
+            o["versions_added"],
+            o["seconds"],
+            o["rss"],
         )
-    if changed == 0:
-        raise SystemExit("FAIL: the events changed no line")
+        runs.append(run)
+        print(f"  {backend} {name}: {run.lines_read:,} lines in {run.seconds:.2f}s", flush=True)
+        got = (run.lines_read, run.new_lines, run.versions_added)
+        if got != (lines, new_lines, versions):
+            raise SystemExit(
+                f"FAIL: {backend} {name} read {got[0]} lines, added {got[1]} lines and "
+                f"{got[2]} versions; expected {lines}, {new_lines} and {versions}"
+            )
+    provider.use("base")
+    return runs
 
 
-async def postgres_case(args: argparse.Namespace) -> None:
-    """Two pulls into a fresh PostgreSQL database; the second re-pulls the same snapshot."""
-    import uuid
+def floor_run(lines: int, provider: Provider, work: Path) -> Run:
+    db = work / f"floor-{lines}.db"
+    command = [sys.executable, __file__, "floor", "--url", provider.url, "--db", str(db)]
+    out, seconds, rss = timed(command, dict(os.environ), work)
+    got = json.loads(out)["lines_read"]
+    if got != lines:
+        raise SystemExit(f"FAIL: the floor read {got} lines, expected {lines}")
+    return Run("sqlite", lines, "floor", got, None, None, seconds, rss, 1.0)
 
-    import asyncpg
+
+def postgres_database(admin_url: str) -> tuple[str, str]:
+    """(a fresh database's URL, a plain URL of the server) for the PostgreSQL case."""
     from sqlalchemy.engine import make_url
 
-    today = date.fromisoformat(args.today)
-    admin = make_url(args.postgres)
-    plain = admin.set(drivername="postgresql").render_as_string(hide_password=False)
+    admin = make_url(admin_url)
     name = f"reconciler_bench_{uuid.uuid4().hex[:8]}"
-    conn = await asyncpg.connect(plain)
-    await conn.execute(f'CREATE DATABASE "{name}"')
-    await conn.close()
-    url = admin.set(database=name).render_as_string(hide_password=False)
-    proc, base_url = await start_sandbox(args.scenario, args.today)
-    print(f"sandbox '{args.scenario}' today {today} at {base_url}; PostgreSQL database {name}")
-    try:
-        engine = create_engine(url)
-        await upgrade(engine)
-        source = {"name": "fastly", "provider": "fastly", "base_url": base_url}
-        source["lookback_months"] = args.months
-        settings = settings_from_mapping({"state": {"database_url": url}, "sources": [source]})
-        figures = []
-        for label in ("run 1 (fresh state)", "run 2 (unchanged re-pull)"):
-            print(label)
-            outcome, elapsed = await refresh(engine, settings, today)
-            figures.append((label, outcome.stats.lines, elapsed, outcome.ingest.versions_added))
-        await engine.dispose()
-    finally:
-        proc.terminate()
-        await proc.wait()
-        conn = await asyncpg.connect(plain)
-        await conn.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
-        await conn.close()
+    plain = admin.set(drivername="postgresql").render_as_string(hide_password=False)
+    _pg(plain, f'CREATE DATABASE "{name}"')
+    return admin.set(database=name).render_as_string(hide_password=False), plain
+
+
+def _pg(plain_url: str, statement: str) -> None:
+    import asyncio
+
+    import asyncpg
+
+    async def run() -> None:
+        conn = await asyncpg.connect(plain_url)
+        try:
+            await conn.execute(statement)
+        finally:
+            await conn.close()
+
+    asyncio.run(run())
+
+
+def benchmark(args: argparse.Namespace, work: Path) -> list[Run]:
+    runs: list[Run] = []
+    for lines in args.lines:
+        print(f"rendering {lines:,} lines x 2 variants ...", flush=True)
+        provider = Provider(lines, args.page_size)
+        try:
+            base = floor_run(lines, provider, work)
+            print(f"  floor: {lines:,} lines in {base.seconds:.2f}s", flush=True)
+            found = pulls(
+                "sqlite", lines, provider, f"sqlite+aiosqlite:///{work}/state-{lines}.db", work
+            )
+            if args.postgres:
+                url, plain = postgres_database(args.postgres)
+                try:
+                    found += pulls("postgresql", lines, provider, url, work)
+                finally:
+                    name = url.rsplit("/", 1)[1]
+                    _pg(plain, f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+        finally:
+            provider.close()
+        for run in found:
+            run.ratio = run.rate / base.rate
+        runs += [base, *found]
+    return runs
+
+
+def table(runs: Sequence[Run]) -> str:
+    head = (
+        "| backend | lines | run | seconds | lines/s | ratio to floor | versions added "
+        "| peak RSS MiB |"
+    )
+    out = [head, "|---|---:|---|---:|---:|---:|---:|---:|"]
+    for r in runs:
+        versions = "" if r.versions_added is None else f"{r.versions_added:,}"
+        ratio = "" if r.ratio is None else f"{r.ratio:.2f}"
+        out.append(
+            f"| {r.backend} | {r.lines_asked:,} | {r.name} | {r.seconds:.2f} | {r.rate:,.0f} "
+            f"| {ratio} | {versions} | {r.peak_rss_mib:.0f} |"
+        )
+    return "\n".join(out)
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=(__doc__ or "").splitlines()[0])
+    sub = parser.add_subparsers(dest="role")
+    server = sub.add_parser("serve", help="(internal) the in-memory provider")
+    server.add_argument("--lines", type=int, required=True)
+    server.add_argument("--page-size", type=int, required=True)
+    low = sub.add_parser("floor", help="(internal) the floor's own process")
+    low.add_argument("--url", required=True)
+    low.add_argument("--db", type=Path, required=True)
+    parser.add_argument("--lines", type=int, nargs="+", default=[200_000, 1_000_000])
+    parser.add_argument("--page-size", type=int, default=10_000, help="lines per page (<= 10000)")
+    parser.add_argument("--quick", action="store_true", help="3,000 lines in pages of 500")
+    parser.add_argument("--postgres", metavar="URL", help="also pull into PostgreSQL here")
+    parser.add_argument("--json", type=Path, help="write the runs here as JSON too")
+    args = parser.parse_args(argv)
+    if args.role == "serve":
+        serve(args.lines, args.page_size)
+        return 0
+    if args.role == "floor":
+        floor(args.url, args.db)
+        return 0
+    if args.quick:
+        args.lines, args.page_size = [3_000], 500
+    with tempfile.TemporaryDirectory(prefix="reconciler-ingest-") as work:
+        runs = benchmark(args, Path(work))
     print()
-    print(f"{'PostgreSQL':28}{'lines':>11}{'seconds':>9}{'lines/s':>10}{'versions':>10}")
-    for label, lines, seconds, versions in figures:
-        print(f"{label:28}{lines:>11,}{seconds:>9.1f}{lines / seconds:>10,.0f}{versions:>10,}")
-    if figures[1][3] != 0:
-        raise SystemExit(f"FAIL: the unchanged re-pull added {figures[1][3]} versions")
+    print(table(runs))
+    if args.json:
+        args.json.write_text(json.dumps([asdict(r) for r in runs], indent=2))
+    return 0
 
 
 if __name__ == "__main__":
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--scenario", default="large", help="sandbox scenario (large: 2800 x 20)")
-    parser.add_argument("--months", type=int, default=18, help="lookback_months of the source")
-    parser.add_argument("--today", default="2024-07-10", help="the simulated day of both pulls")
-    parser.add_argument("--change-share", type=float, default=0.01, help="share of services")
-    parser.add_argument("--limit", type=int, default=10000, help="floor's page size")
-    parser.add_argument("--keep", action="store_true", help="keep the temporary directory")
-    parser.add_argument("--postgres", metavar="URL", help="run the PostgreSQL case on this server")
-    args = parser.parse_args()
-    if args.postgres:
-        asyncio.run(postgres_case(args))
-        raise SystemExit(0)
-    work = Path(tempfile.mkdtemp(prefix="reconciler-ingest-"))
-    try:
-        asyncio.run(main(args, work))
-    finally:
-        if args.keep:
-            print(f"kept {work}")
-        else:
-            import shutil
-
-            shutil.rmtree(work, ignore_errors=True)
+    raise SystemExit(main())

@@ -28,12 +28,19 @@ from reconciler.providers.http import HttpClient
 from reconciler.reconcile.expectations import Evaluated, MonthLine, evaluate, unmatched_months
 from reconciler.reconcile.invoices import check_provider_invoices
 from reconciler.reconcile.measures import MeasureKind
+from reconciler.reconcile.ownership import owner_of
 from reconciler.settings import ExpectationSettings, Settings
 from reconciler.store import costs as cost_store
 from reconciler.store import findings as items_store
 from reconciler.store.backup import checkpoint
 from reconciler.store.findings import ItemUpdates, drift_values_hash
-from reconciler.store.ingest import IngestResult, apply_staged, lines_t, refresh_statistics
+from reconciler.store.ingest import (
+    IngestResult,
+    apply_staged,
+    change_fingerprint,
+    lines_t,
+    refresh_statistics,
+)
 from reconciler.store.invoice_rows import invoice_from_row
 from reconciler.store.measures import apply_measure_kinds, quiet_not_billable
 from reconciler.store.month_history import pull_instant, source_forecast_inputs
@@ -48,6 +55,7 @@ from reconciler.store.runs import (
 from reconciler.store.staging import Stager, check_lengths, text_limits
 from reconciler.store.statuses import collecting_months_before, left_window_items
 from reconciler.store.tables import InvoiceLineRow
+from reconciler.team_settings import TeamSettings
 
 log = logging.getLogger(__name__)
 invoices_t = InvoiceLineRow.__table__  # type: ignore[attr-defined]
@@ -389,9 +397,16 @@ def expectations_for(settings: Settings, source: str) -> list[ExpectationSetting
 
 
 async def month_lines(
-    conn: AsyncConnection, source: str, months: Sequence[Month], *, services: bool
+    conn: AsyncConnection,
+    source: str,
+    months: Sequence[Month],
+    *,
+    services: bool,
+    teams: Sequence[TeamSettings] = (),
 ) -> list[MonthLine]:
+    """The source's present lines of ``months``, each with its owner under ``teams``."""
     query = select(
+        lines_t.c.service_name,
         lines_t.c.source,
         lines_t.c.provider,
         lines_t.c.account,
@@ -431,6 +446,7 @@ async def month_lines(
             r.period_start,
             MeasureKind(r.measure_kind),
             r.billable,
+            owner_of(teams, r) if teams else "",
         )
         for r in (await conn.execute(query)).all()
     ]
@@ -477,7 +493,15 @@ async def _review(
         run_id=run_id,
         now=now,
         keep_open_before=True,
+        line_ids={change_fingerprint(c.kind, c.key): c.line_id for c in reviewable},
     )
+    undone = await items_store.resolve_undone(
+        conn, {c.line_id: c.after for c in ingest.changes if c.after is not None}, now
+    )
+    if undone:
+        taken_back = {item.fingerprint for item in undone}
+        updates.raised = [item for item in updates.raised if item.fingerprint not in taken_back]
+        updates.resolved += undone
     left = left_window_items(
         source,
         await collecting_months_before(conn, source, coverage.months[0]),
@@ -501,7 +525,11 @@ async def _review(
 
     await apply_measure_kinds(conn, source, settings.measures, coverage.months)
     lines = await month_lines(
-        conn, source, coverage.months, services=any(e.per_service for e in expectations)
+        conn,
+        source,
+        coverage.months,
+        services=any(e.per_service for e in expectations),
+        teams=settings.teams,
     )
     invoices = await stored_invoice_lines(conn, source, coverage.months)
     forecasts = await source_forecast_inputs(

@@ -42,6 +42,7 @@ from reconciler.domain import ChangeKind, Month, Severity
 from reconciler.errors import ConfigError
 from reconciler.reconcile.measures import MeasureKind
 from reconciler.secrets import SecretRef
+from reconciler.team_settings import ShowbackSettings, TeamSettings, known_team, team_problems
 
 CONFIG_ENV = "RECONCILER_CONFIG"
 SYSTEM_CONFIG = Path("/etc/reconciler/reconciler.toml")
@@ -288,6 +289,8 @@ class ExpectationSettings(_Strict):
     invoices: dict[str, Quantity] = Field(default_factory=dict)
     monthly_budget: MoneyValue | None = None
     severity: Severity | None = None
+    # The lines a [[teams]] entry owns; a team budget is the team's share of the bill.
+    team: str | None = None
 
     @field_validator("tolerance", mode="before")
     @classmethod
@@ -315,6 +318,16 @@ class ExpectationSettings(_Strict):
             and self.monthly_min > self.monthly_max
         ):
             raise ValueError("monthly_min is greater than monthly_max")
+        narrowed = [
+            name
+            for name in ("product", "usage_type", "region", "service")
+            if getattr(self, name) != "*"
+        ]
+        if self.team is not None and self.monthly_budget is not None and narrowed:
+            raise ValueError(
+                "a team budget is the team's share of each source's month: it takes no "
+                f"{', '.join(narrowed)} (declare a team expectation without a budget for those)"
+            )
         return self
 
     @property
@@ -330,6 +343,8 @@ class ExpectationSettings(_Strict):
             label += f" service {self.service}"
         if self.per_service:
             label += " per service"
+        if self.team is not None:
+            label += f" team {self.team}"
         return label
 
 
@@ -540,6 +555,7 @@ class DaemonSettings(_Strict):
     lease_ttl_s: float = seconds(600.0, 1, 86400)
     stop_timeout_s: float = seconds(60.0, 1, 3600)
     max_concurrent_pulls: int = Field(default=16, ge=1, le=1024)
+    metrics_services: int = Field(default=0, ge=0, le=1000)
     instance: str | None = None
 
     @field_validator("listen")
@@ -622,6 +638,8 @@ class Settings(BaseSettings):
     rates: list[RateSettings] = Field(default_factory=list)
     commitments: list[CommitmentSettings] = Field(default_factory=list)
     credits: list[CreditSettings] = Field(default_factory=list)
+    teams: list[TeamSettings] = Field(default_factory=list)
+    showback: ShowbackSettings = ShowbackSettings()
     cost: CostSettings = CostSettings()
     measures: list[MeasureSettings] = Field(default_factory=list)
     severities: dict[ChangeKind, Severity] = Field(default_factory=dict)
@@ -650,7 +668,12 @@ class Settings(BaseSettings):
         duplicates = sorted({n for n in names if names.count(n) > 1})
         if duplicates:
             raise ValueError(f"duplicate source names: {', '.join(duplicates)}")
-        problems = rate_card_problems(self.rates)
+        problems = rate_card_problems(self.rates) + team_problems(self.teams, self.showback)
+        problems += [
+            f"expectations[{index}].team: no team named {e.team!r}"
+            for index, e in enumerate(self.expectations)
+            if e.team is not None and not known_team(self.teams, e.team)
+        ]
         if problems:
             raise ValueError("; ".join(problems))
         return self

@@ -31,6 +31,7 @@ EXTREMES = [
     ("[daemon]\nstop_timeout_s = 1e300\n", "daemon.stop_timeout_s: Input should be less"),
     ("[daemon]\nkeep_runs_days = 0\n", "daemon.keep_runs_days: Input should be greater"),
     ("[daemon]\nmax_concurrent_pulls = 0\n", "daemon.max_concurrent_pulls: Input should be"),
+    ("[daemon]\nmetrics_services = 5000\n", "daemon.metrics_services: Input should be less"),
     ("[reports]\nevery = '0.5s'\n", "reports.every: must be between 1s and 90d, got 0.5s"),
     ("[reports]\nkeep_days = 100000\n", "reports.keep_days: Input should be less than or equal"),
 ]

@@ -1,10 +1,11 @@
 """Gauges of the state, read from the database when ``/metrics`` is scraped.
 
 Labels stay bounded: sources, products, usage types, units, month statuses, expectation
-labels, finding kinds and severities — never a service (no per-service line is read), an
-account or a month. Quantities are exported in the provider's unit, named in the ``unit``
-label (the units differ per usage type: GB, requests, Mbps). Cost gauges per currency are
-left for the pricing module to add here.
+labels, finding kinds and severities — never an account or a month, and a service only when
+``daemon.metrics_services`` enables it (capped: see :mod:`reconciler.daemon.service_metrics`).
+Quantities are exported in the provider's unit, named in the ``unit`` label (the units differ
+per usage type: GB, requests, Mbps). The forecast is the one the plan and the findings use
+(version history and data lag per source), with its band when there is one.
 """
 
 from __future__ import annotations
@@ -19,14 +20,17 @@ from prometheus_client.registry import Collector
 from sqlalchemy import func, select
 from sqlalchemy.ext.asyncio import AsyncEngine
 
+from reconciler.daemon.service_metrics import service_usage_families
 from reconciler.domain import FindingState, Month
-from reconciler.reconcile.expectations import projected
+from reconciler.reconcile.expectations import history_keys
+from reconciler.reconcile.forecast import Forecast
 from reconciler.reconcile.measures import MeasureKind
 from reconciler.reconcile.month_values import MonthLine, month_totals
 from reconciler.refresh import expectations_for, month_lines
 from reconciler.settings import ExpectationSettings, Settings
 from reconciler.store.db import reader
 from reconciler.store.items import findings_table as findings_t
+from reconciler.store.month_history import source_forecast_inputs
 from reconciler.store.runs import runs_t
 
 PREFIX = "reconciler_"
@@ -44,6 +48,10 @@ class StateCollector(Collector):
     async def refresh(self, engine: AsyncEngine, settings: Settings, now: datetime) -> None:
         month = Month(now.year, now.month)
         families = [*await _usage_families(engine, settings, month, now)]
+        if settings.daemon.metrics_services:
+            families += await service_usage_families(
+                engine, settings, month, settings.daemon.metrics_services
+            )
         families += await _finding_families(engine)
         families.append(await _pull_age_family(engine, settings, now))
         self._families = families
@@ -68,11 +76,7 @@ async def _usage_families(
         "combine), per expectation and usage type.",
         ["expectation", "source", "usage_type", "unit", "kind"],
     )
-    forecast = _gauge(
-        "expectation_forecast",
-        "Run-rate projection of a volume expectation's month to month end.",
-        ["expectation", "source", "usage_type", "unit"],
-    )
+    forecast = _ForecastGauges()
     maximum = _gauge(
         "expectation_maximum",
         "The expectation's monthly maximum (a commitment or budget), per unit it applies to.",
@@ -83,6 +87,7 @@ async def _usage_families(
         for source in settings.sources:
             lines = await month_lines(conn, source.name, [month], services=False)
             _add_usage(usage, lines)
+            inputs = await source_forecast_inputs(conn, settings, source.name, now, services=False)
             for exp in expectations_for(settings, source.name):
                 if not _declares_quantity(exp):
                     continue  # a money budget: its figures are the cost gauges, not these
@@ -92,12 +97,38 @@ async def _usage_families(
                         limits[(exp.label, key.unit)] = exp.monthly_max
                     mtd.add_metric([*labels, key.kind.value], float(total.quantity))
                     if key.kind is MeasureKind.VOLUME and not total.finalized:
-                        ahead = projected(total.quantity, month, now.date())
-                        if ahead is not None:
-                            forecast.add_metric(labels, float(ahead))
+                        keys = history_keys(exp, lines, key)
+                        forecast.add(labels, inputs.forecast(key.month, total.quantity, keys))
     for (label, unit), limit in sorted(limits.items()):
         maximum.add_metric([label, unit], float(limit))
-    return [usage, mtd, forecast, maximum]
+    return [usage, mtd, *forecast.families(), maximum]
+
+
+class _ForecastGauges:
+    """The month-end forecast of each volume expectation and the low and high ends of its
+    band (absent while the history is too short for one, or nothing is covered yet)."""
+
+    def __init__(self) -> None:
+        labels = ["expectation", "source", "usage_type", "unit"]
+        self.value = _gauge(
+            "expectation_forecast",
+            "Month-end forecast of a volume expectation's collecting month (the forecast the "
+            "plan uses: trailing window or run rate over the days the data covers).",
+            labels,
+        )
+        self.low = _gauge("expectation_forecast_low", "Low end of the forecast's band.", labels)
+        self.high = _gauge("expectation_forecast_high", "High end of the forecast's band.", labels)
+
+    def add(self, labels: list[str], forecast: Forecast) -> None:
+        if forecast.covered_through is None:
+            return  # nothing of the month covered yet: no forecast to show
+        self.value.add_metric(labels, float(forecast.value))
+        if forecast.low is not None and forecast.high is not None:
+            self.low.add_metric(labels, float(forecast.low))
+            self.high.add_metric(labels, float(forecast.high))
+
+    def families(self) -> list[Metric]:
+        return [self.value, self.low, self.high]
 
 
 def _declares_quantity(exp: ExpectationSettings) -> bool:

@@ -47,6 +47,7 @@ class CostLine:
     kind: MeasureKind = MeasureKind.VOLUME
     provider: str = ""
     billable: bool | None = None
+    service_name: str = ""
 
     @property
     def additive(self) -> bool:

@@ -42,6 +42,7 @@ class MonthLine:
     period_start: date | None = None
     kind: MeasureKind = MeasureKind.VOLUME
     billable: bool | None = None
+    owner: str = ""  # the team that owns the line (see reconcile.ownership)
 
 
 class TotalKey(NamedTuple):
@@ -72,6 +73,8 @@ class MonthTotal:
 
 def matches(expectation: ExpectationSettings, line: MonthLine) -> bool:
     if expectation.per_service != bool(line.service):
+        return False
+    if expectation.team is not None and line.owner != expectation.team:
         return False
     return (
         fnmatchcase(line.source, expectation.source)

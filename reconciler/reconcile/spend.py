@@ -30,6 +30,7 @@ from reconciler.domain import (
     line_digest,
 )
 from reconciler.money import Money
+from reconciler.reconcile.allocation import Allocation
 from reconciler.reconcile.audit import InvoiceAmount, bills
 from reconciler.reconcile.costing import (
     CostLine,
@@ -122,7 +123,7 @@ def _literal(value: str) -> str:
 
 
 def _matched(exp: ExpectationSettings, line: CostLine) -> bool:
-    if exp.per_service != bool(line.service):
+    if exp.per_service != bool(line.service) or exp.team is not None:
         return False
     return (
         fnmatchcase(line.source, exp.source)
@@ -134,16 +135,24 @@ def _matched(exp: ExpectationSettings, line: CostLine) -> bool:
 
 
 def budget_findings(
-    expectations: Sequence[ExpectationSettings], actual: CostSheet, forecast: CostSheet
+    expectations: Sequence[ExpectationSettings],
+    actual: CostSheet,
+    forecast: CostSheet,
+    shares: tuple[Allocation, Allocation] | None = None,
 ) -> list[Evaluated]:
-    """``over_budget`` / ``projected_over_budget`` for every expectation with a budget."""
+    """``over_budget`` / ``projected_over_budget`` for every expectation with a budget; a
+    team's budget is measured against its ``shares`` of the actual and forecast months."""
     found: list[Evaluated] = []
     for exp in expectations:
         budget = exp.monthly_budget
         if budget is None:
             continue
-        spent = _spend(exp, actual, budget.currency)
-        outlook = _spend(exp, forecast, budget.currency)
+        if exp.team is not None and shares is not None:
+            spent = _team_spend(exp.team, shares[0], actual, budget.currency)
+            outlook = _team_spend(exp.team, shares[1], forecast, budget.currency)
+        else:
+            spent = _spend(exp, actual, budget.currency)
+            outlook = _spend(exp, forecast, budget.currency)
         for (source, month), (amount, status, provider) in sorted(spent.items()):
             if amount > budget.amount:
                 found.append(
@@ -183,6 +192,28 @@ def _spend(
             providers[key],
         )
         for key, amount in totals.items()
+    }
+
+
+def _team_spend(
+    team: str, allocation: Allocation, sheet: CostSheet, currency: str
+) -> dict[tuple[str, Month], tuple[Decimal, LineStatus, str]]:
+    """A team's share of each source's month (status and provider from the month's lines)."""
+    statuses: dict[tuple[str, Month], LineStatus] = {}
+    providers: dict[tuple[str, Month], str] = {}
+    for cost in sheet.lines:
+        key = (cost.line.source, cost.line.month)
+        providers[key] = cost.line.provider
+        if cost.line.status is LineStatus.COLLECTING or key not in statuses:
+            statuses[key] = cost.line.status
+    return {
+        (c.source, c.month): (
+            c.amount,
+            statuses.get((c.source, c.month), LineStatus.FINALIZED),
+            providers.get((c.source, c.month), ""),
+        )
+        for c in allocation.costs
+        if c.team == team and c.currency == currency
     }
 
 

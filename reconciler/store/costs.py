@@ -20,6 +20,7 @@ from sqlalchemy import func, insert, select, update
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 from reconciler.domain import EXACT_CONTEXT, LineStatus, Month, PlanItem, line_digest
+from reconciler.reconcile.allocation import Allocation, allocate
 from reconciler.reconcile.audit import InvoiceAmount, audit_invoices
 from reconciler.reconcile.costing import CostLine, CostSheet, price_lines, pricing_group
 from reconciler.reconcile.expectations import Evaluated
@@ -75,7 +76,7 @@ async def cost_lines(
     c = lines_t.c
     names = (
         "source provider account product product_name usage_type region service month "
-        "period_start period_end quantity unit status billable"
+        "period_start period_end quantity unit status billable service_name"
     )
     query = select(*(c[name] for name in names.split())).where(
         c.source == source, c.month.in_([str(m) for m in months]), c.present.is_(True)
@@ -108,6 +109,7 @@ async def cost_lines(
                 kind,
                 r.provider,
                 r.billable,
+                r.service_name,
             )
         )
     return lines
@@ -239,7 +241,7 @@ async def cost_findings(
     forecast = projected_sheet(
         context.rates, settings.commitments, context.lines, today, settings.credits, forecasts
     )
-    found += budget_findings(expectations, context.sheet, forecast)
+    found += budget_findings(expectations, context.sheet, forecast, team_shares(context, forecast))
     current = {(m, cur): amount for (_, m, cur), amount in context.sheet.month_totals().items()}
     finalized = {
         m
@@ -258,6 +260,17 @@ async def cost_findings(
     found += repriced_findings(source, provider, stored, current, finalized)
     await _keep(conn, source, current, finalized, usage, previous, run_id, now)
     return found
+
+
+def team_shares(context: CostContext, forecast: CostSheet) -> tuple[Allocation, Allocation] | None:
+    """The teams' shares of the priced and the forecast months, when a budget names a team."""
+    settings = context.settings
+    if not any(e.team is not None and e.monthly_budget for e in settings.expectations):
+        return None
+    return (
+        allocate(context.sheet, context.lines, settings.teams, settings.showback),
+        allocate(forecast, context.lines, settings.teams, settings.showback),
+    )
 
 
 def usage_digests(lines: Sequence[CostLine]) -> dict[Month, str]:

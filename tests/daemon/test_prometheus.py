@@ -42,7 +42,7 @@ def test_the_shipped_rules_pass_promtool() -> None:
         timeout=120,
     )
     assert result.returncode == 0, result.stdout + result.stderr
-    assert "SUCCESS: 5 rules found" in result.stdout
+    assert "SUCCESS: 6 rules found" in result.stdout
 
 
 def test_the_dashboard_queries_only_exported_metrics() -> None:
@@ -52,6 +52,8 @@ def test_the_dashboard_queries_only_exported_metrics() -> None:
     exported = {
         "reconciler_expectation_month_to_date",
         "reconciler_expectation_forecast",
+        "reconciler_expectation_forecast_low",
+        "reconciler_expectation_forecast_high",
         "reconciler_expectation_maximum",
         "reconciler_usage_month_to_date",
         "reconciler_expected_cost",
@@ -124,7 +126,7 @@ async def test_prometheus_scrapes_the_daemon_and_reads_the_metrics_back(
     config = tmp_path / "reconciler.toml"
     data = {
         "state": {"database_url": db_url, "directory": str(tmp_path / "state")},
-        "daemon": {**FAST_DAEMON, "listen": f"127.0.0.1:{port}"},
+        "daemon": {**FAST_DAEMON, "listen": f"127.0.0.1:{port}", "metrics_services": 2},
         "sources": [fastly_source(sandbox)],
         "expectations": [
             {"name": "bandwidth commit", "source": "fastly", "monthly_max": "1", "unit": "GB"}
@@ -150,6 +152,7 @@ async def test_prometheus_scrapes_the_daemon_and_reads_the_metrics_back(
             complaints, _ = await lint.communicate(text.encode())
         assert (lint.returncode, complaints.decode()) == (0, "")
         assert 'reconciler_usage_month_to_date{month_status="' in text
+        assert 'reconciler_service_usage_month_to_date{month_status="' in text  # linted too
 
         base = await prometheus(port)
 
@@ -165,6 +168,15 @@ async def test_prometheus_scrapes_the_daemon_and_reads_the_metrics_back(
         assert all(float(r["value"][1]) >= 0 for r in usage)
         assert {"product", "usage_type", "unit", "month_status"} <= set(usage[0]["metric"])
         assert all("service" not in r["metric"] for r in usage)  # bounded labels
+        per_service = 'reconciler_service_usage_month_to_date{source="fastly"}'
+        services = await eventually(
+            lambda: scraped(f"count(count by (service) ({per_service}))"),
+            timeout_s=60,
+            every_s=1,
+        )
+        assert float(services[0]["value"][1]) == 3  # the sandbox's 3: the cap of 2, and "other"
+        folded = await scraped('reconciler_services_in_other{source="fastly"}')
+        assert [float(r["value"][1]) for r in folded] == [1.0]
         age = await eventually(
             lambda: scraped('reconciler_source_last_success_age_seconds{source="fastly"}'),
             timeout_s=60,

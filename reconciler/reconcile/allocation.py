@@ -1,0 +1,201 @@
+"""Showback: a priced month split among its owners, to the cent. Pure.
+
+Every priced line goes to its owner (:mod:`reconciler.reconcile.ownership`). Shared cost is
+split by the declared ``[showback]`` rule: an account-level line of a source that reports
+per-service usage (a Fastly account line no rule owns), a money commitment's lift to its
+commit and a contract credit. ``proportional`` weighs an account-level line by the service
+lines of the same usage (source, month, product, usage type, region, unit: volumes only, a
+percentile is never summed), falling back to each owner's cost in the source's month, which
+also weighs commitments and credits; ``fixed`` weighs by the declared shares; ``owner`` gives
+it all to one team. With nothing to weigh by, shared cost stays ``unallocated``.
+
+Owners' shares are kept as exact fractions, and each (source, month, currency) is then
+apportioned to the currency's minor unit by largest remainder (ties: owner name): the owners'
+amounts, ``unallocated`` included, add up exactly to the month's total rounded half to even,
+the amount the report shows.
+"""
+
+from __future__ import annotations
+
+import math
+from collections import defaultdict
+from collections.abc import Iterable, Mapping, Sequence
+from dataclasses import dataclass
+from decimal import ROUND_HALF_EVEN, Decimal, localcontext
+from fractions import Fraction
+
+from reconciler.domain import EXACT_CONTEXT, Month
+from reconciler.money import minor_unit
+from reconciler.reconcile.costing import CostLine, CostSheet
+from reconciler.reconcile.ownership import owner_of
+from reconciler.team_settings import UNALLOCATED, ShowbackSettings, TeamSettings
+
+MonthKey = tuple[str, Month, str]  # source, month, currency
+Weights = dict[str, Fraction]
+
+
+@dataclass(frozen=True, slots=True)
+class TeamCost:
+    """One owner's part of a source's month in one currency, rounded to the minor unit."""
+
+    team: str
+    source: str
+    month: Month
+    currency: str
+    amount: Decimal
+    shared: bool  # whether part of it comes from shared cost
+
+
+@dataclass(frozen=True, slots=True)
+class Allocation:
+    """Each source month's owners' amounts and the totals they add up to."""
+
+    costs: tuple[TeamCost, ...]
+    totals: Mapping[MonthKey, Decimal]
+
+    def team_total(self, team: str, month: Month, currency: str) -> Decimal:
+        return sum(
+            (
+                c.amount
+                for c in self.costs
+                if c.team == team and c.month == month and c.currency == currency
+            ),
+            Decimal(0),
+        )
+
+    def teams(self) -> list[str]:
+        return sorted({c.team for c in self.costs}, key=lambda t: (t == UNALLOCATED, t))
+
+
+def allocate(
+    sheet: CostSheet,
+    lines: Sequence[CostLine],
+    teams: Sequence[TeamSettings],
+    showback: ShowbackSettings,
+) -> Allocation:
+    """The sheet's cost split among owners; ``lines`` are every line the sheet priced or
+    not (the per-service lines that weigh an account-level line are usually not priced)."""
+    shares = exact_shares(sheet, lines, teams, showback)
+    totals = {key: _rounded(amount, key[2]) for key, amount in sheet.month_totals().items()}
+    costs: list[TeamCost] = []
+    for key, (parts, shared) in sorted(shares.items()):
+        rounded = apportion(totals.get(key, Decimal(0)), parts, minor_unit(key[2]))
+        source, month, currency = key
+        costs.extend(
+            TeamCost(team, source, month, currency, amount, team in shared)
+            for team, amount in rounded.items()
+        )
+    return Allocation(tuple(costs), totals)
+
+
+def exact_shares(
+    sheet: CostSheet,
+    lines: Sequence[CostLine],
+    teams: Sequence[TeamSettings],
+    showback: ShowbackSettings,
+) -> dict[MonthKey, tuple[Weights, set[str]]]:
+    """Each owner's exact share of each (source, month, currency), and who got shared cost."""
+    owners = {_identity(x): owner_of(teams, x) for x in lines}
+    per_service = {x.source for x in lines if x.service}
+    volumes = _service_volumes(lines, owners)
+    direct: dict[MonthKey, Weights] = defaultdict(lambda: defaultdict(Fraction))
+    pending: list[tuple[MonthKey, CostLine, Fraction]] = []
+    for cost in sheet.lines:
+        line = cost.line
+        key = (line.source, line.month, cost.currency)
+        owner = owners.get(_identity(line)) or owner_of(teams, line)
+        if owner == UNALLOCATED and not line.service and line.source in per_service:
+            pending.append((key, line, Fraction(cost.amount)))
+        else:
+            direct[key][owner] += Fraction(cost.amount)
+    result: dict[MonthKey, Weights] = defaultdict(lambda: defaultdict(Fraction))
+    shared: dict[MonthKey, set[str]] = defaultdict(set)
+    for key, parts in direct.items():
+        for owner, amount in parts.items():
+            result[key][owner] += amount
+    for key, line, amount in pending:
+        weights = _line_weights(showback, volumes.get(_usage(line), {}), direct.get(key, {}))
+        _spread(result[key], shared[key], amount, weights)
+    for key, amount in _shared_adjustments(sheet):
+        _spread(result[key], shared[key], amount, _weights(showback, dict(result[key])))
+    return {key: (dict(parts), shared[key]) for key, parts in result.items()}
+
+
+def apportion(total: Decimal, parts: Mapping[str, Fraction], unit: Decimal) -> dict[str, Decimal]:
+    """``total`` (a multiple of ``unit``) split in ``unit`` steps after the exact ``parts``:
+    each part rounded down, then the units left over one each to the largest remainders
+    (ties by name), so the results add up to ``total`` exactly."""
+    step = Fraction(unit)
+    floors = {name: math.floor(value / step) for name, value in parts.items()}
+    remainders = {name: value / step - floors[name] for name, value in parts.items()}
+    left = int(Fraction(total) / step) - sum(floors.values())
+    order = sorted(parts, key=lambda name: (-remainders[name], name))
+    if left < 0:
+        order.reverse()
+    for index in range(abs(left)):
+        floors[order[index % len(order)]] += 1 if left > 0 else -1
+    with localcontext(EXACT_CONTEXT):
+        return {name: count * unit for name, count in sorted(floors.items())}
+
+
+def _rounded(amount: Decimal, currency: str) -> Decimal:
+    with localcontext(EXACT_CONTEXT):
+        return amount.quantize(minor_unit(currency), ROUND_HALF_EVEN)
+
+
+def _identity(line: CostLine) -> tuple[object, ...]:
+    return (*line.identity, line.month, line.period_start)
+
+
+def _usage(line: CostLine) -> tuple[object, ...]:
+    return (line.source, line.month, line.product, line.usage_type, line.region, line.unit)
+
+
+def _service_volumes(
+    lines: Iterable[CostLine], owners: Mapping[tuple[object, ...], str]
+) -> dict[tuple[object, ...], Weights]:
+    """Per usage, each owner's quantity in the service lines (volumes only)."""
+    volumes: dict[tuple[object, ...], Weights] = defaultdict(lambda: defaultdict(Fraction))
+    for line in lines:
+        if line.service and line.additive and line.quantity > 0:
+            volumes[_usage(line)][owners[_identity(line)]] += Fraction(line.quantity)
+    return volumes
+
+
+def _shared_adjustments(sheet: CostSheet) -> list[tuple[MonthKey, Fraction]]:
+    """Money commitments' lifts to their commit and credits (subtracted): cost of no line."""
+    found = [
+        ((c.source, c.month, c.currency), Fraction(c.adjustment))
+        for c in sheet.commitments
+        if c.adjustment
+    ]
+    found += [((c.source, c.month, c.currency), -Fraction(c.amount)) for c in sheet.credits]
+    return found
+
+
+def _line_weights(
+    showback: ShowbackSettings, volume: Weights, cost: Mapping[str, Fraction]
+) -> Weights:
+    if showback.split == "proportional" and sum(volume.values()) > 0:
+        return dict(volume)
+    return _weights(showback, dict(cost))
+
+
+def _weights(showback: ShowbackSettings, cost: Weights) -> Weights:
+    if showback.split == "owner":
+        assert showback.owner is not None
+        return {showback.owner: Fraction(1)}
+    if showback.split == "fixed":
+        return {name: Fraction(share) for name, share in showback.shares.items() if share}
+    return {name: value for name, value in cost.items() if value > 0}
+
+
+def _spread(into: Weights, shared: set[str], amount: Fraction, weights: Weights) -> None:
+    total = sum(weights.values(), Fraction(0))
+    if total <= 0:
+        into[UNALLOCATED] += amount
+        shared.add(UNALLOCATED)
+        return
+    for name, weight in weights.items():
+        into[name] += amount * weight / total
+        shared.add(name)

@@ -1,0 +1,79 @@
+"""Who owns a line: the first ``[[teams.match]]`` rule that matches it. Pure.
+
+Teams are tried in declaration order and each team's rules in order; the first match wins, so
+a narrow rule is written before a broad one. What no rule matches belongs to ``unallocated``.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Sequence
+from fnmatch import fnmatchcase
+from typing import Protocol
+
+from reconciler.team_settings import UNALLOCATED, OwnershipRule, TeamSettings
+
+
+class OwnedLine(Protocol):
+    """What ownership reads of a line (usage lines and cost lines both have it)."""
+
+    @property
+    def source(self) -> str: ...
+    @property
+    def account(self) -> str: ...
+    @property
+    def product(self) -> str: ...
+    @property
+    def product_name(self) -> str: ...
+    @property
+    def usage_type(self) -> str: ...
+    @property
+    def region(self) -> str: ...
+    @property
+    def service(self) -> str: ...
+    @property
+    def service_name(self) -> str: ...
+
+
+def _either(value: str, other: str, pattern: str) -> bool:
+    return fnmatchcase(value, pattern) or (bool(other) and fnmatchcase(other, pattern))
+
+
+def rule_matches(rule: OwnershipRule, line: OwnedLine) -> bool:
+    """Every field of the rule matches; ``service`` and ``product`` match the id or the name.
+    A rule naming a service never matches an account-level line (one of no service)."""
+    if rule.service != "*" and not line.service:
+        return False
+    return (
+        fnmatchcase(line.source, rule.source)
+        and _either(line.service, line.service_name, rule.service)
+        and fnmatchcase(line.account, rule.contract)
+        and _either(line.product, line.product_name, rule.product)
+        and fnmatchcase(line.usage_type, rule.usage_type)
+        and fnmatchcase(line.region, rule.region)
+    )
+
+
+def first_rule(teams: Sequence[TeamSettings], line: OwnedLine) -> tuple[int, int] | None:
+    """(team index, rule index) of the first rule matching ``line``, or None."""
+    for team_index, team in enumerate(teams):
+        for rule_index, rule in enumerate(team.match):
+            if rule_matches(rule, line):
+                return team_index, rule_index
+    return None
+
+
+def owner_of(teams: Sequence[TeamSettings], line: OwnedLine) -> str:
+    found = first_rule(teams, line)
+    return UNALLOCATED if found is None else teams[found[0]].name
+
+
+def unused_rules(teams: Sequence[TeamSettings], lines: Iterable[OwnedLine]) -> list[str]:
+    """``teams[i].match[j]`` of each rule that is the first match of no line (it matches
+    nothing, or only lines an earlier rule already owns)."""
+    used = {found for line in lines if (found := first_rule(teams, line)) is not None}
+    return [
+        f"teams[{t}].match[{r}] ({team.name}: {rule.label})"
+        for t, team in enumerate(teams)
+        for r, rule in enumerate(team.match)
+        if (t, r) not in used
+    ]

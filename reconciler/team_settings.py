@@ -1,0 +1,105 @@
+"""The ``[[teams]]`` and ``[showback]`` tables of the configuration: who owns each line.
+
+A team owns the lines its ``[[teams.match]]`` rules match. A rule narrows by ``source``,
+``service`` (a Fastly service id or service name), ``contract`` (the line's account: an Akamai
+contract, a Fastly customer id), ``product`` (id or name), ``usage_type`` and ``region``; each
+is exact or a glob, and an unset field matches anything. Teams are tried in the order they are
+declared and, within a team, its rules in order: the first rule that matches a line names its
+owner. A line no rule matches belongs to ``unallocated``.
+
+``[showback]`` says how shared cost is split: account-level lines of a source that reports
+per-service usage (Fastly), a money commitment's shortfall, a contract credit. ``split`` is
+``"proportional"`` (to each owner's part of the month: the service lines' quantities of the
+same usage, else each owner's cost in that source and month), ``"fixed"`` (``shares``, e.g.
+``{video = 60, web = 40}``) or ``"owner"`` (all of it to ``owner``).
+"""
+
+from __future__ import annotations
+
+import re
+from decimal import Decimal
+from typing import Annotated, Any, Literal
+
+from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, field_validator, model_validator
+
+from reconciler.cost_settings import non_negative_decimal
+
+UNALLOCATED = "unallocated"
+_TEAM_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,63}$")
+Share = Annotated[Decimal, BeforeValidator(lambda v: non_negative_decimal(v, "share"))]
+
+
+class _Strict(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+class OwnershipRule(_Strict):
+    """One ``[[teams.match]]``: every field it sets must match the line (globs allowed)."""
+
+    source: str = "*"
+    service: str = "*"
+    contract: str = "*"
+    product: str = "*"
+    usage_type: str = "*"
+    region: str = "*"
+
+    @property
+    def label(self) -> str:
+        fields = ("source", "service", "contract", "product", "usage_type", "region")
+        parts = [f"{name}={getattr(self, name)}" for name in fields if getattr(self, name) != "*"]
+        return " ".join(parts) or "every line"
+
+
+class TeamSettings(_Strict):
+    """One ``[[teams]]``: a name and the rules whose lines it owns."""
+
+    name: str
+    match: list[OwnershipRule] = Field(default_factory=list)
+
+    @field_validator("name")
+    @classmethod
+    def _name(cls, value: str) -> str:
+        if not _TEAM_RE.match(value):
+            raise ValueError(
+                f"invalid team name {value!r} (letters, digits, '-', '_', '.'; at most 64)"
+            )
+        if value == UNALLOCATED:
+            raise ValueError(f"'{UNALLOCATED}' is what no team owns: pick another name")
+        return value
+
+
+class ShowbackSettings(_Strict):
+    """How shared cost (account-level lines, commitments' shortfalls, credits) is split."""
+
+    split: Literal["proportional", "fixed", "owner"] = "proportional"
+    shares: dict[str, Share] = Field(default_factory=dict)
+    owner: str | None = None
+
+    @model_validator(mode="after")
+    def _rule_complete(self) -> ShowbackSettings:
+        if self.split == "fixed" and not any(self.shares.values()):
+            raise ValueError("split = 'fixed' needs shares, e.g. {video = 60, web = 40}")
+        if self.split == "owner" and self.owner is None:
+            raise ValueError("split = 'owner' needs owner = '<team>'")
+        if self.split != "fixed" and self.shares:
+            raise ValueError(f"shares only apply to split = 'fixed' (split is {self.split!r})")
+        return self
+
+
+def team_problems(teams: list[TeamSettings], showback: ShowbackSettings) -> list[str]:
+    """Team names are distinct; the shared split names declared teams only."""
+    problems: list[str] = []
+    names = [t.name for t in teams]
+    for name in sorted({n for n in names if names.count(n) > 1}):
+        problems.append(f"teams: two teams are named {name!r}")
+    known = {*names, UNALLOCATED}
+    for name in showback.shares:
+        if name not in known:
+            problems.append(f"showback.shares: no team named {name!r}")
+    if showback.owner is not None and showback.owner not in known:
+        problems.append(f"showback.owner: no team named {showback.owner!r}")
+    return problems
+
+
+def known_team(teams: list[TeamSettings], name: Any) -> bool:
+    return name == UNALLOCATED or any(t.name == name for t in teams)

@@ -1,0 +1,110 @@
+"""Expectations and budgets that name a team apply to that team's lines and share of the bill."""
+
+from __future__ import annotations
+
+from datetime import date
+from decimal import Decimal
+from typing import Any
+
+import pytest
+
+from reconciler.domain import LineStatus, Month
+from reconciler.errors import ConfigError
+from reconciler.reconcile.allocation import allocate
+from reconciler.reconcile.costing import price_lines
+from reconciler.reconcile.expectations import MonthLine, evaluate
+from reconciler.reconcile.spend import budget_findings
+from reconciler.settings import ExpectationSettings, settings_from_mapping
+from reconciler.team_settings import ShowbackSettings
+from tests.reconcile.test_allocation import ACCOUNT_RATE, TEAMS, line, rate
+
+JUNE = Month(2024, 6)
+TODAY = date(2024, 7, 10)
+
+
+def month_line(quantity: str, owner: str, account: str) -> MonthLine:
+    return MonthLine(
+        "akamai",
+        "akamai",
+        account,
+        "1-WAA",
+        "Web Application Accelerator",
+        "Total MB",
+        "GLOBAL",
+        "",
+        JUNE,
+        Decimal(quantity),
+        "GB",
+        LineStatus.FINALIZED,
+        owner=owner,
+    )
+
+
+def expectation(**values: Any) -> ExpectationSettings:
+    return ExpectationSettings.model_validate({"source": "akamai", **values})
+
+
+def test_a_team_expectation_counts_only_the_team_s_lines() -> None:
+    lines = [month_line("700", "video", "C-VID1"), month_line("500", "web", "C-X")]
+    found = evaluate([expectation(team="video", monthly_max="800")], lines, TODAY)
+    assert found == []
+    (over,) = evaluate([expectation(team="video", monthly_max="600")], lines, TODAY)
+    assert over.item.kind == "over_expectation"
+    assert over.item.after is not None and over.item.after.quantity == Decimal(700)
+    assert "team video" in over.item.message
+    (whole,) = evaluate([expectation(monthly_max="1000")], lines, TODAY)
+    assert whole.item.after is not None and whole.item.after.quantity == Decimal(1200)
+
+
+def test_a_team_budget_is_measured_against_its_share_of_the_bill() -> None:
+    # 10.00 USD of account-level usage: video's services carry 60%, so video's share is 6.00.
+    lines = [
+        line("100"),
+        line("60", service="video-1"),
+        line("30", service="svc-web"),
+        line("10", service="svc-other"),
+    ]
+    sheet = price_lines([ACCOUNT_RATE], [], lines)
+    shares = allocate(sheet, lines, TEAMS, ShowbackSettings())
+    video = ExpectationSettings.model_validate(
+        {"source": "fastly", "team": "video", "monthly_budget": "5.99 USD"}
+    )
+    web = ExpectationSettings.model_validate(
+        {"source": "fastly", "team": "web", "monthly_budget": "3 USD"}
+    )
+    (over,) = budget_findings([video, web], sheet, sheet, (shares, shares))
+    assert over.item.kind == "over_budget"
+    assert over.item.after is not None and over.item.after.quantity == Decimal("6.00")
+    assert over.item.message == (
+        "fastly team video: 2024-06 costs 6.00 USD, over the monthly budget of 5.99 USD by 0.01 USD"
+    )
+
+
+@pytest.mark.parametrize(
+    ("expectations", "message"),
+    [
+        ([{"team": "ops", "monthly_max": 1}], "expectations[0].team: no team named 'ops'"),
+        (
+            [{"team": "video", "product": "x", "monthly_budget": "1 USD"}],
+            "expectations[0]: a team budget is the team's share of each source's month: it takes "
+            "no product",
+        ),
+    ],
+)
+def test_team_expectation_errors_name_the_key(
+    expectations: list[dict[str, Any]], message: str
+) -> None:
+    data = {
+        "teams": [{"name": "video", "match": [{"service": "video-*"}]}],
+        "expectations": expectations,
+    }
+    with pytest.raises(ConfigError) as caught:
+        settings_from_mapping(data)
+    assert message in str(caught.value)
+
+
+def test_an_unrelated_rate_does_not_change_team_shares() -> None:
+    lines = [line("100", source="akamai", account="C-VID1")]
+    sheet = price_lines([rate("0.02", source="akamai")], [], lines)
+    shares = allocate(sheet, lines, TEAMS, ShowbackSettings())
+    assert [(c.team, str(c.amount)) for c in shares.costs] == [("video", "2.00")]
