@@ -9,7 +9,7 @@ from typing import cast
 
 import click
 
-from reconciler.cli import AppContext, cli, pass_app, run_async
+from reconciler.cli import AppContext, command, pass_app, run_async
 from reconciler.cli.options import check_sources, check_team, parse_day, parse_month
 from reconciler.domain import Month, utcnow
 from reconciler.settings import ReportFormat, Settings
@@ -37,7 +37,7 @@ def months_of(
     return first, last
 
 
-@cli.command()
+@command()
 @click.option("--month", callback=parse_month, help="Report on one month (YYYY-MM).")
 @click.option("--from", "first", callback=parse_month, help="First month of the report (YYYY-MM).")
 @click.option(

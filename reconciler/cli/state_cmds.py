@@ -8,7 +8,7 @@ from typing import Any
 import click
 from sqlalchemy import select
 
-from reconciler.cli import AppContext, cli, pass_app, run_async
+from reconciler.cli import AppContext, command, group, pass_app, run_async
 from reconciler.cli.options import check_sources, parse_month
 from reconciler.domain import FindingState, Month, PlanItem, canonical_decimal
 from reconciler.reconcile.plan import describe, format_quantity, item_json
@@ -56,7 +56,7 @@ def _version_json(version: Any) -> dict[str, Any]:
     }
 
 
-@cli.group()
+@group(lazy_commands={"invoices": "reconciler.cli.invoice_cmds:state_invoices"})
 def state() -> None:
     """Inspect the tracked usage lines."""
 
@@ -153,7 +153,7 @@ def state_show(app: AppContext, key: str, as_json: bool) -> None:
         )
 
 
-@cli.command()
+@command()
 @click.option(
     "--state",
     "states",
