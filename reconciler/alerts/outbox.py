@@ -15,7 +15,7 @@ from __future__ import annotations
 import json
 import logging
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import datetime
 from typing import TYPE_CHECKING, Any
 
@@ -28,6 +28,7 @@ from reconciler.alerts.routes import SOURCE_ROUTE, route_for
 from reconciler.alerts.slack import render_resolved_message, render_run_message
 from reconciler.domain import FindingState, PlanItem, Severity, utcnow
 from reconciler.money import Money
+from reconciler.reconcile.ownership import item_team
 from reconciler.reconcile.spend import below_min_impact
 from reconciler.settings import Settings
 from reconciler.store.findings import drift_values_hash
@@ -86,6 +87,7 @@ async def enqueue_run_alerts(
     )
     if candidates.empty:
         return 0
+    candidates = with_teams(settings, candidates)
     rows: list[dict[str, Any]] = []
     slack_message = _at_least(candidates, route.min_severity, route.min_impact)
     if settings.alerts.slack.enabled and not slack_message.empty:
@@ -190,6 +192,20 @@ async def withdraw_reviewed(conn: AsyncConnection, now: datetime) -> int:
         )
         log.info("alerts: withdrew %d queued message(s), their items acknowledged", len(stale))
     return len(stale)
+
+
+def with_teams(settings: Settings, message: QueuedMessage) -> QueuedMessage:
+    """Each item named with the team it concerns, when teams are declared (routes by team
+    select on it, and every message names it)."""
+    if not settings.teams:
+        return message
+
+    def tagged(items: tuple[PlanItem, ...]) -> tuple[PlanItem, ...]:
+        return tuple(
+            replace(i, team=item_team(settings.teams, settings.expectations, i)) for i in items
+        )
+
+    return QueuedMessage(tagged(message.items), message.values_hashes, tagged(message.resolved))
 
 
 def _at_least(
