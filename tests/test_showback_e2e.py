@@ -189,3 +189,32 @@ async def test_state_list_and_config_check_name_the_owners(
     unowned = [w for w in warnings if "no [[teams]] rule matches" in w]
     assert any("fastly service static.example.com" in w for w in unowned)
     assert not any("fastly  product" in w for w in unowned)  # shared account lines are not listed
+
+
+async def test_the_focus_export_tags_each_row_with_its_owner_as_the_report_splits_it(
+    engine: AsyncEngine, sandbox: SandboxServer, tmp_path: Path
+) -> None:
+    from reconciler.reports.focus import focus_rows
+
+    settings = showback_settings(sandbox, tmp_path)
+    await pull_all(engine, settings, sandbox)
+    first, last = Month(2024, 5), Month(2024, 6)
+    report = await gather_report(engine, settings, ReportRequest(first, last), NOW)
+    assert report.costs is not None and report.costs.showback is not None
+    rows = await focus_rows(engine, first, last, (), settings)
+    effective: dict[tuple[str, str], Decimal] = defaultdict(Decimal)
+    for row in rows:
+        team = json.loads(row["Tags"])["team"]
+        if row["EffectiveCost"]:
+            effective[(row["BillingPeriodStart"][:7], team)] += Decimal(row["EffectiveCost"])
+    finalized = [r for r in report.costs.showback.months if r.state == "finalized"]
+    assert {(str(r.month), r.team) for r in finalized} == set(effective)
+    for r in finalized:
+        # The report apportions each source's month to the cent: within a cent per source.
+        assert abs(effective[(str(r.month), r.team)] - r.amount) <= Decimal("0.02"), r
+    # A shared Fastly account line is one row per owner, its cost split among them.
+    account = [r for r in rows if r["x_Source"] == "fastly" and r["ChargeCategory"] == "Usage"]
+    keys = defaultdict(set)
+    for row in account:
+        keys[(row["x_LineKey"], row["ChargeClass"])].add(json.loads(row["Tags"])["team"])
+    assert any(len(teams) == 3 for teams in keys.values())
