@@ -39,11 +39,15 @@ async def sandbox() -> AsyncIterator[SandboxServer]:
 
 
 def showback_settings(sandbox: SandboxServer, tmp_path: Path, **more: Any) -> Settings:
+    return settings_from_mapping(showback_config(sandbox, tmp_path, **more))
+
+
+def showback_config(sandbox: SandboxServer, tmp_path: Path, **more: Any) -> dict[str, Any]:
     edgerc = tmp_path / "sandbox.edgerc"
     edgerc.write_text(sandbox.edgerc_text())
     edgerc.chmod(0o600)
     source = {"base_url": sandbox.base_url, "max_retries": 0, "lookback_months": 3}
-    return settings_from_mapping(
+    return dict(
         {
             "sources": [
                 {"name": "fastly", "provider": "fastly", **source},
@@ -70,8 +74,8 @@ def showback_settings(sandbox: SandboxServer, tmp_path: Path, **more: Any) -> Se
                 {"name": "api", "match": [{"source": "fastly", "service": "api.example.com"}]},
                 {"name": "idle", "match": [{"source": "fastly", "service": "nothing-*"}]},
             ],
-            **more,
-        }
+        },
+        **more,
     )
 
 
@@ -147,3 +151,41 @@ async def test_a_team_report_and_a_team_budget(
     text = render_markdown(data, "team-api").text
     assert "## Team api" in text and "| unallocated" not in text
     assert json.loads(json.dumps(document))["teams"]["team"] == "api"
+
+
+async def test_state_list_and_config_check_name_the_owners(
+    engine: AsyncEngine, sandbox: SandboxServer, tmp_path: Path, state_url: str
+) -> None:
+    from reconciler.cli.setup_cmds import to_toml
+    from tests.test_cli import run
+
+    config = showback_config(sandbox, tmp_path, state={"database_url": state_url})
+    await pull_all(engine, settings_from_mapping(config), sandbox)
+    (tmp_path / "reconciler.toml").write_text(to_toml(config), encoding="utf-8")
+    env = {"FASTLY_API_TOKEN": sandbox.fastly_token}
+
+    listed = run("state", "list", "--json", "--month", "2024-06", cwd=tmp_path, env=env)
+    assert listed.returncode == 0, listed.stderr
+    lines = [json.loads(x) for x in listed.stdout.splitlines()]
+    owners = {(x["source"], x["service_name"] or x["product_name"]): x["owner"] for x in lines}
+    assert owners[("fastly", "www.example.com")] == "web"
+    assert owners[("fastly", "api.example.com")] == "api"
+    assert owners[("fastly", "static.example.com")] == "unallocated"
+    assert owners[("akamai", "Web Application Accelerator")] == "web"
+    assert {x["owner"] for x in lines if x["source"] == "fastly" and not x["service"]} == {"shared"}
+    api = run("state", "list", "--team", "api", "--month", "2024-06", cwd=tmp_path, env=env)
+    rows = api.stdout.splitlines()
+    assert rows and all(r.endswith("  team api") and "api.example.com" in r for r in rows)
+    unknown = run("state", "list", "--team", "ap", cwd=tmp_path, env=env)
+    assert unknown.returncode == 1
+    assert "--team: no team named 'ap' (declared: web, api, idle, unallocated)" in unknown.stderr
+
+    checked = run("config", "check", cwd=tmp_path, env=env)
+    warnings = [x for x in checked.stderr.splitlines() if x.startswith("warning: ")]
+    assert (
+        "warning: teams[2].match[0] (idle: source=fastly service=nothing-*) is the first "
+        "match of no line in the state" in warnings
+    )
+    unowned = [w for w in warnings if "no [[teams]] rule matches" in w]
+    assert any("fastly service static.example.com" in w for w in unowned)
+    assert not any("fastly  product" in w for w in unowned)  # shared account lines are not listed
