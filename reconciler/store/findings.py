@@ -193,6 +193,10 @@ async def record_items(
             updates.values_hashes[item.fingerprint] = line_digest(
                 (values_hash, "escalated", str(item.forecast.value))
             )
+        elif escalated and item.after is not None:
+            updates.values_hashes[item.fingerprint] = line_digest(
+                (values_hash, "closed", str(item.after.quantity), item.after.status.value)
+            )
         same_values = row.values_hash == values_hash and not escalated
         if same_values and row.state != FindingState.RESOLVED.value:
             if _observed_moved(row, values):
@@ -234,9 +238,15 @@ def _observed_moved(row: Any, values: dict[str, Any]) -> bool:
 
 
 def _escalates(entry: Evaluated, row: Any) -> bool:
-    """An acknowledged projected overage whose forecast escalated since it was acknowledged."""
+    """An acknowledged projected overage whose forecast escalated since it was acknowledged,
+    or an acknowledged finding whose month closed beyond its tolerance from what was
+    acknowledged (a collecting month that finalized higher)."""
     item = entry.item
-    if entry.escalation is None or row.state != FindingState.ACKNOWLEDGED.value:
+    if row.state != FindingState.ACKNOWLEDGED.value:
+        return False
+    if entry.moved_past_acknowledged(row.acknowledged_quantity, row.acknowledged_status):
+        return True
+    if entry.escalation is None:
         return False
     accepted = forecast_from_json(row.acknowledged_forecast)
     if accepted is None or item.forecast is None or item.before is None:
@@ -440,6 +450,8 @@ async def acknowledge(
                 ack_note=note,
                 applied_plan_id=applied_plan_id,
                 acknowledged_forecast=findings_t.c.forecast,
+                acknowledged_quantity=findings_t.c.after_quantity,
+                acknowledged_status=findings_t.c.after_status,
                 updated_at=now,
             ),
             acked,
