@@ -332,6 +332,21 @@ class PlanItem:
     impact: Decimal | None = None  # money impact, exact, in impact_currency
     impact_currency: str = ""
     service_name: str = ""
+    # A drift item's line period (both set, or neither): a month sent in several periods
+    # has one line per period, told apart by these dates.
+    period_start: date | None = None
+    period_end: date | None = None
+    # A drift item's line as it is now (None when unknown or gone): a collecting line goes on
+    # changing after the change the item reports.
+    current: Observation | None = None
+    team: str = ""  # the owning team, when alerts name it (derived from [[teams]], not stored)
+
+    @property
+    def moved_on(self) -> Observation | None:
+        """The line's current values when they are no longer the ones the change left."""
+        if self.current is None or self.current == self.after:
+            return None
+        return self.current
 
     @property
     def delta(self) -> Decimal | None:
@@ -342,12 +357,35 @@ class PlanItem:
         return quantity_percent(self.before, self.after)
 
     @property
+    def split_period(self) -> tuple[date, date] | None:
+        """The line's period when it is one part of a month sent in several periods, else
+        None. A collecting period from the 1st is the month to date, not a part of it."""
+        start, end = self.period_start, self.period_end
+        if start is None or end is None:
+            return None
+        side = self.after or self.before
+        collecting = side is not None and side.status == LineStatus.COLLECTING
+        if start == self.month.first_day and (end >= self.month.last_day or collecting):
+            return None
+        return start, end
+
+    @property
+    def when(self) -> str:
+        """``2024-05``, or ``2024-05 (05-01..05-15)`` for one period of a split month."""
+        split = self.split_period
+        if split is None:
+            return str(self.month)
+        return f"{self.month} ({split[0]:%m-%d}..{split[1]:%m-%d})"
+
+    @property
     def line_label(self) -> str:
-        """Human description of the line: product / usage type [region] service."""
+        """Human description of the line: product / usage type [region] service (team)."""
         parts = [p for p in (self.product_name or self.product, self.usage_type) if p]
         label = " / ".join(parts)
         if self.region:
             label += f" [{self.region}]"
         if self.service:
             label += f" service {self.service_name or self.service}"
+        if self.team:
+            label = f"{label} (team {self.team})".lstrip()
         return label

@@ -34,7 +34,13 @@ from reconciler.store import costs as cost_store
 from reconciler.store import findings as items_store
 from reconciler.store.backup import checkpoint
 from reconciler.store.findings import ItemUpdates, drift_values_hash
-from reconciler.store.ingest import IngestResult, apply_staged, lines_t, refresh_statistics
+from reconciler.store.ingest import (
+    IngestResult,
+    apply_staged,
+    change_fingerprint,
+    lines_t,
+    refresh_statistics,
+)
 from reconciler.store.invoice_rows import invoice_from_row
 from reconciler.store.measures import apply_measure_kinds, quiet_not_billable
 from reconciler.store.month_history import pull_instant, source_forecast_inputs
@@ -487,7 +493,15 @@ async def _review(
         run_id=run_id,
         now=now,
         keep_open_before=True,
+        line_ids={change_fingerprint(c.kind, c.key): c.line_id for c in reviewable},
     )
+    undone = await items_store.resolve_undone(
+        conn, {c.line_id: c.after for c in ingest.changes if c.after is not None}, now
+    )
+    if undone:
+        taken_back = {item.fingerprint for item in undone}
+        updates.raised = [item for item in updates.raised if item.fingerprint not in taken_back]
+        updates.resolved += undone
     left = left_window_items(
         source,
         await collecting_months_before(conn, source, coverage.months[0]),

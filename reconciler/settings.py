@@ -501,6 +501,7 @@ class AlertRouteSettings(_Strict):
 
     channels: list[str] = Field(min_length=1)
     source: str = "*"  # a name or a glob
+    team: str | None = None  # only the items of this team (see [[teams]])
     min_severity: Severity | None = None  # default: each channel's own
     min_impact: MoneyValue | None = None  # ignored for an item without a money impact
 
@@ -673,6 +674,11 @@ class Settings(BaseSettings):
             f"expectations[{index}].team: no team named {e.team!r}"
             for index, e in enumerate(self.expectations)
             if e.team is not None and not known_team(self.teams, e.team)
+        ]
+        problems += [
+            f"alerts.routes[{index}].team: no team named {r.team!r}"
+            for index, r in enumerate(self.alerts.routes)
+            if r.team is not None and not known_team(self.teams, r.team)
         ]
         if problems:
             raise ValueError("; ".join(problems))

@@ -25,6 +25,7 @@ from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, field_valida
 from reconciler.cost_settings import non_negative_decimal
 
 UNALLOCATED = "unallocated"
+SHARED = "shared"  # an account-level line split among owners (``state list`` shows it so)
 _TEAM_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,63}$")
 Share = Annotated[Decimal, BeforeValidator(lambda v: non_negative_decimal(v, "share"))]
 
@@ -63,8 +64,8 @@ class TeamSettings(_Strict):
             raise ValueError(
                 f"invalid team name {value!r} (letters, digits, '-', '_', '.'; at most 64)"
             )
-        if value == UNALLOCATED:
-            raise ValueError(f"'{UNALLOCATED}' is what no team owns: pick another name")
+        if value in (UNALLOCATED, SHARED):
+            raise ValueError(f"'{value}' names lines no team owns: pick another team name")
         return value
 
 

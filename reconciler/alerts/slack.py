@@ -203,7 +203,7 @@ def render_item(item: PlanItem) -> str:
     impact = _impact(item)
     lead = f"{_bold(impact)}: " if impact else ""
     lines = [
-        f"{_EMOJI[item.severity]} {lead}{_bold(label_of(item))} · {item.month}",
+        f"{_EMOJI[item.severity]} {lead}{_bold(label_of(item))} · {item.when}",
         f"{_code(item.kind)} · {item.severity.value} · {_change(item)}",
     ]
     details = [_transition(item)]
@@ -227,7 +227,7 @@ def _impact(item: PlanItem) -> str:
 def _one_line(item: PlanItem) -> str:
     impact = _impact(item)
     lead = f"{impact}: " if impact else ""
-    return f"{item.severity.value.upper()} {lead}{label_of(item)} {item.month}: {_change(item)}"
+    return f"{item.severity.value.upper()} {lead}{label_of(item)} {item.when}: {_change(item)}"
 
 
 def _bounded_lines(lines: Sequence[str], limit: int, more: Callable[[int], str]) -> str:
@@ -269,7 +269,7 @@ def _summary(source: str, run_id: int | None, items: Sequence[PlanItem]) -> str:
 
 def _resolved_lines(resolved: Sequence[PlanItem]) -> list[str]:
     return [
-        f"• {label_of(item)} · {item.month} · {_safe(item.kind, _FIELD_CHARS)}" for item in resolved
+        f"• {label_of(item)} · {item.when} · {_safe(item.kind, _FIELD_CHARS)}" for item in resolved
     ]
 
 

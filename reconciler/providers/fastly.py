@@ -274,24 +274,42 @@ class FastlyProvider:
         if settings.product_id and settings.usage_type_name:
             params["product_id"] = settings.product_id
             params["usage_type_name"] = settings.usage_type_name
+        # The next page is asked for as soon as its cursor is known, so the provider and the
+        # network work on it while this page is converted and staged.
         cursor = ""
-        while True:
-            sent = dict(params, cursor=cursor) if cursor else params
-            payload = await self._get(SERVICE_USAGE, sent)
-            page = service_page(self.source, SERVICE_USAGE, payload, settings.product_id)
-            build = (
-                lines.service_line
-                if page.defaults is None
-                else partial(lines.nested_line, defaults=page.defaults)
-            )
-            label = f"page {guard.pages + 1}"
-            out = convert(self.source, SERVICE_USAGE, label, page.records, build)
-            next_cursor = page.meta.get("next_cursor") if page.meta else None
-            total = meta_total(self.source, SERVICE_USAGE, page.meta)
-            following = guard.advance(cursor, next_cursor, len(page.records), total, page.records)
-            self.stats.lines += len(out)
-            if out:
-                yield out
-            if following is None:
-                return
-            cursor = following
+        request = asyncio.ensure_future(self._get(SERVICE_USAGE, params))
+        try:
+            while True:
+                payload = await request
+                page = service_page(self.source, SERVICE_USAGE, payload, settings.product_id)
+                next_cursor = page.meta.get("next_cursor") if page.meta else None
+                total = meta_total(self.source, SERVICE_USAGE, page.meta)
+                label = f"page {guard.pages + 1}"
+                records = page.records
+                following = guard.advance(cursor, next_cursor, len(records), total, records)
+                if following is not None:
+                    sent = dict(params, cursor=following)
+                    request = asyncio.ensure_future(self._get(SERVICE_USAGE, sent))
+                build = (
+                    lines.service_line
+                    if page.defaults is None
+                    else partial(lines.nested_line, defaults=page.defaults)
+                )
+                out = convert(self.source, SERVICE_USAGE, label, records, build)
+                del payload, page, records
+                self.stats.lines += len(out)
+                if out:
+                    yield out
+                if following is None:
+                    return
+                cursor = following
+        finally:
+            await _drop(request)
+
+
+async def _drop(request: asyncio.Future[Any]) -> None:
+    """Stop a request whose answer is no longer wanted (the pull ended or failed first)."""
+    request.cancel()
+    await asyncio.wait([request])
+    if not request.cancelled():
+        request.exception()  # retrieved: its failure is not the pull's

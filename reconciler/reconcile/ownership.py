@@ -10,6 +10,8 @@ from collections.abc import Iterable, Sequence
 from fnmatch import fnmatchcase
 from typing import Protocol
 
+from reconciler.domain import ItemCategory, PlanItem
+from reconciler.settings import ExpectationSettings
 from reconciler.team_settings import UNALLOCATED, OwnershipRule, TeamSettings
 
 
@@ -77,3 +79,22 @@ def unused_rules(teams: Sequence[TeamSettings], lines: Iterable[OwnedLine]) -> l
         for r, rule in enumerate(team.match)
         if (t, r) not in used
     ]
+
+
+def item_team(
+    teams: Sequence[TeamSettings], expectations: Sequence[ExpectationSettings], item: PlanItem
+) -> str:
+    """The team a review item concerns: a team expectation's team, else the owner of the line
+    the item names (an expectation's matchers name an account-level line, usually no team's)."""
+    if item.category is ItemCategory.FINDING:
+        for exp in expectations:
+            if exp.team is not None and _raised_by(exp, item):
+                return exp.team
+    return owner_of(teams, item)
+
+
+def _raised_by(exp: ExpectationSettings, item: PlanItem) -> bool:
+    label = exp.label
+    return item.product_name == label or any(
+        item.message.startswith(label + tail) for tail in (":", " /", " [")
+    )

@@ -141,7 +141,7 @@ def _status_line(item: PlanItem) -> str:
 def describe(item: PlanItem) -> list[str]:
     """The lines of one item's block in the text plan."""
     kind = item.kind.replace("_", " ")
-    head = f"  {symbol(item)} {kind:<18} {item.line_label}  {item.month}"
+    head = f"  {symbol(item)} {kind:<18} {item.line_label}  {item.when}"
     if item.account:
         head += f"  ({item.account})"
     impact = impact_text(item)
@@ -164,6 +164,8 @@ def describe(item: PlanItem) -> list[str]:
             percent = f", {_signed(item.percent)}%" if item.percent is not None else ""
             change += f"   ({_signed(item.delta)}{percent})"
         lines.append(change + (f"   [{status}]" if status else ""))
+        if item.moved_on is not None:
+            lines.append(f"      now: {_side(item.moved_on)}   [{item.moved_on.status.value}]")
     if item.message:
         lines.append(f"      {item.message}")
     return lines
@@ -324,9 +326,12 @@ def item_json(item: PlanItem, values_hash: str | None = None) -> dict[str, Any]:
         "service": item.service,
         "service_name": item.service_name,
         "month": str(item.month),
+        "period_start": item.period_start.isoformat() if item.period_start else None,
+        "period_end": item.period_end.isoformat() if item.period_end else None,
         "routine": is_routine(item),
         "before": _observation_json(item.before),
         "after": _observation_json(item.after),
+        "current": _observation_json(item.current),
         "delta": canonical_decimal(delta) if delta is not None else None,
         "percent": canonical_decimal(percent) if percent is not None else None,
         "message": item.message,
@@ -336,6 +341,8 @@ def item_json(item: PlanItem, values_hash: str | None = None) -> dict[str, Any]:
     }
     if item.forecast is not None:
         data["forecast"] = forecast_json(item.forecast)
+    if item.team:
+        data["team"] = item.team
     if values_hash is not None:
         data["values_hash"] = values_hash
     return data

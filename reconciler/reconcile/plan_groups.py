@@ -79,6 +79,7 @@ def _line_of(item: PlanItem) -> tuple[object, ...]:
         item.usage_type,
         item.region,
         item.month,
+        item.period_start,
     )
 
 
@@ -89,7 +90,7 @@ def _size(item: PlanItem) -> Decimal:
 
 def group_services(items: Sequence[PlanItem]) -> list[ItemGroup]:
     """``items`` in order, with each service-level drift item moved under the account-level
-    item of the same change (same kind, product, usage type, region and month), if any."""
+    item of the same change (same kind, product, usage type, region, month and period), if any."""
     parents: dict[tuple[object, ...], ItemGroup] = {}
     for item in items:
         if item.category == ItemCategory.DRIFT and not item.service:

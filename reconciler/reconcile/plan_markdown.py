@@ -58,7 +58,7 @@ def _row(item: PlanItem, services: list[PlanItem]) -> str:
         escape(symbol(item)),
         escape(item.kind.replace("_", " ")) + f" ({item.severity.value})",
         line,
-        str(item.month),
+        escape(item.when),
         _side(item, True),
         _side(item, False),
         _difference(item),

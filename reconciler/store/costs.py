@@ -210,9 +210,7 @@ def finding_impacts(context: CostContext, evaluated: list[Evaluated]) -> list[Ev
             rate = sum((c.amount for c in matched), Decimal(0)) / quantity
             impact = delta * rate
         out.append(
-            Evaluated(
-                replace(item, impact=impact, impact_currency=currencies.pop()), entry.values_hash
-            )
+            replace(entry, item=replace(item, impact=impact, impact_currency=currencies.pop()))
         )
     return out
 

@@ -10,8 +10,8 @@ acknowledged (:class:`~reconciler.reconcile.forecast.Escalation`).
 from __future__ import annotations
 
 import json
-from collections.abc import Collection, Iterable, Sequence
-from dataclasses import dataclass, field
+from collections.abc import Collection, Iterable, Mapping, Sequence
+from dataclasses import dataclass, field, replace
 from datetime import datetime
 from decimal import Decimal
 from typing import Any
@@ -23,7 +23,9 @@ from reconciler.domain import (
     ChangeKind,
     FindingState,
     ItemCategory,
+    LineStatus,
     Month,
+    Observation,
     PlanItem,
     canonical_decimal,
     line_digest,
@@ -106,9 +108,10 @@ def drift_values_hash(item: PlanItem) -> str:
     return line_digest(tuple(parts))
 
 
-def _row_values(item: PlanItem, values_hash: str) -> dict[str, Any]:
+def _row_values(item: PlanItem, values_hash: str, line_id: int | None) -> dict[str, Any]:
     before, after = item.before, item.after
     return {
+        "line_id": line_id,
         "category": item.category.value,
         "kind": item.kind,
         "severity": item.severity.value,
@@ -152,8 +155,13 @@ async def record_items(
     run_id: int,
     now: datetime,
     keep_open_before: bool,
+    line_ids: Mapping[str, int] | None = None,
 ) -> ItemUpdates:
-    """Insert or update review items; returns those raised or given new values."""
+    """Insert or update review items; returns those raised or given new values.
+
+    ``line_ids`` names the tracked line of each drift item (fingerprint → line id): the plan
+    reads the line's period and current values through it.
+    """
     updates = ItemUpdates()
     if not evaluated:
         return updates
@@ -164,7 +172,7 @@ async def record_items(
         item, values_hash = entry.item, entry.values_hash
         updates.values_hashes[item.fingerprint] = values_hash
         row = existing.get(item.fingerprint)
-        values = _row_values(item, values_hash)
+        values = _row_values(item, values_hash, (line_ids or {}).get(item.fingerprint))
         if row is None:
             inserts.append(
                 {
@@ -184,6 +192,10 @@ async def record_items(
             # Same values, but news: announced once under a hash of its own.
             updates.values_hashes[item.fingerprint] = line_digest(
                 (values_hash, "escalated", str(item.forecast.value))
+            )
+        elif escalated and item.after is not None:
+            updates.values_hashes[item.fingerprint] = line_digest(
+                (values_hash, "closed", str(item.after.quantity), item.after.status.value)
             )
         same_values = row.values_hash == values_hash and not escalated
         if same_values and row.state != FindingState.RESOLVED.value:
@@ -206,7 +218,10 @@ async def record_items(
                 "resolved_at": None,
             }
         )
-        updates.raised.append(item_from_row(_merged(row, new_values)))
+        merged = item_from_row(_merged(row, new_values))
+        updates.raised.append(
+            replace(merged, period_start=item.period_start, period_end=item.period_end)
+        )
     if inserts:
         await conn.execute(insert(findings_t), inserts)
     await _apply_row_updates(conn, changes)
@@ -223,9 +238,15 @@ def _observed_moved(row: Any, values: dict[str, Any]) -> bool:
 
 
 def _escalates(entry: Evaluated, row: Any) -> bool:
-    """An acknowledged projected overage whose forecast escalated since it was acknowledged."""
+    """An acknowledged projected overage whose forecast escalated since it was acknowledged,
+    or an acknowledged finding whose month closed beyond its tolerance from what was
+    acknowledged (a collecting month that finalized higher)."""
     item = entry.item
-    if entry.escalation is None or row.state != FindingState.ACKNOWLEDGED.value:
+    if row.state != FindingState.ACKNOWLEDGED.value:
+        return False
+    if entry.moved_past_acknowledged(row.acknowledged_quantity, row.acknowledged_status):
+        return True
+    if entry.escalation is None:
         return False
     accepted = forecast_from_json(row.acknowledged_forecast)
     if accepted is None or item.forecast is None or item.before is None:
@@ -256,6 +277,7 @@ _OBSERVED = (
     "forecast",
 )
 _UPDATABLE = (
+    "line_id",
     "category",
     "kind",
     "severity",
@@ -428,6 +450,8 @@ async def acknowledge(
                 ack_note=note,
                 applied_plan_id=applied_plan_id,
                 acknowledged_forecast=findings_t.c.forecast,
+                acknowledged_quantity=findings_t.c.after_quantity,
+                acknowledged_status=findings_t.c.after_status,
                 updated_at=now,
             ),
             acked,
@@ -441,3 +465,40 @@ async def open_values(conn: AsyncConnection) -> dict[str, str]:
         findings_t.c.state == FindingState.OPEN.value
     )
     return {row.fingerprint: row.values_hash for row in (await conn.execute(query)).all()}
+
+
+def _undone(item: PlanItem, current: Observation) -> bool:
+    """Whether the line's current values take back the change the item reports: back to the
+    billed (finalized) value it changed from, a restatement reverted. A collecting line that
+    grows back to a value it had is still growing, not taking anything back."""
+    before = item.before
+    if item.kind == ChangeKind.REAPPEARED.value:
+        return False  # a return with the values it left with: no change to take back
+    if before is None or before.status != LineStatus.FINALIZED:
+        return False
+    return before == current
+
+
+async def resolve_undone(
+    conn: AsyncConnection, current: Mapping[int, Observation], now: datetime
+) -> list[PlanItem]:
+    """Resolve each open drift item whose line (line id → current values) is back where the
+    item's change started: there is nothing left to review."""
+    ids = sorted(current)
+    rows: list[Any] = []
+    for start in range(0, len(ids), _CHUNK):
+        query = select(findings_t).where(
+            findings_t.c.line_id.in_(ids[start : start + _CHUNK]),
+            findings_t.c.category == ItemCategory.DRIFT.value,
+            findings_t.c.state == FindingState.OPEN.value,
+        )
+        rows += (await conn.execute(query)).all()
+    undone = [row for row in rows if _undone(item_from_row(row), current[row.line_id])]
+    if undone:
+        await conn.execute(
+            update(findings_t)
+            .where(findings_t.c.id == bindparam("b_id"))
+            .values(state=FindingState.RESOLVED.value, resolved_at=now, updated_at=now),
+            [{"b_id": row.id} for row in undone],
+        )
+    return [item_from_row(row) for row in undone]

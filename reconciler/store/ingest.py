@@ -17,6 +17,7 @@ from typing import Any
 from sqlalchemy import (
     and_,
     bindparam,
+    case,
     delete,
     exists,
     false,
@@ -46,6 +47,7 @@ from reconciler.providers.base import Coverage
 from reconciler.reconcile.diff import QUIET_KINDS, Tracked, classify, severity_of
 from reconciler.settings import DEFAULT_FINALIZE_TOLERANCE, Tolerance
 from reconciler.store.redating import rekey_redated
+from reconciler.store.slices import execute_in_slices, result_rows, yielding
 from reconciler.store.staging import STAGING_COLUMNS
 from reconciler.store.statuses import keep_finalized_months
 from reconciler.store.tables import ChangeRow, LineVersion, StagingLine, UsageLineRow
@@ -152,15 +154,18 @@ async def apply_staged(
     await _refuse_duplicates(conn, run_id, source)
     await keep_finalized_months(conn, run_id=run_id, source=source, coverage=coverage)
     tracked_months = await _tracked_months(conn, source, coverage)
-    redated = await rekey_redated(
-        conn,
-        run_id=run_id,
-        not_returned=and_(
-            _coverage_filter(lines_t, source, coverage),
-            lines_t.c.present.is_(True),
-            _not_staged(conn.dialect.name, run_id),
-        ),
-    )
+    shape = await _snapshot_shape(conn, run_id, source, coverage)
+    redated: dict[int, tuple[date, date]] = {}
+    if shape.vanished:
+        redated = await rekey_redated(
+            conn,
+            run_id=run_id,
+            not_returned=and_(
+                _coverage_filter(lines_t, source, coverage),
+                lines_t.c.present.is_(True),
+                _not_staged(conn.dialect.name, run_id),
+            ),
+        )
 
     # 1. Tracked lines whose values differ from the staged ones (or that come back).
     differing = select(
@@ -171,22 +176,12 @@ async def apply_staged(
         lines_t.c.present.label("old_present"),
         *[staging_t.c[name] for name in COPIED_COLUMNS],
     ).select_from(staging_t.join(lines_t, lines_t.c.key_hash == staging_t.c.key_hash))
-    differing = differing.where(
-        staging_t.c.run_id == run_id,
-        (lines_t.c.present.is_(False))
-        | (lines_t.c.quantity != staging_t.c.quantity)
-        | (lines_t.c.unit != staging_t.c.unit)
-        | (lines_t.c.status != staging_t.c.status)
-        # Recorded as a version even when no rule calls it a change: never left stale.
-        | lines_t.c.raw_quantity.is_distinct_from(staging_t.c.raw_quantity)
-        | lines_t.c.billable.is_distinct_from(staging_t.c.billable)
-        # A period the provider re-dated (see store.redating): its new dates are a version.
-        | (lines_t.c.period_start != staging_t.c.period_start)
-        | (lines_t.c.period_end != staging_t.c.period_end),
-    )
+    differing = differing.where(staging_t.c.run_id == run_id, _differs())
     updates: list[dict[str, Any]] = []
     versions: list[dict[str, Any]] = []
-    for row in (await conn.execute(differing)).all():
+    # (After a re-dating, the counts are stale: the queries run whatever they say.)
+    differ = await conn.execute(differing) if shape.vanished or shape.differing else None
+    async for row in result_rows(differ):
         before = Tracked(
             Observation(row.old_quantity, row.old_unit, LineStatus(row.old_status)),
             bool(row.old_present),
@@ -207,7 +202,8 @@ async def apply_staged(
         lines_t.c.present.is_(True),
         _not_staged(conn.dialect.name, run_id),
     )
-    for row in (await conn.execute(vanished)).all():
+    not_returned = await conn.execute(vanished) if shape.vanished else None
+    async for row in result_rows(not_returned):
         last_seen = Observation(row.quantity, row.unit, LineStatus(row.status))
         updates.append(
             {
@@ -222,7 +218,8 @@ async def apply_staged(
         result.changes.append(_change(row.id, gone, severities, row, last_seen, None))
 
     if updates:
-        await conn.execute(
+        await execute_in_slices(
+            conn,
             update(lines_t)
             .where(lines_t.c.id == bindparam("b_id"))
             .values(
@@ -237,7 +234,8 @@ async def apply_staged(
         )
 
     # 3. Lines never seen before: inserted set-based, with their first version.
-    result.new_lines = await _insert_new_lines(conn, run_id)
+    if shape.vanished or shape.new:
+        result.new_lines = await _insert_new_lines(conn, run_id)
     if result.new_lines:
         await conn.execute(
             insert(versions_t).from_select(
@@ -272,17 +270,77 @@ async def apply_staged(
                 lines_t.c.first_run_id == run_id,
                 lines_t.c.month.in_(sorted(tracked_months)),
             )
-            for row in (await conn.execute(new_in_tracked)).all():
+            async for row in result_rows(await conn.execute(new_in_tracked)):
                 after = Observation(row.quantity, row.unit, LineStatus(row.status))
                 result.changes.append(_change(row.id, ChangeKind.NEW, severities, row, None, after))
 
     if versions:
-        await conn.execute(insert(versions_t), versions)
+        await execute_in_slices(conn, insert(versions_t), versions)
     result.versions_added = len(versions) + result.new_lines
     if result.changes:
-        await conn.execute(insert(changes_t), [_change_row(run_id, c, now) for c in result.changes])
+        rows = [_change_row(run_id, c, now) async for c in yielding(result.changes)]
+        await execute_in_slices(conn, insert(changes_t), rows)
     await conn.execute(delete(staging_t).where(staging_t.c.run_id == run_id))
     return result
+
+
+def _differs() -> Any:
+    """A staged line whose values differ from its tracked line's (or that comes back)."""
+    return (
+        (lines_t.c.present.is_(False))
+        | (lines_t.c.quantity != staging_t.c.quantity)
+        | (lines_t.c.unit != staging_t.c.unit)
+        | (lines_t.c.status != staging_t.c.status)
+        # Recorded as a version even when no rule calls it a change: never left stale.
+        | lines_t.c.raw_quantity.is_distinct_from(staging_t.c.raw_quantity)
+        | lines_t.c.billable.is_distinct_from(staging_t.c.billable)
+        # A period the provider re-dated (see store.redating): its new dates are a version.
+        | (lines_t.c.period_start != staging_t.c.period_start)
+        | (lines_t.c.period_end != staging_t.c.period_end)
+    )
+
+
+@dataclass(frozen=True, slots=True)
+class SnapshotShape:
+    """What one pass over the staged snapshot found, before anything is written."""
+
+    new: int  # staged lines with no tracked line
+    differing: int  # staged lines whose tracked line differs (or is absent)
+    vanished: int  # tracked present lines of the coverage that were not staged
+
+
+async def _snapshot_shape(
+    conn: AsyncConnection, run_id: int, source: str, coverage: Coverage
+) -> SnapshotShape:
+    """One join of the staged lines with the tracked ones, counted (nothing is fetched).
+
+    The tracked present lines of the coverage that the join matched, against all of them,
+    tell whether any vanished; where none did, the diff skips its vanished-lines and
+    re-dating queries, and an unchanged snapshot skips the differing-lines query too.
+    """
+    joined = staging_t.outerjoin(lines_t, lines_t.c.key_hash == staging_t.c.key_hash)
+    tracked = lines_t.c.id.is_not(None)
+    covered = and_(
+        tracked, lines_t.c.present.is_(True), _coverage_filter(lines_t, source, coverage)
+    )
+
+    def count(condition: Any) -> Any:
+        return func.coalesce(func.sum(case((condition, 1), else_=0)), 0)
+
+    counted = (
+        await conn.execute(
+            select(count(~tracked), count(and_(tracked, _differs())), count(covered))
+            .select_from(joined)
+            .where(staging_t.c.run_id == run_id)
+        )
+    ).one()
+    present = select(func.count()).where(
+        _coverage_filter(lines_t, source, coverage), lines_t.c.present.is_(True)
+    )
+    tracked_present = int((await conn.execute(present)).scalar_one())
+    return SnapshotShape(
+        new=int(counted[0]), differing=int(counted[1]), vanished=tracked_present - int(counted[2])
+    )
 
 
 async def refresh_statistics(engine: AsyncEngine) -> None:

@@ -58,7 +58,17 @@ def item_from_row(r: Any) -> PlanItem:
         impact=r.impact_amount,
         impact_currency=r.impact_currency or "",
         service_name=getattr(r, "line_service_name", None) or "",
+        period_start=getattr(r, "line_period_start", None),
+        period_end=getattr(r, "line_period_end", None),
+        current=_current(r),
     )
+
+
+def _current(r: Any) -> Observation | None:
+    """The item's line as it is now, if the row was read with it and the line is present."""
+    if not getattr(r, "line_present", False):
+        return None
+    return _observation(r.line_quantity, r.line_unit, r.line_status)
 
 
 def _service_name() -> Any:
@@ -77,8 +87,21 @@ async def load_items(
     sources: Sequence[str] | None = None,
 ) -> list[PlanItem]:
     """Review items in the given states, most severe first, then by source, month, kind."""
-    query = select(findings_table, _service_name().label("line_service_name")).where(
-        findings_table.c.state.in_([str(s) for s in states])
+    line = lines_table.alias("item_line")
+    f, ul = findings_table.c, line.c
+    query = (
+        select(
+            findings_table,
+            _service_name().label("line_service_name"),
+            ul.period_start.label("line_period_start"),
+            ul.period_end.label("line_period_end"),
+            ul.quantity.label("line_quantity"),
+            ul.unit.label("line_unit"),
+            ul.status.label("line_status"),
+            ul.present.label("line_present"),
+        )
+        .select_from(findings_table.outerjoin(line, ul.id == f.line_id))
+        .where(f.state.in_([str(s) for s in states]))
     )
     if sources:
         query = query.where(findings_table.c.source.in_(list(sources)))

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import dataclass, replace
+from typing import Any
 
 from sqlalchemy import and_, case, func, insert, or_, select, update
 from sqlalchemy.ext.asyncio import AsyncConnection
@@ -156,7 +157,8 @@ async def quiet_not_billable(
     changes: Sequence[LineChange],
     expectations: Sequence[ExpectationSettings],
 ) -> list[PlanItem]:
-    """Drift items of these changes; those of a not-billable line are ``info`` at most.
+    """Drift items of these changes, with their line's period; those of a not-billable line
+    are ``info`` at most.
 
     A stat the provider marks ``isBillable: false`` is tracked and shown but never alarms,
     unless an expectation of its source names its usage type exactly.
@@ -166,14 +168,22 @@ async def quiet_not_billable(
     if not ids:
         return items
     c = lines_t.c
-    quiet: set[int] = set()
+    lines: dict[int, Any] = {}
     for chunk in range(0, len(ids), 500):
-        query = select(c.id).where(c.id.in_(ids[chunk : chunk + 500]), c.billable.is_(False))
-        quiet.update((await conn.execute(query)).scalars())
+        query = select(c.id, c.billable, c.period_start, c.period_end).where(
+            c.id.in_(ids[chunk : chunk + 500])
+        )
+        lines.update({row.id: row for row in (await conn.execute(query)).all()})
     named = {e.usage_type for e in expectations}
+    quiet = {i for i, row in lines.items() if row.billable is False}
     return [
-        replace(item, severity=Severity.INFO)
-        if change.line_id in quiet and change.key.usage_type not in named
-        else item
+        replace(
+            item,
+            severity=Severity.INFO
+            if change.line_id in quiet and change.key.usage_type not in named
+            else item.severity,
+            period_start=lines[change.line_id].period_start if change.line_id in lines else None,
+            period_end=lines[change.line_id].period_end if change.line_id in lines else None,
+        )
         for change, item in zip(changes, items, strict=True)
     ]

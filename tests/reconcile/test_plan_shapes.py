@@ -3,7 +3,8 @@ account line, the summary line, --detailed-exitcode's threshold, and the Markdow
 
 from __future__ import annotations
 
-from datetime import UTC, datetime
+import dataclasses
+from datetime import UTC, date, datetime
 from decimal import Decimal
 
 import pytest
@@ -186,3 +187,43 @@ def test_markdown_stays_within_the_comment_size_and_says_what_it_left_out() -> N
     shown = text.count("| ~ |") + text.count("| \\~ |")
     assert f"_… and {3000 - shown:,} more items not shown here" in text
     assert text.endswith("_State serial 3; 'reconciler apply' acknowledges these items._\n")
+
+
+@pytest.mark.parametrize(
+    ("start", "end", "status", "when"),
+    [
+        (None, None, FIN, "2024-05"),
+        ("2024-05-01", "2024-05-31", FIN, "2024-05"),
+        ("2024-05-01", "2024-05-15", FIN, "2024-05 (05-01..05-15)"),
+        ("2024-05-16", "2024-05-31", FIN, "2024-05 (05-16..05-31)"),
+        # The month to date, not a part of it.
+        ("2024-05-01", "2024-05-15", COL, "2024-05"),
+        ("2024-05-16", "2024-05-20", COL, "2024-05 (05-16..05-20)"),
+    ],
+)
+def test_a_split_period_is_labelled_with_its_dates(
+    start: str | None, end: str | None, status: LineStatus, when: str
+) -> None:
+    line = item("restated", "10", "11", month="2024-05", status=(status, status))
+    line = dataclasses.replace(
+        line,
+        period_start=date.fromisoformat(start) if start else None,
+        period_end=date.fromisoformat(end) if end else None,
+    )
+    assert line.when == when
+    assert render_text(plan_of(line)).splitlines()[6] == (
+        f"  ~ restated           cdn_usage / Europe Requests [Europe]  {when}"
+    )
+
+
+def test_an_item_whose_line_moved_on_shows_it_now() -> None:
+    moved = dataclasses.replace(
+        item("decreased", "971.28", "647.52"), current=Observation(Decimal("1100.5"), "", COL)
+    )
+    assert render_text(plan_of(moved)).splitlines()[6:9] == [
+        "  ~ decreased          cdn_usage / Europe Requests [Europe]  2024-07",
+        "      quantity: 971.28 → 647.52   (-323.76, -33.33%)   [collecting]",
+        "      now: 1,100.5   [collecting]",
+    ]
+    still = dataclasses.replace(moved, current=moved.after)
+    assert "now:" not in render_text(plan_of(still))

@@ -59,9 +59,9 @@ def render_email(
         parts.append(f"<p>{html.escape(more)}</p>")
     if resolved:
         text.append(f"Resolved ({len(resolved)}):")
-        text += [f"- {label(i)} · {i.month} · {i.kind}" for i in resolved]
+        text += [f"- {label(i)} · {i.when} · {i.kind}" for i in resolved]
         parts.append(f"<p>Resolved ({len(resolved)}):</p><ul>")
-        parts += [f"<li>{html.escape(f'{label(i)} · {i.month} · {i.kind}')}</li>" for i in resolved]
+        parts += [f"<li>{html.escape(f'{label(i)} · {i.when} · {i.kind}')}</li>" for i in resolved]
         parts.append("</ul>")
     if report_url:
         text.append(f"Report: {report_url}")

@@ -48,7 +48,7 @@ def change(item: PlanItem) -> str:
 
 
 def item_title(item: PlanItem) -> str:
-    return f"{item.severity.value.upper()} {item.kind}: {label(item)} · {item.month}"
+    return f"{item.severity.value.upper()} {item.kind}: {label(item)} · {item.when}"
 
 
 def item_lines(item: PlanItem) -> list[str]:
