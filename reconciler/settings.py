@@ -253,6 +253,9 @@ class AkamaiSourceSettings(_SourceBase):
     contracts: list[str] = Field(default_factory=list)
     products: list[str] = Field(default_factory=list)
     account_switch_key: str | None = None
+    # Also read each product's per-CP-code monthly summary: one line per CP code (as the
+    # line's service) beside the product's, so [[teams]] can own CP codes.
+    cp_codes: bool = False
     # The Invoicing API v3 (invoice totals for the audit), signed with this .edgerc section.
     invoices: bool = False
     invoicing_section: str | None = None

@@ -41,13 +41,15 @@ def _either(value: str, other: str, pattern: str) -> bool:
 
 
 def rule_matches(rule: OwnershipRule, line: OwnedLine) -> bool:
-    """Every field of the rule matches; ``service`` and ``product`` match the id or the name.
-    A rule naming a service never matches an account-level line (one of no service)."""
-    if rule.service != "*" and not line.service:
+    """Every field of the rule matches; ``service`` and ``product`` match the id or the name,
+    ``cp_code`` the CP code (an Akamai line's service). A rule naming a service or a CP code
+    never matches an account-level line (one of no service)."""
+    if (rule.service != "*" or rule.cp_code != "*") and not line.service:
         return False
     return (
         fnmatchcase(line.source, rule.source)
         and _either(line.service, line.service_name, rule.service)
+        and fnmatchcase(line.service, rule.cp_code)
         and fnmatchcase(line.account, rule.contract)
         and _either(line.product, line.product_name, rule.product)
         and fnmatchcase(line.usage_type, rule.usage_type)
