@@ -3,18 +3,23 @@
 ``reconciler run`` starts with ``NOTIFY_SOCKET`` pointing at a datagram socket of ours and
 ``WATCHDOG_USEC`` set, as systemd would. Its first pulls of every source start together:
 the large Fastly account (2,800 services x 20 usage types x ``months``) and ``akamai``
-Akamai sources of one contract each (5 products x 4 statistics). Figures: lines stored,
-how long it took, the daemon's peak memory, and the largest gap between two watchdog
-pings: systemd restarts a service whose pings stop for ``WATCHDOG_USEC``; the daemon aims
-to ping every half of it.
+Akamai sources of one contract each (5 products x 4 statistics), and a second source on the
+Fastly account (its open month: 56,000 service lines) that a CLI ``pull`` imported before the
+daemon started and that the sandbox then restated, so the daemon's pull of it changes every
+line. Figures: lines stored, how long it took, the daemon's peak memory, the largest gap
+between two watchdog pings (systemd restarts a service whose pings stop for
+``WATCHDOG_USEC``; the daemon aims to ping every half of it), and the longest event-loop
+stall, measured inside the daemon by its loop-lag probe (logged when it stops).
 """
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
+import json
 import re
 import socket
+import sys
 import time
 from datetime import date
 from pathlib import Path
@@ -22,6 +27,7 @@ from typing import Any
 
 from chaos_support import (
     Results,
+    child_env,
     connect,
     log_errors,
     proc_kib,
@@ -34,6 +40,8 @@ from reconciler.cli.setup_cmds import to_toml
 
 SECTION = "load"
 TODAY = date(2024, 7, 10)
+RESTATED = "fastly-restated"
+STALL_LINE = re.compile(r" stopped; longest event-loop stall ([0-9.]+)s")
 
 
 class NotifyListener:
@@ -78,7 +86,15 @@ def write_config(
             "lookback_months": months,
             "pull_every": "24h",
             "timeout_s": 300,
-        }
+        },
+        {
+            "name": RESTATED,
+            "provider": "fastly",
+            "base_url": base_url,
+            "lookback_months": 1,
+            "pull_every": "24h",
+            "timeout_s": 300,
+        },
     ]
     for index, contract in enumerate(contracts, 1):
         sources.append(
@@ -136,6 +152,7 @@ async def run_load(
         edgerc = box.write_edgerc(work / "sandbox.edgerc")
         config = work / "reconciler.toml"
         names = write_config(config, db, box.base_url, edgerc, box.contracts, months)
+        changed = await _import_then_restate(box, config)
         listener = NotifyListener(work / "notify")
         began = time.monotonic()
         daemon = await start_daemon(
@@ -163,6 +180,7 @@ async def run_load(
             await listener.close()
         pings = listener.pings(ready, loaded)
         _report(results, db, names, done, code, pings, ready, loaded, began, watchdog_s)
+        _report_stall(results, db, work / "daemon.log", changed)
         errors = log_errors(work / "daemon.log")
         results.add(
             SECTION,
@@ -213,12 +231,60 @@ def _report(
         SECTION,
         f"watchdog (WATCHDOG_USEC {watchdog_s:g}s)",
         f"{len(pings)} pings during the load, one every {watchdog_s / 2:g}s planned, {late} late "
-        f"by half an interval or more; max gap {worst:.2f}s ({at:.0f}s after READY), so the "
-        f"longest event-loop stall was about {max(worst - watchdog_s / 2, 0):.1f}s; would have "
+        f"by half an interval or more; max gap {worst:.2f}s ({at:.0f}s after READY); would have "
         f"fired: at {watchdog_s:g}s {'YES' if worst > watchdog_s else 'no'}, at the unit's "
         f"WatchdogSec={unit_s:g}s {'YES' if worst > unit_s else 'no'}",
         worst <= unit_s,
         f"the event loop was blocked for {worst:.1f}s",
+    )
+
+
+async def _import_then_restate(box: Any, config: Path) -> int:
+    """Create the state and import the restated source with the CLI, then restate every line
+    of the account from today on: the daemon's pull of that source changes every line the CLI
+    imported. The number of lines imported."""
+    await _cli(box, config, "init")
+    out = await _cli(
+        box, config, "pull", "--source", RESTATED, "--as-of", TODAY.isoformat(), "--json"
+    )
+    await box.add_events({"kind": "restate", "provider": "fastly", "day": TODAY.isoformat()})
+    return int(json.loads(out)[0]["new_lines"])
+
+
+async def _cli(box: Any, config: Path, *args: str) -> str:
+    process = await asyncio.create_subprocess_exec(
+        *(sys.executable, "-m", "reconciler", "--config", str(config), *args),
+        env=child_env(FASTLY_API_TOKEN=box.fastly_token),
+        stdin=asyncio.subprocess.DEVNULL,
+        stdout=asyncio.subprocess.PIPE,
+        stderr=asyncio.subprocess.PIPE,
+    )
+    out, err = await process.communicate()
+    if process.returncode != 0:
+        raise RuntimeError(f"reconciler {' '.join(args)} failed: {err.decode()[-500:]}")
+    return out.decode()
+
+
+def _report_stall(results: Results, db: Path, log: Path, imported: int) -> None:
+    with contextlib.closing(connect(db)) as conn:
+        changed = int(
+            conn.execute(
+                "SELECT count(*) FROM changes c JOIN pull_runs r ON r.id = c.run_id "
+                "WHERE r.source = ? AND r.id = (SELECT max(id) FROM pull_runs WHERE source = ?)",
+                (RESTATED, RESTATED),
+            ).fetchone()[0]
+        )
+    found = STALL_LINE.findall(log.read_text(errors="replace"))
+    stall = float(found[-1]) if found else None
+    unit_s = shipped_watchdog_s()
+    results.add(
+        SECTION,
+        "longest event-loop stall",
+        (f"{stall:.3f}s" if stall is not None else "not logged")
+        + f", measured in the daemon (a probe waking every 0.05s) over the whole load, which "
+        f"includes a pull that changed {changed:,} of {imported:,} imported lines",
+        stall is not None and stall < unit_s / 2 and changed >= imported > 0,
+        f"the daemon's loop was held {stall}s; the unit's watchdog pings every {unit_s / 2:g}s",
     )
 
 

@@ -24,7 +24,7 @@ from reconciler.alerts.hook import outbox_hook
 from reconciler.alerts.outbox import outbox_t
 from reconciler.alerts.routes import WebhookResolver
 from reconciler.alerts.webhook import SlackWebhookClient
-from reconciler.demo_contract import demo_budget, demo_rates
+from reconciler.demo_contract import demo_budget, demo_rates, demo_teams
 from reconciler.domain import Month, canonical_decimal
 from reconciler.providers.http import HttpClient
 from reconciler.reconcile.measures import MeasureKind, PeriodValue, month_value
@@ -125,6 +125,7 @@ def base_config(base_url: str, contracts: list[str], edgerc: str) -> dict[str, A
                 "invoices": True,  # the Invoicing API: its invoice totals are audited too
             },
         ],
+        "teams": demo_teams(),
         "reports": {"formats": ["html", "md", "json", "focus-csv"], "months": 6},
         "daemon": {"listen": "127.0.0.1:9109"},
     }

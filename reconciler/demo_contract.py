@@ -67,3 +67,27 @@ def demo_akamai_rates() -> list[dict[str, Any]]:
 
 def demo_budget() -> dict[str, Any]:
     return {"name": "Fastly monthly budget", "source": "fastly", "monthly_budget": MONTHLY_BUDGET}
+
+
+def demo_teams() -> list[dict[str, Any]]:
+    """Two teams: the storefront owns its Fastly services and Akamai's Web Application
+    Accelerator; media owns the image service and Adaptive Media Delivery. The static
+    service and NetStorage are left to no one: they show as unallocated."""
+    return [
+        {
+            "name": "storefront",
+            "match": [
+                {"source": "fastly", "service": "www.*"},
+                {"source": "fastly", "service": "shop.*"},
+                {"source": "fastly", "service": "api.*"},
+                {"source": "akamai", "product": "Web Application Accelerator"},
+            ],
+        },
+        {
+            "name": "media",
+            "match": [
+                {"source": "fastly", "service": "images.*"},
+                {"source": "akamai", "product": "Adaptive Media Delivery"},
+            ],
+        },
+    ]

@@ -10,6 +10,7 @@ from pathlib import Path
 
 from reconciler.demo import run_demo
 from reconciler.demo_directory import prepare_directory
+from tests.test_readme_teams import readme_june_rows
 
 
 def test_demo_tells_the_story(tmp_path: Path) -> None:
@@ -44,6 +45,10 @@ def test_demo_tells_the_story(tmp_path: Path) -> None:
     assert any("critical" in t for t in texts)
     assert result.delivered == 0
     assert (directory / "reconciler.toml").is_file()
+    # The README shows the demo's June by team: the teams and unallocated add up to the bill.
+    (markdown,) = [p for p in result.report_paths if p.suffix == ".md"]
+    report = markdown.read_text(encoding="utf-8").splitlines()
+    assert all(row in report for row in readme_june_rows())
     assert (directory / ".reconciler" / "state.db").is_file()
 
     # The user can keep exploring from the directory the demo left behind.

@@ -1,28 +1,30 @@
 """The ``reconciler`` command line: a click group; the only place that runs an event loop.
 
-Each command module registers its commands on :data:`cli`. A :class:`ReconcilerError` becomes
-one ``error: ...`` line on stderr and exit status 1.
+Each command lives in a module of its own, imported only when that command runs (or help lists
+it): :data:`COMMANDS` says where each is, so ``reconciler --version`` loads neither the
+settings nor the store, and ``pull`` never loads the sandbox, Alembic or the reports. A
+:class:`ReconcilerError` becomes one ``error: ...`` line on stderr and exit status 1.
 """
 
 from __future__ import annotations
 
-import asyncio
+import importlib
 import logging
 import signal
 import sys
-from collections.abc import Coroutine
+from collections.abc import Callable, Coroutine, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, TypeVar
+from typing import TYPE_CHECKING, Any, TypeVar
 
 import click
 
 from reconciler import __version__
-from reconciler.cli.faults import explain
 from reconciler.errors import ConfigError, ReconcilerError
 from reconciler.logs import redact, setup_logging
-from reconciler.secret_mask import register_configured_secrets
-from reconciler.settings import Settings, load_settings
+
+if TYPE_CHECKING:
+    from reconciler.settings import Settings
 
 T = TypeVar("T")
 
@@ -40,6 +42,9 @@ class AppContext:
     @property
     def settings(self) -> Settings:
         if self._settings is None:
+            from reconciler.secret_mask import register_configured_secrets
+            from reconciler.settings import load_settings
+
             self._settings, self._loaded_from = load_settings(self.config_path)
             # Masked from here on, before any source is opened (one may echo another's).
             register_configured_secrets(self._settings)
@@ -60,6 +65,8 @@ pass_app = click.make_pass_decorator(AppContext)
 
 
 def run_async(coro: Coroutine[Any, Any, T]) -> T:
+    import asyncio  # here, not at the top: --version and help need no event loop
+
     return asyncio.run(coro)
 
 
@@ -70,6 +77,7 @@ class TerminatedError(ReconcilerError):
 def run_cancellable(coro: Coroutine[Any, Any, T]) -> T:
     """Run ``coro``; SIGTERM cancels it (a pull in progress records its run as cancelled and
     stores nothing) and raises :class:`TerminatedError`."""
+    import asyncio
 
     async def _main() -> T:
         loop = asyncio.get_running_loop()
@@ -139,17 +147,83 @@ class ReconcilerCommand(click.Command):
 
 
 class ReconcilerGroup(click.Group):
-    """A group whose commands and sub-groups accept the global options after their name."""
+    """A group whose commands and sub-groups accept the global options after their name.
+
+    ``lazy_commands`` maps a command's name to ``module:attribute``: the module is imported
+    when the command is looked up (to run it, or to list it in help), not before.
+    """
 
     command_class = ReconcilerCommand
     group_class = type  # sub-groups are ReconcilerGroups too
 
-    def __init__(self, *args: Any, **kwargs: Any) -> None:
+    def __init__(
+        self, *args: Any, lazy_commands: Mapping[str, str] | None = None, **kwargs: Any
+    ) -> None:
         super().__init__(*args, **kwargs)
+        self.lazy_commands = dict(lazy_commands or {})
         _add_global_params(self)
 
+    def list_commands(self, ctx: click.Context) -> list[str]:
+        return sorted({*super().list_commands(ctx), *self.lazy_commands})
 
-@click.group(cls=ReconcilerGroup, context_settings={"help_option_names": ["-h", "--help"]})
+    def get_command(self, ctx: click.Context, cmd_name: str) -> click.Command | None:
+        where = self.lazy_commands.get(cmd_name)
+        if where is None:
+            return super().get_command(ctx, cmd_name)
+        module_name, _, attribute = where.partition(":")
+        found = getattr(importlib.import_module(module_name), attribute)
+        if not isinstance(found, click.Command):
+            raise TypeError(f"{where} is not a click command")
+        return found
+
+    def resolve_command(
+        self, ctx: click.Context, args: list[str]
+    ) -> tuple[str | None, click.Command | None, list[str]]:
+        try:
+            return super().resolve_command(ctx, args)
+        except click.exceptions.NoSuchCommand as exc:
+            # click suggests a near name among the commands loaded so far: offer them all.
+            raise click.exceptions.NoSuchCommand(
+                exc.command_name, possibilities=self.list_commands(ctx), ctx=ctx
+            ) from None
+
+
+def command(name: str | None = None) -> Callable[[Callable[..., Any]], ReconcilerCommand]:
+    """A top-level command, found by :class:`ReconcilerGroup` through :data:`COMMANDS`."""
+    return click.command(name, cls=ReconcilerCommand)
+
+
+def group(
+    name: str | None = None, *, lazy_commands: Mapping[str, str] | None = None
+) -> Callable[[Callable[..., Any]], ReconcilerGroup]:
+    """A command group, found like :func:`command`; its own commands may be lazy too."""
+    return click.group(name, cls=ReconcilerGroup, lazy_commands=lazy_commands)
+
+
+# Where each top-level command is defined; its module is imported only when it is needed.
+COMMANDS = {
+    "alerts": "reconciler.cli.alerts_cmds:alerts",
+    "apply": "reconciler.cli.review_cmds:apply",
+    "check": "reconciler.cli.daemon_cmds:check",
+    "config": "reconciler.cli.setup_cmds:config",
+    "db": "reconciler.cli.setup_cmds:db",
+    "demo": "reconciler.cli.demo_cmd:demo",
+    "findings": "reconciler.cli.state_cmds:findings",
+    "init": "reconciler.cli.setup_cmds:init",
+    "plan": "reconciler.cli.review_cmds:plan",
+    "pull": "reconciler.cli.review_cmds:pull",
+    "report": "reconciler.cli.report_cmd:report",
+    "run": "reconciler.cli.daemon_cmds:run",
+    "sandbox": "reconciler.sandbox.cli:sandbox_group",
+    "state": "reconciler.cli.state_cmds:state",
+}
+
+
+@click.group(
+    cls=ReconcilerGroup,
+    lazy_commands=COMMANDS,
+    context_settings={"help_option_names": ["-h", "--help"]},
+)
 @click.version_option(__version__, "--version", prog_name="reconciler")
 @click.pass_context
 def cli(ctx: click.Context) -> None:
@@ -167,8 +241,6 @@ def cli(ctx: click.Context) -> None:
 
 
 def main() -> None:
-    from reconciler.cli import commands  # noqa: F401  (registers the commands)
-
     try:
         status = cli.main(standalone_mode=False, prog_name="reconciler")
         if isinstance(status, int) and status:
@@ -197,6 +269,8 @@ def main() -> None:
         click.echo("interrupted", err=True)
         sys.exit(130)
     except Exception as exc:
+        from reconciler.cli.faults import explain
+
         message = explain(exc)
         if message is None:
             raise

@@ -17,7 +17,7 @@ from reconciler.alerts.routes import destination_name, route_for
 from reconciler.alerts.slack import render_test_message
 from reconciler.alerts.status import OutboxStatus, outbox_status, render_status
 from reconciler.alerts.webhook import DeliveryResult, SlackWebhookClient
-from reconciler.cli import AppContext, cli, pass_app, run_async
+from reconciler.cli import AppContext, group, pass_app, run_async
 from reconciler.domain import utcnow
 from reconciler.errors import ConfigError
 from reconciler.logs import register_secret
@@ -25,7 +25,7 @@ from reconciler.secrets import resolve_secret
 from reconciler.store.db import open_state
 
 
-@cli.group()
+@group()
 def alerts() -> None:
     """Slack alerts: send a test message, inspect, flush and retry the outbox."""
 

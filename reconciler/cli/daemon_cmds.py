@@ -8,11 +8,11 @@ import urllib.request
 
 import click
 
-from reconciler.cli import AppContext, cli, pass_app, run_async
+from reconciler.cli import AppContext, command, pass_app, run_async
 from reconciler.logs import setup_logging
 
 
-@cli.command()
+@command()
 @click.option(
     "--sandbox-clock",
     metavar="URL",
@@ -37,7 +37,7 @@ def run(app: AppContext, sandbox_clock: str | None) -> None:
     raise click.exceptions.Exit(status)
 
 
-@cli.command()
+@command()
 @click.option("--timeout", default=5.0, show_default=True, help="Seconds to wait for an answer.")
 @pass_app
 def check(app: AppContext, timeout: float) -> None:

@@ -9,7 +9,7 @@ from pathlib import Path
 
 import click
 
-from reconciler.cli import AppContext, cli, pass_app, run_async
+from reconciler.cli import AppContext, command, pass_app, run_async
 from reconciler.reconcile.plan import summary_line
 
 
@@ -34,7 +34,7 @@ class _Bar:
             click.echo(f"  {today}: day {done}/{total}", err=True)
 
 
-@cli.command()
+@command()
 @click.option(
     "--dir",
     "directory",

@@ -8,8 +8,7 @@ from typing import Any
 import click
 from sqlalchemy import select
 
-from reconciler.cli import AppContext, pass_app, run_async
-from reconciler.cli.state_cmds import state
+from reconciler.cli import AppContext, command, pass_app, run_async
 from reconciler.domain import Month, canonical_decimal
 from reconciler.reconcile.invoices import InvoiceLine
 from reconciler.reconcile.plan import format_quantity
@@ -59,7 +58,7 @@ def invoice_text(line: InvoiceLine) -> str:
     return f"{where}  {line.kind:<12} {what}{units}{amount}"
 
 
-@state.command("invoices")
+@command("invoices")
 @click.option("--json", "as_json", is_flag=True, help="One JSON object per line (JSON Lines).")
 @click.option("--source", help="Only this source.")
 @click.option("--month", help="Only this month (YYYY-MM).")

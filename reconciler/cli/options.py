@@ -1,7 +1,8 @@
 """Options shared by several commands, validated the same way everywhere.
 
 ``--source`` names a configured source: an unknown one is an error that lists the configured
-ones, in every command. ``--month`` is a ``YYYY-MM`` month, ``--as-of`` a ``YYYY-MM-DD`` day.
+ones, in every command; ``--team`` names a declared team (or ``unallocated``). ``--month``
+is a ``YYYY-MM`` month, ``--as-of`` a ``YYYY-MM-DD`` day.
 """
 
 from __future__ import annotations
@@ -14,6 +15,7 @@ import click
 from reconciler.domain import Month
 from reconciler.errors import ConfigError
 from reconciler.settings import Settings
+from reconciler.team_settings import UNALLOCATED, known_team
 
 
 def check_sources(settings: Settings, names: Iterable[str]) -> list[str]:
@@ -29,6 +31,14 @@ def check_sources(settings: Settings, names: Iterable[str]) -> list[str]:
             ]
         )
     return wanted or known
+
+
+def check_team(settings: Settings, name: str | None) -> str | None:
+    """``name`` if it is a declared team (or ``unallocated``); None stays None."""
+    if name is None or known_team(settings.teams, name):
+        return name
+    known = ", ".join([t.name for t in settings.teams] + [UNALLOCATED])
+    raise ConfigError([f"--team: no team named {name!r} (declared: {known})"])
 
 
 def parse_month(_ctx: click.Context, _param: click.Parameter, value: str | None) -> Month | None:

@@ -9,8 +9,8 @@ from typing import cast
 
 import click
 
-from reconciler.cli import AppContext, cli, pass_app, run_async
-from reconciler.cli.options import check_sources, parse_day, parse_month
+from reconciler.cli import AppContext, command, pass_app, run_async
+from reconciler.cli.options import check_sources, check_team, parse_day, parse_month
 from reconciler.domain import Month, utcnow
 from reconciler.settings import ReportFormat, Settings
 
@@ -37,7 +37,7 @@ def months_of(
     return first, last
 
 
-@cli.command()
+@command()
 @click.option("--month", callback=parse_month, help="Report on one month (YYYY-MM).")
 @click.option("--from", "first", callback=parse_month, help="First month of the report (YYYY-MM).")
 @click.option(
@@ -48,6 +48,11 @@ def months_of(
     "sources",
     multiple=True,
     help="Only this source (repeat for several; default: all).",
+)
+@click.option(
+    "--team",
+    help="A report on one team: its share of the bill, usage, findings and the charts of "
+    "the account-level lines it owns.",
 )
 @click.option(
     "--format",
@@ -76,6 +81,7 @@ def report(
     first: Month | None,
     last: Month | None,
     sources: tuple[str, ...],
+    team: str | None,
     fmt: str,
     out: Path | None,
     as_of: date | None,
@@ -93,6 +99,7 @@ def report(
 
     settings = app.settings
     check_sources(settings, sources)
+    check_team(settings, team)
     now = utcnow()
     described = now if as_of is None else datetime.combine(as_of, time(23, 59, 59), tzinfo=UTC)
     first_month, last_month = months_of(settings, described, month, first, last)
@@ -103,6 +110,7 @@ def report(
         last_month,
         sources,
         since=previous_report_time(settings.reports_directory, now),
+        team=team,
     )
 
     async def _write() -> Path:

@@ -14,7 +14,7 @@ from pathlib import Path
 import click
 from sqlalchemy.ext.asyncio import AsyncEngine
 
-from reconciler.cli import AppContext, cli, pass_app, run_async, run_cancellable
+from reconciler.cli import AppContext, command, pass_app, run_async, run_cancellable
 from reconciler.cli.faults import explain
 from reconciler.cli.options import check_sources, parse_day
 from reconciler.domain import Severity, utcnow
@@ -140,7 +140,7 @@ def outcome_json(outcome: RunOutcome) -> dict[str, object]:
     }
 
 
-@cli.command()
+@command()
 @click.option("--source", "sources", multiple=True, help="Pull only this source (repeatable).")
 @click.option("--json", "as_json", is_flag=True, help="Print one JSON object per source.")
 @as_of_option
@@ -179,7 +179,7 @@ def _render_plan(the_plan: Plan, fmt: str, limit: int, stale: dict[str, str]) ->
     return render_text(the_plan, limit_per_kind=limit)
 
 
-@cli.command()
+@command()
 @click.option("--no-refresh", is_flag=True, help="Plan from the stored state without pulling.")
 @click.option(
     "--format",
@@ -329,7 +329,7 @@ _NO_TERMINAL = (
 )
 
 
-@cli.command()
+@command()
 @click.argument(
     "planfile", required=False, type=click.Path(path_type=Path, dir_okay=False, exists=True)
 )

@@ -9,7 +9,7 @@ from typing import Any
 
 import click
 
-from reconciler.cli import AppContext, cli, pass_app, run_async
+from reconciler.cli import AppContext, command, group, pass_app, run_async
 from reconciler.cli.config_notes import config_warnings
 from reconciler.cli.stat_types import seen_stat_types, stat_types_json, stat_types_text
 from reconciler.errors import ConfigError, MissingSecretError
@@ -39,7 +39,7 @@ def example_config_text() -> str:
     raise click.ClickException("the example configuration is missing from this installation")
 
 
-@cli.command()
+@command()
 @click.option(
     "--write-config/--no-write-config",
     default=True,
@@ -72,7 +72,7 @@ async def _upgrade(settings: Settings, *, fresh: bool = False) -> tuple[str | No
         await engine.dispose()
 
 
-@cli.group()
+@group()
 def config() -> None:
     """Inspect the configuration."""
 
@@ -176,7 +176,7 @@ def to_toml(data: dict[str, Any], prefix: str = "") -> str:
     return "\n".join(lines + ([""] if lines and tables else []) + tables)
 
 
-@cli.group()
+@group()
 def db() -> None:
     """Manage the state database schema."""
 

@@ -97,6 +97,12 @@ class DaemonMetrics:
             ["source", "currency"],
             registry=r,
         )
+        self.loop_stall = Gauge(
+            "reconciler_event_loop_longest_stall_seconds",
+            "The longest time the daemon's event loop was held by one piece of work since start "
+            "(nothing else ran meanwhile: watchdog pings, lease renewals, health checks).",
+            registry=r,
+        )
         self.last_success = Gauge(
             "reconciler_last_successful_pull_timestamp_seconds",
             "When each source was last pulled successfully.",

@@ -36,6 +36,7 @@ from reconciler.alerts.recording import OutcomeJournal
 from reconciler.alerts.webhook import SlackWebhookClient
 from reconciler.daemon import leases
 from reconciler.daemon.http import HealthServer
+from reconciler.daemon.loop_lag import LoopLagProbe
 from reconciler.daemon.metrics import DaemonMetrics
 from reconciler.daemon.systemd import SystemdNotifier
 from reconciler.domain import utcnow
@@ -76,6 +77,8 @@ class Daemon:
         self.today_source = today_source
         self.instance = settings.daemon.instance or f"{socket.gethostname()}:{os.getpid()}"
         self.metrics = DaemonMetrics()
+        self.loop_lag = LoopLagProbe()
+        self.metrics.loop_stall.set_function(lambda: self.loop_lag.longest_s)
         self.started_at = clock()
         self._stop = asyncio.Event()
         self._inflight: set[asyncio.Task[Any]] = set()
@@ -97,6 +100,7 @@ class Daemon:
             loop.add_signal_handler(sig, self.request_stop)
         loop.add_signal_handler(signal.SIGHUP, self.request_reload)
         watchdog = asyncio.create_task(self.notifier.run_watchdog(), name="watchdog")
+        probe = asyncio.create_task(self.loop_lag.run(), name="loop-lag-probe")
         try:
             async with contextlib.AsyncExitStack() as stack:
                 # Closed in reverse order: health endpoint, Slack session, HTTP client, engine.
@@ -119,7 +123,8 @@ class Daemon:
                 return await self._shutdown()
         finally:
             watchdog.cancel()
-            await asyncio.gather(watchdog, return_exceptions=True)
+            probe.cancel()
+            await asyncio.gather(watchdog, probe, return_exceptions=True)
             for sig in (signal.SIGTERM, signal.SIGINT, signal.SIGHUP):
                 loop.remove_signal_handler(sig)
 
@@ -189,7 +194,7 @@ class Daemon:
                 await self._deliver_alerts()
         except (TimeoutError, ReconcilerError) as exc:
             log.warning("alerts left in the outbox at stop: %s", exc or "timed out")
-        log.info("reconciler daemon %s stopped", self.instance)
+        log.info("reconciler daemon %s stopped; %s", self.instance, self.loop_lag.summary())
         return 0
 
     def request_reload(self) -> None:

@@ -38,6 +38,8 @@ def find_unmatched(
         by_month[(line.source, line.month)].append(line)
     found: list[NoMatch] = []
     for expectation in expectations:
+        if _team_budget_only(expectation):
+            continue  # measured against the team's share of the bill, not against lines
         for (source, month), seen in sorted(by_month.items(), key=lambda kv: kv[0]):
             if not fnmatchcase(source, expectation.source):
                 continue
@@ -45,6 +47,20 @@ def find_unmatched(
                 continue
             found.append(NoMatch(expectation, source, month, _hint(expectation, seen)))
     return found
+
+
+def _team_budget_only(expectation: ExpectationSettings) -> bool:
+    quantities = (
+        expectation.monthly_max,
+        expectation.monthly_min,
+        expectation.monthly_quantity,
+        expectation.unit,
+    )
+    return (
+        expectation.team is not None
+        and all(v is None for v in quantities)
+        and not expectation.invoices
+    )
 
 
 def _hint(expectation: ExpectationSettings, seen: Sequence[MonthLine]) -> str:
@@ -58,6 +74,7 @@ def _hint(expectation: ExpectationSettings, seen: Sequence[MonthLine]) -> str:
         ("usage_type", expectation.usage_type, {line.usage_type for line in seen}),
         ("region", expectation.region, {line.region for line in seen}),
         ("service", expectation.service, {line.service for line in seen}),
+        ("team", expectation.team or "*", {line.owner for line in seen}),
     ]
     parts: list[str] = []
     for name, pattern, values in fields:

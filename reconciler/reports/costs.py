@@ -13,12 +13,21 @@ from decimal import Decimal, localcontext
 
 from sqlalchemy.ext.asyncio import AsyncConnection
 
+from reconciler.cost_settings import RateSettings
 from reconciler.domain import EXACT_CONTEXT, LineStatus, Month
 from reconciler.money import minor_unit
+from reconciler.reconcile.allocation import Allocation, allocate
 from reconciler.reconcile.audit import InvoiceAmount, bills
 from reconciler.reconcile.commitments import CommitmentMonth
-from reconciler.reconcile.costing import CostSheet, price_lines
-from reconciler.reconcile.spend import ProjectedInvoice, last_invoice_rates, projected_invoices
+from reconciler.reconcile.costing import CostLine, CostSheet, price_lines
+from reconciler.reconcile.history import ForecastInputs
+from reconciler.reconcile.spend import (
+    ProjectedInvoice,
+    last_invoice_rates,
+    projected_invoices,
+    projected_sheet,
+)
+from reconciler.reports.showback import Showback, ShowbackParts, build_showback
 from reconciler.settings import Settings
 from reconciler.store.costs import cost_lines, invoice_amounts
 from reconciler.store.month_history import source_forecast_inputs
@@ -68,6 +77,7 @@ class CostReport:
     invoices: tuple[ProjectedInvoice, ...]
     audit: tuple[AuditRow, ...]
     commitments: tuple[CommitmentMonth, ...]
+    showback: Showback | None = None  # when teams are declared
 
     @property
     def empty(self) -> bool:
@@ -81,8 +91,10 @@ async def gather_costs(
     last: Month,
     sources: tuple[str, ...],
     now: datetime,
+    team: str | None = None,
 ) -> CostReport:
     months: list[MonthCost] = []
+    parts = ShowbackParts()
     invoices: list[ProjectedInvoice] = []
     audit: list[AuditRow] = []
     commitments: list[CommitmentMonth] = []
@@ -95,6 +107,7 @@ async def gather_costs(
         rates = list(settings.rates) or last_invoice_rates(amounts, lines)
         sheet = price_lines(rates, settings.commitments, lines, settings.credits)
         months += _months(sheet, lines, at_last)
+        forecasts = await source_forecast_inputs(conn, settings, source.name, now, services=True)
         ahead = projected_invoices(
             source.name,
             rates,
@@ -103,8 +116,14 @@ async def gather_costs(
             lines,
             now.date(),
             at_last_rates=at_last,
-            forecasts=await source_forecast_inputs(conn, settings, source.name, now, services=True),
+            forecasts=forecasts,
         )
+        if settings.teams:
+            parts.add(
+                allocate(sheet, lines, settings.teams, settings.showback),
+                _projected_shares(settings, rates, lines, now, forecasts) if ahead else None,
+                lines,
+            )
         invoices += ahead
         months += [
             MonthCost(i.source, i.month, i.currency, i.amount, "projected", at_last) for i in ahead
@@ -113,7 +132,24 @@ async def gather_costs(
             audit += _audit(sheet, amounts)
         commitments += sheet.commitments
     months.sort(key=lambda m: (m.source, m.month, m.currency, m.state))
-    return CostReport(tuple(months), tuple(invoices), tuple(audit), tuple(commitments))
+    showback = build_showback(settings, parts, team) if settings.teams else None
+    return CostReport(tuple(months), tuple(invoices), tuple(audit), tuple(commitments), showback)
+
+
+def _projected_shares(
+    settings: Settings,
+    rates: list[RateSettings],
+    lines: list[CostLine],
+    now: datetime,
+    forecasts: ForecastInputs,
+) -> Allocation:
+    """The teams' shares of the projected invoice (the same forecast sheet it prices)."""
+    month = Month.of(now.date())
+    open_lines = [x for x in lines if x.month == month]
+    sheet = projected_sheet(
+        rates, settings.commitments, open_lines, now.date(), settings.credits, forecasts
+    )
+    return allocate(sheet, open_lines, settings.teams, settings.showback)
 
 
 def _months(sheet: CostSheet, lines: list, at_last: bool) -> list[MonthCost]:  # type: ignore[type-arg]

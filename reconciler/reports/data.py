@@ -10,7 +10,7 @@ per region), a gauge the latest period. Only volumes are projected.
 
 from __future__ import annotations
 
-from collections import defaultdict
+from collections import Counter, defaultdict
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field, replace
 from datetime import datetime
@@ -25,6 +25,7 @@ from reconciler.domain import FindingState, LineStatus, Month, PlanItem, Severit
 from reconciler.reconcile.forecast import ForecastParams
 from reconciler.reconcile.history import ForecastInputs, HistoryKey
 from reconciler.reconcile.measures import MeasureKind, PeriodValue, combine, month_value
+from reconciler.reconcile.ownership import item_team, owner_of
 from reconciler.reports.bands import expectation_band, project
 from reconciler.reports.costs import gather_costs
 from reconciler.reports.history import lines_table, restated_lines, source_health
@@ -60,6 +61,7 @@ class ReportRequest:
     last_month: Month
     sources: tuple[str, ...] = ()
     since: datetime | None = None
+    team: str | None = None  # a report on one team's lines, findings and share
     max_series: int = MAX_SERIES_CHARTS
     max_restated: int = MAX_RESTATED_CHARTS
     max_rows: int = MAX_TABLE_ROWS
@@ -112,6 +114,8 @@ async def _gather(
     configured = [(s.name, s.provider) for s in settings.sources]
     health = await source_health(conn, configured, sources, now)
     tables = await _finding_tables(conn, request)
+    if request.team is not None:
+        tables = _team_tables(settings, request.team, tables)
     series = await _series(conn, settings, request, now, tables)
     charted = select_series(series, request.max_series)
     restated = await restated_lines(conn, request.first_month, request.last_month, sources)
@@ -119,6 +123,14 @@ async def _gather(
     by_severity = dict.fromkeys(Severity, 0)
     for entry in open_entries:
         by_severity[entry.item.severity] += 1
+    costs = await gather_costs(
+        conn, settings, request.first_month, request.last_month, sources, now, request.team
+    )
+    if costs.showback is not None:
+        counts = Counter(
+            item_team(settings.teams, settings.expectations, e.item) for e in open_entries
+        )
+        costs = replace(costs, showback=replace(costs.showback, open_findings=dict(counts)))
     return ReportData(
         generated_at=now,
         first_month=request.first_month,
@@ -135,10 +147,20 @@ async def _gather(
         },
         open_by_severity=by_severity,
         changes=_changes(tables, request, health, request.max_rows),
-        costs=await gather_costs(
-            conn, settings, request.first_month, request.last_month, sources, now
-        ),
+        costs=costs,
     )
+
+
+def _team_tables(
+    settings: Settings, team: str, tables: dict[FindingState, list[FindingEntry]]
+) -> dict[FindingState, list[FindingEntry]]:
+    """Only the items that concern ``team`` (see :func:`reports.showback.item_team`)."""
+    return {
+        state: [
+            e for e in entries if item_team(settings.teams, settings.expectations, e.item) == team
+        ]
+        for state, entries in tables.items()
+    }
 
 
 async def _finding_tables(
@@ -236,6 +258,8 @@ async def _series(
         c.account,
         c.period_start,
         c.measure_kind,
+        c.service,
+        c.service_name,
     ).where(
         c.present == true(),
         c.service == "",
@@ -246,6 +270,8 @@ async def _series(
     groups: dict[_SeriesKey, _Accumulator] = defaultdict(_Accumulator)
     current_month = Month.of(now.date())
     for row in (await conn.execute(query)).all():
+        if request.team is not None and owner_of(settings.teams, row) != request.team:
+            continue  # a team's report charts the account-level lines it owns
         kind = MeasureKind(row.measure_kind)
         # A percentile or a peak of several regions is no total: one series per region.
         region = "" if kind.adds_up else row.region

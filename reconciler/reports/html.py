@@ -14,7 +14,7 @@ from markupsafe import Markup
 
 from reconciler import __version__
 from reconciler.domain import FindingState, Severity
-from reconciler.reports import cost_render, fmt
+from reconciler.reports import cost_render, fmt, showback_render
 from reconciler.reports.figures import Figures, build_figures
 from reconciler.reports.model import ReportData
 
@@ -43,6 +43,8 @@ def environment() -> Environment:
         Severity=Severity,
         money=cost_render.money,
         audit_status=cost_render.audit_status,
+        showback_note=showback_render.showback_note,
+        share_text=showback_render.share_text,
     )
     return env
 

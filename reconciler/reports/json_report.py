@@ -26,6 +26,7 @@ from reconciler.reports.model import (
     Series,
     SourceHealth,
 )
+from reconciler.reports.showback_render import showback_json
 
 FORMAT_VERSION = 1
 
@@ -193,6 +194,7 @@ def report_json(data: ReportData) -> dict[str, Any]:
             for state, table in data.findings.items()
         },
         "costs": cost_json(data.costs),
+        "teams": showback_json(data.costs.showback if data.costs else None),
     }
 
 

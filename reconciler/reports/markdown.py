@@ -19,6 +19,7 @@ from reconciler.reports import fmt
 from reconciler.reports.cost_render import cost_markdown
 from reconciler.reports.figures import Figure, Figures, build_figures
 from reconciler.reports.model import FindingEntry, ReportData
+from reconciler.reports.showback_render import showback_markdown
 
 # Inline syntax: escapes, code spans, emphasis, links and images (no link without "["),
 # table cells and strikethrough. "_" only emphasises at a word boundary.
@@ -185,6 +186,7 @@ def render_markdown(
         ]
         out += _table(header, rows, {1, 3, 4, 6})
     out += cost_markdown(data.costs, md)
+    out += showback_markdown(data.costs.showback if data.costs else None, md)
     out += ["## Usage by month", ""]
     note = "Account-level totals per product and usage type; hatched bars are still collecting."
     if data.series_omitted:

@@ -47,6 +47,7 @@ from reconciler.providers.base import Coverage
 from reconciler.reconcile.diff import QUIET_KINDS, Tracked, classify, severity_of
 from reconciler.settings import DEFAULT_FINALIZE_TOLERANCE, Tolerance
 from reconciler.store.redating import rekey_redated
+from reconciler.store.slices import execute_in_slices, result_rows, yielding
 from reconciler.store.staging import STAGING_COLUMNS
 from reconciler.store.statuses import keep_finalized_months
 from reconciler.store.tables import ChangeRow, LineVersion, StagingLine, UsageLineRow
@@ -179,8 +180,8 @@ async def apply_staged(
     updates: list[dict[str, Any]] = []
     versions: list[dict[str, Any]] = []
     # (After a re-dating, the counts are stale: the queries run whatever they say.)
-    differ = (await conn.execute(differing)).all() if shape.vanished or shape.differing else []
-    for row in differ:
+    differ = await conn.execute(differing) if shape.vanished or shape.differing else None
+    async for row in result_rows(differ):
         before = Tracked(
             Observation(row.old_quantity, row.old_unit, LineStatus(row.old_status)),
             bool(row.old_present),
@@ -201,8 +202,8 @@ async def apply_staged(
         lines_t.c.present.is_(True),
         _not_staged(conn.dialect.name, run_id),
     )
-    not_returned = (await conn.execute(vanished)).all() if shape.vanished else []
-    for row in not_returned:
+    not_returned = await conn.execute(vanished) if shape.vanished else None
+    async for row in result_rows(not_returned):
         last_seen = Observation(row.quantity, row.unit, LineStatus(row.status))
         updates.append(
             {
@@ -217,7 +218,8 @@ async def apply_staged(
         result.changes.append(_change(row.id, gone, severities, row, last_seen, None))
 
     if updates:
-        await conn.execute(
+        await execute_in_slices(
+            conn,
             update(lines_t)
             .where(lines_t.c.id == bindparam("b_id"))
             .values(
@@ -268,15 +270,16 @@ async def apply_staged(
                 lines_t.c.first_run_id == run_id,
                 lines_t.c.month.in_(sorted(tracked_months)),
             )
-            for row in (await conn.execute(new_in_tracked)).all():
+            async for row in result_rows(await conn.execute(new_in_tracked)):
                 after = Observation(row.quantity, row.unit, LineStatus(row.status))
                 result.changes.append(_change(row.id, ChangeKind.NEW, severities, row, None, after))
 
     if versions:
-        await conn.execute(insert(versions_t), versions)
+        await execute_in_slices(conn, insert(versions_t), versions)
     result.versions_added = len(versions) + result.new_lines
     if result.changes:
-        await conn.execute(insert(changes_t), [_change_row(run_id, c, now) for c in result.changes])
+        rows = [_change_row(run_id, c, now) async for c in yielding(result.changes)]
+        await execute_in_slices(conn, insert(changes_t), rows)
     await conn.execute(delete(staging_t).where(staging_t.c.run_id == run_id))
     return result
 

@@ -6,7 +6,7 @@ from __future__ import annotations
 import asyncio
 import json
 import logging
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Awaitable, Callable
 from datetime import timedelta
 from pathlib import Path
 
@@ -270,6 +270,96 @@ async def test_a_message_claimed_by_a_crashed_deliverer_is_sent_after_its_lease(
     assert slack.received["default"][1]["text"].startswith("[possible repeat of alert #1] ")
     assert "was being sent when its deliverer stopped; sending it again" in caplog.text
     assert [(r.state, r.attempts) for r in await outbox_rows(engine)] == [("sent", 2), ("sent", 1)]
+
+
+class StalledPacer(Pacer):
+    """Before the first message goes out, lets ``meanwhile`` run: what happens while this
+    deliverer is stalled between its claim and Slack's answer for longer than the lease."""
+
+    def __init__(self, meanwhile: Callable[[], Awaitable[None]]) -> None:
+        super().__init__(0)
+        self._meanwhile: Callable[[], Awaitable[None]] | None = meanwhile
+
+    async def wait(self, key: str) -> None:
+        await super().wait(key)
+        if self._meanwhile is not None:
+            meanwhile, self._meanwhile = self._meanwhile, None
+            await meanwhile()
+
+
+class GatedPacer(Pacer):
+    """Says when a claimed message is about to be posted, and posts it once let through."""
+
+    def __init__(self) -> None:
+        super().__init__(0)
+        self.reached = asyncio.Event()
+        self.gate = asyncio.Event()
+
+    async def wait(self, key: str) -> None:
+        await super().wait(key)
+        self.reached.set()
+        await self.gate.wait()
+
+
+@pytest.mark.parametrize("takeover", ["recorded", "in flight"])
+@pytest.mark.parametrize("late_answer", ["delivered", "server_error", "invalid_blocks"])
+async def test_an_answer_arriving_after_the_lease_is_not_recorded_over_the_takeover(
+    takeover: str,
+    late_answer: str,
+    engine: AsyncEngine,
+    slack: SlackStandIn,
+    client: SlackWebhookClient,
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    """A deliverer stalls between its claim and Slack's answer past the claim's lease; another
+    takes the message over (labelled a possible repeat) and its answer is either recorded
+    already or still to come when the stalled deliverer's answer arrives."""
+    settings = alert_settings()
+    await queue_runs(engine, settings, 1)
+    environ = {WEBHOOK_ENV: slack.webhook_url()}
+    other_pacer = GatedPacer()
+    if takeover == "recorded":
+        other_pacer.gate.set()
+    others: list[asyncio.Task[DeliveryReport]] = []
+
+    async def lease_expires_and_another_deliverer_claims() -> None:
+        later = T0 + timedelta(minutes=6)
+        other = deliver_due(engine, settings, client, now=later, environ=environ, pacer=other_pacer)
+        others.append(asyncio.create_task(other))
+        await (others[0] if takeover == "recorded" else other_pacer.reached.wait())
+        if late_answer != "delivered":  # how the stalled deliverer's request is answered
+            slack.answer_next(late_answer)
+
+    with caplog.at_level(logging.WARNING):
+        async with asyncio.timeout(30):
+            late = await deliver_due(
+                engine,
+                settings,
+                client,
+                now=T0,
+                environ=environ,
+                pacer=StalledPacer(lease_expires_and_another_deliverer_claims),
+            )
+            other_pacer.gate.set()
+            taken_over = await others[0]
+
+    assert (taken_over.sent, taken_over.lost_claims) == (1, 0)
+    assert late.lost_claims == 1
+    assert "1 answers recorded too late" in late.summary()
+    assert "answer recorded too late, another deliverer took it over" in caplog.text
+    # The takeover's answer stands: the late one (a success, a 5xx to retry, a refusal for
+    # good) changes nothing, so the message is neither sent a third time nor marked failed.
+    [row] = await outbox_rows(engine)
+    assert (row.state, row.attempts, row.last_error) == ("sent", 2, None)
+    deliver = Deliverer(engine, settings, client, environ)
+    assert (await deliver(T0 + timedelta(hours=1), ignore_backoff=True)).attempted == 0
+    titles = [header(m) for m in slack.received.get("default", [])]
+    repeat = "[possible repeat of alert #1] reconciler · prod · run 1"
+    first = "reconciler · prod · run 1"
+    if late_answer == "delivered":
+        assert titles == ([repeat, first] if takeover == "recorded" else [first, repeat])
+    else:  # the stand-in answered the stalled request without taking its message
+        assert titles == [repeat]
 
 
 class SignallingPacer(Pacer):

@@ -100,8 +100,6 @@ def invoke(
 
 
 def test_the_table_covers_every_command() -> None:
-    import reconciler.cli.commands  # noqa: F401
-
     names = {" ".join(path) for path, command in _walk(cli) if isinstance(command, click.Command)}
     assert names - NOT_HERE == set(COMMANDS)
 

@@ -118,8 +118,6 @@ def test_unknown_source(tmp_path: Path) -> None:
 
 def _invoke(tmp_path: Path, *args: str) -> Result:
     """In-process, for option checks that fail before anything is opened."""
-    import reconciler.cli.commands  # noqa: F401  (registers the commands)
-
     config = tmp_path / "reconciler.toml"
     config.write_text(CONFIG.format(state=tmp_path / "state"))
     return CliRunner().invoke(cli, ["--config", str(config), "report", *args])

@@ -100,18 +100,19 @@ async def _insert_line(engine: AsyncEngine, quantity: Decimal) -> int:
 
 @pytest.mark.parametrize("quantity", EXACT_VALUES, ids=str)
 async def test_decimal_round_trip_is_exact(engine: AsyncEngine, quantity: Decimal) -> None:
+    from sqlmodel import select as select_model
     from sqlmodel.ext.asyncio.session import AsyncSession
 
     line_id = await _insert_line(engine, quantity)
     async with AsyncSession(engine) as session:
-        query = select(UsageLineRow).where(UsageLineRow.__table__.c.id == line_id)  # type: ignore[attr-defined]
-        line = (await session.execute(query)).one()
-        assert isinstance(line[0].quantity, Decimal)
-        assert line[0].quantity == quantity
-        assert canonical_decimal(line[0].quantity) == canonical_decimal(quantity)
-        assert line[0].raw_quantity == quantity * 1000
-        version = (await session.execute(select(LineVersion))).one()
-        assert version[0].quantity == quantity
+        query = select_model(UsageLineRow).where(UsageLineRow.__table__.c.id == line_id)  # type: ignore[attr-defined]
+        line = (await session.exec(query)).one()
+        assert isinstance(line.quantity, Decimal)
+        assert line.quantity == quantity
+        assert canonical_decimal(line.quantity) == canonical_decimal(quantity)
+        assert line.raw_quantity == quantity * 1000
+        version = (await session.exec(select_model(LineVersion))).one()
+        assert version.quantity == quantity
 
 
 async def test_sqlite_numeric_would_lose_digits(tmp_path: Path) -> None:
