@@ -535,6 +535,7 @@ class ForecastSettings(_Strict):
     burst_factor: Decimal = Field(default=Decimal(3), gt=1, le=100)
     escalation_percent: Decimal = Field(default=Decimal(20), gt=0, le=1000)
     escalation_amount: Quantity | None = None
+    escalation_money: MoneyValue | None = None
 
 
 ReportFormat = Literal["html", "md", "json", "focus-csv"]
