@@ -253,6 +253,9 @@ class AkamaiSourceSettings(_SourceBase):
     contracts: list[str] = Field(default_factory=list)
     products: list[str] = Field(default_factory=list)
     account_switch_key: str | None = None
+    # Also read each product's per-CP-code monthly summary: one line per CP code (as the
+    # line's service) beside the product's, so [[teams]] can own CP codes.
+    cp_codes: bool = False
     # The Invoicing API v3 (invoice totals for the audit), signed with this .edgerc section.
     invoices: bool = False
     invoicing_section: str | None = None
@@ -532,6 +535,7 @@ class ForecastSettings(_Strict):
     burst_factor: Decimal = Field(default=Decimal(3), gt=1, le=100)
     escalation_percent: Decimal = Field(default=Decimal(20), gt=0, le=1000)
     escalation_amount: Quantity | None = None
+    escalation_money: MoneyValue | None = None
 
 
 ReportFormat = Literal["html", "md", "json", "focus-csv"]
