@@ -15,7 +15,7 @@ from sqlalchemy import select
 from reconciler.cli.faults import explain
 from reconciler.errors import ReconcilerError
 from reconciler.settings import Settings
-from reconciler.store.db import check_schema, create_engine, reader
+from reconciler.store.db import check_schema, configured_engine, reader
 from reconciler.store.ingest import lines_t
 
 PREFIX = "RECONCILER_"
@@ -37,7 +37,7 @@ def env_overrides(environ: Mapping[str, str]) -> list[str]:
 async def unconfigured_sources(settings: Settings) -> list[str]:
     """Sources with lines in the state that the configuration does not name."""
     try:
-        engine = create_engine(settings.database_url)
+        engine = configured_engine(settings)
     except ReconcilerError:
         return []
     try:
