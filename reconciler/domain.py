@@ -339,6 +339,7 @@ class PlanItem:
     # A drift item's line as it is now (None when unknown or gone): a collecting line goes on
     # changing after the change the item reports.
     current: Observation | None = None
+    team: str = ""  # the owning team, when alerts name it (derived from [[teams]], not stored)
 
     @property
     def moved_on(self) -> Observation | None:
@@ -378,11 +379,13 @@ class PlanItem:
 
     @property
     def line_label(self) -> str:
-        """Human description of the line: product / usage type [region] service."""
+        """Human description of the line: product / usage type [region] service (team)."""
         parts = [p for p in (self.product_name or self.product, self.usage_type) if p]
         label = " / ".join(parts)
         if self.region:
             label += f" [{self.region}]"
         if self.service:
             label += f" service {self.service_name or self.service}"
+        if self.team:
+            label = f"{label} (team {self.team})".lstrip()
         return label

@@ -259,6 +259,9 @@ class AkamaiSourceSettings(_SourceBase):
     contracts: list[str] = Field(default_factory=list)
     products: list[str] = Field(default_factory=list)
     account_switch_key: str | None = None
+    # Also read each product's per-CP-code monthly summary: one line per CP code (as the
+    # line's service) beside the product's, so [[teams]] can own CP codes.
+    cp_codes: bool = False
     # The Invoicing API v3 (invoice totals for the audit), signed with this .edgerc section.
     invoices: bool = False
     invoicing_section: str | None = None
@@ -507,6 +510,7 @@ class AlertRouteSettings(_Strict):
 
     channels: list[str] = Field(min_length=1)
     source: str = "*"  # a name or a glob
+    team: str | None = None  # only the items of this team (see [[teams]])
     min_severity: Severity | None = None  # default: each channel's own
     min_impact: MoneyValue | None = None  # ignored for an item without a money impact
 
@@ -537,6 +541,7 @@ class ForecastSettings(_Strict):
     burst_factor: Decimal = Field(default=Decimal(3), gt=1, le=100)
     escalation_percent: Decimal = Field(default=Decimal(20), gt=0, le=1000)
     escalation_amount: Quantity | None = None
+    escalation_money: MoneyValue | None = None
 
 
 ReportFormat = Literal["html", "md", "json", "focus-csv"]
@@ -679,6 +684,11 @@ class Settings(BaseSettings):
             f"expectations[{index}].team: no team named {e.team!r}"
             for index, e in enumerate(self.expectations)
             if e.team is not None and not known_team(self.teams, e.team)
+        ]
+        problems += [
+            f"alerts.routes[{index}].team: no team named {r.team!r}"
+            for index, r in enumerate(self.alerts.routes)
+            if r.team is not None and not known_team(self.teams, r.team)
         ]
         if problems:
             raise ValueError("; ".join(problems))

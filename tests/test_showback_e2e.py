@@ -39,11 +39,15 @@ async def sandbox() -> AsyncIterator[SandboxServer]:
 
 
 def showback_settings(sandbox: SandboxServer, tmp_path: Path, **more: Any) -> Settings:
+    return settings_from_mapping(showback_config(sandbox, tmp_path, **more))
+
+
+def showback_config(sandbox: SandboxServer, tmp_path: Path, **more: Any) -> dict[str, Any]:
     edgerc = tmp_path / "sandbox.edgerc"
     edgerc.write_text(sandbox.edgerc_text())
     edgerc.chmod(0o600)
     source = {"base_url": sandbox.base_url, "max_retries": 0, "lookback_months": 3}
-    return settings_from_mapping(
+    return dict(
         {
             "sources": [
                 {"name": "fastly", "provider": "fastly", **source},
@@ -70,8 +74,8 @@ def showback_settings(sandbox: SandboxServer, tmp_path: Path, **more: Any) -> Se
                 {"name": "api", "match": [{"source": "fastly", "service": "api.example.com"}]},
                 {"name": "idle", "match": [{"source": "fastly", "service": "nothing-*"}]},
             ],
-            **more,
-        }
+        },
+        **more,
     )
 
 
@@ -147,3 +151,111 @@ async def test_a_team_report_and_a_team_budget(
     text = render_markdown(data, "team-api").text
     assert "## Team api" in text and "| unallocated" not in text
     assert json.loads(json.dumps(document))["teams"]["team"] == "api"
+
+
+async def test_state_list_and_config_check_name_the_owners(
+    engine: AsyncEngine, sandbox: SandboxServer, tmp_path: Path, state_url: str
+) -> None:
+    from reconciler.cli.setup_cmds import to_toml
+    from tests.test_cli import run
+
+    config = showback_config(sandbox, tmp_path, state={"database_url": state_url})
+    await pull_all(engine, settings_from_mapping(config), sandbox)
+    (tmp_path / "reconciler.toml").write_text(to_toml(config), encoding="utf-8")
+    env = {"FASTLY_API_TOKEN": sandbox.fastly_token}
+
+    listed = run("state", "list", "--json", "--month", "2024-06", cwd=tmp_path, env=env)
+    assert listed.returncode == 0, listed.stderr
+    lines = [json.loads(x) for x in listed.stdout.splitlines()]
+    owners = {(x["source"], x["service_name"] or x["product_name"]): x["owner"] for x in lines}
+    assert owners[("fastly", "www.example.com")] == "web"
+    assert owners[("fastly", "api.example.com")] == "api"
+    assert owners[("fastly", "static.example.com")] == "unallocated"
+    assert owners[("akamai", "Web Application Accelerator")] == "web"
+    assert {x["owner"] for x in lines if x["source"] == "fastly" and not x["service"]} == {"shared"}
+    api = run("state", "list", "--team", "api", "--month", "2024-06", cwd=tmp_path, env=env)
+    rows = api.stdout.splitlines()
+    assert rows and all(r.endswith("  team api") and "api.example.com" in r for r in rows)
+    unknown = run("state", "list", "--team", "ap", cwd=tmp_path, env=env)
+    assert unknown.returncode == 1
+    assert "--team: no team named 'ap' (declared: web, api, idle, unallocated)" in unknown.stderr
+
+    checked = run("config", "check", cwd=tmp_path, env=env)
+    warnings = [x for x in checked.stderr.splitlines() if x.startswith("warning: ")]
+    assert (
+        "warning: teams[2].match[0] (idle: source=fastly service=nothing-*) is the first "
+        "match of no line in the state" in warnings
+    )
+    unowned = [w for w in warnings if "no [[teams]] rule matches" in w]
+    assert any("fastly service static.example.com" in w for w in unowned)
+    assert not any("fastly  product" in w for w in unowned)  # shared account lines are not listed
+
+
+async def test_the_focus_export_tags_each_row_with_its_owner_as_the_report_splits_it(
+    engine: AsyncEngine, sandbox: SandboxServer, tmp_path: Path
+) -> None:
+    from reconciler.reports.focus import focus_rows
+
+    settings = showback_settings(sandbox, tmp_path)
+    await pull_all(engine, settings, sandbox)
+    first, last = Month(2024, 5), Month(2024, 6)
+    report = await gather_report(engine, settings, ReportRequest(first, last), NOW)
+    assert report.costs is not None and report.costs.showback is not None
+    rows = await focus_rows(engine, first, last, (), settings)
+    effective: dict[tuple[str, str], Decimal] = defaultdict(Decimal)
+    for row in rows:
+        team = json.loads(row["Tags"])["team"]
+        if row["EffectiveCost"]:
+            effective[(row["BillingPeriodStart"][:7], team)] += Decimal(row["EffectiveCost"])
+    finalized = [r for r in report.costs.showback.months if r.state == "finalized"]
+    assert {(str(r.month), r.team) for r in finalized} == set(effective)
+    for r in finalized:
+        # The report apportions each source's month to the cent: within a cent per source.
+        assert abs(effective[(str(r.month), r.team)] - r.amount) <= Decimal("0.02"), r
+    # A shared Fastly account line is one row per owner, its cost split among them.
+    account = [r for r in rows if r["x_Source"] == "fastly" and r["ChargeCategory"] == "Usage"]
+    keys = defaultdict(set)
+    for row in account:
+        keys[(row["x_LineKey"], row["ChargeClass"])].add(json.loads(row["Tags"])["team"])
+    assert any(len(teams) == 3 for teams in keys.values())
+
+
+async def test_akamai_cp_codes_are_read_and_own_their_share_of_the_product(
+    engine: AsyncEngine, sandbox: SandboxServer, tmp_path: Path
+) -> None:
+    from fractions import Fraction
+
+    from reconciler.reconcile.allocation import exact_shares
+    from reconciler.refresh import refresh_source
+    from reconciler.sandbox.akamai_cp_codes import cp_codes
+    from reconciler.store.costs import load_context
+
+    contract_id = sandbox.contracts[0]
+    product = sandbox.state.akamai.contracts[contract_id].products[0]
+    codes = cp_codes(sandbox.state.scenario.seed, contract_id, product)
+    config = showback_config(sandbox, tmp_path)
+    config["sources"] = [{**config["sources"][1], "cp_codes": True}]
+    config["commitments"] = []
+    config["teams"] = [{"name": "edge", "match": [{"cp_code": str(codes[0])}]}]
+    settings = settings_from_mapping(config)
+    sandbox.state.set_today(TODAY)
+    async with HttpClient() as http:
+        outcome = await refresh_source(engine, settings, "akamai", http, today=TODAY)
+    assert outcome.ok, outcome.error
+    june = Month(2024, 6)
+    async with engine.connect() as conn:
+        context = await load_context(conn, settings, "akamai", "akamai", [june])
+    services = {x.service for x in context.lines if x.product == product.product_id}
+    assert services == {"", *(str(c) for c in codes)}
+    # The product's priced volume is shared by its CP codes: edge's CP code carries half.
+    priced = [
+        c
+        for c in context.sheet.lines
+        if c.line.product == product.product_id and c.line.additive and c.amount
+    ]
+    assert priced and all(not c.line.service for c in priced)
+    shares = exact_shares(context.sheet, context.lines, settings.teams, settings.showback)
+    assert (
+        shares.months[("akamai", june, "USD")]["edge"]
+        == sum((Fraction(c.amount) for c in priced), Fraction(0)) / 2
+    )

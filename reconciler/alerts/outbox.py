@@ -12,13 +12,14 @@ joins the back of that queue instead of starting a backoff of its own.
 
 from __future__ import annotations
 
+import json
 import logging
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import datetime
 from typing import TYPE_CHECKING, Any
 
-from sqlalchemy import delete, func, insert, select
+from sqlalchemy import delete, func, insert, select, update
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
 from reconciler.alerts.channels.render import channel_outbox_rows, encode_payload
@@ -27,6 +28,7 @@ from reconciler.alerts.routes import SOURCE_ROUTE, route_for
 from reconciler.alerts.slack import render_resolved_message, render_run_message
 from reconciler.domain import FindingState, PlanItem, Severity, utcnow
 from reconciler.money import Money
+from reconciler.reconcile.ownership import item_team
 from reconciler.reconcile.spend import below_min_impact
 from reconciler.settings import Settings
 from reconciler.store.findings import drift_values_hash
@@ -42,6 +44,8 @@ outbox_t = AlertOutboxRow.__table__  # type: ignore[attr-defined]
 announcements_t = AlertAnnouncement.__table__  # type: ignore[attr-defined]
 
 PENDING, SENDING, SENT, FAILED = "pending", "sending", "sent", "failed"
+# Not sent: every item it announces was acknowledged before it could be delivered.
+WITHDRAWN = "withdrawn"
 KIND_RUN, KIND_RESOLVED = "run", "resolved"
 _CHUNK = 500
 
@@ -83,10 +87,13 @@ async def enqueue_run_alerts(
     )
     if candidates.empty:
         return 0
+    candidates = with_teams(settings, candidates)
     rows: list[dict[str, Any]] = []
     slack_message = _at_least(candidates, route.min_severity, route.min_impact)
     if settings.alerts.slack.enabled and not slack_message.empty:
-        rows.append(_slack_row(settings, outcome, slack_message, route.name))
+        row = _slack_row(settings, outcome, slack_message, route.name)
+        row["fingerprints"] = announced_json(slack_message.items, slack_message.resolved)
+        rows.append(row)
     announced: dict[str, PlanItem] = {i.fingerprint: i for i in slack_message.items}
     if settings.alerts.slack.enabled:
         announced_resolved = {i.fingerprint: i for i in slack_message.resolved}
@@ -96,6 +103,9 @@ async def enqueue_run_alerts(
         items = select_for_channel(settings, channel, outcome.source, candidates.items)
         resolved = select_for_channel(settings, channel, outcome.source, candidates.resolved)
         channel_rows = channel_outbox_rows(settings, channel, outcome, items, resolved, now)
+        if channel.type != "pagerduty":  # one event per item there, each its own news
+            for channel_row in channel_rows:
+                channel_row["fingerprints"] = announced_json(items, resolved)
         rows += channel_rows
         if channel_rows:
             announced.update((i.fingerprint, i) for i in items)
@@ -130,6 +140,72 @@ async def enqueue_run_alerts(
         ", ".join(sorted({str(r["route"]) for r in rows})),
     )
     return len(rows)
+
+
+def announced_json(items: Sequence[PlanItem], resolved: Sequence[PlanItem]) -> str:
+    """What a message announces, by fingerprint (``alert_outbox.fingerprints``)."""
+    return json.dumps(
+        {
+            "items": sorted({i.fingerprint for i in items}),
+            "resolved": sorted({i.fingerprint for i in resolved}),
+        }
+    )
+
+
+def _announces(text: str) -> tuple[list[str], list[str]]:
+    """(items, resolved) of ``alert_outbox.fingerprints``; a row queued before the column
+    existed announces nothing known."""
+    try:
+        data = json.loads(text)
+    except ValueError:
+        return [], []
+    if not isinstance(data, dict):
+        return [], []
+    items, resolved = data.get("items"), data.get("resolved")
+    return (
+        [f for f in items if isinstance(f, str)] if isinstance(items, list) else [],
+        [f for f in resolved if isinstance(f, str)] if isinstance(resolved, list) else [],
+    )
+
+
+async def withdraw_reviewed(conn: AsyncConnection, now: datetime) -> int:
+    """Withdraw each queued message whose every item was acknowledged since it was queued:
+    announcing them would ask for a review already done. A message that also reports
+    resolved items, or any item not acknowledged (still open, or resolved: its resolution
+    notice follows), is kept. Returns how many were withdrawn."""
+    query = select(outbox_t.c.id, outbox_t.c.fingerprints).where(outbox_t.c.state == PENDING)
+    queued = [(row.id, *_announces(row.fingerprints)) for row in await conn.execute(query)]
+    queued = [(row_id, items, gone) for row_id, items, gone in queued if items and not gone]
+    if not queued:
+        return 0
+    states = await _finding_states(conn, sorted({f for _, items, _ in queued for f in items}))
+    reviewed = {f for f, (state, _) in states.items() if state == FindingState.ACKNOWLEDGED.value}
+    stale = [row_id for row_id, items, _ in queued if reviewed.issuperset(items)]
+    if stale:
+        await conn.execute(
+            update(outbox_t)
+            .where(outbox_t.c.id.in_(stale), outbox_t.c.state == PENDING)
+            .values(
+                state=WITHDRAWN,
+                last_error="not sent: its items were acknowledged before it was delivered",
+            )
+        )
+        log.info("alerts: withdrew %d queued message(s), their items acknowledged", len(stale))
+    return len(stale)
+
+
+def with_teams(settings: Settings, message: QueuedMessage) -> QueuedMessage:
+    """Each item named with the team it concerns, when teams are declared (routes by team
+    select on it, and every message names it)."""
+    if not settings.teams:
+        return message
+
+    def tagged(items: tuple[PlanItem, ...]) -> tuple[PlanItem, ...]:
+        return tuple(
+            replace(i, team=item_team(settings.teams, settings.expectations, i)) for i in items
+        )
+
+    return QueuedMessage(tagged(message.items), message.values_hashes, tagged(message.resolved))
 
 
 def _at_least(
@@ -284,6 +360,9 @@ async def purge_delivered(engine: AsyncEngine, *, before: datetime) -> int:
     """Delete messages sent before ``before`` (housekeeping); returns how many."""
     async with engine.begin() as conn:
         result = await conn.execute(
-            delete(outbox_t).where(outbox_t.c.state == SENT, outbox_t.c.sent_at < before)
+            delete(outbox_t).where(
+                ((outbox_t.c.state == SENT) & (outbox_t.c.sent_at < before))
+                | ((outbox_t.c.state == WITHDRAWN) & (outbox_t.c.created_at < before))
+            )
         )
     return int(result.rowcount or 0)

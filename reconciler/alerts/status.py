@@ -13,7 +13,7 @@ from sqlalchemy.ext.asyncio import AsyncEngine
 from reconciler.alerts.blocks import load_blocks
 from reconciler.alerts.channels.selection import channel_route
 from reconciler.alerts.delivery import pending_counts
-from reconciler.alerts.outbox import FAILED, PENDING, SENDING, SENT, outbox_t
+from reconciler.alerts.outbox import FAILED, PENDING, SENDING, SENT, WITHDRAWN, outbox_t
 from reconciler.alerts.routes import WebhookResolver, destination_name
 from reconciler.settings import Settings
 
@@ -123,7 +123,7 @@ class OutboxStatus:
         }
 
 
-_STATES = (PENDING, SENDING, SENT, FAILED)
+_STATES = (PENDING, SENDING, SENT, FAILED, WITHDRAWN)
 
 
 def _iso(value: datetime | None) -> str | None:
@@ -283,7 +283,10 @@ def render_status(status: OutboxStatus) -> str:
         lines.append(f"last success: {_iso(status.last_sent_at)} ({age} ago)")
     else:
         lines.append("last success: never")
-    lines.append(f"sent: {status.counts.get(SENT, 0)}, failed: {status.counts.get(FAILED, 0)}")
+    counts = f"sent: {status.counts.get(SENT, 0)}, failed: {status.counts.get(FAILED, 0)}"
+    if status.counts.get(WITHDRAWN):
+        counts += f", withdrawn (acknowledged before delivery): {status.counts[WITHDRAWN]}"
+    lines.append(counts)
     for failure in status.failures:
         run = f" run {failure.run_id}" if failure.run_id is not None else ""
         lines.append(

@@ -2,21 +2,27 @@
 
 A configuration with no sources, each environment variable that overrides a key (named, so
 a surprising value can be traced), and sources the state holds lines of that the
-configuration no longer names (a renamed source: its lines stay in the state, unpulled).
-Read-only: a state that cannot be read is simply not consulted.
+configuration no longer names (a renamed source: its lines stay in the state, unpulled);
+with ``[[teams]]``, the rules that are the first match of no line in the state and the lines
+no rule owns (an account-level line of a source with per-service lines is shared cost, not
+listed). Read-only: a state that cannot be read is simply not consulted.
 """
 
 from __future__ import annotations
 
+from collections import Counter
 from collections.abc import Mapping
+from typing import Any
 
-from sqlalchemy import select
+from sqlalchemy import Select, func, select
 
 from reconciler.cli.faults import explain
 from reconciler.errors import ReconcilerError
+from reconciler.reconcile.ownership import owner_of, unused_rules
 from reconciler.settings import Settings
 from reconciler.store.db import check_schema, configured_engine, reader
 from reconciler.store.ingest import lines_t
+from reconciler.team_settings import UNALLOCATED
 
 PREFIX = "RECONCILER_"
 NOT_KEYS = {"RECONCILER_CONFIG"}
@@ -34,30 +40,68 @@ def env_overrides(environ: Mapping[str, str]) -> list[str]:
     return notes
 
 
-async def unconfigured_sources(settings: Settings) -> list[str]:
-    """Sources with lines in the state that the configuration does not name."""
+async def _read_state(settings: Settings, query: Select[Any]) -> list[Any] | None:
+    """The rows of ``query`` on the state, or None when there is no readable state."""
     try:
         engine = configured_engine(settings)
     except ReconcilerError:
-        return []
+        return None
     try:
         await check_schema(engine)
         async with reader(engine).connect() as conn:
-            stored = (await conn.execute(select(lines_t.c.source).distinct())).scalars().all()
+            return list((await conn.execute(query)).all())
     except Exception as exc:
         if isinstance(exc, ReconcilerError) or explain(exc) is not None:
-            return []
+            return None
         raise
     finally:
         await engine.dispose()
+
+
+async def unconfigured_sources(settings: Settings) -> list[str]:
+    """Sources with lines in the state that the configuration does not name."""
+    stored = await _read_state(settings, select(lines_t.c.source).distinct())
     configured = {s.name for s in settings.sources}
-    return sorted(str(name) for name in stored if name not in configured)
+    return sorted(str(r.source) for r in stored or [] if r.source not in configured)
+
+
+async def ownership_warnings(settings: Settings) -> list[str]:
+    """``[[teams]]`` rules no line is owned by, and what in the state no rule owns."""
+    if not settings.teams:
+        return []
+    c = lines_t.c
+    columns = ("source", "account", "product", "product_name", "usage_type", "region")
+    query = (
+        select(*(c[n] for n in columns), c.service, c.service_name, func.count().label("lines"))
+        .where(c.present.is_(True))
+        .group_by(*(c[n] for n in columns), c.service, c.service_name)
+    )
+    rows = await _read_state(settings, query)
+    if rows is None:
+        return []
+    notes = [
+        f"{rule} is the first match of no line in the state"
+        for rule in unused_rules(settings.teams, rows)
+    ]
+    per_service = {r.source for r in rows if r.service}
+    unowned: Counter[str] = Counter()
+    for r in rows:
+        if owner_of(settings.teams, r) != UNALLOCATED:
+            continue
+        if r.service:
+            unowned[f"{r.source} service {r.service_name or r.service}"] += r.lines
+        elif r.source not in per_service:
+            unowned[f"{r.source} {r.account} product {r.product_name or r.product}"] += r.lines
+    for what, count in sorted(unowned.items()):
+        notes.append(f"no [[teams]] rule matches {what} ({count} lines): unallocated")
+    return notes
 
 
 async def config_warnings(settings: Settings, environ: Mapping[str, str]) -> list[str]:
     warnings = []
     if not settings.sources:
         warnings.append("no [[sources]] configured: reconciler has nothing to pull")
+    warnings += await ownership_warnings(settings)
     for name in await unconfigured_sources(settings):
         warnings.append(
             f"the state has lines of source {name!r}, which the configuration does not name "

@@ -9,16 +9,32 @@ import click
 from sqlalchemy import select
 
 from reconciler.cli import AppContext, command, group, pass_app, run_async
-from reconciler.cli.options import check_sources, parse_month
+from reconciler.cli.options import check_sources, check_team, parse_month
 from reconciler.domain import FindingState, Month, PlanItem, canonical_decimal
+from reconciler.reconcile.ownership import owner_of
 from reconciler.reconcile.plan import describe, format_quantity, item_json
+from reconciler.settings import FastlySourceSettings, Settings
 from reconciler.store.db import open_configured_state, reader
 from reconciler.store.ingest import lines_t, versions_t
 from reconciler.store.items import load_items
 from reconciler.store.review import ReviewRecord, review_records
+from reconciler.team_settings import SHARED, UNALLOCATED
 
 
-def _line_json(row: Any) -> dict[str, Any]:
+def line_owner(settings: Settings, row: Any) -> str:
+    """The team owning a line; ``shared`` for an account-level line of a source that reports
+    per-service usage, whose cost the ``[showback]`` rule splits."""
+    owner = owner_of(settings.teams, row)
+    if owner == UNALLOCATED and not row.service and row.source in _per_service(settings):
+        return SHARED
+    return owner
+
+
+def _per_service(settings: Settings) -> set[str]:
+    return {s.name for s in settings.sources if isinstance(s, FastlySourceSettings) and s.services}
+
+
+def _line_json(row: Any, settings: Settings) -> dict[str, Any]:
     return {
         "key": row.key_hash,
         "source": row.source,
@@ -42,6 +58,7 @@ def _line_json(row: Any) -> dict[str, Any]:
         "billable": row.billable,
         "present": row.present,
         "versions": row.versions,
+        "owner": line_owner(settings, row),
     }
 
 
@@ -66,14 +83,22 @@ def state() -> None:
 @click.option("--source", help="Only this source.")
 @click.option("--month", callback=parse_month, help="Only this month (YYYY-MM).")
 @click.option("--all", "include_absent", is_flag=True, help="Include lines that disappeared.")
+@click.option("--team", help="Only the lines this team owns ([[teams]]; or 'unallocated').")
 @pass_app
 def state_list(
-    app: AppContext, as_json: bool, source: str | None, month: Month | None, include_absent: bool
+    app: AppContext,
+    as_json: bool,
+    source: str | None,
+    month: Month | None,
+    include_absent: bool,
+    team: str | None,
 ) -> None:
-    """List tracked lines with their current version."""
+    """List tracked lines with their current version (and owner, when teams are declared)."""
     settings = app.settings
     if source is not None:
         check_sources(settings, [source])
+    if team != SHARED:
+        check_team(settings, team)
 
     async def _rows() -> list[Any]:
         query = select(lines_t).order_by(
@@ -94,16 +119,21 @@ def state_list(
         async with open_configured_state(settings) as engine, reader(engine).connect() as conn:
             return list((await conn.execute(query)).all())
 
+    teams = settings.teams
     for row in run_async(_rows()):
+        owner = line_owner(settings, row)
+        if team is not None and owner != team:
+            continue
         if as_json:
-            click.echo(json.dumps(_line_json(row)))
+            click.echo(json.dumps(_line_json(row, settings)))
         else:
             service = f" service {row.service_name or row.service}" if row.service else ""
             region = f" [{row.region}]" if row.region else ""
+            owned = f"  team {owner}" if teams else ""
             click.echo(
                 f"{row.key_hash[:12]}  {row.source}  {row.month}  {row.product_name or row.product}"
                 f" / {row.usage_type}{region}{service}  {format_quantity(row.quantity)} "
-                f"{row.unit}  {row.status}{'' if row.present else '  (disappeared)'}"
+                f"{row.unit}  {row.status}{'' if row.present else '  (disappeared)'}{owned}"
             )
 
 
@@ -139,10 +169,13 @@ def state_show(app: AppContext, key: str, as_json: bool) -> None:
     if len(matches) > 1:
         raise click.ClickException(f"key prefix {key!r} is ambiguous: give more characters")
     if as_json:
-        data = {"line": _line_json(matches[0]), "history": [_version_json(v) for v in history]}
+        data = {
+            "line": _line_json(matches[0], settings),
+            "history": [_version_json(v) for v in history],
+        }
         click.echo(json.dumps(data, indent=2))
         return
-    for name, value in _line_json(matches[0]).items():
+    for name, value in _line_json(matches[0], settings).items():
         click.echo(f"{name:>13}: {value}")
     click.echo("\nhistory (run, recorded at, quantity, unit, status):")
     for version in history:

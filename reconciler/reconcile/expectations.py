@@ -15,7 +15,7 @@ expectation that matches nothing in a month of its source says so (``no_match``)
 from __future__ import annotations
 
 from collections.abc import Callable, Iterable, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import UTC, date, datetime, time, timedelta
 from decimal import Decimal, localcontext
 
@@ -56,6 +56,23 @@ class Evaluated:
     item: PlanItem
     values_hash: str
     escalation: Escalation | None = None  # re-raises an acknowledged projected overage
+    # Re-raises an acknowledged finding whose month closed (or was restated) beyond this
+    # tolerance from the total its acknowledgement accepted.
+    tolerance: Tolerance | None = None
+
+    def moved_past_acknowledged(self, quantity: Decimal | None, status: str | None) -> bool:
+        """Whether the observed total, now finalized, is beyond the tolerance from the one the
+        acknowledgement accepted (``quantity`` and ``status`` as acknowledged). A month still
+        collecting grows every day: that is not news until it closes."""
+        after = self.item.after
+        if self.tolerance is None or quantity is None or after is None:
+            return False
+        if after.status != LineStatus.FINALIZED:
+            return False
+        if status == LineStatus.FINALIZED.value and after.quantity == quantity:
+            return False
+        with localcontext(EXACT_CONTEXT):
+            return abs(after.quantity - quantity) > self.tolerance.allowance(quantity)
 
 
 def plain_inputs(today: date) -> ForecastInputs:
@@ -136,7 +153,7 @@ def evaluate(
 
 def _with_escalation(found: list[Evaluated], escalation: Escalation) -> list[Evaluated]:
     return [
-        Evaluated(e.item, e.values_hash, escalation)
+        replace(e, escalation=escalation)
         if e.item.kind == FindingKind.PROJECTED_OVERAGE.value
         else e
         for e in found
@@ -336,7 +353,7 @@ class _Context:
         )
         # Growth of the observed total is not news; a new limit, unit or severity is.
         values = (kind.value, level.value, str(expected), unit, extra)
-        return Evaluated(item, line_digest(values))
+        return Evaluated(item, line_digest(values), tolerance=exp.tolerance)
 
 
 def expectation_identity(exp: ExpectationSettings) -> tuple[str, ...]:

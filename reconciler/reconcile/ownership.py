@@ -10,6 +10,8 @@ from collections.abc import Iterable, Sequence
 from fnmatch import fnmatchcase
 from typing import Protocol
 
+from reconciler.domain import ItemCategory, PlanItem
+from reconciler.settings import ExpectationSettings
 from reconciler.team_settings import UNALLOCATED, OwnershipRule, TeamSettings
 
 
@@ -39,13 +41,15 @@ def _either(value: str, other: str, pattern: str) -> bool:
 
 
 def rule_matches(rule: OwnershipRule, line: OwnedLine) -> bool:
-    """Every field of the rule matches; ``service`` and ``product`` match the id or the name.
-    A rule naming a service never matches an account-level line (one of no service)."""
-    if rule.service != "*" and not line.service:
+    """Every field of the rule matches; ``service`` and ``product`` match the id or the name,
+    ``cp_code`` the CP code (an Akamai line's service). A rule naming a service or a CP code
+    never matches an account-level line (one of no service)."""
+    if (rule.service != "*" or rule.cp_code != "*") and not line.service:
         return False
     return (
         fnmatchcase(line.source, rule.source)
         and _either(line.service, line.service_name, rule.service)
+        and fnmatchcase(line.service, rule.cp_code)
         and fnmatchcase(line.account, rule.contract)
         and _either(line.product, line.product_name, rule.product)
         and fnmatchcase(line.usage_type, rule.usage_type)
@@ -77,3 +81,22 @@ def unused_rules(teams: Sequence[TeamSettings], lines: Iterable[OwnedLine]) -> l
         for r, rule in enumerate(team.match)
         if (t, r) not in used
     ]
+
+
+def item_team(
+    teams: Sequence[TeamSettings], expectations: Sequence[ExpectationSettings], item: PlanItem
+) -> str:
+    """The team a review item concerns: a team expectation's team, else the owner of the line
+    the item names (an expectation's matchers name an account-level line, usually no team's)."""
+    if item.category is ItemCategory.FINDING:
+        for exp in expectations:
+            if exp.team is not None and _raised_by(exp, item):
+                return exp.team
+    return owner_of(teams, item)
+
+
+def _raised_by(exp: ExpectationSettings, item: PlanItem) -> bool:
+    label = exp.label
+    return item.product_name == label or any(
+        item.message.startswith(label + tail) for tail in (":", " /", " [")
+    )

@@ -341,6 +341,8 @@ def item_json(item: PlanItem, values_hash: str | None = None) -> dict[str, Any]:
     }
     if item.forecast is not None:
         data["forecast"] = forecast_json(item.forecast)
+    if item.team:
+        data["team"] = item.team
     if values_hash is not None:
         data["values_hash"] = values_hash
     return data

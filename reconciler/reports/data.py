@@ -25,7 +25,7 @@ from reconciler.domain import FindingState, LineStatus, Month, PlanItem, Severit
 from reconciler.reconcile.forecast import ForecastParams
 from reconciler.reconcile.history import ForecastInputs, HistoryKey
 from reconciler.reconcile.measures import MeasureKind, PeriodValue, combine, month_value
-from reconciler.reconcile.ownership import owner_of
+from reconciler.reconcile.ownership import item_team, owner_of
 from reconciler.reports.bands import expectation_band, project
 from reconciler.reports.costs import gather_costs
 from reconciler.reports.history import lines_table, restated_lines, source_health
@@ -38,7 +38,6 @@ from reconciler.reports.model import (
     Series,
     SourceHealth,
 )
-from reconciler.reports.showback import item_team
 from reconciler.settings import Settings
 from reconciler.store.db import reader
 from reconciler.store.items import findings_table, load_items

@@ -14,11 +14,11 @@ from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
 from decimal import Decimal, localcontext
 
-from reconciler.domain import EXACT_CONTEXT, ItemCategory, LineStatus, Month, PlanItem
+from reconciler.domain import EXACT_CONTEXT, LineStatus, Month
 from reconciler.reconcile.allocation import Allocation
 from reconciler.reconcile.costing import CostLine
 from reconciler.reconcile.ownership import owner_of
-from reconciler.settings import ExpectationSettings, Settings
+from reconciler.settings import Settings
 from reconciler.team_settings import UNALLOCATED, TeamSettings
 
 
@@ -186,22 +186,3 @@ def team_usage(teams: Sequence[TeamSettings], lines: Iterable[CostLine]) -> list
             totals.items(), key=lambda kv: (kv[0][2], kv[0][0], kv[0][1], kv[0][3])
         )
     ]
-
-
-def item_team(
-    teams: Sequence[TeamSettings], expectations: Sequence[ExpectationSettings], item: PlanItem
-) -> str:
-    """The team a review item concerns: a team expectation's team, else the owner of the line
-    the item names (an expectation's matchers name an account-level line, usually no team's)."""
-    if item.category is ItemCategory.FINDING:
-        for exp in expectations:
-            if exp.team is not None and _raised_by(exp, item):
-                return exp.team
-    return owner_of(teams, item)
-
-
-def _raised_by(exp: ExpectationSettings, item: PlanItem) -> bool:
-    label = exp.label
-    return item.product_name == label or any(
-        item.message.startswith(label + tail) for tail in (":", " /", " [")
-    )

@@ -13,13 +13,14 @@ import json
 from collections.abc import Collection, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field, replace
 from datetime import datetime
-from decimal import Decimal
+from decimal import Decimal, localcontext
 from typing import Any
 
 from sqlalchemy import Integer, Text, bindparam, cast, insert, select, update
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 from reconciler.domain import (
+    EXACT_CONTEXT,
     ChangeKind,
     FindingState,
     ItemCategory,
@@ -30,6 +31,7 @@ from reconciler.domain import (
     canonical_decimal,
     line_digest,
 )
+from reconciler.money import Money
 from reconciler.reconcile.diff import ABSENCE_KINDS
 from reconciler.reconcile.expectations import Evaluated
 from reconciler.reconcile.forecast import forecast_from_json, forecast_json
@@ -193,6 +195,10 @@ async def record_items(
             updates.values_hashes[item.fingerprint] = line_digest(
                 (values_hash, "escalated", str(item.forecast.value))
             )
+        elif escalated and item.after is not None:
+            updates.values_hashes[item.fingerprint] = line_digest(
+                (values_hash, "closed", str(item.after.quantity), item.after.status.value)
+            )
         same_values = row.values_hash == values_hash and not escalated
         if same_values and row.state != FindingState.RESOLVED.value:
             if _observed_moved(row, values):
@@ -234,14 +240,32 @@ def _observed_moved(row: Any, values: dict[str, Any]) -> bool:
 
 
 def _escalates(entry: Evaluated, row: Any) -> bool:
-    """An acknowledged projected overage whose forecast escalated since it was acknowledged."""
+    """An acknowledged projected overage whose forecast escalated since it was acknowledged,
+    or an acknowledged finding whose month closed beyond its tolerance from what was
+    acknowledged (a collecting month that finalized higher)."""
     item = entry.item
-    if entry.escalation is None or row.state != FindingState.ACKNOWLEDGED.value:
+    if row.state != FindingState.ACKNOWLEDGED.value:
+        return False
+    if entry.moved_past_acknowledged(row.acknowledged_quantity, row.acknowledged_status):
+        return True
+    if entry.escalation is None:
         return False
     accepted = forecast_from_json(row.acknowledged_forecast)
     if accepted is None or item.forecast is None or item.before is None:
         return False
-    return entry.escalation.raises_again(accepted, item.forecast, item.before.quantity)
+    return entry.escalation.raises_again(
+        accepted, item.forecast, item.before.quantity, overage_unit_price(item)
+    )
+
+
+def overage_unit_price(item: PlanItem) -> Money | None:
+    """What one unit of a priced overage costs: its impact (the excess over the maximum,
+    priced) over the excess. None when no rate prices it."""
+    excess = item.delta
+    if item.impact is None or not item.impact_currency or excess is None or excess <= 0:
+        return None
+    with localcontext(EXACT_CONTEXT):
+        return Money(item.impact / excess, item.impact_currency)
 
 
 def _refresh(row: Any, values: dict[str, Any], now: datetime, run_id: int) -> dict[str, Any]:
@@ -440,6 +464,8 @@ async def acknowledge(
                 ack_note=note,
                 applied_plan_id=applied_plan_id,
                 acknowledged_forecast=findings_t.c.forecast,
+                acknowledged_quantity=findings_t.c.after_quantity,
+                acknowledged_status=findings_t.c.after_status,
                 updated_at=now,
             ),
             acked,

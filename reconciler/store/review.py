@@ -10,6 +10,7 @@ from datetime import datetime
 from sqlalchemy import insert, select
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
+from reconciler.alerts.outbox import withdraw_reviewed
 from reconciler.domain import FindingState
 from reconciler.errors import StalePlanError
 from reconciler.reconcile.plan import Plan, sort_for_plan
@@ -71,6 +72,7 @@ async def apply_acknowledgements(
         )
         if count:
             await bump_serial(conn)
+            await withdraw_reviewed(conn, now)
         return count
 
 

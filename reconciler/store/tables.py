@@ -240,6 +240,10 @@ class FindingRow(SQLModel, table=True):
     # A projected overage's forecast as JSON, and the one its acknowledgement accepted.
     forecast: str | None = Field(default=None, sa_column=Column(Text, nullable=True))
     acknowledged_forecast: str | None = Field(default=None, sa_column=Column(Text, nullable=True))
+    # The observed total and status the acknowledgement accepted: a month that finalizes
+    # beyond the expectation's tolerance from it is raised again.
+    acknowledged_quantity: Decimal | None = Field(default=None, sa_column=_exact(nullable=True))
+    acknowledged_status: str | None = Field(default=None, max_length=16)
     impact_amount: Decimal | None = Field(default=None, sa_column=_exact(nullable=True))
     impact_currency: str | None = Field(default=None, max_length=3)
 
@@ -284,6 +288,12 @@ class AlertOutboxRow(SQLModel, table=True):
     last_error: str | None = Field(default=None, sa_column=Column(Text, nullable=True))
     created_at: datetime = Field(sa_column=_utc())
     sent_at: datetime | None = Field(default=None, sa_column=_utc(nullable=True))
+    # The review items the message announces (JSON list of fingerprints): a message whose
+    # items were all acknowledged before it was delivered is withdrawn.
+    fingerprints: str = Field(
+        default="[]",
+        sa_column=Column(Text, nullable=False, server_default="[]"),
+    )
 
 
 class AlertDestinationBlock(SQLModel, table=True):

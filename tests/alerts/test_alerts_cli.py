@@ -158,7 +158,7 @@ async def test_alerts_status_without_webhook(cli: Cli, slack: SlackStandIn) -> N
     result = await cli.run("alerts", "status", "--json")
     status = json.loads(result.stdout)
     assert status["waiting"] == 2
-    assert status["counts"] == {"pending": 2, "sending": 0, "sent": 0, "failed": 0}
+    assert status["counts"] == {"pending": 2, "sending": 0, "sent": 0, "failed": 0, "withdrawn": 0}
     assert status["undelivered_no_webhook"] == 2
     assert status["oldest_pending_at"] == "2024-05-01T12:00:00Z"
     assert status["destinations"][0]["configured"] is False

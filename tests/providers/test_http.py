@@ -17,9 +17,6 @@ from reconciler.errors import BadProviderDataError, ProviderError
 from reconciler.providers.base import PullStats
 from reconciler.providers.http import HttpClient, RetryPolicy, provider_message, retry_after_s
 from reconciler.providers.paging import CursorGuard
-from reconciler.sandbox import named_scenario
-
-from .conftest import StartSandbox, collect
 
 NOW = datetime(2024, 7, 10, 12, 0, 0, tzinfo=UTC)
 
@@ -121,27 +118,6 @@ def test_cursor_guard_stops_repeats_and_pages_past_total() -> None:
     guard = CursorGuard("src", "/x", limit=10)
     with pytest.raises(BadProviderDataError, match="next_cursor is not a string"):
         guard.advance("", 17, 1, None)
-
-
-async def test_concurrency_limit_holds_across_a_sources_requests(
-    start_sandbox: StartSandbox,
-) -> None:
-    scenario = named_scenario("default").replace(
-        akamai_contracts=5, akamai_products_per_contract=8, akamai_oddities=False
-    )
-    sandbox = await start_sandbox(scenario)
-    sandbox.add_faults({"kind": "latency", "latency_ms": 50, "endpoint": "akamai"})
-
-    provider = sandbox.akamai(max_concurrency=2)
-    _, pages = await collect(provider, scenario.today)
-    assert pages == 40 and provider.stats.api_calls == 1 + 5 + 40
-    stats = sandbox.state.stats
-    assert stats.max_in_flight["akamai.monthly_summary"] == 2
-    assert stats.max_in_flight["akamai.products"] <= 2
-
-    stats.reset()
-    await collect(sandbox.akamai(max_concurrency=8), scenario.today)
-    assert stats.max_in_flight["akamai.monthly_summary"] == 8
 
 
 async def test_http_client_must_be_open() -> None:

@@ -50,7 +50,10 @@ class Pulled:
         return ran
 
 
-pytestmark = pytest.mark.asyncio(loop_scope="module")
+pytestmark = [
+    pytest.mark.asyncio(loop_scope="module"),
+    pytest.mark.xdist_group("hostile_strings_session"),
+]
 
 
 @pytest_asyncio.fixture(scope="module", loop_scope="module")

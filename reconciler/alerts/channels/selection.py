@@ -1,6 +1,6 @@
 """Which channel gets which of a run's items: ``[[alerts.routes]]`` by source (name or glob),
-severity and money impact; without routes, every channel gets every source's items from
-its own ``min_severity`` (PagerDuty: critical only)."""
+team (the item's owner, see ``[[teams]]``), severity and money impact; without routes, every
+channel gets every source's items from its own ``min_severity`` (PagerDuty: critical only)."""
 
 from __future__ import annotations
 
@@ -50,5 +50,9 @@ def select_for_channel(
     return [
         i
         for i in items
-        if any(_passes(i, r.min_severity or channel.default_severity, r.min_impact) for r in routes)
+        if any(
+            (r.team is None or r.team == i.team)
+            and _passes(i, r.min_severity or channel.default_severity, r.min_impact)
+            for r in routes
+        )
     ]
