@@ -11,27 +11,14 @@ from sqlalchemy import select
 from reconciler.cli import AppContext, command, group, pass_app, run_async
 from reconciler.cli.options import check_sources, check_team, parse_month
 from reconciler.domain import FindingState, Month, PlanItem, canonical_decimal
-from reconciler.reconcile.ownership import owner_of
+from reconciler.reconcile.ownership import line_owner
 from reconciler.reconcile.plan import describe, format_quantity, item_json
-from reconciler.settings import FastlySourceSettings, Settings
+from reconciler.settings import Settings
 from reconciler.store.db import open_configured_state, reader
 from reconciler.store.ingest import lines_t, versions_t
 from reconciler.store.items import load_items
 from reconciler.store.review import ReviewRecord, review_records
-from reconciler.team_settings import SHARED, UNALLOCATED
-
-
-def line_owner(settings: Settings, row: Any) -> str:
-    """The team owning a line; ``shared`` for an account-level line of a source that reports
-    per-service usage, whose cost the ``[showback]`` rule splits."""
-    owner = owner_of(settings.teams, row)
-    if owner == UNALLOCATED and not row.service and row.source in _per_service(settings):
-        return SHARED
-    return owner
-
-
-def _per_service(settings: Settings) -> set[str]:
-    return {s.name for s in settings.sources if isinstance(s, FastlySourceSettings) and s.services}
+from reconciler.team_settings import SHARED
 
 
 def _line_json(row: Any, settings: Settings) -> dict[str, Any]:

@@ -56,8 +56,9 @@ def _ensure_sqlite_file(path: Path) -> None:
 
 def _sqlite_pragmas(dbapi_connection: Any, _record: Any) -> None:
     cursor = dbapi_connection.cursor()
-    cursor.execute("PRAGMA journal_mode=WAL")
+    # The busy timeout first: switching the journal mode already needs a lock.
     cursor.execute(f"PRAGMA busy_timeout={SQLITE_BUSY_TIMEOUT_MS}")
+    cursor.execute("PRAGMA journal_mode=WAL")
     cursor.execute("PRAGMA foreign_keys=ON")
     cursor.execute("PRAGMA synchronous=NORMAL")
     # A bigger page cache (per connection: the pool holds several) speeds up index work;
@@ -85,7 +86,9 @@ def create_engine(
             _ensure_sqlite_file(path)
         elif not path.exists():
             raise StateError(f"no state database at {path}: run 'reconciler init' to create one")
-        engine = create_async_engine(url, echo=echo)
+        # One busy timeout from the first statement on (the driver's own default is 5 s).
+        timeout = {"timeout": SQLITE_BUSY_TIMEOUT_MS / 1000}
+        engine = create_async_engine(url, echo=echo, connect_args=timeout)
         event.listen(engine.sync_engine, "connect", _sqlite_pragmas)
         # pysqlite's own transaction handling defers BEGIN; take control so that a
         # transaction really starts at BEGIN and serializable writes are honest.
