@@ -231,8 +231,7 @@ def _bar(
     at_least = "at least " if series.lower_bound(point) else ""
     lines = f", {point.lines} line{'s' if point.lines != 1 else ''}" if point.lines else ""
     label = (
-        f"{point.month}: {at_least}{_value(series, point.quantity)} {series.unit} "
-        f"({status}{lines})"
+        f"{point.month}: {at_least}{_value(series, point.quantity)} {series.unit} ({status}{lines})"
     )
     return (
         f'<rect class="bar {status}" x="{px(x)}" y="{px(y)}" width="{px(width)}" '
