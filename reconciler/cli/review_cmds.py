@@ -36,7 +36,7 @@ from reconciler.reconcile.spend import below_min_impact
 from reconciler.refresh import RunOutcome, refresh_source
 from reconciler.settings import Settings
 from reconciler.store.costs import projected_invoices
-from reconciler.store.db import open_state, reader
+from reconciler.store.db import open_configured_state, reader
 from reconciler.store.review import apply_acknowledgements, build_plan
 from reconciler.store.runs import abandon_stale_runs, emptied_months
 
@@ -182,7 +182,7 @@ def pull(app: AppContext, sources: tuple[str, ...], as_json: bool, as_of: date |
         raise click.ClickException("no sources configured: add [[sources]] to the configuration")
 
     async def _pull() -> tuple[list[RunOutcome], dict[str, list[tuple[str, int]]]]:
-        async with open_state(settings.database_url) as engine:
+        async with open_configured_state(settings) as engine:
             outcomes = await refresh_all(engine, settings, names, as_of, quiet=app.quiet)
             emptied = {
                 o.source: await emptied_months(engine, o.source, o.run_id)
@@ -301,7 +301,7 @@ def plan(
     names = _selected(settings, sources)
 
     async def _plan() -> tuple[Plan, list[RunOutcome]]:
-        async with open_state(settings.database_url) as engine:
+        async with open_configured_state(settings) as engine:
             outcomes = (
                 []
                 if no_refresh
@@ -416,7 +416,7 @@ def apply(
     settings = app.settings
 
     async def _current() -> Plan:
-        async with open_state(settings.database_url) as engine, reader(engine).connect() as conn:
+        async with open_configured_state(settings) as engine, reader(engine).connect() as conn:
             return await build_plan(conn, utcnow())
 
     left_open = 0
@@ -440,7 +440,7 @@ def apply(
         _confirm(len(expected), left_open)
 
     async def _apply() -> int:
-        async with open_state(settings.database_url) as engine:
+        async with open_configured_state(settings) as engine:
             return await apply_acknowledgements(
                 engine, serial=serial, expected=expected, who=who or _who(), note=note, now=utcnow()
             )
