@@ -5,7 +5,7 @@ from __future__ import annotations
 import logging
 import os
 from collections.abc import AsyncIterator
-from contextlib import asynccontextmanager
+from contextlib import AbstractAsyncContextManager, asynccontextmanager
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
@@ -15,6 +15,7 @@ from sqlalchemy.engine import Connection, make_url
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine, create_async_engine
 
 from reconciler.errors import SchemaOutOfDateError, StateError
+from reconciler.settings import DEFAULT_STATEMENT_TIMEOUT_S, Settings
 
 log = logging.getLogger(__name__)
 
@@ -26,7 +27,8 @@ MIGRATION_LOCK_ID = 0x5EC0_0C11
 # Server-side work must not outlive its client: a killed CLI pull would otherwise leave its
 # backend running the reconcile query and holding the source's advisory lock. The server
 # checks every few seconds during a query that the client is still there (PostgreSQL 14+),
-# and ends a session left idle inside a transaction.
+# cancels a statement that runs longer than ``[state] statement_timeout_s`` (a client that
+# hangs without going away), and ends a session left idle inside a transaction.
 POSTGRES_SESSION_SETTINGS = {
     "client_connection_check_interval": "2000",  # ms
     "idle_in_transaction_session_timeout": "600000",  # ms
@@ -66,10 +68,17 @@ def _sqlite_pragmas(dbapi_connection: Any, _record: Any) -> None:
     cursor.close()
 
 
-def create_engine(url: str, *, create: bool = False, echo: bool = False) -> AsyncEngine:
+def create_engine(
+    url: str,
+    *,
+    create: bool = False,
+    echo: bool = False,
+    statement_timeout_s: float = DEFAULT_STATEMENT_TIMEOUT_S,
+) -> AsyncEngine:
     """An async engine for a state database URL (sqlite+aiosqlite or postgresql+asyncpg).
 
     With ``create`` false a missing SQLite file is an error instead of a new empty database.
+    ``statement_timeout_s`` is PostgreSQL's ``statement_timeout`` for every session.
     """
     path = sqlite_path(url)
     if path is not None:
@@ -88,8 +97,21 @@ def create_engine(url: str, *, create: bool = False, echo: bool = False) -> Asyn
         return engine
     options: dict[str, Any] = {}
     if make_url(url).get_driver_name() == "asyncpg":
-        options["connect_args"] = {"server_settings": dict(POSTGRES_SESSION_SETTINGS)}
+        settings = {
+            **POSTGRES_SESSION_SETTINGS,
+            "statement_timeout": str(round(statement_timeout_s * 1000)),  # ms
+        }
+        options["connect_args"] = {"server_settings": settings}
     return create_async_engine(url, echo=echo, pool_pre_ping=True, **options)
+
+
+def configured_engine(settings: Settings, *, create: bool = False) -> AsyncEngine:
+    """:func:`create_engine` for the configured state database, with its ``[state]`` options."""
+    return create_engine(
+        settings.database_url,
+        create=create,
+        statement_timeout_s=settings.state.statement_timeout_s,
+    )
 
 
 def _sqlite_autocommit_off(dbapi_connection: Any, _record: Any) -> None:
@@ -195,9 +217,11 @@ async def check_schema(engine: AsyncEngine) -> None:
 
 
 @asynccontextmanager
-async def open_state(url: str, *, migrate: bool = False) -> AsyncIterator[AsyncEngine]:
+async def open_state(
+    url: str, *, migrate: bool = False, statement_timeout_s: float = DEFAULT_STATEMENT_TIMEOUT_S
+) -> AsyncIterator[AsyncEngine]:
     """Open the state database, migrating it (``migrate``) or checking it is up to date."""
-    engine = create_engine(url, create=migrate)
+    engine = create_engine(url, create=migrate, statement_timeout_s=statement_timeout_s)
     try:
         if migrate:
             await upgrade(engine)
@@ -209,3 +233,14 @@ async def open_state(url: str, *, migrate: bool = False) -> AsyncIterator[AsyncE
 
         await checkpoint(engine)
         await engine.dispose()
+
+
+def open_configured_state(
+    settings: Settings, *, migrate: bool = False
+) -> AbstractAsyncContextManager[AsyncEngine]:
+    """:func:`open_state` for the configured state database, with its ``[state]`` options."""
+    return open_state(
+        settings.database_url,
+        migrate=migrate,
+        statement_timeout_s=settings.state.statement_timeout_s,
+    )
