@@ -128,6 +128,9 @@ ReportEvery = Annotated[Duration, _between(timedelta(seconds=1), timedelta(days=
 HousekeepingEvery = Annotated[Duration, _between(timedelta(minutes=1), timedelta(days=7))]
 
 
+DEFAULT_STATEMENT_TIMEOUT_S = 1800.0
+
+
 def seconds(default: float, low: float, high: float) -> Any:
     """A number of seconds in [low, high] (finite; ``inf`` and ``nan`` refused)."""
     return Field(default=default, ge=low, le=high, allow_inf_nan=False)
@@ -176,6 +179,9 @@ class _Strict(BaseModel):
 class StateSettings(_Strict):
     database_url: str = ""
     directory: Path | None = None
+    # PostgreSQL: the server cancels any one statement that runs longer (a hung or stopped
+    # client's query, a plan gone wrong) instead of letting it hold its locks for hours.
+    statement_timeout_s: float = seconds(DEFAULT_STATEMENT_TIMEOUT_S, 1, 86400)
 
 
 class _SourceBase(_Strict):

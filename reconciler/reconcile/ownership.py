@@ -11,8 +11,13 @@ from fnmatch import fnmatchcase
 from typing import Protocol
 
 from reconciler.domain import ItemCategory, PlanItem
-from reconciler.settings import ExpectationSettings
-from reconciler.team_settings import UNALLOCATED, OwnershipRule, TeamSettings
+from reconciler.settings import (
+    AkamaiSourceSettings,
+    ExpectationSettings,
+    FastlySourceSettings,
+    Settings,
+)
+from reconciler.team_settings import SHARED, UNALLOCATED, OwnershipRule, TeamSettings
 
 
 class OwnedLine(Protocol):
@@ -83,16 +88,34 @@ def unused_rules(teams: Sequence[TeamSettings], lines: Iterable[OwnedLine]) -> l
     ]
 
 
-def item_team(
-    teams: Sequence[TeamSettings], expectations: Sequence[ExpectationSettings], item: PlanItem
-) -> str:
+def shared_sources(settings: Settings) -> frozenset[str]:
+    """Sources whose account-level lines are broken down per service (Fastly with services,
+    Akamai with CP codes): such a line no rule owns is shared cost."""
+    return frozenset(
+        s.name
+        for s in settings.sources
+        if (isinstance(s, FastlySourceSettings) and s.services)
+        or (isinstance(s, AkamaiSourceSettings) and s.cp_codes)
+    )
+
+
+def line_owner(settings: Settings, line: OwnedLine) -> str:
+    """The team owning a line, or ``shared`` for an account-level line of a shared source
+    that no rule owns (the ``[showback]`` rule splits its cost)."""
+    owner = owner_of(settings.teams, line)
+    if owner == UNALLOCATED and not line.service and line.source in shared_sources(settings):
+        return SHARED
+    return owner
+
+
+def item_team(settings: Settings, item: PlanItem) -> str:
     """The team a review item concerns: a team expectation's team, else the owner of the line
-    the item names (an expectation's matchers name an account-level line, usually no team's)."""
+    the item names (an expectation's matchers name an account-level line, usually shared)."""
     if item.category is ItemCategory.FINDING:
-        for exp in expectations:
+        for exp in settings.expectations:
             if exp.team is not None and _raised_by(exp, item):
                 return exp.team
-    return owner_of(teams, item)
+    return line_owner(settings, item)
 
 
 def _raised_by(exp: ExpectationSettings, item: PlanItem) -> bool:
