@@ -19,8 +19,8 @@ from decimal import Decimal
 from reconciler.cost_settings import CommitmentSettings, RateSettings
 from reconciler.domain import LineStatus, Month
 from reconciler.reconcile.audit import InvoiceAmount, audit_invoices
-from reconciler.reconcile.costing import CostLine, price_lines, pricing_group
-from reconciler.reconcile.spend import change_impact
+from reconciler.reconcile.costing import CostLine, price_lines
+from reconciler.reconcile.spend import ImpactPricer
 from reconciler.settings import Tolerance
 
 MONTH = Month(2024, 6)
@@ -114,12 +114,11 @@ def main() -> None:
             rate_tolerance=Tolerance(percent=Decimal(1)),
         )
         audited = time.perf_counter() - started
-        card_rates, commits = rates(), commitments()
-        groups = {x: pricing_group(card_rates, commits, x) for x in data}
+        pricer = ImpactPricer(rates(), commitments(), data)
         started = time.perf_counter()
         changed = data[: min(20, count)]
         for line in changed:
-            change_impact(card_rates, commits, data, line, line.quantity / 2, groups)
+            pricer.impact(line, line.quantity / 2)
         impact_ms = (time.perf_counter() - started) * 1000 / len(changed)
         print(
             f"{count:>8} {priced:>9.3f} {count / priced:>10,.0f} {audited:>9.3f} "

@@ -72,3 +72,7 @@ class StalePlanError(ReconcilerError, RuntimeError):
 
 class AlertDeliveryError(ReconcilerError, RuntimeError):
     """Slack refused a message permanently (configuration error)."""
+
+
+class SourceBusyError(ReconcilerError, RuntimeError):
+    """Another process is pulling the same source."""

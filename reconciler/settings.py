@@ -128,6 +128,9 @@ ReportEvery = Annotated[Duration, _between(timedelta(seconds=1), timedelta(days=
 HousekeepingEvery = Annotated[Duration, _between(timedelta(minutes=1), timedelta(days=7))]
 
 
+DEFAULT_STATEMENT_TIMEOUT_S = 1800.0
+
+
 def seconds(default: float, low: float, high: float) -> Any:
     """A number of seconds in [low, high] (finite; ``inf`` and ``nan`` refused)."""
     return Field(default=default, ge=low, le=high, allow_inf_nan=False)
@@ -176,6 +179,9 @@ class _Strict(BaseModel):
 class StateSettings(_Strict):
     database_url: str = ""
     directory: Path | None = None
+    # PostgreSQL: the server cancels any one statement that runs longer (a hung or stopped
+    # client's query, a plan gone wrong) instead of letting it hold its locks for hours.
+    statement_timeout_s: float = seconds(DEFAULT_STATEMENT_TIMEOUT_S, 1, 86400)
 
 
 class _SourceBase(_Strict):
@@ -253,6 +259,9 @@ class AkamaiSourceSettings(_SourceBase):
     contracts: list[str] = Field(default_factory=list)
     products: list[str] = Field(default_factory=list)
     account_switch_key: str | None = None
+    # Also read each product's per-CP-code monthly summary: one line per CP code (as the
+    # line's service) beside the product's, so [[teams]] can own CP codes.
+    cp_codes: bool = False
     # The Invoicing API v3 (invoice totals for the audit), signed with this .edgerc section.
     invoices: bool = False
     invoicing_section: str | None = None
@@ -532,6 +541,7 @@ class ForecastSettings(_Strict):
     burst_factor: Decimal = Field(default=Decimal(3), gt=1, le=100)
     escalation_percent: Decimal = Field(default=Decimal(20), gt=0, le=1000)
     escalation_amount: Quantity | None = None
+    escalation_money: MoneyValue | None = None
 
 
 ReportFormat = Literal["html", "md", "json", "focus-csv"]

@@ -1,7 +1,9 @@
 """The ``[[teams]]`` and ``[showback]`` tables of the configuration: who owns each line.
 
 A team owns the lines its ``[[teams.match]]`` rules match. A rule narrows by ``source``,
-``service`` (a Fastly service id or service name), ``contract`` (the line's account: an Akamai
+``service`` (a Fastly service id or service name), ``cp_code`` (an Akamai CP code, read from
+the per-CP-code summary of a source with ``cp_codes = true``), ``contract`` (the line's
+account: an Akamai
 contract, a Fastly customer id), ``product`` (id or name), ``usage_type`` and ``region``; each
 is exact or a glob, and an unset field matches anything. Teams are tried in the order they are
 declared and, within a team, its rules in order: the first rule that matches a line names its
@@ -43,10 +45,11 @@ class OwnershipRule(_Strict):
     product: str = "*"
     usage_type: str = "*"
     region: str = "*"
+    cp_code: str = "*"  # an Akamai CP code (a source with cp_codes = true)
 
     @property
     def label(self) -> str:
-        fields = ("source", "service", "contract", "product", "usage_type", "region")
+        fields = ("source", "service", "cp_code", "contract", "product", "usage_type", "region")
         parts = [f"{name}={getattr(self, name)}" for name in fields if getattr(self, name) != "*"]
         return " ".join(parts) or "every line"
 

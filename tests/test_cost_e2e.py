@@ -197,6 +197,7 @@ async def test_the_report_shows_the_audit_and_the_projected_invoice(
 ) -> None:
     from reconciler.reports.cost_render import cost_json
     from reconciler.reports.data import ReportRequest, gather_report
+    from reconciler.reports.html import render_html
     from reconciler.reports.markdown import render_markdown
 
     settings = settings_for(sandbox, contract("0.11"))
@@ -217,8 +218,21 @@ async def test_the_report_shows_the_audit_and_the_projected_invoice(
         ("2024-06", "North America Bandwidth [North America]"),
     ]
     assert all(r.matches for r in data.costs.audit if "North America Bandwidth" not in r.line)
-    text = render_markdown(data, "r").text
+    markdown = render_markdown(data, "r")
+    text = markdown.text
     assert "## Cost" in text and "MISMATCH" in text and "**Projected invoice:** fastly" in text
+    # The cost per month as a chart too: May and June finalized, July to date and projected.
+    assert "![fastly: expected cost per month (USD)](r-cost-01.svg)" in text
+    chart = markdown.charts["r-cost-01.svg"]
+    for month in data.costs.months:
+        amount = Money(month.amount, "USD").display()
+        shown = (
+            f"projected to month end: {amount}"
+            if month.state == "projected"
+            else (f"{month.month}: {amount} ({month.state})")
+        )
+        assert shown in chart, shown
+    assert 'id="chart-cost-01"' in render_html(data)
     exported = cost_json(data.costs)
     assert exported is not None
     assert {m["currency"] for m in exported["months"]} == {"USD"}

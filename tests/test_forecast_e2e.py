@@ -38,6 +38,7 @@ def settings_for(
     maximum: Decimal | None,
     data_lag: str = "0s",
     lookback_months: int = 1,
+    **extra: Any,
 ) -> Settings:
     config: dict[str, Any] = {
         "sources": [
@@ -58,7 +59,7 @@ def settings_for(
         config["expectations"] = [
             {"name": "NA cap", "source": "cdn", "usage_type": USAGE, "monthly_max": str(maximum)}
         ]
-    return settings_from_mapping(config)
+    return settings_from_mapping({**config, **extra})
 
 
 def morning(day: date) -> datetime:
@@ -207,6 +208,51 @@ async def test_an_acknowledged_forecast_that_grows_beyond_the_step_is_raised_aga
         assert row.state == "open", day
         assert [i.fingerprint for i in outcome.items.raised] == [row.fingerprint]
         assert "escalated" not in row.message
+        raised_on = day
+        break
+    assert raised_on is not None
+
+
+async def test_an_acknowledged_forecast_is_raised_again_when_its_growth_costs_the_money_step(
+    engine: AsyncEngine, sandbox: SandboxServer
+) -> None:
+    rate = await daily_rate(engine, sandbox)
+    sandbox.state.add_events([spike(9, "1.6")])
+    price = Decimal("0.10")
+    step = (rate * 31 * Decimal("0.05") * price).quantize(Decimal("0.01"))  # ~5% growth
+    settings = settings_for(
+        sandbox,
+        rate * 29,
+        # The percent step is far off: only the money step can raise it again.
+        forecast={"escalation_percent": "500", "escalation_money": f"{step} USD"},
+        rates=[{"name": "NA", "source": "cdn", "usage_type": USAGE, "currency": "USD",
+                "unit": "GB", "unit_price": str(price)}],
+    )  # fmt: skip
+    for day in range(1, 6):
+        await pull(engine, settings, sandbox, AUGUST.first_day + timedelta(days=day - 1))
+    async with engine.connect() as conn:
+        plan = await build_plan(conn, morning(date(2024, 8, 5)))
+    (item,) = plan.findings
+    assert item.forecast is not None and item.impact is not None
+    accepted = item.forecast.value
+    await apply_acknowledgements(
+        engine,
+        serial=plan.serial,
+        expected=plan.expected_acknowledgements(),
+        who="ops",
+        note="expected",
+        now=morning(date(2024, 8, 5)),
+    )
+    raised_on = None
+    for day in range(6, 20):
+        outcome = await pull(engine, settings, sandbox, AUGUST.first_day + timedelta(days=day - 1))
+        row = (await findings(engine))["projected_overage"]
+        growth_cost = (stored(row).value - accepted) * price
+        if growth_cost <= step:
+            assert row.state == "acknowledged" and not outcome.items.raised, day
+            continue
+        assert row.state == "open", day
+        assert stored(row).value / accepted - 1 < 5  # not the percent step
         raised_on = day
         break
     assert raised_on is not None

@@ -19,6 +19,7 @@ from reconciler.domain import Month, PlanItem
 from reconciler.money import Money
 from reconciler.providers.http import HttpClient
 from reconciler.reports.data import ReportRequest, gather_report
+from reconciler.reports.html import render_html
 from reconciler.reports.json_report import report_json
 from reconciler.reports.markdown import render_markdown
 from reconciler.sandbox.scenario import named_scenario
@@ -124,6 +125,13 @@ async def test_teams_and_unallocated_add_up_to_every_month_of_the_bill(
     assert [Money(c.amount, c.currency).display() for c in june] == ["2,000.00 USD"]
     shared = {r.team for r in showback.months if r.month == Month(2024, 6) and r.shared}
     assert {"web", "unallocated"} <= shared
+    # Every format shows the teams with the unallocated share of the whole account.
+    html = render_html(report)
+    june_web = next(r for r in showback.months if (r.team, r.state) == ("web", "finalized"))
+    assert "<h2>Teams</h2>" in html and "unallocated (incl. shared)" in html
+    assert Money(june_web.amount, june_web.currency).display() in html
+    markdown = render_markdown(report, "all").text
+    assert "## Teams" in markdown and "| unallocated (incl. shared) |" in markdown
 
 
 async def test_a_team_report_and_a_team_budget(
@@ -189,3 +197,73 @@ async def test_state_list_and_config_check_name_the_owners(
     unowned = [w for w in warnings if "no [[teams]] rule matches" in w]
     assert any("fastly service static.example.com" in w for w in unowned)
     assert not any("fastly  product" in w for w in unowned)  # shared account lines are not listed
+
+
+async def test_the_focus_export_tags_each_row_with_its_owner_as_the_report_splits_it(
+    engine: AsyncEngine, sandbox: SandboxServer, tmp_path: Path
+) -> None:
+    from reconciler.reports.focus import focus_rows
+
+    settings = showback_settings(sandbox, tmp_path)
+    await pull_all(engine, settings, sandbox)
+    first, last = Month(2024, 5), Month(2024, 6)
+    report = await gather_report(engine, settings, ReportRequest(first, last), NOW)
+    assert report.costs is not None and report.costs.showback is not None
+    rows = await focus_rows(engine, first, last, (), settings)
+    effective: dict[tuple[str, str], Decimal] = defaultdict(Decimal)
+    for row in rows:
+        team = json.loads(row["Tags"])["team"]
+        if row["EffectiveCost"]:
+            effective[(row["BillingPeriodStart"][:7], team)] += Decimal(row["EffectiveCost"])
+    finalized = [r for r in report.costs.showback.months if r.state == "finalized"]
+    assert {(str(r.month), r.team) for r in finalized} == set(effective)
+    for r in finalized:
+        # The report apportions each source's month to the cent: within a cent per source.
+        assert abs(effective[(str(r.month), r.team)] - r.amount) <= Decimal("0.02"), r
+    # A shared Fastly account line is one row per owner, its cost split among them.
+    account = [r for r in rows if r["x_Source"] == "fastly" and r["ChargeCategory"] == "Usage"]
+    keys = defaultdict(set)
+    for row in account:
+        keys[(row["x_LineKey"], row["ChargeClass"])].add(json.loads(row["Tags"])["team"])
+    assert any(len(teams) == 3 for teams in keys.values())
+
+
+async def test_akamai_cp_codes_are_read_and_own_their_share_of_the_product(
+    engine: AsyncEngine, sandbox: SandboxServer, tmp_path: Path
+) -> None:
+    from fractions import Fraction
+
+    from reconciler.reconcile.allocation import exact_shares
+    from reconciler.refresh import refresh_source
+    from reconciler.sandbox.akamai_cp_codes import cp_codes
+    from reconciler.store.costs import load_context
+
+    contract_id = sandbox.contracts[0]
+    product = sandbox.state.akamai.contracts[contract_id].products[0]
+    codes = cp_codes(sandbox.state.scenario.seed, contract_id, product)
+    config = showback_config(sandbox, tmp_path)
+    config["sources"] = [{**config["sources"][1], "cp_codes": True}]
+    config["commitments"] = []
+    config["teams"] = [{"name": "edge", "match": [{"cp_code": str(codes[0])}]}]
+    settings = settings_from_mapping(config)
+    sandbox.state.set_today(TODAY)
+    async with HttpClient() as http:
+        outcome = await refresh_source(engine, settings, "akamai", http, today=TODAY)
+    assert outcome.ok, outcome.error
+    june = Month(2024, 6)
+    async with engine.connect() as conn:
+        context = await load_context(conn, settings, "akamai", "akamai", [june])
+    services = {x.service for x in context.lines if x.product == product.product_id}
+    assert services == {"", *(str(c) for c in codes)}
+    # The product's priced volume is shared by its CP codes: edge's CP code carries half.
+    priced = [
+        c
+        for c in context.sheet.lines
+        if c.line.product == product.product_id and c.line.additive and c.amount
+    ]
+    assert priced and all(not c.line.service for c in priced)
+    shares = exact_shares(context.sheet, context.lines, settings.teams, settings.showback)
+    assert (
+        shares.months[("akamai", june, "USD")]["edge"]
+        == sum((Fraction(c.amount) for c in priced), Fraction(0)) / 2
+    )

@@ -201,9 +201,7 @@ def with_teams(settings: Settings, message: QueuedMessage) -> QueuedMessage:
         return message
 
     def tagged(items: tuple[PlanItem, ...]) -> tuple[PlanItem, ...]:
-        return tuple(
-            replace(i, team=item_team(settings.teams, settings.expectations, i)) for i in items
-        )
+        return tuple(replace(i, team=item_team(settings, i)) for i in items)
 
     return QueuedMessage(tagged(message.items), message.values_hashes, tagged(message.resolved))
 

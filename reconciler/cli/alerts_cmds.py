@@ -22,7 +22,7 @@ from reconciler.domain import utcnow
 from reconciler.errors import ConfigError
 from reconciler.logs import register_secret
 from reconciler.secrets import resolve_secret
-from reconciler.store.db import open_state
+from reconciler.store.db import open_configured_state
 
 
 @group()
@@ -80,7 +80,7 @@ def alerts_status(app: AppContext, as_json: bool) -> None:
     settings = app.settings
 
     async def _status() -> OutboxStatus:
-        async with open_state(settings.database_url) as engine:
+        async with open_configured_state(settings) as engine:
             return await outbox_status(engine, settings, now=utcnow())
 
     status = run_async(_status())
@@ -102,7 +102,7 @@ def alerts_flush(app: AppContext) -> None:
 
     async def _flush() -> DeliveryReport:
         async with (
-            open_state(settings.database_url) as engine,
+            open_configured_state(settings) as engine,
             aiohttp.ClientSession() as session,
         ):
             client = SlackWebhookClient(session)
@@ -135,7 +135,7 @@ def alerts_retry(app: AppContext, ids: tuple[int, ...]) -> None:
     settings = app.settings
 
     async def _retry() -> Requeued:
-        async with open_state(settings.database_url) as engine:
+        async with open_configured_state(settings) as engine:
             return await requeue_failed(engine, now=utcnow(), ids=ids)
 
     done = run_async(_retry())

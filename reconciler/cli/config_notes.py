@@ -20,7 +20,7 @@ from reconciler.cli.faults import explain
 from reconciler.errors import ReconcilerError
 from reconciler.reconcile.ownership import owner_of, unused_rules
 from reconciler.settings import Settings
-from reconciler.store.db import check_schema, create_engine, reader
+from reconciler.store.db import check_schema, configured_engine, reader
 from reconciler.store.ingest import lines_t
 from reconciler.team_settings import UNALLOCATED
 
@@ -43,7 +43,7 @@ def env_overrides(environ: Mapping[str, str]) -> list[str]:
 async def _read_state(settings: Settings, query: Select[Any]) -> list[Any] | None:
     """The rows of ``query`` on the state, or None when there is no readable state."""
     try:
-        engine = create_engine(settings.database_url)
+        engine = configured_engine(settings)
     except ReconcilerError:
         return None
     try:

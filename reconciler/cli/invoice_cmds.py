@@ -12,7 +12,7 @@ from reconciler.cli import AppContext, command, pass_app, run_async
 from reconciler.domain import Month, canonical_decimal
 from reconciler.reconcile.invoices import InvoiceLine
 from reconciler.reconcile.plan import format_quantity
-from reconciler.store.db import open_state, reader
+from reconciler.store.db import open_configured_state, reader
 from reconciler.store.invoice_rows import invoice_from_row, invoices_t
 
 
@@ -81,7 +81,7 @@ def state_invoices(app: AppContext, as_json: bool, source: str | None, month: st
             query = query.where(invoices_t.c.source == source)
         if wanted:
             query = query.where(invoices_t.c.month == wanted)
-        async with open_state(settings.database_url) as engine, reader(engine).connect() as conn:
+        async with open_configured_state(settings) as engine, reader(engine).connect() as conn:
             return list((await conn.execute(query)).all())
 
     for row in run_async(_rows()):

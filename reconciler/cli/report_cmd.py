@@ -95,7 +95,7 @@ def report(
     # Imported here: rendering pulls in Jinja2 and more that other commands do not need.
     from reconciler.reports.data import ReportRequest
     from reconciler.reports.writer import dated_name, previous_report_time, write_report
-    from reconciler.store.db import open_state
+    from reconciler.store.db import open_configured_state
 
     settings = app.settings
     check_sources(settings, sources)
@@ -114,7 +114,7 @@ def report(
     )
 
     async def _write() -> Path:
-        async with open_state(settings.database_url) as engine:
+        async with open_configured_state(settings) as engine:
             outputs = await write_report(
                 engine, settings, request, described, [report_format], {report_format: path}
             )

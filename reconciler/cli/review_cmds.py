@@ -2,11 +2,13 @@
 
 from __future__ import annotations
 
+import asyncio
 import getpass
 import json
 import socket
 import sys
-from collections.abc import Sequence
+import time
+from collections.abc import Callable, Sequence
 from dataclasses import replace
 from datetime import date, timedelta
 from pathlib import Path
@@ -18,7 +20,7 @@ from reconciler.cli import AppContext, command, pass_app, run_async, run_cancell
 from reconciler.cli.faults import explain
 from reconciler.cli.options import check_sources, parse_day
 from reconciler.domain import Severity, utcnow
-from reconciler.errors import ReconcilerError
+from reconciler.errors import ReconcilerError, SourceBusyError
 from reconciler.providers.base import PullStats
 from reconciler.providers.http import HttpClient
 from reconciler.reconcile.plan import (
@@ -34,9 +36,9 @@ from reconciler.reconcile.spend import below_min_impact
 from reconciler.refresh import RunOutcome, refresh_source
 from reconciler.settings import Settings
 from reconciler.store.costs import projected_invoices
-from reconciler.store.db import open_state, reader
+from reconciler.store.db import open_configured_state, reader
 from reconciler.store.review import apply_acknowledgements, build_plan
-from reconciler.store.runs import abandon_stale_runs
+from reconciler.store.runs import abandon_stale_runs, emptied_months
 
 
 def _selected(settings: Settings, names: Sequence[str]) -> list[str]:
@@ -44,23 +46,36 @@ def _selected(settings: Settings, names: Sequence[str]) -> list[str]:
 
 
 class _Progress:
-    """Pages and lines so far, on one refreshed terminal line (nothing when not a terminal)."""
+    """Each source's pages, lines and rate so far, on one refreshed line of a terminal's
+    stderr (nothing when stderr is not a terminal, or with -q)."""
 
-    def __init__(self, source: str, *, quiet: bool = False) -> None:
-        self.source = source
+    def __init__(self, names: Sequence[str], *, quiet: bool = False) -> None:
         self.enabled = sys.stderr.isatty() and not quiet
+        self.began = time.monotonic()
+        self.stats: dict[str, PullStats] = {}
+        self.names = list(names)
 
-    def __call__(self, stats: PullStats) -> None:
-        if self.enabled:
-            click.echo(
-                f"\r{self.source}: {stats.pages} pages, {stats.lines:,} lines, "
-                f"{stats.api_calls} API calls",
-                nl=False,
-                err=True,
-            )
+    def page_hook(self, source: str) -> Callable[[PullStats], None]:
+        def seen(stats: PullStats) -> None:
+            self.stats[source] = stats
+            self.show()
+
+        return seen
+
+    def show(self) -> None:
+        if not self.enabled:
+            return
+        elapsed = max(time.monotonic() - self.began, 1e-3)
+        parts = [
+            f"{name}: {plural(s.pages, 'page')}, {plural(s.lines, 'line')}, "
+            f"{s.lines / elapsed:,.0f} lines/s"
+            for name in self.names
+            if (s := self.stats.get(name)) is not None
+        ]
+        click.echo("\r\033[K" + " · ".join(parts), nl=False, err=True)
 
     def done(self) -> None:
-        if self.enabled:
+        if self.enabled and self.stats:
             click.echo("\r\033[K", nl=False, err=True)
 
 
@@ -80,34 +95,46 @@ async def refresh_all(
     *,
     quiet: bool = False,
 ) -> list[RunOutcome]:
+    """Pull these sources concurrently, each under its pull lock; outcomes in ``names``
+    order. A source another process is pulling, or a database fault, fails that source
+    alone."""
     from reconciler.alerts.hook import outbox_hook
+    from reconciler.store.pull_lock import source_lock
 
     await abandon_stale_runs(
         engine,
         older_than=max(timedelta(seconds=settings.daemon.lease_ttl_s), timedelta(hours=1)),
         now=utcnow(),
     )
-    outcomes = []
-    async with HttpClient() as http:
-        for name in names:
-            progress = _Progress(name, quiet=quiet)
-            try:
-                outcome = await refresh_source(
+    progress = _Progress(names, quiet=quiet)
+
+    async def one(name: str, http: HttpClient) -> RunOutcome:
+        try:
+            async with source_lock(engine, name):
+                return await refresh_source(
                     engine,
                     settings,
                     name,
                     http,
                     today=as_of,
                     alert_hook=outbox_hook(settings),
-                    on_page=progress,
+                    on_page=progress.page_hook(name),
                 )
-            except Exception as exc:
-                # A database fault (full disk, lost connection) fails this source alone.
-                outcome = failed_outcome(settings, name, exc)
-            finally:
-                progress.done()
-            outcomes.append(outcome)
-    return outcomes
+        except SourceBusyError as exc:
+            return _failed(settings, name, str(exc))
+        except Exception as exc:
+            return failed_outcome(settings, name, exc)
+
+    try:
+        async with HttpClient() as http:
+            return list(await asyncio.gather(*(one(name, http) for name in names)))
+    finally:
+        progress.done()
+
+
+def _failed(settings: Settings, name: str, message: str) -> RunOutcome:
+    provider = settings.sources[settings.source_index(name)].provider
+    return RunOutcome(name, provider, 0, PullStats(), 0.0, error=message)
 
 
 def failed_outcome(settings: Settings, name: str, error: Exception) -> RunOutcome:
@@ -115,8 +142,7 @@ def failed_outcome(settings: Settings, name: str, error: Exception) -> RunOutcom
     message = explain(error)
     if message is None:
         raise error
-    provider = settings.sources[settings.source_index(name)].provider
-    return RunOutcome(name, provider, 0, PullStats(), 0.0, error=message)
+    return _failed(settings, name, message)
 
 
 def outcome_json(outcome: RunOutcome) -> dict[str, object]:
@@ -155,18 +181,46 @@ def pull(app: AppContext, sources: tuple[str, ...], as_json: bool, as_of: date |
     if not names:
         raise click.ClickException("no sources configured: add [[sources]] to the configuration")
 
-    async def _pull() -> list[RunOutcome]:
-        async with open_state(settings.database_url) as engine:
-            return await refresh_all(engine, settings, names, as_of, quiet=app.quiet)
+    async def _pull() -> tuple[list[RunOutcome], dict[str, list[tuple[str, int]]]]:
+        async with open_configured_state(settings) as engine:
+            outcomes = await refresh_all(engine, settings, names, as_of, quiet=app.quiet)
+            emptied = {
+                o.source: await emptied_months(engine, o.source, o.run_id)
+                for o in outcomes
+                if o.ok and o.run_id
+            }
+            return outcomes, emptied
 
-    outcomes = run_cancellable(_pull())
+    outcomes, emptied = run_cancellable(_pull())
     if as_json:
-        click.echo(json.dumps([outcome_json(o) for o in outcomes], indent=2))
+        rows = [
+            {**outcome_json(o), "emptied_months": _emptied_json(emptied.get(o.source, []))}
+            for o in outcomes
+        ]
+        click.echo(json.dumps(rows, indent=2))
     for outcome in outcomes if not as_json else []:
         if not (app.quiet and outcome.ok):
             click.echo(outcome.summary())
+    for source, months in emptied.items():
+        if months:
+            click.echo(f"warning: {emptied_warning(source, months)}", err=True)
     if not all(o.ok for o in outcomes):
         raise click.exceptions.Exit(1)
+
+
+def emptied_warning(source: str, months: Sequence[tuple[str, int]]) -> str:
+    """``fastly returned no lines at all for 2024-06 (36 lines tracked there): …``"""
+    listed = ", ".join(
+        f"{month} ({plural(count, 'line')} tracked there)" for month, count in months
+    )
+    return (
+        f"{source} returned no lines at all for {listed}; they are recorded as disappeared: "
+        "check that the provider account, contract or token scope did not change"
+    )
+
+
+def _emptied_json(months: Sequence[tuple[str, int]]) -> list[dict[str, object]]:
+    return [{"month": month, "lines": count} for month, count in months]
 
 
 def _render_plan(the_plan: Plan, fmt: str, limit: int, stale: dict[str, str]) -> str:
@@ -247,7 +301,7 @@ def plan(
     names = _selected(settings, sources)
 
     async def _plan() -> tuple[Plan, list[RunOutcome]]:
-        async with open_state(settings.database_url) as engine:
+        async with open_configured_state(settings) as engine:
             outcomes = (
                 []
                 if no_refresh
@@ -362,7 +416,7 @@ def apply(
     settings = app.settings
 
     async def _current() -> Plan:
-        async with open_state(settings.database_url) as engine, reader(engine).connect() as conn:
+        async with open_configured_state(settings) as engine, reader(engine).connect() as conn:
             return await build_plan(conn, utcnow())
 
     left_open = 0
@@ -386,7 +440,7 @@ def apply(
         _confirm(len(expected), left_open)
 
     async def _apply() -> int:
-        async with open_state(settings.database_url) as engine:
+        async with open_configured_state(settings) as engine:
             return await apply_acknowledgements(
                 engine, serial=serial, expected=expected, who=who or _who(), note=note, now=utcnow()
             )

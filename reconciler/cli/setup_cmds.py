@@ -17,10 +17,10 @@ from reconciler.secrets import resolve_secret, secret_path
 from reconciler.settings import LOCAL_CONFIG, AkamaiSourceSettings, Settings, find_config_file
 from reconciler.store.backup import backup
 from reconciler.store.db import (
-    create_engine,
+    configured_engine,
     current_revision,
     head_revision,
-    open_state,
+    open_configured_state,
     sqlite_path,
     upgrade,
 )
@@ -64,7 +64,7 @@ def init(app: AppContext, write_config: bool) -> None:
 async def _upgrade(settings: Settings, *, fresh: bool = False) -> tuple[str | None, str | None]:
     """Migrate; only ``init`` (``fresh``) may build a state where one was lost."""
     url = settings.database_url
-    engine = create_engine(url, create=True)
+    engine = configured_engine(settings, create=True)
     try:
         marker = marker_path(settings.state_directory, url)
         return await upgrade(engine, marker=marker, fresh=fresh)
@@ -202,7 +202,7 @@ def db_backup(app: AppContext, file: Path) -> None:
     settings = app.settings
 
     async def _backup() -> int:
-        async with open_state(settings.database_url) as engine:
+        async with open_configured_state(settings) as engine:
             return await backup(engine, sqlite_path(settings.database_url), file)
 
     size = run_async(_backup())
@@ -216,7 +216,7 @@ def db_current(app: AppContext, as_json: bool) -> None:
     """Show the schema revision of the state database and the newest one."""
 
     async def _current() -> str | None:
-        engine = create_engine(app.settings.database_url)
+        engine = configured_engine(app.settings)
         try:
             return await current_revision(engine)
         finally:

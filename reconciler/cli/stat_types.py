@@ -9,14 +9,14 @@ from typing import Any
 
 from reconciler.errors import ReconcilerError
 from reconciler.settings import Settings
-from reconciler.store.db import check_schema, create_engine, reader
+from reconciler.store.db import check_schema, configured_engine, reader
 from reconciler.store.measures import StatType, stat_types
 
 
 async def seen_stat_types(settings: Settings) -> tuple[list[StatType], str]:
     """The stat types of the state classified with this configuration, or why there are none."""
     try:
-        engine = create_engine(settings.database_url)
+        engine = configured_engine(settings)
     except ReconcilerError as exc:
         return [], f"no stat types listed: {exc}"
     try:

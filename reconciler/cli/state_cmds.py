@@ -11,27 +11,14 @@ from sqlalchemy import select
 from reconciler.cli import AppContext, command, group, pass_app, run_async
 from reconciler.cli.options import check_sources, check_team, parse_month
 from reconciler.domain import FindingState, Month, PlanItem, canonical_decimal
-from reconciler.reconcile.ownership import owner_of
+from reconciler.reconcile.ownership import line_owner
 from reconciler.reconcile.plan import describe, format_quantity, item_json
-from reconciler.settings import FastlySourceSettings, Settings
-from reconciler.store.db import open_state, reader
+from reconciler.settings import Settings
+from reconciler.store.db import open_configured_state, reader
 from reconciler.store.ingest import lines_t, versions_t
 from reconciler.store.items import load_items
 from reconciler.store.review import ReviewRecord, review_records
-from reconciler.team_settings import SHARED, UNALLOCATED
-
-
-def line_owner(settings: Settings, row: Any) -> str:
-    """The team owning a line; ``shared`` for an account-level line of a source that reports
-    per-service usage, whose cost the ``[showback]`` rule splits."""
-    owner = owner_of(settings.teams, row)
-    if owner == UNALLOCATED and not row.service and row.source in _per_service(settings):
-        return SHARED
-    return owner
-
-
-def _per_service(settings: Settings) -> set[str]:
-    return {s.name for s in settings.sources if isinstance(s, FastlySourceSettings) and s.services}
+from reconciler.team_settings import SHARED
 
 
 def _line_json(row: Any, settings: Settings) -> dict[str, Any]:
@@ -116,7 +103,7 @@ def state_list(
             query = query.where(lines_t.c.month == str(month))
         if not include_absent:
             query = query.where(lines_t.c.present.is_(True))
-        async with open_state(settings.database_url) as engine, reader(engine).connect() as conn:
+        async with open_configured_state(settings) as engine, reader(engine).connect() as conn:
             return list((await conn.execute(query)).all())
 
     teams = settings.teams
@@ -146,7 +133,7 @@ def state_show(app: AppContext, key: str, as_json: bool) -> None:
     settings = app.settings
 
     async def _load() -> tuple[list[Any], list[Any]]:
-        async with open_state(settings.database_url) as engine, reader(engine).connect() as conn:
+        async with open_configured_state(settings) as engine, reader(engine).connect() as conn:
             matches = (
                 await conn.execute(
                     select(lines_t).where(lines_t.c.key_hash.startswith(key)).limit(2)
@@ -206,7 +193,7 @@ def findings(
     wanted = [FindingState(s) for s in states] or [FindingState.OPEN]
 
     async def _load() -> tuple[list[PlanItem], dict[str, ReviewRecord]]:
-        async with open_state(settings.database_url) as engine, reader(engine).connect() as conn:
+        async with open_configured_state(settings) as engine, reader(engine).connect() as conn:
             items = await load_items(conn, wanted, list(sources) or None)
             return items, await review_records(conn, wanted)
 

@@ -47,7 +47,7 @@ from reconciler.reports.writer import prune_reports, write_report_set
 from reconciler.secret_mask import register_configured_secrets
 from reconciler.settings import Settings, load_settings
 from reconciler.store.backup import checkpoint
-from reconciler.store.db import create_engine, reader, sqlite_path, upgrade
+from reconciler.store.db import configured_engine, reader, sqlite_path, upgrade
 from reconciler.store.marker import marker_path
 from reconciler.store.retention import purge_history
 from reconciler.store.runs import abandon_stale_runs, runs_t
@@ -130,7 +130,7 @@ class Daemon:
 
     async def _migrate(self) -> None:
         self.notifier.status("migrating the state database")
-        self._engine = create_engine(self.settings.database_url, create=True)
+        self._engine = configured_engine(self.settings, create=True)
         # A migration is one transaction: a stop asked for meanwhile waits for it to end.
         marker = marker_path(self.settings.state_directory, self.settings.database_url)
         before, after = await upgrade(self._engine, marker=marker)

@@ -8,7 +8,9 @@ One pull reads, for the ``lookback_months`` months ending with today's month
 2. each contract's products: ``products`` from the configuration, or
    ``GET /billing/v1/contracts/{contractId}/products?start&end``;
 3. one ``GET /billing/v1/contracts/{contractId}/products/{productId}/usage/monthly-summary
-   ?start&end`` per (contract, product), yielded as each completes.
+   ?start&end`` per (contract, product), yielded as each completes; with ``cp_codes``, its
+   sibling ``.../usage/by-cp-code/monthly-summary`` too (the CP codes' lines, each CP code
+   as the line's service).
 
 Every request of the pull shares one limiter of ``max_concurrency`` slots, and each slot is
 kept busy: a contract's summaries are asked for as soon as its products are listed, while
@@ -68,11 +70,9 @@ def products_endpoint(contract: str) -> str:
     return f"/billing/v1/contracts/{_segment(contract)}/products"
 
 
-def summary_endpoint(contract: str, product: str) -> str:
-    return (
-        f"/billing/v1/contracts/{_segment(contract)}/products/{_segment(product)}"
-        "/usage/monthly-summary"
-    )
+def summary_endpoint(contract: str, product: str, *, by_cp_code: bool = False) -> str:
+    usage = "usage/by-cp-code/monthly-summary" if by_cp_code else "usage/monthly-summary"
+    return f"/billing/v1/contracts/{_segment(contract)}/products/{_segment(product)}/{usage}"
 
 
 class AkamaiProvider:
@@ -261,17 +261,21 @@ class AkamaiProvider:
         self, job: Job, window: Mapping[str, str], months: Sequence[Month]
     ) -> list[UsageLine]:
         contract, product, name = job
-        endpoint = summary_endpoint(contract, product)
-        payload = await self._get(endpoint, window)
-        return summary_lines(
-            self.source,
-            endpoint,
-            payload,
-            contract=contract,
-            product=product,
-            product_name=name,
-            months=months,
-        )
+        lines: list[UsageLine] = []
+        for by_cp_code in (False, True) if self._settings.cp_codes else (False,):
+            endpoint = summary_endpoint(contract, product, by_cp_code=by_cp_code)
+            payload = await self._get(endpoint, window)
+            lines += summary_lines(
+                self.source,
+                endpoint,
+                payload,
+                contract=contract,
+                product=product,
+                product_name=name,
+                months=months,
+                by_cp_code=by_cp_code,
+            )
+        return lines
 
     async def _summaries(
         self,

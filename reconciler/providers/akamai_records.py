@@ -2,7 +2,8 @@
 
 Line identity of a monthly-summary stat (what the engine keys on; stable across runs):
 account = ``contractId``, product = ``productId`` (``productName`` kept beside it), usage
-type = ``statType``, region = the period's ``region``, service ``""``, month = the period's
+type = ``statType``, region = the period's ``region``, service ``""`` (the CP code, for the
+per-CP-code summary: one line per CP code and stat), month = the period's
 ``month``, period start and end = the period's ``start`` and ``end``. A month reported as
 several periods gives one line per period; a period's dates are not checked against its month
 (Akamai's own example has 2017 dates in a 2020 month). ``isBillable`` may be missing (None).
@@ -13,6 +14,7 @@ finalized; any other value is bad data, never a default.
 from __future__ import annotations
 
 from collections.abc import Collection
+from decimal import Decimal
 from typing import Any
 
 from reconciler.domain import LineStatus, Month, Provider, UsageLine
@@ -74,8 +76,11 @@ def summary_lines(
     product: str,
     product_name: str,
     months: Collection[Month],
+    by_cp_code: bool = False,
 ) -> list[UsageLine]:
-    """The lines of one monthly-summary document for ``contract`` and ``product``."""
+    """The lines of one monthly-summary document for ``contract`` and ``product``; with
+    ``by_cp_code``, of its per-CP-code sibling (each period's ``cpCodeStats``: one line per
+    CP code and stat, the CP code as the line's service)."""
     where = f"contract {contract} product {product}"
     try:
         if type(payload) is not dict:
@@ -93,22 +98,40 @@ def summary_lines(
     for index, period in enumerate(periods):
         label = f"{where} usage period {index}{n.describe(period, _PERIOD_FIELDS)}"
         try:
-            _period_lines(source, contract, product, name, period, months, seen, lines)
+            groups = _cp_code_stats(period) if by_cp_code else [("", n.items(period, "stats"))]
+            for service, stats in groups:
+                where_stats = (contract, product, name, service)
+                _period_lines(source, where_stats, period, stats, months, seen, lines)
         except BadRecord as e:
             raise BadProviderDataError(source, endpoint, f"{label}: {e}") from None
     return lines
 
 
+def _cp_code_stats(period: Any) -> list[tuple[str, list[Any]]]:
+    """``cpCodeStats: [{"cpCode": 7654321, "stats": [...]}]`` → (CP code, stats) pairs."""
+    groups: list[tuple[str, list[Any]]] = []
+    for position, entry in enumerate(n.items(period, "cpCodeStats")):
+        if type(entry) is not dict:
+            raise BadRecord(f"cpCodeStats {position} is not an object (got {n.show(entry)})")
+        code = entry.get("cpCode")
+        if type(code) is Decimal and code.is_finite() and code == code.to_integral():
+            code = int(code)
+        if type(code) is not int or code <= 0:
+            raise BadRecord(f"cpCodeStats {position}: cpCode is not a CP code (got {n.show(code)})")
+        groups.append((str(code), n.items(entry, "stats")))
+    return groups
+
+
 def _period_lines(
     source: str,
-    contract: str,
-    product: str,
-    product_name: str,
+    where: tuple[str, str, str, str],
     period: Any,
+    stats: list[Any],
     months: Collection[Month],
     seen: set[tuple[str, str, Month, object]],
     out: list[UsageLine],
 ) -> None:
+    contract, product, product_name, service = where
     month = n.month(period, "month")
     if month not in months:
         raise BadRecord(f"month {month} was not asked for")
@@ -121,10 +144,10 @@ def _period_lines(
     end = n.period_day(period, "end")
     if end < start:
         raise BadRecord(f"end {end} is before start {start}")
-    for position, stat in enumerate(n.items(period, "stats")):
+    for position, stat in enumerate(stats):
         try:
             usage_type = n.text(stat, "statType")
-            key = (usage_type, region, month, start)
+            key = (usage_type, region, month, (start, service))
             if key in seen:
                 raise BadRecord("appears twice for the same period")
             seen.add(key)
@@ -137,7 +160,7 @@ def _period_lines(
                     product_name=product_name,
                     usage_type=usage_type,
                     region=region,
-                    service="",
+                    service=service,
                     month=month,
                     period_start=start,
                     period_end=end,
@@ -150,4 +173,5 @@ def _period_lines(
             )
         except BadRecord as e:
             stat_type = n.describe(stat, (("statType", "statType"),))
-            raise BadRecord(f"stat {position}{stat_type}: {e}") from None
+            code = f"CP code {service} " if service else ""
+            raise BadRecord(f"{code}stat {position}{stat_type}: {e}") from None

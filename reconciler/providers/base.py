@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import ipaddress
 from collections import Counter
-from collections.abc import AsyncGenerator, Iterator, Mapping
+from collections.abc import AsyncGenerator, Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass, field, fields
 from datetime import date
@@ -131,7 +131,7 @@ class UsageProvider(Protocol):
     source: str
     stats: PullStats
 
-    def pull(self, today: date) -> AsyncGenerator[list[UsageLine], None]:
+    def pull(self, today: date) -> AsyncGenerator[Sequence[UsageLine], None]:
         """Every usage line of the months to pull (``lookback_months`` ending with ``today``'s
         month), page by page. Raises a ProviderError subclass if anything is wrong: a pull
         is complete or it fails as a whole."""

@@ -27,7 +27,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
-from collections.abc import AsyncGenerator, AsyncIterator, Mapping
+from collections.abc import AsyncGenerator, AsyncIterator, Callable, Mapping, Sequence
 from datetime import date
 from functools import partial
 from typing import Any, Final
@@ -47,6 +47,7 @@ from reconciler.providers.base import (
     check_base_url,
     months_to_pull,
 )
+from reconciler.providers.fastly_pages import FastPage, ServiceRows, decode_service_page
 from reconciler.providers.fastly_records import (
     FastlyLines,
     convert,
@@ -57,7 +58,9 @@ from reconciler.providers.fastly_records import (
     usage_page,
 )
 from reconciler.providers.http import HttpClient, RetryPolicy
+from reconciler.providers.normalize import loads_exact
 from reconciler.providers.paging import CursorGuard
+from reconciler.providers.rows import LineRows
 from reconciler.secrets import resolve_secret
 from reconciler.settings import FastlySourceSettings
 
@@ -140,7 +143,7 @@ class FastlyProvider:
             raise RuntimeError(f"source '{self.source}': no pull has finished")
         return self._invoice_lines
 
-    async def pull(self, today: date) -> AsyncGenerator[list[UsageLine], None]:
+    async def pull(self, today: date) -> AsyncGenerator[Sequence[UsageLine], None]:
         """Account lines, then service lines, page by page (invoices are read first)."""
         started = time.monotonic()
         self.stats.reset()
@@ -158,11 +161,12 @@ class FastlyProvider:
         lines = FastlyLines(self.source, statuses, settings.product_id)
         for start in range(0, len(months), USAGE_WINDOW_MONTHS):
             window = months[start : start + USAGE_WINDOW_MONTHS]
-            page = await self._account_usage(lines, window[0], window[-1])
-            if page:
-                yield page
+            account_page = await self._account_usage(lines, window[0], window[-1])
+            if account_page:
+                yield account_page
         if settings.services:
-            async for page in self._service_usage(lines, months[0], months[-1]):
+            fast_rows = ServiceRows.of(self.source, statuses)
+            async for page in self._service_usage(lines, fast_rows, months[0], months[-1]):
                 yield page
         self._invoice_lines = invoices
         # Account-level lines have account "": without services, only those were covered;
@@ -191,7 +195,12 @@ class FastlyProvider:
             time.monotonic() - started,
         )
 
-    async def _get(self, endpoint: str, params: Mapping[str, str]) -> Any:
+    async def _get(
+        self,
+        endpoint: str,
+        params: Mapping[str, str],
+        decode: Callable[[bytes | bytearray], Any] = loads_exact,
+    ) -> Any:
         with self.stats.requesting(endpoint):
             body, _ = await self._http.get_json(
                 self.source,
@@ -201,6 +210,7 @@ class FastlyProvider:
                 limiter=self._limiter,
                 policy=self._policy,
                 stats=self.stats,
+                decode=decode,
             )
         return body
 
@@ -262,8 +272,8 @@ class FastlyProvider:
         return out
 
     async def _service_usage(
-        self, lines: FastlyLines, first: Month, last: Month
-    ) -> AsyncIterator[list[UsageLine]]:
+        self, lines: FastlyLines, fast_rows: ServiceRows, first: Month, last: Month
+    ) -> AsyncIterator[Sequence[UsageLine]]:
         settings = self._settings
         guard = CursorGuard(self.source, SERVICE_USAGE, self._page_limit)
         params = {
@@ -277,26 +287,37 @@ class FastlyProvider:
         # The next page is asked for as soon as its cursor is known, so the provider and the
         # network work on it while this page is converted and staged.
         cursor = ""
-        request = asyncio.ensure_future(self._get(SERVICE_USAGE, params))
+        fetch = partial(self._get, SERVICE_USAGE, decode=decode_service_page)
+        request = asyncio.ensure_future(fetch(params))
         try:
             while True:
                 payload = await request
-                page = service_page(self.source, SERVICE_USAGE, payload, settings.product_id)
-                next_cursor = page.meta.get("next_cursor") if page.meta else None
-                total = meta_total(self.source, SERVICE_USAGE, page.meta)
                 label = f"page {guard.pages + 1}"
-                records = page.records
+                rows = fast_rows.rows(payload) if isinstance(payload, FastPage) else None
+                if rows is not None:
+                    assert isinstance(payload, FastPage)
+                    next_cursor, total, records = payload.next_cursor, payload.total, rows
+                else:
+                    if isinstance(payload, FastPage):
+                        payload = payload.careful()
+                    page = service_page(self.source, SERVICE_USAGE, payload, settings.product_id)
+                    next_cursor = page.meta.get("next_cursor") if page.meta else None
+                    total = meta_total(self.source, SERVICE_USAGE, page.meta)
+                    records = page.records
                 following = guard.advance(cursor, next_cursor, len(records), total, records)
                 if following is not None:
-                    sent = dict(params, cursor=following)
-                    request = asyncio.ensure_future(self._get(SERVICE_USAGE, sent))
-                build = (
-                    lines.service_line
-                    if page.defaults is None
-                    else partial(lines.nested_line, defaults=page.defaults)
-                )
-                out = convert(self.source, SERVICE_USAGE, label, records, build)
-                del payload, page, records
+                    request = asyncio.ensure_future(fetch(dict(params, cursor=following)))
+                out: Sequence[UsageLine]
+                if rows is not None:
+                    out = LineRows(rows)
+                else:
+                    build = (
+                        lines.service_line
+                        if page.defaults is None
+                        else partial(lines.nested_line, defaults=page.defaults)
+                    )
+                    out = convert(self.source, SERVICE_USAGE, label, records, build)
+                del payload, records
                 self.stats.lines += len(out)
                 if out:
                     yield out

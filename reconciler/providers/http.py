@@ -285,11 +285,13 @@ class HttpClient:
         limiter: asyncio.Semaphore,
         policy: RetryPolicy,
         stats: PullStats,
+        decode: Callable[[bytes | bytearray], Any] = loads_exact,
     ) -> tuple[Any, Mapping[str, str]]:
         """GET ``url`` and return its exact JSON body and response headers.
 
         ``endpoint`` names the request in errors and logs (a path, no query); ``headers`` is
-        a mapping or a function of the URL called before each attempt.
+        a mapping or a function of the URL called before each attempt; ``decode`` turns the
+        JSON body into what is returned (ValueError: not valid JSON).
         """
         target = url if isinstance(url, yarl.URL) else yarl.URL(url)
         attempts = policy.max_retries + 1
@@ -310,7 +312,7 @@ class HttpClient:
                         if attempt.retry_state.attempt_number > 1:
                             stats.retries += 1
                         body, response_headers = await self._attempt(
-                            source, endpoint, target, headers, policy
+                            source, endpoint, target, headers, policy, decode
                         )
         except _Retryable as failure:
             tries = "attempt" if attempts == 1 else "attempts"
@@ -330,6 +332,7 @@ class HttpClient:
         url: yarl.URL,
         headers: Mapping[str, str] | HeaderFactory,
         policy: RetryPolicy,
+        decode: Callable[[bytes | bytearray], Any],
     ) -> tuple[Any, Mapping[str, str]]:
         request_headers = headers(url) if callable(headers) else headers
         try:
@@ -376,9 +379,11 @@ class HttpClient:
         if len(body) > OFF_LOOP_PARSE_BYTES:
             # Parsing a large page takes long enough to starve the event loop (the watchdog,
             # the other pulls): a worker thread does it.
-            decoded = await asyncio.to_thread(self._decode, source, endpoint, body, content_type)
+            decoded = await asyncio.to_thread(
+                self._decode, source, endpoint, body, content_type, decode
+            )
             return decoded, response_headers
-        return self._decode(source, endpoint, body, content_type), response_headers
+        return self._decode(source, endpoint, body, content_type, decode), response_headers
 
     async def _read(
         self, source: str, endpoint: str, response: aiohttp.ClientResponse
@@ -399,7 +404,13 @@ class HttpClient:
         return body
 
     @staticmethod
-    def _decode(source: str, endpoint: str, body: bytes | bytearray, content_type: str) -> Any:
+    def _decode(
+        source: str,
+        endpoint: str,
+        body: bytes | bytearray,
+        content_type: str,
+        decode: Callable[[bytes | bytearray], Any],
+    ) -> Any:
         kind = content_type.split(";")[0].strip().lower()
         if "html" in kind or (not kind.endswith("json") and body.lstrip()[:1] == b"<"):
             page = provider_message(body, "text/html")
@@ -407,7 +418,7 @@ class HttpClient:
                 source, endpoint, f"expected JSON, got {kind or 'an untyped body'} ({page})"
             )
         try:
-            return loads_exact(body)
+            return decode(body)
         except ValueError as e:
             raise BadProviderDataError(
                 source, endpoint, f"response is not valid JSON ({len(body)} bytes): {e}"

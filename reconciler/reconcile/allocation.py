@@ -78,9 +78,10 @@ def allocate(
     shares = exact_shares(sheet, lines, teams, showback)
     totals = {key: _rounded(amount, key[2]) for key, amount in sheet.month_totals().items()}
     costs: list[TeamCost] = []
-    for key, (parts, shared) in sorted(shares.items()):
+    for key, parts in sorted(shares.months.items()):
         rounded = apportion(totals.get(key, Decimal(0)), parts, minor_unit(key[2]))
         source, month, currency = key
+        shared = shares.shared.get(key, set())
         costs.extend(
             TeamCost(team, source, month, currency, amount, team in shared)
             for team, amount in rounded.items()
@@ -88,37 +89,58 @@ def allocate(
     return Allocation(tuple(costs), totals)
 
 
+@dataclass(frozen=True, slots=True)
+class OwnerShares:
+    """Who owns what, exactly: each priced line's owners (fractions adding up to 1), each
+    (source, month, currency)'s owners' amounts, and how its shared adjustments (money
+    commitments' lifts, credits) were split (fractions adding up to 1)."""
+
+    lines: Mapping[tuple[object, ...], Weights]
+    months: Mapping[MonthKey, Weights]
+    shared: Mapping[MonthKey, set[str]]
+    adjustments: Mapping[MonthKey, Weights]
+
+
 def exact_shares(
     sheet: CostSheet,
     lines: Sequence[CostLine],
     teams: Sequence[TeamSettings],
     showback: ShowbackSettings,
-) -> dict[MonthKey, tuple[Weights, set[str]]]:
-    """Each owner's exact share of each (source, month, currency), and who got shared cost."""
-    owners = {_identity(x): owner_of(teams, x) for x in lines}
+) -> OwnerShares:
+    """Each owner's exact share of each line and of each (source, month, currency)."""
+    owners = {line_key(x): owner_of(teams, x) for x in lines}
     per_service = {x.source for x in lines if x.service}
     volumes = _service_volumes(lines, owners)
     direct: dict[MonthKey, Weights] = defaultdict(lambda: defaultdict(Fraction))
+    by_line: dict[tuple[object, ...], Weights] = {}
     pending: list[tuple[MonthKey, CostLine, Fraction]] = []
     for cost in sheet.lines:
         line = cost.line
         key = (line.source, line.month, cost.currency)
-        owner = owners.get(_identity(line)) or owner_of(teams, line)
+        owner = owners.get(line_key(line)) or owner_of(teams, line)
         if owner == UNALLOCATED and not line.service and line.source in per_service:
             pending.append((key, line, Fraction(cost.amount)))
         else:
             direct[key][owner] += Fraction(cost.amount)
+            by_line[line_key(line)] = {owner: Fraction(1)}
     result: dict[MonthKey, Weights] = defaultdict(lambda: defaultdict(Fraction))
     shared: dict[MonthKey, set[str]] = defaultdict(set)
     for key, parts in direct.items():
         for owner, amount in parts.items():
             result[key][owner] += amount
     for key, line, amount in pending:
-        weights = _line_weights(showback, volumes.get(_usage(line), {}), direct.get(key, {}))
+        weights = _normal(
+            _line_weights(showback, volumes.get(_usage(line), {}), direct.get(key, {}))
+        )
+        by_line[line_key(line)] = weights
         _spread(result[key], shared[key], amount, weights)
+    adjustments: dict[MonthKey, Weights] = {}
     for key, amount in _shared_adjustments(sheet):
-        _spread(result[key], shared[key], amount, _weights(showback, dict(result[key])))
-    return {key: (dict(parts), shared[key]) for key, parts in result.items()}
+        weights = adjustments.setdefault(key, _normal(_weights(showback, dict(result[key]))))
+        _spread(result[key], shared[key], amount, weights)
+    return OwnerShares(
+        by_line, {key: dict(parts) for key, parts in result.items()}, shared, adjustments
+    )
 
 
 def apportion(total: Decimal, parts: Mapping[str, Fraction], unit: Decimal) -> dict[str, Decimal]:
@@ -143,7 +165,8 @@ def _rounded(amount: Decimal, currency: str) -> Decimal:
         return amount.quantize(minor_unit(currency), ROUND_HALF_EVEN)
 
 
-def _identity(line: CostLine) -> tuple[object, ...]:
+def line_key(line: CostLine) -> tuple[object, ...]:
+    """A priced line's key: identity, month and period start."""
     return (*line.identity, line.month, line.period_start)
 
 
@@ -158,7 +181,7 @@ def _service_volumes(
     volumes: dict[tuple[object, ...], Weights] = defaultdict(lambda: defaultdict(Fraction))
     for line in lines:
         if line.service and line.additive and line.quantity > 0:
-            volumes[_usage(line)][owners[_identity(line)]] += Fraction(line.quantity)
+            volumes[_usage(line)][owners[line_key(line)]] += Fraction(line.quantity)
     return volumes
 
 
@@ -190,12 +213,15 @@ def _weights(showback: ShowbackSettings, cost: Weights) -> Weights:
     return {name: value for name, value in cost.items() if value > 0}
 
 
-def _spread(into: Weights, shared: set[str], amount: Fraction, weights: Weights) -> None:
+def _normal(weights: Weights) -> Weights:
+    """Weights as fractions adding up to 1 (all to ``unallocated`` when there are none)."""
     total = sum(weights.values(), Fraction(0))
     if total <= 0:
-        into[UNALLOCATED] += amount
-        shared.add(UNALLOCATED)
-        return
+        return {UNALLOCATED: Fraction(1)}
+    return {name: weight / total for name, weight in weights.items()}
+
+
+def _spread(into: Weights, shared: set[str], amount: Fraction, weights: Weights) -> None:
     for name, weight in weights.items():
-        into[name] += amount * weight / total
+        into[name] += amount * weight
         shared.add(name)

@@ -139,18 +139,66 @@ def rate_cards(rates: Sequence[RateSettings]) -> list[list[RateSettings]]:
     return list(cards.values())
 
 
+class CardIndex:
+    """The rate cards of a rate card list, found for a line without testing every card: the
+    cards naming a usage type exactly are filed under it, so a line is tested only against
+    its usage type's cards and those with a wildcard usage type, in declared order (the
+    first that matches prices the line, as with a scan). What a line's fields matched is
+    remembered: a line priced again (a change re-priced both ways) is not matched again."""
+
+    def __init__(self, rates: Sequence[RateSettings]) -> None:
+        self.cards = rate_cards(rates)
+        self._by_usage_type: dict[tuple[str, bool], list[int]] = defaultdict(list)
+        self._wildcard: list[int] = []
+        for index, card in enumerate(self.cards):
+            rule = card[0]
+            if _is_pattern(rule.usage_type):
+                self._wildcard.append(index)
+            else:
+                self._by_usage_type[(rule.usage_type, rule.per_service)].append(index)
+        self._candidates: dict[tuple[str, bool], list[int]] = {}
+        self._found: dict[tuple[str, ...], int | None] = {}
+
+    def find(self, line: CostLine) -> int | None:
+        """The index of the first card that matches ``line`` (None: no card does)."""
+        fields = _match_fields(line)
+        if fields in self._found:
+            return self._found[fields]
+        key = (line.usage_type, bool(line.service))
+        candidates = self._candidates.get(key)
+        if candidates is None:
+            candidates = sorted([*self._by_usage_type.get(key, ()), *self._wildcard])
+            self._candidates[key] = candidates
+        found = next((i for i in candidates if _matches(self.cards[i][0], line)), None)
+        self._found[fields] = found
+        return found
+
+
+def _match_fields(line: CostLine) -> tuple[str, ...]:
+    """What a rule's matchers look at."""
+    return (line.source, line.product, line.product_name, line.usage_type, line.region,
+            line.service)  # fmt: skip
+
+
+def _is_pattern(value: str) -> bool:
+    return any(char in value for char in "*?[")
+
+
 def price_lines(
     rates: Sequence[RateSettings],
     commitments: Sequence[CommitmentSettings],
     lines: Sequence[CostLine],
     credits: Sequence[CreditSettings] = (),
+    index: CardIndex | None = None,
 ) -> CostSheet:
     """Every line's expected cost, the commitments' months, the credits applied and what
-    could not be priced."""
+    could not be priced (``index``: the rates' :class:`CardIndex`, when the caller keeps
+    one)."""
     sheet = CostSheet([], [], [])
     quantity_commits = [c for c in commitments if c.quantity is not None]
     money_commits = [c for c in commitments if c.amount is not None]
-    cards = rate_cards(rates)
+    found = index or CardIndex(rates)
+    cards = found.cards
     by_commit: dict[int, list[CostLine]] = defaultdict(list)
     by_card: dict[tuple[int, str, Month, str], list[CostLine]] = defaultdict(list)
     for line in lines:
@@ -163,7 +211,7 @@ def price_lines(
         if commit is not None:
             by_commit[commit].append(line)
             continue
-        card = next((i for i, c in enumerate(cards) if _matches(c[0], line)), None)
+        card = found.find(line)
         if card is None:
             sheet.unpriced.append(Unpriced(line, "no rate matches"))
         elif cards[card][0].unit is not None and cards[card][0].unit != line.unit:
@@ -175,8 +223,8 @@ def price_lines(
     for (card, _, month, _), group in by_card.items():
         versions = [RateVersion.of(r) for r in cards[card]]
         sheet.lines.extend(_rated(versions, month, group, sheet.unpriced))
-    for index, group in by_commit.items():
-        _commit_quantity(quantity_commits[index], group, sheet)
+    for number, group in by_commit.items():
+        _commit_quantity(quantity_commits[number], group, sheet)
     for commitment in money_commits:
         _commit_money(commitment, sheet)
     sheet.credits = _credits(credits, lines)
@@ -209,18 +257,21 @@ def _currency_of(rates: Sequence[RateSettings], line: CostLine) -> str:
 
 
 def pricing_group(
-    rates: Sequence[RateSettings], commitments: Sequence[CommitmentSettings], line: CostLine
+    rates: Sequence[RateSettings],
+    commitments: Sequence[CommitmentSettings],
+    line: CostLine,
+    cards: CardIndex | None = None,
 ) -> tuple[str, int] | None:
     """What prices a line with others: ("commitment" or "money", index) or ("rate", card);
     lines of another group never change its cost. None: nothing prices it."""
     money = [c for c in commitments if c.amount is not None]
-    for index, commitment in enumerate(money):
+    for number, commitment in enumerate(money):
         if _matches(commitment, line) and commits.months_of(commitment, line.month):
-            return ("money", index)
+            return ("money", number)
     quantity = _first([c for c in commitments if c.quantity is not None], line)
     if quantity is not None:
         return ("commitment", quantity)
-    card = next((i for i, c in enumerate(rate_cards(rates)) if _matches(c[0], line)), None)
+    card = (cards or CardIndex(rates)).find(line)
     return None if card is None else ("rate", card)
 
 

@@ -32,6 +32,7 @@ from itertools import pairwise
 from typing import Any
 
 from reconciler.domain import EXACT_CONTEXT, Month, canonical_decimal
+from reconciler.money import Money
 
 MIN_BAND_DAYS = 3
 _QUANTUM = Decimal("0.001")
@@ -231,16 +232,28 @@ class Escalation:
     """When an acknowledged projected overage is raised again (``[forecast]`` settings)."""
 
     percent: Decimal = Decimal(20)
-    amount: Decimal | None = None  # in the measure's unit; a money step once usage is priced
+    amount: Decimal | None = None  # in the measure's unit
+    money: Money | None = None  # in money, where a rate prices what the overage measures
 
-    def raises_again(self, acknowledged: Forecast, current: Forecast, limit: Decimal) -> bool:
-        """The projection grew by more than the step since it was acknowledged, or the band's
-        low end crossed the maximum (the overage became near certain)."""
+    def raises_again(
+        self,
+        acknowledged: Forecast,
+        current: Forecast,
+        limit: Decimal,
+        unit_price: Money | None = None,
+    ) -> bool:
+        """The projection grew by more than a step since it was acknowledged, or the band's
+        low end crossed the maximum (the overage became near certain). The money step prices
+        the growth at ``unit_price`` (the overage's price per unit; None: not priced, and
+        the money step does not apply)."""
         with localcontext(EXACT_CONTEXT):
             growth = current.value - acknowledged.value
             grew = growth > acknowledged.value * self.percent / 100 or (
                 self.amount is not None and growth > self.amount
             )
+            if self.money is not None and unit_price is not None:
+                same = unit_price.currency == self.money.currency
+                grew = grew or (same and growth * unit_price.amount > self.money.amount)
         was_certain = acknowledged.low is not None and acknowledged.low > limit
         is_certain = current.low is not None and current.low > limit
         return grew or (is_certain and not was_certain)

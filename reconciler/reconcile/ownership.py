@@ -11,8 +11,13 @@ from fnmatch import fnmatchcase
 from typing import Protocol
 
 from reconciler.domain import ItemCategory, PlanItem
-from reconciler.settings import ExpectationSettings
-from reconciler.team_settings import UNALLOCATED, OwnershipRule, TeamSettings
+from reconciler.settings import (
+    AkamaiSourceSettings,
+    ExpectationSettings,
+    FastlySourceSettings,
+    Settings,
+)
+from reconciler.team_settings import SHARED, UNALLOCATED, OwnershipRule, TeamSettings
 
 
 class OwnedLine(Protocol):
@@ -41,13 +46,15 @@ def _either(value: str, other: str, pattern: str) -> bool:
 
 
 def rule_matches(rule: OwnershipRule, line: OwnedLine) -> bool:
-    """Every field of the rule matches; ``service`` and ``product`` match the id or the name.
-    A rule naming a service never matches an account-level line (one of no service)."""
-    if rule.service != "*" and not line.service:
+    """Every field of the rule matches; ``service`` and ``product`` match the id or the name,
+    ``cp_code`` the CP code (an Akamai line's service). A rule naming a service or a CP code
+    never matches an account-level line (one of no service)."""
+    if (rule.service != "*" or rule.cp_code != "*") and not line.service:
         return False
     return (
         fnmatchcase(line.source, rule.source)
         and _either(line.service, line.service_name, rule.service)
+        and fnmatchcase(line.service, rule.cp_code)
         and fnmatchcase(line.account, rule.contract)
         and _either(line.product, line.product_name, rule.product)
         and fnmatchcase(line.usage_type, rule.usage_type)
@@ -81,16 +88,34 @@ def unused_rules(teams: Sequence[TeamSettings], lines: Iterable[OwnedLine]) -> l
     ]
 
 
-def item_team(
-    teams: Sequence[TeamSettings], expectations: Sequence[ExpectationSettings], item: PlanItem
-) -> str:
+def shared_sources(settings: Settings) -> frozenset[str]:
+    """Sources whose account-level lines are broken down per service (Fastly with services,
+    Akamai with CP codes): such a line no rule owns is shared cost."""
+    return frozenset(
+        s.name
+        for s in settings.sources
+        if (isinstance(s, FastlySourceSettings) and s.services)
+        or (isinstance(s, AkamaiSourceSettings) and s.cp_codes)
+    )
+
+
+def line_owner(settings: Settings, line: OwnedLine) -> str:
+    """The team owning a line, or ``shared`` for an account-level line of a shared source
+    that no rule owns (the ``[showback]`` rule splits its cost)."""
+    owner = owner_of(settings.teams, line)
+    if owner == UNALLOCATED and not line.service and line.source in shared_sources(settings):
+        return SHARED
+    return owner
+
+
+def item_team(settings: Settings, item: PlanItem) -> str:
     """The team a review item concerns: a team expectation's team, else the owner of the line
-    the item names (an expectation's matchers name an account-level line, usually no team's)."""
+    the item names (an expectation's matchers name an account-level line, usually shared)."""
     if item.category is ItemCategory.FINDING:
-        for exp in expectations:
+        for exp in settings.expectations:
             if exp.team is not None and _raised_by(exp, item):
                 return exp.team
-    return owner_of(teams, item)
+    return line_owner(settings, item)
 
 
 def _raised_by(exp: ExpectationSettings, item: PlanItem) -> bool:

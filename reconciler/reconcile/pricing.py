@@ -138,6 +138,63 @@ def overlap_days(usage: Usage, first: date, last: date) -> int:
     return max(0, (end - start).days + 1)
 
 
+def version_part(usage: Usage, first: date, last: date) -> Decimal:
+    """What of ``usage`` falls in a version's window ``first``..``last`` (by days)."""
+    if usage.days <= 0:
+        return ZERO
+    with localcontext(EXACT_CONTEXT):
+        return usage.quantity * overlap_days(usage, first, last) / usage.days
+
+
+@dataclass(frozen=True, slots=True)
+class VolumeParts:
+    """The part of a month's additive usage each version in force prices: kept, one line's
+    change re-prices the month from these totals without summing all its lines again."""
+
+    versions: tuple[RateVersion, ...]
+    month: Month
+    parts: tuple[Decimal | None, ...]  # per version; None: not in force this month
+
+    @classmethod
+    def of(
+        cls, versions: Sequence[RateVersion], month: Month, usage: Sequence[Usage]
+    ) -> VolumeParts:
+        parts: list[Decimal | None] = []
+        with localcontext(EXACT_CONTEXT):
+            for version in versions:
+                window = version.window(month)
+                parts.append(
+                    None if window is None else sum((version_part(u, *window) for u in usage), ZERO)
+                )
+        return cls(tuple(versions), month, tuple(parts))
+
+    def replaced(self, old: Usage, new: Usage) -> VolumeParts:
+        """The parts with one line's usage ``old`` changed to ``new``."""
+        parts: list[Decimal | None] = []
+        with localcontext(EXACT_CONTEXT):
+            for version, part in zip(self.versions, self.parts, strict=True):
+                window = version.window(self.month)
+                if part is None or window is None:
+                    parts.append(part)
+                else:
+                    parts.append(part - version_part(old, *window) + version_part(new, *window))
+        return VolumeParts(self.versions, self.month, tuple(parts))
+
+    @property
+    def amount(self) -> Decimal:
+        """What the parts cost through each version's tiers."""
+        with localcontext(EXACT_CONTEXT):
+            return sum(
+                (
+                    units * price
+                    for version, part in zip(self.versions, self.parts, strict=True)
+                    if part is not None
+                    for _, units, price in tiered(part, version.tiers)
+                ),
+                ZERO,
+            )
+
+
 def price_volume(
     versions: Sequence[RateVersion], month: Month, usage: Sequence[Usage]
 ) -> PricedMonth | None:
@@ -150,10 +207,7 @@ def price_volume(
             if window is None:
                 continue
             first, last = window
-            part = sum(
-                (u.quantity * overlap_days(u, first, last) / u.days for u in usage if u.days > 0),
-                ZERO,
-            )
+            part = sum((version_part(u, first, last) for u in usage), ZERO)
             for tier, units, price in tiered(part, version.tiers):
                 charges.append(
                     Charge(

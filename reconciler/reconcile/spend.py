@@ -11,7 +11,7 @@ is already spent, ``projected_over_budget`` for a collecting month's projection.
 from __future__ import annotations
 
 from collections import defaultdict
-from collections.abc import Mapping, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass, replace
 from datetime import date
 from decimal import Decimal, localcontext
@@ -33,6 +33,7 @@ from reconciler.money import Money
 from reconciler.reconcile.allocation import Allocation
 from reconciler.reconcile.audit import InvoiceAmount, bills
 from reconciler.reconcile.costing import (
+    CardIndex,
     CostLine,
     CostSheet,
     price_lines,
@@ -41,6 +42,7 @@ from reconciler.reconcile.costing import (
 )
 from reconciler.reconcile.expectations import Evaluated, projected
 from reconciler.reconcile.history import ForecastInputs, HistoryKey
+from reconciler.reconcile.pricing import RateVersion, Usage, VolumeParts
 from reconciler.settings import ExpectationSettings
 
 ZERO = Decimal(0)
@@ -259,39 +261,110 @@ def _budget(
     return Evaluated(item, line_digest((kind.value, str(budget.amount), currency)))
 
 
+class ImpactPricer:
+    """The money impact of single-line changes among a set of month lines: a change's month
+    re-priced both ways (tiers and commitments included). Built once per run: each line's
+    pricing group is found once (rate cards by :class:`CardIndex`), the lines priced together
+    are filed by group once, and a group's current cost is computed once for all its
+    changes; only the changed side is priced per change."""
+
+    def __init__(
+        self,
+        rates: Sequence[RateSettings],
+        commitments: Sequence[CommitmentSettings],
+        lines: Sequence[CostLine],
+    ) -> None:
+        self.rates, self.commitments = rates, commitments
+        self.index = CardIndex(rates)
+        self.groups = {x: pricing_group(rates, commitments, x, self.index) for x in lines}
+        self._month: dict[tuple[str, Month], list[CostLine]] = defaultdict(list)
+        self._group: dict[_GroupKey, list[CostLine]] = defaultdict(list)
+        # A money commitment lifts the rated cost of what it matches, and those lines share
+        # tiers with others of their card: in its months, every change re-prices the month.
+        self._whole_months: set[tuple[str, Month]] = set()
+        for line in lines:
+            self._month[(line.source, line.month)].append(line)
+            group = self.groups[line]
+            if group is not None and group[0] == "money":
+                self._whole_months.add((line.source, line.month))
+            elif group is not None:
+                self._group[(line.source, line.month, line.unit, group)].append(line)
+        self._now: dict[_GroupKey, CostSheet] = {}
+        self._parts: dict[_GroupKey, VolumeParts] = {}
+
+    def impact(self, changed: CostLine, before: Decimal) -> Money | None:
+        """What the change of ``changed`` from ``before`` to its current quantity costs;
+        None when no rate prices it."""
+        group = self.groups.get(changed)
+        if group is None:
+            return None
+        key: _GroupKey
+        if (changed.source, changed.month) in self._whole_months:
+            key = (changed.source, changed.month, "", ("month", 0))
+            members = self._month[(changed.source, changed.month)]
+        else:
+            # Only the lines priced together with it (one card's tiers, one commitment) matter.
+            key = (changed.source, changed.month, changed.unit, group)
+            members = self._group[key]
+        if key[3][0] == "rate" and changed.additive and changed.billable is not False:
+            return self._volume_impact(key, group[1], members, changed, before)
+        now = self._now.get(key)
+        if now is None:
+            now = self._now[key] = self._price(members)
+        currency = next((c.currency for c in now.lines if c.line == changed), None)
+        if currency is None:
+            return None
+        then = self._price([replace(x, quantity=before) if x == changed else x for x in members])
+        month = (changed.source, changed.month, currency)
+        with localcontext(EXACT_CONTEXT):
+            amount = now.month_totals().get(month, ZERO) - then.month_totals().get(month, ZERO)
+        return Money(amount, currency)
+
+    def _price(self, lines: Sequence[CostLine]) -> CostSheet:
+        return price_lines(self.rates, self.commitments, lines, index=self.index)
+
+    def _volume_impact(
+        self,
+        key: _GroupKey,
+        card: int,
+        members: Sequence[CostLine],
+        changed: CostLine,
+        before: Decimal,
+    ) -> Money | None:
+        """A flow priced by a rate card: the card's month total (per version in force, kept
+        per group) with the line's share swapped, through the tiers; the card's percentile
+        and peak lines cost the same both ways."""
+        rates = self.index.cards[card]
+        if rates[0].unit is not None and rates[0].unit != changed.unit:
+            return None  # the card is written in another unit: nothing is priced
+        parts = self._parts.get(key)
+        if parts is None:
+            versions = [RateVersion.of(r) for r in rates]
+            usage = [_usage(x) for x in members if x.additive and x.billable is not False]
+            parts = self._parts[key] = VolumeParts.of(versions, changed.month, usage)
+        if all(part is None for part in parts.parts):
+            return None  # no version of the card is in force this month
+        then = parts.replaced(_usage(changed), _usage(replace(changed, quantity=before)))
+        with localcontext(EXACT_CONTEXT):
+            return Money(parts.amount - then.amount, rates[0].currency)
+
+
+def _usage(line: CostLine) -> Usage:
+    return Usage(line.quantity, line.unit, line.period_start, line.period_end)
+
+
+_GroupKey = tuple[str, Month, str, tuple[str, int]]
+
+
 def change_impact(
     rates: Sequence[RateSettings],
     commitments: Sequence[CommitmentSettings],
     lines: Sequence[CostLine],
     changed: CostLine,
     before: Decimal,
-    groups: Mapping[CostLine, tuple[str, int] | None] | None = None,
 ) -> Money | None:
-    """What a change of one line from ``before`` to its current quantity costs: its month
-    re-priced both ways (tiers and commitments included); None when no rate prices it."""
-    month_lines = [x for x in lines if x.source == changed.source and x.month == changed.month]
-
-    def group_of(line: CostLine) -> tuple[str, int] | None:
-        if groups is not None and line in groups:
-            return groups[line]
-        return pricing_group(rates, commitments, line)
-
-    group = group_of(changed)
-    if group is None:
-        return None
-    if group[0] != "money":
-        # Only the lines priced together with it (one card's tiers, one commitment) matter.
-        month_lines = [x for x in month_lines if x.unit == changed.unit and group_of(x) == group]
-    previous = [replace(x, quantity=before) if x == changed else x for x in month_lines]
-    now = price_lines(rates, commitments, month_lines)
-    then = price_lines(rates, commitments, previous)
-    if not any(c.line == changed for c in now.lines):
-        return None
-    currency = next(c.currency for c in now.lines if c.line == changed)
-    key = (changed.source, changed.month, currency)
-    with localcontext(EXACT_CONTEXT):
-        amount = now.month_totals().get(key, ZERO) - then.month_totals().get(key, ZERO)
-    return Money(amount, currency)
+    """The impact of one change (see :class:`ImpactPricer`, for several)."""
+    return ImpactPricer(rates, commitments, lines).impact(changed, before)
 
 
 def repriced_findings(

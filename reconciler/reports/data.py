@@ -127,9 +127,7 @@ async def _gather(
         conn, settings, request.first_month, request.last_month, sources, now, request.team
     )
     if costs.showback is not None:
-        counts = Counter(
-            item_team(settings.teams, settings.expectations, e.item) for e in open_entries
-        )
+        counts = Counter(item_team(settings, e.item) for e in open_entries)
         costs = replace(costs, showback=replace(costs.showback, open_findings=dict(counts)))
     return ReportData(
         generated_at=now,
@@ -156,9 +154,7 @@ def _team_tables(
 ) -> dict[FindingState, list[FindingEntry]]:
     """Only the items that concern ``team`` (see :func:`reports.showback.item_team`)."""
     return {
-        state: [
-            e for e in entries if item_team(settings.teams, settings.expectations, e.item) == team
-        ]
+        state: [e for e in entries if item_team(settings, e.item) == team]
         for state, entries in tables.items()
     }
 

@@ -16,23 +16,28 @@ from __future__ import annotations
 
 import csv
 import io
+import json
 from collections import defaultdict
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from datetime import UTC, date, datetime, time, timedelta
 from decimal import Decimal, localcontext
+from fractions import Fraction
 from typing import Any
 
 from sqlalchemy import select, true
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from reconciler.domain import EXACT_CONTEXT, LineStatus, Month, canonical_decimal
+from reconciler.reconcile.allocation import Weights
 from reconciler.reconcile.measures import MeasureKind
+from reconciler.reconcile.ownership import owner_of
 from reconciler.reports.focus_cost import FocusPricing, focus_pricing
 from reconciler.reports.history import lines_table, restated_lines
 from reconciler.reports.model import RestatedLine
 from reconciler.settings import Settings
 from reconciler.store.db import reader
+from reconciler.team_settings import TeamSettings
 
 FOCUS_COLUMNS = (
     "BillingAccountId",
@@ -74,6 +79,7 @@ FOCUS_COLUMNS = (
     "ResourceId",
     "ResourceName",
     "InvoiceId",
+    "Tags",
     "x_Source",
     "x_LineKey",
     "x_LineStatus",
@@ -224,16 +230,66 @@ async def focus_rows(
         pricing = None
         if settings is not None:
             pricing = await focus_pricing(conn, settings, first, last, sources)
+    teams = settings.teams if settings is not None else []
     rows: list[FocusRow] = []
     for line, span in month_rows(lines):
+        owners = _line_owners(teams, pricing, line)
         for row in line_rows(line, restated.get(line.id), pricing):
             if span is not None:
                 row.values["ChargePeriodStart"] = _timestamp(span[0])
                 row.values["ChargePeriodEnd"] = _timestamp(span[1])
-            rows.append(row)
+            rows.extend(by_owner(row, owners))
     if pricing is not None:
-        rows.extend(FocusRow(values) for values in pricing.charges)
+        owners_of_charges = pricing.charge_owners or [{}] * len(pricing.charges)
+        for values, owners in zip(pricing.charges, owners_of_charges, strict=True):
+            rows.extend(by_owner(FocusRow(values), owners))
     return rows
+
+
+# Quantities and costs a row splits by its owners' shares (prices and identities stay).
+_SPLIT_COLUMNS = (
+    "ConsumedQuantity",
+    "PricingQuantity",
+    "BilledCost",
+    "EffectiveCost",
+    "ListCost",
+    "ContractedCost",
+)
+
+
+def _line_owners(teams: Sequence[TeamSettings], pricing: FocusPricing | None, line: Any) -> Weights:
+    if not teams:
+        return {}
+    key = (line.source, line.account, line.product, line.usage_type, line.region, line.service,
+           Month.parse(line.month), line.period_start)  # fmt: skip
+    if pricing is not None and key in pricing.owners:
+        return dict(pricing.owners[key])
+    return {owner_of(teams, line): Fraction(1)}
+
+
+def by_owner(row: FocusRow, owners: Weights) -> list[FocusRow]:
+    """The row once per owner (``Tags`` ``{"team": ...}``) with its share of the quantities
+    and costs; unchanged when no teams are declared."""
+    if not owners:
+        return [row]
+    out: list[FocusRow] = []
+    for team, share in sorted(owners.items()):
+        values = dict(row.values)
+        values["Tags"] = json.dumps({"team": team}, separators=(",", ":"))
+        if share != 1:
+            for column in _SPLIT_COLUMNS:
+                if values.get(column):
+                    values[column] = _share(values[column], share)
+        out.append(FocusRow(values))
+    return out
+
+
+def _share(value: str, share: Fraction) -> str:
+    with localcontext(EXACT_CONTEXT):
+        exact = Decimal(value) * share.numerator / share.denominator
+        if exact.as_tuple().exponent < -10:  # type: ignore[operator]
+            exact = exact.quantize(Decimal("1E-10"))
+    return canonical_decimal(exact)
 
 
 def month_rows(lines: Sequence[Any]) -> list[tuple[Any, tuple[date, date] | None]]:

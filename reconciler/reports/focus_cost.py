@@ -15,16 +15,19 @@ from collections import defaultdict
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from decimal import Decimal, localcontext
+from fractions import Fraction
 from typing import Any
 
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 from reconciler.domain import EXACT_CONTEXT, Month, canonical_decimal
+from reconciler.reconcile.allocation import MonthKey, OwnerShares, Weights, exact_shares
 from reconciler.reconcile.costing import CostSheet, LineCost, price_lines
 from reconciler.reconcile.measures import PeriodValue, month_value
 from reconciler.reconcile.spend import last_invoice_rates
 from reconciler.settings import Settings
 from reconciler.store.costs import cost_lines, invoice_amounts
+from reconciler.team_settings import UNALLOCATED
 
 PLACES = Decimal("1E-10")
 _Key = tuple[Any, ...]
@@ -58,10 +61,13 @@ def _amount(value: Decimal) -> str:
 
 @dataclass
 class FocusPricing:
-    """The effective rate of every priced line of a FOCUS export."""
+    """The effective rate of every priced line of a FOCUS export, and with ``[[teams]]`` the
+    owners of each priced line and charge row (fractions adding up to 1)."""
 
     prices: dict[_Key, LinePrice]
     charges: list[dict[str, str]] = field(default_factory=list)
+    owners: dict[_Key, Weights] = field(default_factory=dict)
+    charge_owners: list[Weights] = field(default_factory=list)
 
     def columns(self, line: Any, quantity: Decimal) -> dict[str, str]:
         key = (
@@ -133,8 +139,7 @@ async def focus_pricing(
     """Price the export's months of every selected source (declared rates, else the last
     invoice's)."""
     months = first.range_to(last)
-    prices: dict[_Key, LinePrice] = {}
-    charges: list[dict[str, str]] = []
+    pricing = FocusPricing({})
     for source in settings.sources:
         if sources and source.name not in sources:
             continue
@@ -142,18 +147,35 @@ async def focus_pricing(
         invoices = await invoice_amounts(conn, source.name, source.provider, months)
         rates = list(settings.rates) or last_invoice_rates(invoices, lines)
         sheet = price_lines(rates, settings.commitments, lines, settings.credits)
-        prices.update(_prices(sheet))
-        charges += _charges(sheet, settings, source.name, source.provider)
-    return FocusPricing(prices, charges)
+        pricing.prices.update(_prices(sheet))
+        charges = _charges(sheet, settings, source.name, source.provider)
+        pricing.charges += [row for row, _ in charges]
+        if settings.teams:
+            shares = exact_shares(sheet, lines, settings.teams, settings.showback)
+            pricing.owners.update(shares.lines)
+            pricing.charge_owners += [_charge_owners(shares, key) for _, key in charges]
+    return pricing
+
+
+def _charge_owners(shares: OwnerShares, key: MonthKey) -> Weights:
+    """A commitment's or credit's row split as the showback splits it: the shared
+    adjustment's weights, else (a purchase) the owners' parts of the month."""
+    if key in shares.adjustments:
+        return dict(shares.adjustments[key])
+    parts = shares.months.get(key, {})
+    total = sum(parts.values(), Fraction(0))
+    if total <= 0:
+        return {UNALLOCATED: Fraction(1)}
+    return {name: value / total for name, value in parts.items() if value}
 
 
 def _charges(
     sheet: CostSheet, settings: Settings, source: str, provider: str
-) -> list[dict[str, str]]:
+) -> list[tuple[dict[str, str], MonthKey]]:
     """Rows of their own: commitment purchases (and a money commitment's true-up) and
-    contract credits."""
+    contract credits, each with its (source, month, currency)."""
     periods = {c.label: c.period for c in settings.commitments}
-    rows: list[dict[str, str]] = []
+    rows: list[tuple[dict[str, str], MonthKey]] = []
     for month in sheet.commitments:
         if month.money:
             amount = month.adjustment  # what the commitment adds to the rated usage
@@ -164,35 +186,38 @@ def _charges(
         if amount == 0:
             continue
         frequency = "One-Time" if periods.get(month.commitment) == "term" else "Recurring"
+        key = (source, month.month, month.currency)
         rows.append(
-            _charge_row(
-                source,
-                provider,
-                month.month,
-                month.currency,
-                amount,
-                category,
-                frequency,
-                f"{month.commitment} commitment",
-                quantity,
-                effective=Decimal(0) if category == "Purchase" else amount,
+            (
+                _charge_row(
+                    source,
+                    provider,
+                    month.month,
+                    month.currency,
+                    amount,
+                    category,
+                    frequency,
+                    f"{month.commitment} commitment",
+                    quantity,
+                    effective=Decimal(0) if category == "Purchase" else amount,
+                ),
+                key,
             )
         )
     for credit in sheet.credits:
-        rows.append(
-            _charge_row(
-                source,
-                provider,
-                credit.month,
-                credit.currency,
-                -credit.amount,
-                "Credit",
-                "Recurring",
-                f"{credit.credit} credit",
-                None,
-                effective=-credit.amount,
-            )
+        row = _charge_row(
+            source,
+            provider,
+            credit.month,
+            credit.currency,
+            -credit.amount,
+            "Credit",
+            "Recurring",
+            f"{credit.credit} credit",
+            None,
+            effective=-credit.amount,
         )
+        rows.append((row, (source, credit.month, credit.currency)))
     return rows
 
 

@@ -19,7 +19,7 @@ from reconciler.reconcile.allocation import Allocation
 from reconciler.reconcile.costing import CostLine
 from reconciler.reconcile.ownership import owner_of
 from reconciler.settings import Settings
-from reconciler.team_settings import UNALLOCATED, TeamSettings
+from reconciler.team_settings import SHARED, UNALLOCATED, TeamSettings
 
 
 @dataclass(frozen=True, slots=True)
@@ -81,6 +81,8 @@ class Showback:
 
     def findings_text(self) -> str:
         shown = [self.team] if self.team else list(self.teams)
+        if not self.team and self.open_findings.get(SHARED):
+            shown.append(SHARED)
         return ", ".join(f"{team} {self.open_findings.get(team, 0)}" for team in shown)
 
 

@@ -17,6 +17,8 @@ from aiohttp import web
 
 from reconciler.domain import Month, Provider
 from reconciler.providers.edgegrid import EdgeGridVerificationError, verify_authorization
+from reconciler.sandbox.akamai_cp_codes import by_cp_code as by_cp_code_periods
+from reconciler.sandbox.akamai_cp_codes import cp_codes
 from reconciler.sandbox.faults import PayloadView
 from reconciler.sandbox.responses import (
     akamai_auth_denied,
@@ -107,6 +109,14 @@ async def products(request: web.Request) -> web.Response:
 
 
 async def monthly_summary(request: web.Request) -> web.Response:
+    return _summary(request, by_cp_code=False)
+
+
+async def monthly_summary_by_cp_code(request: web.Request) -> web.Response:
+    return _summary(request, by_cp_code=True)
+
+
+def _summary(request: web.Request, *, by_cp_code: bool) -> web.Response:
     state = request.app[STATE_KEY]
     contract = state.akamai.contracts.get(request.match_info["contractId"])
     if contract is None:
@@ -124,6 +134,11 @@ async def monthly_summary(request: web.Request) -> web.Response:
         periods.extend(
             state.akamai.periods(contract.contract_id, product, month, state.today, events)
         )
+    stats = [stat for period in periods for stat in period["stats"]]
+    if by_cp_code:
+        codes = cp_codes(state.scenario.seed, contract.contract_id, product)
+        periods = by_cp_code_periods(periods, codes)
+        stats = [s for p in periods for entry in p["cpCodeStats"] for s in entry["stats"]]
     body = {
         "accountId": state.scenario.akamai_account_id,
         "contractId": contract.contract_id,
@@ -134,7 +149,6 @@ async def monthly_summary(request: web.Request) -> web.Response:
         "start": str(start),
         "usagePeriods": periods,
     }
-    stats = [stat for period in periods for stat in period["stats"]]
     return json_response(request, body, PayloadView(stats, "value", periods=periods))
 
 
@@ -165,6 +179,11 @@ _BILLING = "/billing/v1/contracts/{contractId}/products"
 ROUTES = (
     (_BILLING, products, "akamai.products"),
     (_BILLING + "/{productId}/usage/monthly-summary", monthly_summary, "akamai.monthly_summary"),
+    (
+        _BILLING + "/{productId}/usage/by-cp-code/monthly-summary",
+        monthly_summary_by_cp_code,
+        "akamai.monthly_summary_by_cp_code",
+    ),
     ("/contract-api/v1/contracts/identifiers", contract_identifiers, "akamai.contract_identifiers"),
     (
         "/contract-api/v1/contracts/{contractId}/products/summaries",

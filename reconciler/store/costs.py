@@ -22,14 +22,14 @@ from sqlalchemy.ext.asyncio import AsyncConnection
 from reconciler.domain import EXACT_CONTEXT, LineStatus, Month, PlanItem, line_digest
 from reconciler.reconcile.allocation import Allocation, allocate
 from reconciler.reconcile.audit import InvoiceAmount, audit_invoices
-from reconciler.reconcile.costing import CostLine, CostSheet, price_lines, pricing_group
+from reconciler.reconcile.costing import CostLine, CostSheet, price_lines
 from reconciler.reconcile.expectations import Evaluated
 from reconciler.reconcile.history import ForecastInputs
 from reconciler.reconcile.measures import classify
 from reconciler.reconcile.spend import (
+    ImpactPricer,
     ProjectedInvoice,
     budget_findings,
-    change_impact,
     last_invoice_rates,
     projected_sheet,
     repriced_findings,
@@ -157,9 +157,9 @@ def with_impacts(
 ) -> list[PlanItem]:
     """Drift items with the money impact of their change, where a rate prices the line."""
     by_key = {(x.identity, x.month, x.period_start): x for x in context.lines}
-    rates = context.rates
-    commitments = context.settings.commitments
-    groups = {x: pricing_group(rates, commitments, x) for x in context.lines} if items else {}
+    pricer = ImpactPricer(
+        context.rates, context.settings.commitments, context.lines if items else []
+    )
     out: list[PlanItem] = []
     for item, change in zip(items, changes, strict=True):
         key = change.key
@@ -168,7 +168,7 @@ def with_impacts(
         before = change.before.quantity if change.before is not None else Decimal(0)
         impact = None
         if line is not None and change.after is not None:
-            impact = change_impact(rates, commitments, context.lines, line, before, groups)
+            impact = pricer.impact(line, before)
         if impact is None or impact.rounded() == 0:
             out.append(item)
         else:

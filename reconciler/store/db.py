@@ -5,7 +5,7 @@ from __future__ import annotations
 import logging
 import os
 from collections.abc import AsyncIterator
-from contextlib import asynccontextmanager
+from contextlib import AbstractAsyncContextManager, asynccontextmanager
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
@@ -15,6 +15,7 @@ from sqlalchemy.engine import Connection, make_url
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine, create_async_engine
 
 from reconciler.errors import SchemaOutOfDateError, StateError
+from reconciler.settings import DEFAULT_STATEMENT_TIMEOUT_S, Settings
 
 log = logging.getLogger(__name__)
 
@@ -26,7 +27,8 @@ MIGRATION_LOCK_ID = 0x5EC0_0C11
 # Server-side work must not outlive its client: a killed CLI pull would otherwise leave its
 # backend running the reconcile query and holding the source's advisory lock. The server
 # checks every few seconds during a query that the client is still there (PostgreSQL 14+),
-# and ends a session left idle inside a transaction.
+# cancels a statement that runs longer than ``[state] statement_timeout_s`` (a client that
+# hangs without going away), and ends a session left idle inside a transaction.
 POSTGRES_SESSION_SETTINGS = {
     "client_connection_check_interval": "2000",  # ms
     "idle_in_transaction_session_timeout": "600000",  # ms
@@ -54,8 +56,9 @@ def _ensure_sqlite_file(path: Path) -> None:
 
 def _sqlite_pragmas(dbapi_connection: Any, _record: Any) -> None:
     cursor = dbapi_connection.cursor()
-    cursor.execute("PRAGMA journal_mode=WAL")
+    # The busy timeout first: switching the journal mode already needs a lock.
     cursor.execute(f"PRAGMA busy_timeout={SQLITE_BUSY_TIMEOUT_MS}")
+    cursor.execute("PRAGMA journal_mode=WAL")
     cursor.execute("PRAGMA foreign_keys=ON")
     cursor.execute("PRAGMA synchronous=NORMAL")
     # A bigger page cache (per connection: the pool holds several) speeds up index work;
@@ -65,10 +68,17 @@ def _sqlite_pragmas(dbapi_connection: Any, _record: Any) -> None:
     cursor.close()
 
 
-def create_engine(url: str, *, create: bool = False, echo: bool = False) -> AsyncEngine:
+def create_engine(
+    url: str,
+    *,
+    create: bool = False,
+    echo: bool = False,
+    statement_timeout_s: float = DEFAULT_STATEMENT_TIMEOUT_S,
+) -> AsyncEngine:
     """An async engine for a state database URL (sqlite+aiosqlite or postgresql+asyncpg).
 
     With ``create`` false a missing SQLite file is an error instead of a new empty database.
+    ``statement_timeout_s`` is PostgreSQL's ``statement_timeout`` for every session.
     """
     path = sqlite_path(url)
     if path is not None:
@@ -76,7 +86,9 @@ def create_engine(url: str, *, create: bool = False, echo: bool = False) -> Asyn
             _ensure_sqlite_file(path)
         elif not path.exists():
             raise StateError(f"no state database at {path}: run 'reconciler init' to create one")
-        engine = create_async_engine(url, echo=echo)
+        # One busy timeout from the first statement on (the driver's own default is 5 s).
+        timeout = {"timeout": SQLITE_BUSY_TIMEOUT_MS / 1000}
+        engine = create_async_engine(url, echo=echo, connect_args=timeout)
         event.listen(engine.sync_engine, "connect", _sqlite_pragmas)
         # pysqlite's own transaction handling defers BEGIN; take control so that a
         # transaction really starts at BEGIN and serializable writes are honest.
@@ -85,8 +97,21 @@ def create_engine(url: str, *, create: bool = False, echo: bool = False) -> Asyn
         return engine
     options: dict[str, Any] = {}
     if make_url(url).get_driver_name() == "asyncpg":
-        options["connect_args"] = {"server_settings": dict(POSTGRES_SESSION_SETTINGS)}
+        settings = {
+            **POSTGRES_SESSION_SETTINGS,
+            "statement_timeout": str(round(statement_timeout_s * 1000)),  # ms
+        }
+        options["connect_args"] = {"server_settings": settings}
     return create_async_engine(url, echo=echo, pool_pre_ping=True, **options)
+
+
+def configured_engine(settings: Settings, *, create: bool = False) -> AsyncEngine:
+    """:func:`create_engine` for the configured state database, with its ``[state]`` options."""
+    return create_engine(
+        settings.database_url,
+        create=create,
+        statement_timeout_s=settings.state.statement_timeout_s,
+    )
 
 
 def _sqlite_autocommit_off(dbapi_connection: Any, _record: Any) -> None:
@@ -192,9 +217,11 @@ async def check_schema(engine: AsyncEngine) -> None:
 
 
 @asynccontextmanager
-async def open_state(url: str, *, migrate: bool = False) -> AsyncIterator[AsyncEngine]:
+async def open_state(
+    url: str, *, migrate: bool = False, statement_timeout_s: float = DEFAULT_STATEMENT_TIMEOUT_S
+) -> AsyncIterator[AsyncEngine]:
     """Open the state database, migrating it (``migrate``) or checking it is up to date."""
-    engine = create_engine(url, create=migrate)
+    engine = create_engine(url, create=migrate, statement_timeout_s=statement_timeout_s)
     try:
         if migrate:
             await upgrade(engine)
@@ -206,3 +233,14 @@ async def open_state(url: str, *, migrate: bool = False) -> AsyncIterator[AsyncE
 
         await checkpoint(engine)
         await engine.dispose()
+
+
+def open_configured_state(
+    settings: Settings, *, migrate: bool = False
+) -> AbstractAsyncContextManager[AsyncEngine]:
+    """:func:`open_state` for the configured state database, with its ``[state]`` options."""
+    return open_state(
+        settings.database_url,
+        migrate=migrate,
+        statement_timeout_s=settings.state.statement_timeout_s,
+    )

@@ -13,13 +13,14 @@ import json
 from collections.abc import Collection, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field, replace
 from datetime import datetime
-from decimal import Decimal
+from decimal import Decimal, localcontext
 from typing import Any
 
 from sqlalchemy import Integer, Text, bindparam, cast, insert, select, update
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 from reconciler.domain import (
+    EXACT_CONTEXT,
     ChangeKind,
     FindingState,
     ItemCategory,
@@ -30,6 +31,7 @@ from reconciler.domain import (
     canonical_decimal,
     line_digest,
 )
+from reconciler.money import Money
 from reconciler.reconcile.diff import ABSENCE_KINDS
 from reconciler.reconcile.expectations import Evaluated
 from reconciler.reconcile.forecast import forecast_from_json, forecast_json
@@ -251,7 +253,19 @@ def _escalates(entry: Evaluated, row: Any) -> bool:
     accepted = forecast_from_json(row.acknowledged_forecast)
     if accepted is None or item.forecast is None or item.before is None:
         return False
-    return entry.escalation.raises_again(accepted, item.forecast, item.before.quantity)
+    return entry.escalation.raises_again(
+        accepted, item.forecast, item.before.quantity, overage_unit_price(item)
+    )
+
+
+def overage_unit_price(item: PlanItem) -> Money | None:
+    """What one unit of a priced overage costs: its impact (the excess over the maximum,
+    priced) over the excess. None when no rate prices it."""
+    excess = item.delta
+    if item.impact is None or not item.impact_currency or excess is None or excess <= 0:
+        return None
+    with localcontext(EXACT_CONTEXT):
+        return Money(item.impact / excess, item.impact_currency)
 
 
 def _refresh(row: Any, values: dict[str, Any], now: datetime, run_id: int) -> dict[str, Any]:

@@ -125,5 +125,7 @@ async def source_forecast_inputs(
         lag,
         forecast_params(forecast),
         histories,
-        Escalation(forecast.escalation_percent, forecast.escalation_amount),
+        Escalation(
+            forecast.escalation_percent, forecast.escalation_amount, forecast.escalation_money
+        ),
     )

@@ -4,109 +4,60 @@ Nothing here touches the tracked state: a pull that dies while staging leaves on
 rows behind, which housekeeping removes once the run's heartbeat is old. Every page renews
 the heartbeat in its own transaction, and fails if the run was abandoned meanwhile. The bulk
 insert goes straight to the driver's ``executemany`` (SQLAlchemy's per-row type processing
-would dominate at a million lines), so values are converted here the way each backend stores
-them.
+would dominate at a million lines), with the rows in the text form of
+:mod:`reconciler.providers.rows`: a provider's page of rows as it came, any other page's lines
+converted once.
 """
 
 from __future__ import annotations
 
 from collections.abc import Callable, Sequence
-from datetime import UTC, date, datetime
-from decimal import Decimal
+from datetime import datetime
 from operator import itemgetter
-from typing import Any
+from typing import Any, Final
 
 from sqlalchemy import String, Table
 from sqlalchemy.ext.asyncio import AsyncEngine
 from sqlmodel.sql.sqltypes import AutoString
 
-from reconciler.domain import UsageLine, canonical_decimal, iso_day, utcnow
+from reconciler.domain import UsageLine, utcnow
 from reconciler.errors import BadProviderDataError
+from reconciler.providers.rows import ROW_FIELDS, LineRows, line_row
 from reconciler.store.runs import heartbeat
 from reconciler.store.tables import StagingLine
 
-STAGING_COLUMNS = (
-    "run_id",
-    "key_hash",
-    "source",
-    "provider",
-    "account",
-    "product",
-    "product_name",
-    "usage_type",
-    "region",
-    "service",
-    "service_name",
-    "month",
-    "period_start",
-    "period_end",
-    "quantity",
-    "raw_quantity",
-    "unit",
-    "status",
-    "billable",
-    "provider_updated_at",
-)
+STAGING_COLUMNS: Final = ("run_id", *ROW_FIELDS)
 
 
-def placeholders(paramstyle: str, count: int) -> str:
+# On PostgreSQL the rows' text is cast where the column is not text (see _values).
+_CASTS: Final = {
+    "period_start": "CAST(CAST({} AS text) AS date)",
+    "period_end": "CAST(CAST({} AS text) AS date)",
+    "quantity": "CAST(CAST({} AS text) AS numeric)",
+    "raw_quantity": "CAST(CAST({} AS text) AS numeric)",
+    "provider_updated_at": "CAST(CAST({} AS text) AS timestamp) AT TIME ZONE 'UTC'",
+}
+
+
+def _values(dialect_name: str, paramstyle: str, run_id: int) -> str:
+    """The VALUES list of staging's insert: the run id, then one parameter per row field.
+
+    Rows come in one text form (:mod:`reconciler.providers.rows`), which is how SQLite
+    keeps them; PostgreSQL casts the dates, quantities and times from that text.
+    """
     if paramstyle == "qmark":
-        return ", ".join("?" * count)
-    if paramstyle == "numeric_dollar":
-        return ", ".join(f"${i}" for i in range(1, count + 1))
-    if paramstyle in ("format", "pyformat"):
-        return ", ".join(["%s"] * count)
-    raise ValueError(f"unsupported DB-API paramstyle {paramstyle}")
-
-
-def _sqlite_datetime(value: datetime | None) -> str | None:
-    if value is None:
-        return None
-    return value.astimezone(UTC).strftime("%Y-%m-%d %H:%M:%S.%f")
-
-
-def _sqlite_decimal(value: Decimal | None) -> str | None:
-    return None if value is None else canonical_decimal(value)
-
-
-def _identity(value: Any) -> Any:
-    return value
-
-
-def row_converter(dialect_name: str) -> Callable[[int, UsageLine], tuple[Any, ...]]:
-    """How one line becomes one driver row on this backend."""
-    if dialect_name == "sqlite":
-        as_decimal: Callable[[Decimal | None], Any] = _sqlite_decimal
-        as_date: Callable[[date], Any] = iso_day
-        as_datetime: Callable[[datetime | None], Any] = _sqlite_datetime
+        marks = ["?"] * len(ROW_FIELDS)
+    elif paramstyle == "numeric_dollar":
+        marks = [f"${i}" for i in range(1, len(ROW_FIELDS) + 1)]
+    elif paramstyle in ("format", "pyformat"):
+        marks = ["%s"] * len(ROW_FIELDS)
     else:
-        as_decimal, as_date, as_datetime = _identity, _identity, _identity
-
-    def convert(run_id: int, line: UsageLine) -> tuple[Any, ...]:
-        return (
-            run_id,
-            line.digest,
-            line.source,
-            str(line.provider),
-            line.account,
-            line.product,
-            line.product_name,
-            line.usage_type,
-            line.region,
-            line.service,
-            line.service_name,
-            str(line.month),
-            as_date(line.period_start),
-            as_date(line.period_end),
-            as_decimal(line.quantity),
-            as_decimal(line.raw_quantity),
-            line.unit,
-            str(line.status),
-            line.billable,
-            as_datetime(line.updated_at),
-        )
-
-    return convert
+        raise ValueError(f"unsupported DB-API paramstyle {paramstyle}")
+    if dialect_name == "postgresql":
+        marks = [
+            _CASTS.get(name, "{}").format(m) for name, m in zip(ROW_FIELDS, marks, strict=True)
+        ]
+    return ", ".join([str(int(run_id)), *marks])
 
 
 def text_limits(table: Table, columns: Sequence[str]) -> list[tuple[int, str, int]]:
@@ -135,7 +86,7 @@ def check_lengths(
             )
 
 
-_STAGING_LIMITS = text_limits(StagingLine.__table__, STAGING_COLUMNS)  # type: ignore[attr-defined]
+_STAGING_LIMITS = text_limits(StagingLine.__table__, ROW_FIELDS)  # type: ignore[attr-defined]
 
 
 class Stager:
@@ -155,17 +106,15 @@ class Stager:
         self.source = source
         self.lines = 0
         dialect = engine.dialect
-        self._convert = row_converter(dialect.name)
-        marks = placeholders(str(dialect.paramstyle), len(STAGING_COLUMNS))
-        self._sql = f"INSERT INTO staging_lines ({', '.join(STAGING_COLUMNS)}) VALUES ({marks})"
+        values = _values(dialect.name, str(dialect.paramstyle), run_id)
+        self._sql = f"INSERT INTO staging_lines ({', '.join(STAGING_COLUMNS)}) VALUES ({values})"
 
     async def add(self, lines: Sequence[UsageLine]) -> None:
         if not lines:
             return
-        run_id, convert = self.run_id, self._convert
-        rows = [convert(run_id, line) for line in lines]
+        rows = lines.rows if isinstance(lines, LineRows) else [line_row(line) for line in lines]
         check_lengths(self.source, "a usage line", _STAGING_LIMITS, rows)
         async with self.engine.begin() as conn:
-            await heartbeat(conn, run_id, self.clock())
+            await heartbeat(conn, self.run_id, self.clock())
             await conn.exec_driver_sql(self._sql, rows)
         self.lines += len(rows)

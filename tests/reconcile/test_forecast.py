@@ -9,6 +9,7 @@ from decimal import Decimal
 import pytest
 
 from reconciler.domain import LineStatus, Month
+from reconciler.money import Money
 from reconciler.reconcile.expectations import MonthLine, evaluate
 from reconciler.reconcile.forecast import (
     Escalation,
@@ -301,3 +302,29 @@ def test_escalation(
     acknowledged: Forecast, current: Forecast, step: Escalation, expected: bool
 ) -> None:
     assert step.raises_again(acknowledged, current, D(20000)) is expected
+
+
+USD_500 = Money(D(500), "USD")
+TEN_CENTS = Money(D("0.10"), "USD")
+
+
+@pytest.mark.parametrize(
+    ("current", "step", "unit_price", "expected"),
+    [
+        # +5,300 GB at 0.10 USD/GB is 530 USD: beyond a 500 USD step (not beyond 50%).
+        (fc("27000"), Escalation(D(50), None, USD_500), TEN_CENTS, True),
+        # +4,800 GB is 480 USD: within it.
+        (fc("26500"), Escalation(D(50), None, USD_500), TEN_CENTS, False),
+        # Exactly 500 USD (+5,000 GB): not beyond the step.
+        (fc("26700"), Escalation(D(50), None, USD_500), TEN_CENTS, False),
+        # Priced in another currency, or not priced at all: the money step does not apply.
+        (fc("27000"), Escalation(D(50), None, USD_500), Money(D("0.10"), "EUR"), False),
+        (fc("27000"), Escalation(D(50), None, USD_500), None, False),
+        # The percent and quantity steps still apply beside it.
+        (fc("27125"), Escalation(D(20), None, USD_500), Money(D("0.0001"), "USD"), True),
+    ],
+)
+def test_escalation_in_money(
+    current: Forecast, step: Escalation, unit_price: Money | None, expected: bool
+) -> None:
+    assert step.raises_again(fc("21700"), current, D(20000), unit_price) is expected

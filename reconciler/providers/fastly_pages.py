@@ -1,0 +1,202 @@
+"""Fastly service-usage pages decoded straight to stored rows: the hot path of a pull.
+
+A page in the documented list shape is decoded by msgspec into typed records whose
+quantities stay the JSON number's own text (``msgspec.Raw``), so no value passes through a
+float or a generic object, and each record becomes one row of
+:mod:`reconciler.providers.rows`. Whatever this path does not plainly accept — another shape,
+a field of another type, a quantity that is not a plain non-negative number within bounds, an
+empty required field, a month not asked for, a ``last_updated_at``, a character that is not
+printable — sends the whole page to the careful path (:mod:`reconciler.providers
+.fastly_records`), which accepts what it can and names what is wrong. A page whose bytes are
+plain ASCII without escapes cannot hold an unprintable character, so its text fields are not
+checked one by one; any other page's are.
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass
+from decimal import Decimal, InvalidOperation
+from hashlib import blake2b
+from typing import Annotated, Any, Final
+
+import msgspec
+
+from reconciler.domain import Month, canonical_decimal
+from reconciler.providers import normalize as n
+from reconciler.providers.normalize import BadRecord, loads_exact
+from reconciler.providers.rows import Row
+
+__all__ = ["FastPage", "ServiceRows", "decode_service_page"]
+
+_MAX_COUNT: Final = n.MAX_COUNT
+
+
+class _Record(msgspec.Struct):
+    month: str
+    customer_id: str
+    service_id: str
+    product_id: str
+    usage_type: str
+    unit: str
+    quantity: msgspec.Raw
+    raw_quantity: msgspec.Raw = msgspec.Raw()
+    region: str | None = None
+    service_name: str | None = None
+    last_updated_at: None = None  # an update time: the careful path reads it
+
+
+class _Meta(msgspec.Struct):
+    next_cursor: str | None = None
+    total: Annotated[int, msgspec.Meta(ge=0, le=_MAX_COUNT)] | None = None
+
+
+class _Page(msgspec.Struct):
+    data: list[_Record]
+    meta: _Meta | None = None
+
+
+_DECODER: Final = msgspec.json.Decoder(_Page)
+
+
+@dataclass(frozen=True, slots=True)
+class FastPage:
+    """A page msgspec decoded; ``body`` is kept for the careful path, should it be needed."""
+
+    page: _Page
+    body: bytes | bytearray
+    plain: bool  # ASCII without escapes or DEL: every text field is printable
+
+    @property
+    def next_cursor(self) -> str | None:
+        return self.page.meta.next_cursor if self.page.meta else None
+
+    @property
+    def total(self) -> int | None:
+        return self.page.meta.total if self.page.meta else None
+
+    def careful(self) -> Any:
+        """The page as the careful path reads it."""
+        return loads_exact(self.body)
+
+
+def decode_service_page(body: bytes | bytearray) -> Any:
+    """A :class:`FastPage`, or (another shape, a bad field) the exact JSON document."""
+    try:
+        page = _DECODER.decode(body)
+    except msgspec.DecodeError:  # includes ValidationError
+        return loads_exact(body)
+    plain = body.isascii() and b"\\" not in body and b"\x7f" not in body
+    return FastPage(page, body, plain)
+
+
+# A plain JSON number within the bounds of normalize.bounded: at most 30 digits before the
+# point and 30 after it.
+_PLAIN_NUMBER: Final = re.compile(rb"(0|[1-9][0-9]{0,29})(?:\.([0-9]{1,30}))?")
+
+
+def quantity_text(raw: msgspec.Raw) -> str | None:
+    """The canonical text of a quantity, or None when it is not one (the careful path
+    then says why)."""
+    token = bytes(raw)
+    match = _PLAIN_NUMBER.fullmatch(token)
+    if match is not None:
+        whole, fraction = match.groups()
+        if fraction is None:
+            return whole.decode()
+        fraction = fraction.rstrip(b"0")
+        return (whole + b"." + fraction).decode() if fraction else whole.decode()
+    if token[:1] not in b"-0123456789" or not token:
+        return None  # a string, a literal, an object: not a number
+    try:
+        value = Decimal(token.decode())
+    except InvalidOperation:
+        return None
+    if not value.is_finite() or value < 0:
+        return None
+    try:
+        return canonical_decimal(n.bounded("quantity", value))
+    except BadRecord:
+        return None
+
+
+class ServiceRows:
+    """Turns decoded service records into rows, for the months asked for."""
+
+    def __init__(self, source: str, calendar: dict[str, tuple[str, str, str]]) -> None:
+        """``calendar``: month text → (first day, last day, status) of each month asked for."""
+        self.source = source
+        self.calendar = calendar
+
+    @classmethod
+    def of(cls, source: str, statuses: dict[Month, Any]) -> ServiceRows:
+        return cls(
+            source,
+            {
+                str(m): (m.first_day.isoformat(), m.last_day.isoformat(), str(status))
+                for m, status in statuses.items()
+            },
+        )
+
+    def rows(self, fast: FastPage) -> list[Row] | None:
+        """The page's rows, or None when any record needs the careful path."""
+        source, calendar = self.source, self.calendar
+        prefix = source + "\x1f"
+        plain = fast.plain
+        out: list[Row] = []
+        append = out.append
+        for r in fast.page.data:
+            when = calendar.get(r.month)
+            account, service, product = r.customer_id, r.service_id, r.product_id
+            usage_type, unit = r.usage_type, r.unit
+            region = r.region or ""
+            name = r.service_name or ""
+            if when is None or not (account and service and product and usage_type and unit):
+                return None
+            if not plain and not (
+                account.isprintable()
+                and service.isprintable()
+                and product.isprintable()
+                and usage_type.isprintable()
+                and unit.isprintable()
+                and region.isprintable()
+                and name.isprintable()
+            ):
+                return None
+            quantity = quantity_text(r.quantity)
+            if quantity is None:
+                return None
+            raw_token = r.raw_quantity
+            if len(raw_token) == 0 or bytes(raw_token) == b"null":
+                raw = None
+            else:
+                raw = quantity_text(raw_token)
+                if raw is None:
+                    return None
+            first, last, status = when
+            key = "\x1f".join((account, product, usage_type, region, service, r.month, first))
+            digest = blake2b((prefix + key).encode(), digest_size=16).hexdigest()
+            append(
+                (
+                    digest,
+                    source,
+                    "fastly",
+                    account,
+                    product,
+                    "",
+                    usage_type,
+                    region,
+                    service,
+                    name,
+                    r.month,
+                    first,
+                    last,
+                    quantity,
+                    raw,
+                    unit,
+                    status,
+                    None,
+                    None,
+                )
+            )
+        return out
