@@ -2,7 +2,8 @@
 
 ``--version`` loads neither the settings, the store nor any HTTP or database library; a pull
 and ``config check`` load no migration tool, no templates, no metrics, no scheduler, no
-daemon service, no sandbox and no reports. Modules are read from the interpreter's own import log, not timed.
+daemon service, no sandbox and no reports. Modules are read from the interpreter's own
+import log, not timed.
 """
 
 from __future__ import annotations
