@@ -368,3 +368,48 @@ async def test_focus_rows_add_up_to_the_expected_invoice(
     }
     credits = [r for r in rows if r["ChargeCategory"] == "Credit"]
     assert [r["BilledCost"] for r in credits] == ["-25", "-25", "-25"]
+
+
+async def test_a_term_commitment_is_amortized_over_the_usage_that_draws_it_down(
+    engine: AsyncEngine, sandbox: SandboxServer
+) -> None:
+    from reconciler.reports.focus import focus_rows
+
+    price = Decimal("0.01")
+    term = {"name": "NA term", "source": "fastly", "usage_type": "North America Bandwidth",
+            "currency": "USD", "quantity": "1000000", "unit": "GB", "commit_price": str(price),
+            "period": "term", "effective_from": "2024-05-01",
+            "effective_to": "2024-06-30"}  # fmt: skip
+    settings = settings_for(sandbox, contract(), commitments=[term])
+    await pull(engine, settings, sandbox, TODAY)
+    months = (Month(2024, 5), Month(2024, 6))
+    rows = await focus_rows(engine, *months, (), settings)
+
+    def month_of(row: Any) -> str:
+        return str(row["BillingPeriodStart"])[:7]
+
+    na = [r for r in rows if r["SkuMeter"] == "North America Bandwidth"]
+    used = {m: sum((Decimal(r["ConsumedQuantity"]) for r in na if month_of(r) == m), Decimal(0))
+            for m in ("2024-05", "2024-06")}  # fmt: skip
+    assert all(quantity > 0 for quantity in used.values())
+    for month, quantity in used.items():
+        effective = sum(
+            (Decimal(r["EffectiveCost"]) for r in na if month_of(r) == month), Decimal(0)
+        )
+        # Each month's usage bears what it draws of the purchase, and bills nothing more.
+        assert abs(effective - quantity * price) < Decimal("0.000001"), month
+        assert all(Decimal(r["BilledCost"]) == 0 for r in na if month_of(r) == month)
+    (purchase,) = [r for r in rows if r["ChargeCategory"] == "Purchase"]
+    assert (month_of(purchase), purchase["BilledCost"], purchase["EffectiveCost"]) == (
+        "2024-05",
+        "10000",
+        "0",
+    )
+    assert (purchase["ChargeFrequency"], purchase["PricingUnit"]) == ("One-Time", "GB")
+    (unused,) = [r for r in rows if "unused" in r["ChargeDescription"]]
+    left = Decimal(1000000) - used["2024-05"] - used["2024-06"]
+    assert month_of(unused) == "2024-06" and Decimal(unused["BilledCost"]) == 0
+    assert Decimal(unused["EffectiveCost"]) == left * price
+    # Over the term, the effective cost adds up to what the purchase billed.
+    term_effective = sum((Decimal(r["EffectiveCost"]) for r in [*na, unused]), Decimal(0))
+    assert abs(term_effective - Decimal(10000)) < Decimal("0.00001")
