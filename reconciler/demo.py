@@ -25,6 +25,7 @@ from reconciler.alerts.outbox import outbox_t
 from reconciler.alerts.routes import WebhookResolver
 from reconciler.alerts.webhook import SlackWebhookClient
 from reconciler.demo_contract import demo_budget, demo_rates, demo_teams
+from reconciler.display import plural
 from reconciler.domain import Month, canonical_decimal
 from reconciler.money import display
 from reconciler.providers.http import HttpClient
@@ -344,7 +345,7 @@ async def percentile_notes(engine: AsyncEngine, commit: Decimal) -> list[str]:
         parts = " and ".join(canonical_decimal(v) for v in values)
         bound = "at least " if statuses[month] == "collecting" else ""
         notes.append(
-            f"{month}: {len(values)} period(s) at {parts} Mbps -> {bound}"
+            f"{month}: {plural(len(values), 'period')} at {parts} Mbps -> {bound}"
             f"{canonical_decimal(value)} (summed: {canonical_decimal(sum(values, Decimal(0)))}); "
             f"commitment {commit}"
         )

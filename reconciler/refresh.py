@@ -21,6 +21,7 @@ from sqlalchemy import delete, func, insert, select, text
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
+from reconciler.display import plural
 from reconciler.domain import ChangeKind, ItemCategory, LineStatus, Month, utcnow
 from reconciler.errors import BadProviderDataError, ConfigError, ProviderError, ReconcilerError
 from reconciler.providers.base import Coverage, InvoiceLine, PullStats, open_provider
@@ -337,8 +338,9 @@ async def _refuse_empty_discovery(conn: AsyncConnection, source: str, coverage: 
             raise BadProviderDataError(
                 source,
                 endpoint,
-                f"listed no {listed}, but {tracked} line(s) of the months pulled are tracked "
-                "there: an empty discovery is not an empty account, so nothing was changed",
+                f"listed no {listed}, but {plural(tracked, 'line')} of the months pulled "
+                f"{'is' if tracked == 1 else 'are'} tracked there: an empty discovery is not an "
+                "empty account, so nothing was changed",
             )
 
 

@@ -37,7 +37,7 @@ def test_demo_tells_the_story(tmp_path: Path) -> None:
     assert audit.impact is not None and restated_impact > 0
     assert abs(audit.impact + restated_impact) < Decimal("0.005")
     *finalized, current = result.notes
-    assert finalized and all(": 2 period(s) at " in n for n in finalized)
+    assert finalized and all(": 2 periods at " in n for n in finalized)
     assert " -> at least " in current  # the collecting month so far: a lower bound
     assert {p.suffix for p in result.report_paths} == {".html", ".md", ".json", ".csv"}
     assert all(p.is_file() for p in result.report_paths)

@@ -13,8 +13,9 @@ import pytest
 from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncEngine
 
+from reconciler.display import number as format_quantity
 from reconciler.domain import FindingState, PlanItem, utcnow
-from reconciler.reconcile.plan import describe, format_quantity, item_json
+from reconciler.reconcile.plan import describe, item_json
 from reconciler.sandbox.scenario import named_scenario
 from reconciler.sandbox.server import SandboxServer
 from reconciler.store.ingest import lines_t

@@ -15,6 +15,7 @@ from decimal import Decimal
 from typing import Any
 from urllib.parse import urlsplit
 
+from reconciler import display
 from reconciler.domain import ItemCategory, Observation, PlanItem, Severity
 from reconciler.money import Money
 
@@ -72,22 +73,6 @@ def _bold(escaped: str) -> str:
     return escaped if "*" in escaped else f"*{escaped}*"
 
 
-def format_quantity(value: Decimal) -> str:
-    """Exact decimal text with thousands separators: ``1234567.50`` → ``1,234,567.5``."""
-    if not value.is_finite():
-        return str(value)
-    # Not normalize(): it rounds to the context precision (28 digits).
-    text = format(value, ",f")
-    if "." in text:
-        text = text.rstrip("0").rstrip(".")
-    return "0" if text == "-0" else text
-
-
-def format_signed(value: Decimal) -> str:
-    text = format_quantity(value)
-    return f"+{text}" if value > 0 else text
-
-
 def _mrkdwn(text: str) -> dict[str, Any]:
     return {"type": "mrkdwn", "text": text, "verbatim": True}
 
@@ -143,8 +128,15 @@ def order_items(items: Iterable[PlanItem]) -> list[PlanItem]:
 def _observation(obs: Observation | None) -> str:
     if obs is None:
         return "—"
-    quantity = clip(format_quantity(obs.quantity), _QUANTITY_CHARS)
-    unit = _safe(obs.unit, _FIELD_CHARS)
+    return _clipped(display.amount(obs.quantity, obs.unit))
+
+
+def _clipped(shown: str) -> str:
+    """``number unit`` as :mod:`reconciler.display` writes it: the number clipped, the unit
+    (provider text) escaped and clipped."""
+    number, _, unit = shown.partition(" ")
+    quantity = clip(number, _QUANTITY_CHARS)
+    unit = _safe(unit, _FIELD_CHARS)
     return f"{quantity} {unit}" if unit else quantity
 
 
@@ -183,11 +175,9 @@ def _change(item: PlanItem) -> str:
     delta, percent = item.delta, _percent(item)
     if delta is not None and before is not None and after is not None:
         if before.unit == after.unit:
-            unit = _safe(after.unit, _FIELD_CHARS)
-            text += f" · Δ {clip(format_signed(delta), _QUANTITY_CHARS)}"
-            text += f" {unit}" if unit else ""
+            text += f" · Δ {_clipped(display.amount(delta, after.unit, with_sign=True))}"
             if percent is not None:
-                text += f" ({clip(format_signed(percent), _QUANTITY_CHARS)}%)"
+                text += f" ({clip(display.percent(percent), _QUANTITY_CHARS)})"
         else:
             text += " · unit changed"
     return text

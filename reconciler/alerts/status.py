@@ -15,6 +15,7 @@ from reconciler.alerts.channels.selection import channel_route
 from reconciler.alerts.delivery import pending_counts
 from reconciler.alerts.outbox import FAILED, PENDING, SENDING, SENT, WITHDRAWN, outbox_t
 from reconciler.alerts.routes import WebhookResolver, destination_name
+from reconciler.display import plural
 from reconciler.settings import Settings
 
 
@@ -265,7 +266,7 @@ def render_status(status: OutboxStatus) -> str:
     lines = []
     if status.waiting:
         oldest = status.oldest_pending_at
-        text = f"queue: {status.waiting} message(s) waiting"
+        text = f"queue: {plural(status.waiting, 'message')} waiting"
         if oldest is not None:
             text += f", oldest queued {format_age((now - oldest).total_seconds())} ago"
         lines.append(text)
@@ -291,7 +292,7 @@ def render_status(status: OutboxStatus) -> str:
         run = f" run {failure.run_id}" if failure.run_id is not None else ""
         lines.append(
             f"  failed #{failure.id} ({failure.kind}, source {failure.source}{run}, "
-            f"{failure.attempts} attempt(s)): {failure.reason}"
+            f"{plural(failure.attempts, 'attempt')}): {failure.reason}"
         )
     for channel in status.channels:
         if not channel.route.startswith("channel:"):

@@ -18,6 +18,7 @@ from reconciler.alerts.slack import render_test_message
 from reconciler.alerts.status import OutboxStatus, outbox_status, render_status
 from reconciler.alerts.webhook import DeliveryResult, SlackWebhookClient
 from reconciler.cli import AppContext, group, pass_app, run_async
+from reconciler.display import plural
 from reconciler.domain import utcnow
 from reconciler.errors import ConfigError
 from reconciler.logs import register_secret
@@ -140,7 +141,8 @@ def alerts_retry(app: AppContext, ids: tuple[int, ...]) -> None:
 
     done = run_async(_retry())
     click.echo(
-        f"re-queued {done.messages} failed message(s); {done.unblocked} webhook(s) unblocked"
+        f"re-queued {plural(done.messages, 'failed message')}; "
+        f"{plural(done.unblocked, 'webhook')} unblocked"
     )
 
 

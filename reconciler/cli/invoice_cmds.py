@@ -9,9 +9,9 @@ import click
 from sqlalchemy import select
 
 from reconciler.cli import AppContext, command, pass_app, run_async
+from reconciler.display import number as format_quantity
 from reconciler.domain import Month, canonical_decimal
 from reconciler.reconcile.invoices import InvoiceLine
-from reconciler.reconcile.plan import format_quantity
 from reconciler.store.db import open_configured_state, reader
 from reconciler.store.invoice_rows import invoice_from_row, invoices_t
 

@@ -19,6 +19,7 @@ from sqlalchemy.ext.asyncio import AsyncEngine
 from reconciler.cli import AppContext, command, pass_app, run_async, run_cancellable
 from reconciler.cli.faults import explain
 from reconciler.cli.options import check_sources, parse_day
+from reconciler.display import plural
 from reconciler.domain import Severity, utcnow
 from reconciler.errors import ReconcilerError, SourceBusyError
 from reconciler.providers.base import PullStats
@@ -31,7 +32,6 @@ from reconciler.reconcile.plan import (
     render_text,
     shown_items,
 )
-from reconciler.reconcile.plan_groups import plural
 from reconciler.reconcile.spend import below_min_impact
 from reconciler.refresh import RunOutcome, refresh_source
 from reconciler.settings import Settings

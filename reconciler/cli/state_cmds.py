@@ -10,9 +10,10 @@ from sqlalchemy import select
 
 from reconciler.cli import AppContext, command, group, pass_app, run_async
 from reconciler.cli.options import check_sources, check_team, parse_month
+from reconciler.display import number as format_quantity
 from reconciler.domain import FindingState, Month, PlanItem, canonical_decimal
 from reconciler.reconcile.ownership import line_owner
-from reconciler.reconcile.plan import describe, format_quantity, item_json
+from reconciler.reconcile.plan import describe, item_json
 from reconciler.settings import Settings
 from reconciler.store.db import open_configured_state, reader
 from reconciler.store.ingest import lines_t, versions_t

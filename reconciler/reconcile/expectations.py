@@ -19,6 +19,7 @@ from dataclasses import dataclass, replace
 from datetime import UTC, date, datetime, time, timedelta
 from decimal import Decimal, localcontext
 
+from reconciler import display
 from reconciler.domain import (
     EXACT_CONTEXT,
     FindingKind,
@@ -192,6 +193,10 @@ def _check(
             )
         ]
     results: list[Evaluated] = []
+
+    def shown(value: Decimal) -> str:
+        return display.amount(value, unit)
+
     upper = _upper_limit(exp)
     lower = _lower_limit(exp)
     quantity = total.quantity
@@ -201,7 +206,7 @@ def _check(
             context.finding(
                 FindingKind.OVER_EXPECTATION,
                 upper,
-                f"{label}: {month} {so_far} {quantity} {unit} is over {upper} {unit}",
+                f"{label}: {month} {so_far} {shown(quantity)} is over {shown(upper)}",
             )
         )
     elif upper is not None and status == LineStatus.COLLECTING and key.kind.projected:
@@ -211,8 +216,8 @@ def _check(
                 context.finding(
                     FindingKind.PROJECTED_OVERAGE,
                     upper,
-                    f"{label}: {month} to date {quantity} {unit} is forecast at "
-                    f"{outlook.value} {unit} by month end, over {upper} {unit} "
+                    f"{label}: {month} to date {shown(quantity)} is forecast at "
+                    f"{shown(outlook.value)} by month end, over {shown(upper)} "
                     f"({outlook.describe(unit)})",
                     after=Observation(outlook.value, unit, status),
                     forecast=outlook,
@@ -223,7 +228,7 @@ def _check(
             context.finding(
                 FindingKind.UNDER_EXPECTATION,
                 lower,
-                f"{label}: {month} {so_far} {quantity} {unit} is under {lower} {unit}",
+                f"{label}: {month} {so_far} {shown(quantity)} is under {shown(lower)}",
             )
         )
     invoiced = exp.invoices.get(str(month))
@@ -234,8 +239,8 @@ def _check(
                 context.finding(
                     FindingKind.INVOICE_MISMATCH,
                     invoiced,
-                    f"{label}: finalized {month} {so_far} {quantity} {unit} differs from the "
-                    f"declared invoice quantity {invoiced} {unit} beyond {exp.tolerance}",
+                    f"{label}: finalized {month} {so_far} {shown(quantity)} differs from the "
+                    f"declared invoice quantity {shown(invoiced)} beyond {exp.tolerance}",
                     severity=Severity.CRITICAL,
                 )
             )

@@ -31,6 +31,7 @@ from enum import StrEnum
 from itertools import pairwise
 from typing import Any
 
+from reconciler import display
 from reconciler.domain import EXACT_CONTEXT, Month, canonical_decimal
 from reconciler.money import Money
 
@@ -94,11 +95,12 @@ class Forecast:
         return self.reason not in (ForecastReason.TOO_EARLY, ForecastReason.NO_DATA)
 
     def describe(self, unit: str) -> str:
-        """``trailing window, 14 days of data through 2024-06-14, band 21.2–26.0 GB``."""
+        """``trailing window, 14 days of data through 2024-06-14, band 21.2–26 GB``."""
         through = self.covered_through.isoformat() if self.covered_through else "-"
-        text = f"{self.method.label}, {self.covered_days} days of data through {through}"
+        days = display.plural(self.covered_days, "day")
+        text = f"{self.method.label}, {days} of data through {through}"
         if self.low is not None and self.high is not None:
-            text += f", band {self.low}–{self.high} {unit}"
+            text += f", band {display.number(self.low)}–{display.amount(self.high, unit)}"
         elif self.reason is ForecastReason.HISTORY_SHORT:
             text += ", no band: history too short"
         return text

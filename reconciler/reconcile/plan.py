@@ -14,6 +14,8 @@ from datetime import datetime
 from decimal import Decimal
 from typing import Any
 
+from reconciler import display
+from reconciler.display import plural
 from reconciler.domain import (
     ChangeKind,
     ItemCategory,
@@ -24,14 +26,13 @@ from reconciler.domain import (
     canonical_decimal,
 )
 from reconciler.errors import ReconcilerError
-from reconciler.money import Money, is_currency
+from reconciler.money import Money
 from reconciler.reconcile.forecast import forecast_json
 from reconciler.reconcile.plan_groups import (
     ItemGroup,
     group_services,
     is_routine,
     month_closes,
-    plural,
 )
 from reconciler.reconcile.spend import ProjectedInvoice
 
@@ -109,25 +110,10 @@ def symbol(item: PlanItem) -> str:
     return "~"
 
 
-def format_quantity(value: Decimal) -> str:
-    text = canonical_decimal(value)
-    whole, _, fraction = text.partition(".")
-    sign = "-" if whole.startswith("-") else ""
-    whole = f"{int(whole.lstrip('-')):,}"
-    return f"{sign}{whole}" + (f".{fraction}" if fraction else "")
-
-
-def _signed(value: Decimal) -> str:
-    return ("+" if value > 0 else "") + format_quantity(value)
-
-
 def _side(obs: Observation | None) -> str:
     if obs is None:
         return "(absent)"
-    if is_currency(obs.unit):
-        return Money(obs.quantity, obs.unit).display()
-    unit = f" {obs.unit}" if obs.unit and obs.unit != "unit" else ""
-    return f"{format_quantity(obs.quantity)}{unit}"
+    return display.amount(obs.quantity, obs.unit)
 
 
 def _status_line(item: PlanItem) -> str:
@@ -161,8 +147,8 @@ def describe(item: PlanItem) -> list[str]:
         if item.before and item.after and item.before.unit != item.after.unit:
             change += f"   (unit {item.before.unit!r} → {item.after.unit!r})"
         elif item.delta is not None:
-            percent = f", {_signed(item.percent)}%" if item.percent is not None else ""
-            change += f"   ({_signed(item.delta)}{percent})"
+            percent = f", {display.percent(item.percent)}" if item.percent is not None else ""
+            change += f"   ({display.signed(item.delta)}{percent})"
         lines.append(change + (f"   [{status}]" if status else ""))
         if item.moved_on is not None:
             lines.append(f"      now: {_side(item.moved_on)}   [{item.moved_on.status.value}]")
@@ -210,7 +196,7 @@ def _describe_group(group: ItemGroup) -> list[str]:
 def _service_change(item: PlanItem) -> str:
     name = item.service_name or item.service
     delta = item.delta
-    return f"{name} ({_signed(delta)})" if delta is not None else name
+    return f"{name} ({display.signed(delta)})" if delta is not None else name
 
 
 def _select(items: list[PlanItem], limit_per_kind: int) -> tuple[list[ItemGroup], Counter[str]]:

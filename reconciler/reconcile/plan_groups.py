@@ -15,6 +15,7 @@ from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 from decimal import Decimal
 
+from reconciler.display import plural
 from reconciler.domain import ChangeKind, ItemCategory, Month, PlanItem, Severity
 
 # Kinds whose info-level items are routine: recorded and acknowledged, shown as a summary.
@@ -23,10 +24,6 @@ ROUTINE_KINDS = frozenset({ChangeKind.FINALIZED.value})
 
 def is_routine(item: PlanItem) -> bool:
     return item.kind in ROUTINE_KINDS and item.severity == Severity.INFO
-
-
-def plural(count: int, noun: str, plural_form: str | None = None) -> str:
-    return f"{count:,} {noun if count == 1 else plural_form or noun + 's'}"
 
 
 @dataclass(frozen=True)

@@ -10,9 +10,11 @@ from __future__ import annotations
 
 import re
 
+from reconciler.display import number as format_quantity
+from reconciler.display import plural
 from reconciler.domain import ItemCategory, PlanItem
-from reconciler.reconcile.plan import Plan, format_quantity, summary_line, symbol
-from reconciler.reconcile.plan_groups import group_services, is_routine, month_closes, plural
+from reconciler.reconcile.plan import Plan, summary_line, symbol
+from reconciler.reconcile.plan_groups import group_services, is_routine, month_closes
 
 # GitHub refuses comments over 65,536 characters; leave room for a note and a footer.
 MAX_CHARS = 65_000

@@ -13,7 +13,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 from decimal import Decimal
 
-from reconciler.alerts.slack import format_quantity
+from reconciler.display import number as format_quantity
 from reconciler.domain import LineStatus, Month
 from reconciler.money import Money
 from reconciler.reports.model import Band, MonthPoint, RestatedLine, Series

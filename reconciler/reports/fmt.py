@@ -5,7 +5,7 @@ from __future__ import annotations
 from datetime import UTC, datetime
 from decimal import Decimal
 
-from reconciler.alerts.slack import format_quantity, format_signed
+from reconciler import display
 from reconciler.domain import ItemCategory, Observation, PlanItem
 from reconciler.reports.model import FindingEntry, Projection, RestatedLine, Series
 
@@ -13,12 +13,11 @@ from reconciler.reports.model import FindingEntry, Projection, RestatedLine, Ser
 def quantity(value: Decimal | None, unit: str = "") -> str:
     if value is None:
         return "—"
-    rendered = format_quantity(value)
-    return f"{rendered} {unit}" if unit else rendered
+    return display.amount(value, unit)
 
 
 def signed(value: Decimal | None) -> str:
-    return "—" if value is None else format_signed(value)
+    return "—" if value is None else display.signed(value)
 
 
 def percent(item: PlanItem) -> str:
@@ -26,7 +25,7 @@ def percent(item: PlanItem) -> str:
         value = item.percent
     except ArithmeticError:  # too many digits to quantize (a tiny "before")
         return "—"
-    return "—" if value is None else f"{format_signed(value)}%"
+    return "—" if value is None else display.percent(value)
 
 
 def change_percent(before: Decimal, after: Decimal) -> str:
@@ -36,7 +35,7 @@ def change_percent(before: Decimal, after: Decimal) -> str:
         value = ((after - before) * 100 / before).quantize(Decimal("0.01"))
     except ArithmeticError:
         return "—"
-    return f"{format_signed(value)}%"
+    return display.percent(value)
 
 
 def observation(obs: Observation | None, with_status: bool = True) -> str:

@@ -11,6 +11,7 @@ from sqlalchemy import insert, select
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
 from reconciler.alerts.outbox import withdraw_reviewed
+from reconciler.display import plural
 from reconciler.domain import FindingState
 from reconciler.errors import StalePlanError
 from reconciler.reconcile.plan import Plan, sort_for_plan
@@ -53,7 +54,8 @@ async def apply_acknowledgements(
         changed = [fp for fp, h in expected.items() if still_open.get(fp) != h]
         if changed:
             raise StalePlanError(
-                f"{len(changed)} planned item(s) are no longer open with the values shown: "
+                f"{plural(len(changed), 'planned item')} "
+                f"{'is' if len(changed) == 1 else 'are'} no longer open with the values shown: "
                 "run 'reconciler plan' again"
             )
         result = await conn.execute(

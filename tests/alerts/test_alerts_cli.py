@@ -144,7 +144,7 @@ async def test_alerts_status_without_webhook(cli: Cli, slack: SlackStandIn) -> N
     result = await cli.run("alerts", "status")
     assert result.code == 0, result.stderr
     lines = result.stdout.splitlines()
-    assert re.fullmatch(r"queue: 2 message\(s\) waiting, oldest queued \d+d \d\dh ago", lines[0])
+    assert re.fullmatch(r"queue: 2 messages waiting, oldest queued \d+d \d\dh ago", lines[0])
     assert lines[1:] == [
         "delivery: FAILING (see below)",
         "last success: never",
@@ -194,7 +194,7 @@ async def test_alerts_flush_delivers_now_and_reports(cli: Cli, slack: SlackStand
     assert re.fullmatch(r"last success: \S+Z \(\d+s ago\)", lines[1])
     assert lines[2:] == [
         "sent: 2, failed: 1",
-        "  failed #1 (run, source prod run 1, 1 attempt(s)): "
+        "  failed #1 (run, source prod run 1, 1 attempt): "
         "webhook default: permanent (HTTP 400 invalid_payload)",
     ]
     assert_no_secret(slack, result.stdout, result.stderr)

@@ -240,7 +240,7 @@ async def test_a_permanent_error_does_not_block_other_messages(
     ]
     text = render_status(status)
     assert "sent: 3, failed: 2\n" in text
-    assert "  failed #1 (run, source prod run 1, 1 attempt(s)): webhook default: permanent" in text
+    assert "  failed #1 (run, source prod run 1, 1 attempt): webhook default: permanent" in text
 
 
 async def test_a_message_claimed_by_a_crashed_deliverer_is_sent_after_its_lease(

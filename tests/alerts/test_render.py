@@ -17,8 +17,6 @@ from reconciler.alerts.slack import (
     MAX_SECTION_CHARS,
     MAX_TEXT_CHARS,
     clip,
-    format_quantity,
-    format_signed,
     order_items,
     render_item,
     render_resolved_message,
@@ -27,6 +25,8 @@ from reconciler.alerts.slack import (
     safe_link,
     slack_escape,
 )
+from reconciler.display import number as format_quantity
+from reconciler.display import signed as format_signed
 from reconciler.domain import (
     FindingKind,
     ItemCategory,

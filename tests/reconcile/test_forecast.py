@@ -252,9 +252,9 @@ CAP = "cap / North America Bandwidth"
         # 10/day heading for 300: over a 290 maximum from day 5, not before.
         ([10] * 4, "290", []),
         ([10] * 5, "290", [
-            f"projected_overage: {CAP}: 2024-06 to date 50 GB is forecast at 300.000 GB by "
+            f"projected_overage: {CAP}: 2024-06 to date 50 GB is forecast at 300 GB by "
             "month end, over 290 GB (trailing window, 5 days of data through 2024-06-05, band "
-            "300.000–300.000 GB)"]),
+            "300–300 GB)"]),
         ([10] * 5, "300", []),
         # Already over the maximum on day 2: that is an over_expectation, evidence or not.
         ([200, 200], "300",

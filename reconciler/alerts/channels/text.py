@@ -6,7 +6,7 @@ from __future__ import annotations
 from collections import Counter
 from collections.abc import Sequence
 
-from reconciler.alerts.slack import format_quantity, format_signed
+from reconciler import display
 from reconciler.domain import ItemCategory, Observation, PlanItem, Severity
 
 SEVERITIES_DESC = (Severity.CRITICAL, Severity.WARNING, Severity.INFO)
@@ -19,8 +19,7 @@ def clip_plain(text: str, limit: int) -> str:
 def _observation(obs: Observation | None) -> str:
     if obs is None:
         return "—"
-    quantity = format_quantity(obs.quantity)
-    return f"{quantity} {obs.unit}" if obs.unit else quantity
+    return display.amount(obs.quantity, obs.unit)
 
 
 def label(item: PlanItem) -> str:
@@ -37,13 +36,13 @@ def change(item: PlanItem) -> str:
     if before is not None and after is not None and item.delta is not None:
         if before.unit != after.unit:
             return text + " · unit changed"
-        text += f" · Δ {format_signed(item.delta)}" + (f" {after.unit}" if after.unit else "")
+        text += f" · Δ {display.amount(item.delta, after.unit, with_sign=True)}"
         try:
             percent = item.percent
         except ArithmeticError:
             percent = None
         if percent is not None:
-            text += f" ({format_signed(percent)}%)"
+            text += f" ({display.percent(percent)})"
     return text
 
 
