@@ -1,6 +1,7 @@
 """One pull of a source at a time, across processes, on SQLite and PostgreSQL.
 
-A pull holds a lease row (``job_leases``, slot ``pull:<source>``) while it runs: inserting it
+A pull holds a lease row (``job_leases``, slot ``pull:<source>``, beside the daemon's
+scheduled slots) while it runs: inserting it
 is atomic on both backends, so of two pulls started together exactly one gets it. The lease
 is renewed while the pull lives and deleted when it ends; one left behind by a process that
 died runs out after ``ttl`` and is taken over. The reconcile transaction's advisory lock
@@ -14,14 +15,16 @@ import contextlib
 import os
 import socket
 from collections.abc import AsyncIterator
-from datetime import timedelta
+from datetime import UTC, datetime, timedelta
 
-from sqlalchemy import delete, select
-from sqlalchemy.ext.asyncio import AsyncEngine
+from sqlalchemy import delete, select, text, update
+from sqlalchemy.dialects import postgresql, sqlite
+from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
-from reconciler.daemon import leases
 from reconciler.errors import SourceBusyError
+from reconciler.store.tables import JobLease
 
+leases_t = JobLease.__table__  # type: ignore[attr-defined]
 DEFAULT_TTL = timedelta(minutes=2)
 
 
@@ -33,6 +36,37 @@ def this_process() -> str:
     return f"{socket.gethostname()}:{os.getpid()}"
 
 
+async def _database_now(conn: AsyncConnection) -> datetime:
+    """The database's clock, so that processes on hosts whose clocks disagree agree on when
+    a lease runs out."""
+    if conn.dialect.name == "postgresql":
+        value = (await conn.execute(text("SELECT clock_timestamp()"))).scalar_one()
+        return value.astimezone(UTC)  # type: ignore[no-any-return]
+    stamp = (await conn.execute(text("SELECT strftime('%Y-%m-%d %H:%M:%f', 'now')"))).scalar_one()
+    return datetime.fromisoformat(str(stamp)).replace(tzinfo=UTC)
+
+
+async def _claim(engine: AsyncEngine, slot: str, holder: str, ttl: timedelta) -> bool:
+    """Take the lease: a new row, or the row of a holder whose lease ran out."""
+    async with engine.begin() as conn:
+        now = await _database_now(conn)
+        values = {"slot": slot, "holder": holder, "acquired_at": now, "expires_at": now + ttl}
+        upsert = (postgresql.insert if conn.dialect.name == "postgresql" else sqlite.insert)(
+            leases_t
+        )
+        inserted = await conn.execute(
+            upsert.values(**values).on_conflict_do_nothing(index_elements=["slot"])
+        )
+        if inserted.rowcount == 1:
+            return True
+        taken = await conn.execute(
+            update(leases_t)
+            .where(leases_t.c.slot == slot, leases_t.c.expires_at < now)
+            .values(holder=holder, acquired_at=now, expires_at=now + ttl)
+        )
+        return taken.rowcount == 1
+
+
 @contextlib.asynccontextmanager
 async def source_lock(
     engine: AsyncEngine,
@@ -40,37 +74,40 @@ async def source_lock(
     *,
     holder: str | None = None,
     ttl: timedelta = DEFAULT_TTL,
-) -> AsyncIterator[leases.Lease]:
+) -> AsyncIterator[None]:
     """Hold the pull lock of ``source`` for the block; SourceBusyError (naming who holds it
     and since when) if another live pull has it."""
     slot, holder = pull_slot(source), holder or this_process()
-    lease = await leases.claim(engine, slot, holder, ttl=ttl)
-    if lease is None:
+    if not await _claim(engine, slot, holder, ttl):
         raise SourceBusyError(await _busy_message(engine, source, slot))
-    renewing = asyncio.create_task(_renew(engine, lease, ttl))
+    renewing = asyncio.create_task(_renew(engine, slot, holder, ttl))
     try:
-        yield lease
+        yield
     finally:
         renewing.cancel()
         with contextlib.suppress(asyncio.CancelledError):
             await renewing
         async with engine.begin() as conn:
             await conn.execute(
-                delete(leases.leases_t).where(
-                    leases.leases_t.c.slot == slot, leases.leases_t.c.holder == holder
-                )
+                delete(leases_t).where(leases_t.c.slot == slot, leases_t.c.holder == holder)
             )
 
 
-async def _renew(engine: AsyncEngine, lease: leases.Lease, ttl: timedelta) -> None:
+async def _renew(engine: AsyncEngine, slot: str, holder: str, ttl: timedelta) -> None:
     while True:
         await asyncio.sleep(ttl.total_seconds() / 3)
         with contextlib.suppress(Exception):  # a missed renewal only shortens the lease
-            await leases.renew(engine, lease, ttl=ttl)
+            async with engine.begin() as conn:
+                now = await _database_now(conn)
+                await conn.execute(
+                    update(leases_t)
+                    .where(leases_t.c.slot == slot, leases_t.c.holder == holder)
+                    .values(expires_at=now + ttl)
+                )
 
 
 async def _busy_message(engine: AsyncEngine, source: str, slot: str) -> str:
-    t = leases.leases_t.c
+    t = leases_t.c
     async with engine.connect() as conn:
         row = (
             await conn.execute(select(t.holder, t.acquired_at).where(t.slot == slot))
