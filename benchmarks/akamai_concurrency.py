@@ -10,8 +10,9 @@ each ``max_concurrency``, and prints:
 
 - the requests the pull made and the most the sandbox counted in flight at once;
 - the wall time, the ideal ``requests × latency / concurrency`` and their ratio (1.00: the
-  latency fully overlapped; the contracts and products lists are asked for before the
-  summaries, which adds two rounds of waiting whatever the concurrency);
+  latency fully overlapped; the contracts list is asked for before anything else, and a
+  contract's summaries only once its products are listed, so a round or two of waiting
+  always adds up);
 - the floor: the same requests, signed the same way, sent with plain aiohttp under a
   semaphore of the same size, no dependency between them: what this machine allows right now
   (on a busy machine the floor is far from the ideal too);

@@ -26,10 +26,12 @@ from reconciler.alerts.routes import WebhookResolver
 from reconciler.alerts.webhook import SlackWebhookClient
 from reconciler.demo_contract import demo_budget, demo_rates, demo_teams
 from reconciler.domain import Month, canonical_decimal
+from reconciler.money import display
 from reconciler.providers.http import HttpClient
 from reconciler.reconcile.measures import MeasureKind, PeriodValue, month_value
 from reconciler.reconcile.plan import Plan, render_text
 from reconciler.refresh import refresh_source
+from reconciler.reports.costs import gather_costs
 from reconciler.reports.writer import write_report_set
 from reconciler.sandbox.scenario import named_scenario
 from reconciler.sandbox.server import SandboxServer
@@ -59,6 +61,7 @@ class DemoResult:
     pulls: int
     events: list[str] = field(default_factory=list)
     notes: list[str] = field(default_factory=list)
+    teams: str = ""
 
 
 def demo_events() -> list[dict[str, Any]]:
@@ -286,9 +289,34 @@ async def _simulate(
     messages = await _pending_messages(engine)
     delivered = await _deliver_if_configured(engine, settings, environ)
     notes = await percentile_notes(engine, percentile_commit)
+    teams = await team_note(engine, settings, now)
     return DemoResult(
-        directory, plan, paths, messages, delivered, pulls, [_describe(e) for e in events], notes
+        directory,
+        plan,
+        paths,
+        messages,
+        delivered,
+        pulls,
+        [_describe(e) for e in events],
+        notes,
+        teams,
     )
+
+
+async def team_note(engine: AsyncEngine, settings: Settings, now: datetime) -> str:
+    """The last reviewed month by team, and how the teams add up to the sources' bill."""
+    month = Month.of(LAST_REVIEW) - 1
+    async with reader(engine).connect() as conn:
+        costs = await gather_costs(conn, settings, month, month, (), now)
+    if costs.showback is None:
+        return ""
+    teams = " + ".join(
+        f"{row.team} {display(row.amount, row.currency)}" for row in costs.showback.rows()
+    )
+    sources = " + ".join(f"{m.source} {display(m.amount, m.currency)}" for m in costs.months)
+    total = sum((row.amount for row in costs.showback.rows()), Decimal(0))
+    currency = costs.showback.rows()[0].currency
+    return f"{month} by team: {teams} = {display(total, currency)} ({sources})"
 
 
 async def percentile_notes(engine: AsyncEngine, commit: Decimal) -> list[str]:

@@ -403,6 +403,33 @@ class SlackRouteSettings(_Strict):
         )
 
 
+class SlackTeamRouteSettings(_Strict):
+    """One ``[[alerts.slack.teams]]``: a team's own Slack webhook and thresholds; it hears
+    the items of that team's lines (see ``[[teams]]``), from every source."""
+
+    team: str
+    webhook_url_env: str | None = None
+    webhook_url_file: Path | None = None
+    webhook_url_credential: str | None = None
+    min_severity: Severity | None = None
+    min_impact: MoneyValue | None = None
+
+    @model_validator(mode="after")
+    def _has_webhook(self) -> SlackTeamRouteSettings:
+        if not (self.webhook_url_env or self.webhook_url_file or self.webhook_url_credential):
+            raise ValueError("set webhook_url_env, webhook_url_file or webhook_url_credential")
+        return self
+
+    def webhook_ref(self, index: int) -> SecretRef:
+        return SecretRef(
+            what=f"Slack webhook URL for team '{self.team}'",
+            key_path=f"alerts.slack.teams[{index}]",
+            env=self.webhook_url_env,
+            file=self.webhook_url_file,
+            credential=self.webhook_url_credential,
+        )
+
+
 class SlackSettings(_Strict):
     enabled: bool = True  # false: only [[alerts.channels]] get alerts
     webhook_url_env: str = "SLACK_WEBHOOK_URL"
@@ -412,6 +439,7 @@ class SlackSettings(_Strict):
     report_link_base: str | None = None
     max_items: int = Field(default=20, ge=1, le=45)
     routes: list[SlackRouteSettings] = Field(default_factory=list)
+    teams: list[SlackTeamRouteSettings] = Field(default_factory=list)
 
     def webhook_ref(self) -> SecretRef:
         return SecretRef(
@@ -689,6 +717,11 @@ class Settings(BaseSettings):
             f"alerts.routes[{index}].team: no team named {r.team!r}"
             for index, r in enumerate(self.alerts.routes)
             if r.team is not None and not known_team(self.teams, r.team)
+        ]
+        problems += [
+            f"alerts.slack.teams[{index}].team: no team named {r.team!r}"
+            for index, r in enumerate(self.alerts.slack.teams)
+            if not known_team(self.teams, r.team)
         ]
         if problems:
             raise ValueError("; ".join(problems))

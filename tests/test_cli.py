@@ -90,7 +90,7 @@ def test_config_check_valid_masks_secrets(tmp_path: Path) -> None:
     )
     result = run("config", "check", cwd=tmp_path, env={"FASTLY_API_TOKEN": SECRET})
     assert result.returncode == 0, result.stderr
-    assert 'credentials = "token ********"' in result.stdout
+    assert "# secrets (masked): f: token ********; slack: no webhook configured" in result.stdout
     assert SECRET not in result.stdout + result.stderr
     as_json = run("config", "check", "--json", cwd=tmp_path, env={"FASTLY_API_TOKEN": SECRET})
     assert as_json.returncode == 0

@@ -197,6 +197,7 @@ async def test_the_report_shows_the_audit_and_the_projected_invoice(
 ) -> None:
     from reconciler.reports.cost_render import cost_json
     from reconciler.reports.data import ReportRequest, gather_report
+    from reconciler.reports.html import render_html
     from reconciler.reports.markdown import render_markdown
 
     settings = settings_for(sandbox, contract("0.11"))
@@ -217,8 +218,21 @@ async def test_the_report_shows_the_audit_and_the_projected_invoice(
         ("2024-06", "North America Bandwidth [North America]"),
     ]
     assert all(r.matches for r in data.costs.audit if "North America Bandwidth" not in r.line)
-    text = render_markdown(data, "r").text
+    markdown = render_markdown(data, "r")
+    text = markdown.text
     assert "## Cost" in text and "MISMATCH" in text and "**Projected invoice:** fastly" in text
+    # The cost per month as a chart too: May and June finalized, July to date and projected.
+    assert "![fastly: expected cost per month (USD)](r-cost-01.svg)" in text
+    chart = markdown.charts["r-cost-01.svg"]
+    for month in data.costs.months:
+        amount = Money(month.amount, "USD").display()
+        shown = (
+            f"projected to month end: {amount}"
+            if month.state == "projected"
+            else (f"{month.month}: {amount} ({month.state})")
+        )
+        assert shown in chart, shown
+    assert 'id="chart-cost-01"' in render_html(data)
     exported = cost_json(data.costs)
     assert exported is not None
     assert {m["currency"] for m in exported["months"]} == {"USD"}
@@ -266,7 +280,7 @@ async def test_invoices_that_disagree_with_the_contract_are_caught(
     assert abs(june_total.impact - europe.impact - Decimal(25)) <= Decimal("0.01")
 
 
-def akamai_settings(sandbox: SandboxServer, tmp_path: Any) -> Any:
+def akamai_settings(sandbox: SandboxServer, tmp_path: Any, **more: Any) -> Any:
     from reconciler.demo_contract import demo_akamai_rates
 
     edgerc = tmp_path / "sandbox.edgerc"
@@ -287,6 +301,7 @@ def akamai_settings(sandbox: SandboxServer, tmp_path: Any) -> Any:
                 }
             ],
             "rates": demo_akamai_rates(),
+            **more,
         }
     )
 
@@ -354,3 +369,81 @@ async def test_focus_rows_add_up_to_the_expected_invoice(
     }
     credits = [r for r in rows if r["ChargeCategory"] == "Credit"]
     assert [r["BilledCost"] for r in credits] == ["-25", "-25", "-25"]
+
+
+async def test_a_term_commitment_is_amortized_over_the_usage_that_draws_it_down(
+    engine: AsyncEngine, sandbox: SandboxServer
+) -> None:
+    from reconciler.reports.focus import focus_rows
+
+    price = Decimal("0.01")
+    term = {"name": "NA term", "source": "fastly", "usage_type": "North America Bandwidth",
+            "currency": "USD", "quantity": "1000000", "unit": "GB", "commit_price": str(price),
+            "period": "term", "effective_from": "2024-05-01",
+            "effective_to": "2024-06-30"}  # fmt: skip
+    settings = settings_for(sandbox, contract(), commitments=[term])
+    await pull(engine, settings, sandbox, TODAY)
+    months = (Month(2024, 5), Month(2024, 6))
+    rows = await focus_rows(engine, *months, (), settings)
+
+    def month_of(row: Any) -> str:
+        return str(row["BillingPeriodStart"])[:7]
+
+    na = [r for r in rows if r["SkuMeter"] == "North America Bandwidth"]
+    used = {m: sum((Decimal(r["ConsumedQuantity"]) for r in na if month_of(r) == m), Decimal(0))
+            for m in ("2024-05", "2024-06")}  # fmt: skip
+    assert all(quantity > 0 for quantity in used.values())
+    for month, quantity in used.items():
+        effective = sum(
+            (Decimal(r["EffectiveCost"]) for r in na if month_of(r) == month), Decimal(0)
+        )
+        # Each month's usage bears what it draws of the purchase, and bills nothing more.
+        assert abs(effective - quantity * price) < Decimal("0.000001"), month
+        assert all(Decimal(r["BilledCost"]) == 0 for r in na if month_of(r) == month)
+    (purchase,) = [r for r in rows if r["ChargeCategory"] == "Purchase"]
+    assert (month_of(purchase), purchase["BilledCost"], purchase["EffectiveCost"]) == (
+        "2024-05",
+        "10000",
+        "0",
+    )
+    assert (purchase["ChargeFrequency"], purchase["PricingUnit"]) == ("One-Time", "GB")
+    (unused,) = [r for r in rows if "unused" in r["ChargeDescription"]]
+    left = Decimal(1000000) - used["2024-05"] - used["2024-06"]
+    assert month_of(unused) == "2024-06" and Decimal(unused["BilledCost"]) == 0
+    assert Decimal(unused["EffectiveCost"]) == left * price
+    # Over the term, the effective cost adds up to what the purchase billed.
+    term_effective = sum((Decimal(r["EffectiveCost"]) for r in [*na, unused]), Decimal(0))
+    assert abs(term_effective - Decimal(10000)) < Decimal("0.00001")
+
+
+SLA_CREDIT = {"name": "SLA credit", "source": "akamai", "amount": "25 USD",
+              "effective_from": "2024-06-01", "effective_to": "2024-06-30"}  # fmt: skip
+
+
+@pytest.mark.parametrize(("memo", "raised"), [("25", False), ("20", True), (None, True)])
+async def test_akamai_credit_memos_are_audited_against_the_declared_credits(
+    engine: AsyncEngine, sandbox: SandboxServer, tmp_path: Any, memo: str | None, raised: bool
+) -> None:
+    settings = akamai_settings(sandbox, tmp_path, credits=[SLA_CREDIT])
+    if memo is not None:
+        sandbox.state.add_events(
+            [{"kind": "invoice_credit", "provider": "akamai", "day": "2024-01-01",
+              "month": "2024-06", "factor": memo}]
+        )  # fmt: skip
+    await pull_akamai(engine, settings, sandbox)
+    items = await open_items(engine)
+    credited = [i for i in items if i.kind == "cost_mismatch" and i.usage_type == "credit memos"]
+    if not raised:
+        assert findings(items, "cost_mismatch") == []
+        return
+    # June's credit memos come short of the 25 USD credit the contract grants for June.
+    (item,) = credited
+    memos = Decimal(memo or 0)
+    assert (str(item.month), item.severity.value) == ("2024-06", "warning")
+    assert item.impact == Decimal(25) - memos
+    assert item.before is not None and item.before.quantity == Decimal(-25)
+    assert item.after is not None and item.after.quantity == -memos
+    assert "declared credits -25.00 USD (SLA credit)" in item.message
+    # The total is off by as much, and says so on its own.
+    (total,) = [i for i in items if i.kind == "cost_mismatch" and i.usage_type == "total"]
+    assert total.impact is not None and abs(total.impact - item.impact) <= Decimal("0.01")

@@ -10,7 +10,7 @@ from pathlib import Path
 
 from reconciler.demo import run_demo
 from reconciler.demo_directory import prepare_directory
-from tests.test_readme_teams import readme_june_rows
+from tests.test_readme_teams import readme_demo_note, readme_june_rows
 
 
 def test_demo_tells_the_story(tmp_path: Path) -> None:
@@ -49,6 +49,14 @@ def test_demo_tells_the_story(tmp_path: Path) -> None:
     (markdown,) = [p for p in result.report_paths if p.suffix == ".md"]
     report = markdown.read_text(encoding="utf-8").splitlines()
     assert all(row in report for row in readme_june_rows())
+    assert result.teams == readme_demo_note()
+    teams, sources = result.teams.split(" = ")
+    by_team = [Decimal(part.split()[-2].replace(",", "")) for part in teams.split(" + ")]
+    total = Decimal(sources.split()[0].replace(",", ""))
+    by_source = [
+        Decimal(p.split()[-2].replace(",", "")) for p in sources.split("(")[1].split(" + ")
+    ]
+    assert sum(by_team) == total == sum(by_source)
     assert (directory / ".reconciler" / "state.db").is_file()
 
     # The user can keep exploring from the directory the demo left behind.

@@ -37,3 +37,9 @@ def readme_june_rows() -> list[str]:
     rows = [x for x in readme_section().splitlines() if x.startswith("| ") and "2024-06" in x]
     assert len(rows) == 3
     return rows
+
+
+def readme_demo_note() -> str:
+    """The line ``reconciler demo`` prints for the teams, as the README quotes it."""
+    (line,) = [x for x in readme_section().splitlines() if x.startswith("2024-06 by team: ")]
+    return line

@@ -19,6 +19,7 @@ from reconciler.domain import Month, PlanItem
 from reconciler.money import Money
 from reconciler.providers.http import HttpClient
 from reconciler.reports.data import ReportRequest, gather_report
+from reconciler.reports.html import render_html
 from reconciler.reports.json_report import report_json
 from reconciler.reports.markdown import render_markdown
 from reconciler.sandbox.scenario import named_scenario
@@ -124,6 +125,13 @@ async def test_teams_and_unallocated_add_up_to_every_month_of_the_bill(
     assert [Money(c.amount, c.currency).display() for c in june] == ["2,000.00 USD"]
     shared = {r.team for r in showback.months if r.month == Month(2024, 6) and r.shared}
     assert {"web", "unallocated"} <= shared
+    # Every format shows the teams with the unallocated share of the whole account.
+    html = render_html(report)
+    june_web = next(r for r in showback.months if (r.team, r.state) == ("web", "finalized"))
+    assert "<h2>Teams</h2>" in html and "unallocated (incl. shared)" in html
+    assert Money(june_web.amount, june_web.currency).display() in html
+    markdown = render_markdown(report, "all").text
+    assert "## Teams" in markdown and "| unallocated (incl. shared) |" in markdown
 
 
 async def test_a_team_report_and_a_team_budget(

@@ -24,7 +24,7 @@ from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
 from reconciler.alerts.channels.render import channel_outbox_rows, encode_payload
 from reconciler.alerts.channels.selection import select_for_channel
-from reconciler.alerts.routes import SOURCE_ROUTE, route_for
+from reconciler.alerts.routes import SOURCE_ROUTE, route_for, team_routes
 from reconciler.alerts.slack import render_resolved_message, render_run_message
 from reconciler.domain import FindingState, PlanItem, Severity, utcnow
 from reconciler.money import Money
@@ -99,6 +99,17 @@ async def enqueue_run_alerts(
         announced_resolved = {i.fingerprint: i for i in slack_message.resolved}
     else:
         announced_resolved = {}
+    for team, team_route in team_routes(settings) if settings.alerts.slack.enabled else []:
+        heard = _of_team(
+            _at_least(candidates, team_route.min_severity, team_route.min_impact), team
+        )
+        if heard.empty:
+            continue
+        row = _slack_row(settings, outcome, heard, team_route.name)
+        row["fingerprints"] = announced_json(heard.items, heard.resolved)
+        rows.append(row)
+        announced.update((i.fingerprint, i) for i in heard.items)
+        announced_resolved.update((i.fingerprint, i) for i in heard.resolved)
     for channel in settings.alerts.channels:
         items = select_for_channel(settings, channel, outcome.source, candidates.items)
         resolved = select_for_channel(settings, channel, outcome.source, candidates.resolved)
@@ -204,6 +215,28 @@ def with_teams(settings: Settings, message: QueuedMessage) -> QueuedMessage:
         return tuple(replace(i, team=item_team(settings, i)) for i in items)
 
     return QueuedMessage(tagged(message.items), message.values_hashes, tagged(message.resolved))
+
+
+def _team_rows(
+    settings: Settings, outcome: RunOutcome, candidates: QueuedMessage
+) -> list[tuple[dict[str, Any], QueuedMessage]]:
+    """A Slack message for each team route ([[alerts.slack.teams]]) that hears something."""
+    found: list[tuple[dict[str, Any], QueuedMessage]] = []
+    for team, route in team_routes(settings) if settings.alerts.slack.enabled else []:
+        heard = _of_team(_at_least(candidates, route.min_severity, route.min_impact), team)
+        if heard.empty:
+            continue
+        row = _slack_row(settings, outcome, heard, route.name)
+        row["fingerprints"] = announced_json(heard.items, heard.resolved)
+        found.append((row, heard))
+    return found
+
+
+def _of_team(message: QueuedMessage, team: str) -> QueuedMessage:
+    items = tuple(i for i in message.items if i.team == team)
+    kept = {i.fingerprint for i in items}
+    hashes = {f: h for f, h in message.values_hashes.items() if f in kept}
+    return QueuedMessage(items, hashes, tuple(i for i in message.resolved if i.team == team))
 
 
 def _at_least(

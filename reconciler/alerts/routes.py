@@ -1,7 +1,8 @@
 """Where a source's alerts go: the global webhook or the source's own, and at what severity.
 
 An outbox row names its destination without naming a URL: ``route`` is ``default`` (the
-global webhook) or ``source`` (the webhook of the row's source's own route). The URL is
+global webhook), ``source`` (the webhook of the row's source's own route) or ``team:<name>``
+(a team's own webhook, ``[[alerts.slack.teams]]``). The URL is
 resolved only when a message is sent, so a webhook can be configured, rotated or moved
 to a credential file while messages wait, and no URL ever reaches the database.
 """
@@ -28,6 +29,32 @@ from reconciler.settings import Settings
 
 DEFAULT_ROUTE = "default"
 SOURCE_ROUTE = "source"
+TEAM_PREFIX = "team:"  # a team's own Slack webhook ([[alerts.slack.teams]])
+
+
+def team_route(team: str) -> str:
+    return f"{TEAM_PREFIX}{team}"
+
+
+def team_of_route(route: str) -> str | None:
+    return route[len(TEAM_PREFIX) :] if route.startswith(TEAM_PREFIX) else None
+
+
+def team_routes(settings: Settings) -> list[tuple[str, Route]]:
+    """Each ``[[alerts.slack.teams]]``: its team and route (first one per team)."""
+    slack = settings.alerts.slack
+    found: dict[str, Route] = {}
+    for index, entry in enumerate(slack.teams):
+        found.setdefault(
+            entry.team,
+            Route(
+                team_route(entry.team),
+                entry.min_severity or slack.min_severity,
+                entry.webhook_ref(index),
+                entry.min_impact,
+            ),
+        )
+    return list(found.items())
 
 
 @dataclass(frozen=True, slots=True)
@@ -73,6 +100,8 @@ def destination_name(route: str, source: str) -> str:
     ``channel:<name>``."""
     if route == SOURCE_ROUTE:
         return f"source:{source}"
+    if team_of_route(route) is not None:
+        return route
     return route if channel_name(route) is not None else DEFAULT_ROUTE
 
 
@@ -80,10 +109,17 @@ def webhook_ref(settings: Settings, route: str, source: str) -> SecretRef:
     """The secret behind an outbox row's destination.
 
     A row routed to its source's own webhook whose route has since lost its webhook (or
-    disappeared from the configuration) goes to the global webhook instead.
+    disappeared from the configuration) goes to the global webhook instead; a team's row
+    whose route is gone waits (its team's webhook is not the global one).
     """
     if route == SOURCE_ROUTE:
         return route_for(settings, source).ref
+    team = team_of_route(route)
+    for name, found in team_routes(settings) if team is not None else []:
+        if name == team:
+            return found.ref
+    if team is not None:
+        raise MissingSecretError([f"alerts.slack.teams: no route for team '{team}' any more"])
     return settings.alerts.slack.webhook_ref()
 
 

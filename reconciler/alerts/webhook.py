@@ -193,16 +193,9 @@ class SlackWebhookClient:
         ``redact`` names more secrets (a signing key) never to echo from the body;
         ``any_body``: a 2xx needs no ``ok`` body to be quiet (PagerDuty, Teams, webhooks)."""
         secret = url.get_secret_value()
-        if not _usable_url(secret):
-            result = DeliveryResult(DeliveryStatus.REFUSED, "the webhook URL is not valid")
-            log.warning("%s", result.describe(name))
-            return result
-        if not _private_url(secret):
-            # The URL is the credential: over plain http anyone on the path could post.
-            result = DeliveryResult(
-                DeliveryStatus.REFUSED,
-                "the webhook URL must use https (plain http only to a loopback address)",
-            )
+        problem = webhook_url_problem(secret)
+        if problem is not None:
+            result = DeliveryResult(DeliveryStatus.REFUSED, problem)
             log.warning("%s", result.describe(name))
             return result
         sent_headers = {"Content-Type": "application/json; charset=utf-8", **(headers or {})}
@@ -241,6 +234,17 @@ class SlackWebhookClient:
         )
         log.log(level, "%s", result.describe(name))
         return result
+
+
+def webhook_url_problem(text: str) -> str | None:
+    """Why a webhook URL is refused before anything is sent (``config check`` says it too),
+    or None. Never quotes the URL: it is the credential."""
+    if not _usable_url(text):
+        return "the webhook URL is not valid"
+    if not _private_url(text):
+        # The URL is the credential: over plain http anyone on the path could post.
+        return "the webhook URL must use https (plain http only to a loopback address)"
+    return None
 
 
 def _usable_url(text: str) -> bool:

@@ -70,6 +70,9 @@ def demo(app: AppContext, directory: Path) -> None:
         )
         for note in result.notes:
             click.echo(f"  {note}")
+    if result.teams:
+        click.echo("\nShowback ([[teams]]; shared account-level cost split by usage):")
+        click.echo(f"  {result.teams}")
     click.echo(f"\n$ reconciler plan   # {result.pulls} pulls later\n")
     click.echo(render_plan(result.plan), nl=False)
     click.echo("\nSlack messages queued (text fallback; the blocks carry the details):")

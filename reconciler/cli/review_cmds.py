@@ -38,7 +38,7 @@ from reconciler.settings import Settings
 from reconciler.store.costs import projected_invoices
 from reconciler.store.db import open_configured_state, reader
 from reconciler.store.review import apply_acknowledgements, build_plan
-from reconciler.store.runs import abandon_stale_runs
+from reconciler.store.runs import abandon_stale_runs, emptied_months
 
 
 def _selected(settings: Settings, names: Sequence[str]) -> list[str]:
@@ -181,18 +181,46 @@ def pull(app: AppContext, sources: tuple[str, ...], as_json: bool, as_of: date |
     if not names:
         raise click.ClickException("no sources configured: add [[sources]] to the configuration")
 
-    async def _pull() -> list[RunOutcome]:
+    async def _pull() -> tuple[list[RunOutcome], dict[str, list[tuple[str, int]]]]:
         async with open_configured_state(settings) as engine:
-            return await refresh_all(engine, settings, names, as_of, quiet=app.quiet)
+            outcomes = await refresh_all(engine, settings, names, as_of, quiet=app.quiet)
+            emptied = {
+                o.source: await emptied_months(engine, o.source, o.run_id)
+                for o in outcomes
+                if o.ok and o.run_id
+            }
+            return outcomes, emptied
 
-    outcomes = run_cancellable(_pull())
+    outcomes, emptied = run_cancellable(_pull())
     if as_json:
-        click.echo(json.dumps([outcome_json(o) for o in outcomes], indent=2))
+        rows = [
+            {**outcome_json(o), "emptied_months": _emptied_json(emptied.get(o.source, []))}
+            for o in outcomes
+        ]
+        click.echo(json.dumps(rows, indent=2))
     for outcome in outcomes if not as_json else []:
         if not (app.quiet and outcome.ok):
             click.echo(outcome.summary())
+    for source, months in emptied.items():
+        if months:
+            click.echo(f"warning: {emptied_warning(source, months)}", err=True)
     if not all(o.ok for o in outcomes):
         raise click.exceptions.Exit(1)
+
+
+def emptied_warning(source: str, months: Sequence[tuple[str, int]]) -> str:
+    """``fastly returned no lines at all for 2024-06 (36 lines tracked there): …``"""
+    listed = ", ".join(
+        f"{month} ({plural(count, 'line')} tracked there)" for month, count in months
+    )
+    return (
+        f"{source} returned no lines at all for {listed}; they are recorded as disappeared: "
+        "check that the provider account, contract or token scope did not change"
+    )
+
+
+def _emptied_json(months: Sequence[tuple[str, int]]) -> list[dict[str, object]]:
+    return [{"month": month, "lines": count} for month, count in months]
 
 
 def _render_plan(the_plan: Plan, fmt: str, limit: int, stale: dict[str, str]) -> str:

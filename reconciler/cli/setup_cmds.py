@@ -8,12 +8,13 @@ from pathlib import Path
 from typing import Any
 
 import click
+from pydantic import SecretStr
 
 from reconciler.cli import AppContext, command, group, pass_app, run_async
 from reconciler.cli.config_notes import config_warnings
 from reconciler.cli.stat_types import seen_stat_types, stat_types_json, stat_types_text
 from reconciler.errors import ConfigError, MissingSecretError
-from reconciler.secrets import resolve_secret, secret_path
+from reconciler.secrets import SecretRef, resolve_secret, secret_path
 from reconciler.settings import LOCAL_CONFIG, AkamaiSourceSettings, Settings, find_config_file
 from reconciler.store.backup import backup
 from reconciler.store.db import (
@@ -102,7 +103,8 @@ def config_check(app: AppContext, as_json: bool) -> None:
     else:
         origin = app.loaded_from or "no configuration file (built-in defaults)"
         click.echo(f"# configuration: {origin}")
-        click.echo(to_toml(effective))
+        click.echo(f"# secrets (masked): {secrets_note(secrets)}")
+        click.echo(to_toml(readable_config(effective)))
         click.echo("\n".join(stat_types_text(seen, note)))
         for warning in warnings:
             click.echo(f"warning: {warning}", err=True)
@@ -136,11 +138,33 @@ def check_secrets(settings: Settings) -> tuple[dict[str, str], list[str]]:
         except (MissingSecretError, ConfigError) as exc:
             problems.extend(exc.problems)
     try:
-        resolve_secret(settings.alerts.slack.webhook_ref())
+        url = resolve_secret(settings.alerts.slack.webhook_ref())
         found["slack"] = "webhook URL ********"
+        problems += _url_problems(settings.alerts.slack.webhook_ref(), url)
     except MissingSecretError:
         found["slack"] = "no webhook configured (alerts are kept undelivered)"
+    refs = [route.webhook_ref(i) for i, route in enumerate(settings.alerts.slack.routes)]
+    refs += [channel.url_ref(i) for i, channel in enumerate(settings.alerts.channels)]
+    for ref in refs:
+        if ref is None:
+            continue
+        try:
+            problems += _url_problems(ref, resolve_secret(ref))
+        except MissingSecretError:
+            continue  # delivery keeps such messages and says so; not a configuration error
     return found, problems
+
+
+def _url_problems(ref: SecretRef, url: SecretStr) -> list[str]:
+    """What ``alerts test`` and delivery would refuse about this URL, by key path."""
+    from reconciler.alerts.webhook import webhook_url_problem
+
+    text = url.get_secret_value()
+    problem = webhook_url_problem(text)
+    if problem is None:
+        return []
+    origin = f" (from ${ref.env})" if ref.env and os.environ.get(ref.env) == text else ""
+    return [f"{ref.key_path}: {ref.what}{origin}: {problem}"]
 
 
 def effective_config(settings: Settings, secrets: dict[str, str]) -> dict[str, Any]:
@@ -151,6 +175,20 @@ def effective_config(settings: Settings, secrets: dict[str, str]) -> dict[str, A
         source["credentials"] = secrets.get(source["name"], "")
     data["alerts"]["slack"]["webhook"] = secrets.get("slack", "")
     return data
+
+
+def readable_config(effective: dict[str, Any]) -> dict[str, Any]:
+    """The effective configuration without the secrets' descriptions: TOML that reads back
+    as the same Settings (the secrets stay where the configuration says they are)."""
+    data = json.loads(json.dumps(effective))
+    for source in data["sources"]:
+        source.pop("credentials", None)
+    data["alerts"]["slack"].pop("webhook", None)
+    return dict(data)
+
+
+def secrets_note(secrets: dict[str, str]) -> str:
+    return "; ".join(f"{name}: {what}" for name, what in secrets.items()) or "none needed"
 
 
 def _display_url(url: str) -> str:

@@ -8,9 +8,13 @@ One pull reads, for the ``lookback_months`` months ending with today's month
 2. each contract's products: ``products`` from the configuration, or
    ``GET /billing/v1/contracts/{contractId}/products?start&end``;
 3. one ``GET /billing/v1/contracts/{contractId}/products/{productId}/usage/monthly-summary
-   ?start&end`` per (contract, product), run concurrently within ``max_concurrency`` and
-   yielded as each completes; with ``cp_codes``, its sibling ``.../usage/by-cp-code/
-   monthly-summary`` too (the CP codes' lines, each CP code as the line's service).
+   ?start&end`` per (contract, product), yielded as each completes; with ``cp_codes``, its
+   sibling ``.../usage/by-cp-code/monthly-summary`` too (the CP codes' lines, each CP code
+   as the line's service).
+
+Every request of the pull shares one limiter of ``max_concurrency`` slots, and each slot is
+kept busy: a contract's summaries are asked for as soon as its products are listed, while
+other contracts' lists are still on their way.
 
 Credentials come from an ``.edgerc`` section; the address from ``base_url`` or the section's
 ``host``. Every request is signed (EG1-HMAC-SHA256) right before it is sent, retries too, and
@@ -21,9 +25,10 @@ monthly summary becomes usage lines.
 from __future__ import annotations
 
 import asyncio
+import functools
 import logging
 import time
-from collections.abc import AsyncGenerator, AsyncIterator, Callable, Mapping, Sequence
+from collections.abc import AsyncGenerator, AsyncIterator, Awaitable, Callable, Mapping, Sequence
 from datetime import date
 from typing import Any, Final
 from urllib.parse import quote
@@ -53,6 +58,8 @@ __all__ = ["AkamaiProvider"]
 log = logging.getLogger(__name__)
 
 CONTRACTS: Final = "/contract-api/v1/contracts/identifiers"
+# One monthly-summary request: (contract, product, product name or "").
+Job = tuple[str, str, str]
 
 
 def _segment(value: str) -> str:
@@ -145,24 +152,21 @@ class AkamaiProvider:
         if not contracts:
             empty.append((CONTRACTS, None))
         scopes: tuple[CoverageScope, ...] | None = None
+        listed: dict[str, list[tuple[str, str]]] = {}
         if settings.products:
             jobs = [(c, p, "") for c in contracts for p in dict.fromkeys(settings.products)]
+            feed = _static_feed(jobs)
+            workers = min(settings.max_concurrency, len(jobs))
         else:
-            found = await self._all_products(contracts, window)
-            jobs = [
-                (c, p, name)
-                for c, listed in zip(contracts, found, strict=True)
-                for p, name in listed
-            ]
-            empty += [
-                (products_endpoint(c), c)
-                for c, listed in zip(contracts, found, strict=True)
-                if not listed
-            ]
+            feed = functools.partial(self._discover, contracts, window, listed)
+            workers = settings.max_concurrency
+        async for page in self._summaries(feed, workers, window, months):
+            yield page
+        if not settings.products:
+            jobs = [(c, p, name) for c in contracts for p, name in listed[c]]
+            empty += [(products_endpoint(c), c) for c in contracts if not listed[c]]
             # Only the (contract, product) pairs listed were asked about.
             scopes = tuple(CoverageScope(account=c, product=p) for c, p, _ in jobs)
-        async for page in self._summaries(jobs, window, months):
-            yield page
         self._invoice_lines = []
         if settings.invoices:
             # Only past months can have an invoice; the open one is still collecting.
@@ -229,12 +233,23 @@ class AkamaiProvider:
         endpoint = products_endpoint(contract)
         return products(self.source, endpoint, await self._get(endpoint, window))
 
-    async def _all_products(
-        self, contracts: list[str], window: Mapping[str, str]
-    ) -> list[list[tuple[str, str]]]:
-        tasks = [asyncio.create_task(self._products(c, window)) for c in contracts]
+    async def _discover(
+        self,
+        contracts: list[str],
+        window: Mapping[str, str],
+        listed: dict[str, list[tuple[str, str]]],
+        todo: asyncio.Queue[Job | None],
+    ) -> None:
+        """List every contract's products at once; queue each one's summaries as it lands."""
+
+        async def one(contract: str) -> None:
+            listed[contract] = await self._products(contract, window)
+            for product, name in listed[contract]:
+                todo.put_nowait((contract, product, name))
+
+        tasks = [asyncio.create_task(one(c)) for c in contracts]
         try:
-            return await asyncio.gather(*tasks)
+            await asyncio.gather(*tasks)
         except BaseException:
             # One contract failed: the pull fails, so stop asking about the others.
             for task in tasks:
@@ -243,7 +258,7 @@ class AkamaiProvider:
             raise
 
     async def _summary(
-        self, job: tuple[str, str, str], window: Mapping[str, str], months: Sequence[Month]
+        self, job: Job, window: Mapping[str, str], months: Sequence[Month]
     ) -> list[UsageLine]:
         contract, product, name = job
         lines: list[UsageLine] = []
@@ -264,21 +279,30 @@ class AkamaiProvider:
 
     async def _summaries(
         self,
-        jobs: list[tuple[str, str, str]],
+        feed: Callable[[asyncio.Queue[Job | None]], Awaitable[None]],
+        workers: int,
         window: Mapping[str, str],
         months: Sequence[Month],
     ) -> AsyncIterator[list[UsageLine]]:
-        """Run the summary requests on a few workers; yield each result as it arrives.
+        """Run the summary requests ``feed`` queues on ``workers``; yield each as it arrives.
 
-        The queue holds at most one result per worker, so a slow consumer holds the workers
-        back rather than letting finished pages pile up in memory.
+        The results queue holds at most one result per worker, so a slow consumer holds the
+        workers back rather than letting finished pages pile up in memory.
         """
-        workers = min(self._settings.max_concurrency, len(jobs))
+        todo: asyncio.Queue[Job | None] = asyncio.Queue()
         results: asyncio.Queue[list[UsageLine] | Exception | None] = asyncio.Queue(workers)
-        pending = iter(jobs)
+
+        async def produce() -> None:
+            try:
+                await feed(todo)
+            except Exception as e:
+                await results.put(e)
+                return
+            for _ in range(workers):
+                todo.put_nowait(None)  # no more jobs: each worker stops
 
         async def work() -> None:
-            for job in pending:
+            while (job := await todo.get()) is not None:
                 try:
                     lines = await self._summary(job, window, months)
                 except Exception as e:
@@ -287,7 +311,8 @@ class AkamaiProvider:
                 await results.put(lines)
             await results.put(None)
 
-        tasks = [asyncio.create_task(work()) for _ in range(workers)]
+        tasks = [asyncio.create_task(produce())]
+        tasks += [asyncio.create_task(work()) for _ in range(workers)]
         try:
             finished = 0
             while finished < workers:
@@ -304,3 +329,13 @@ class AkamaiProvider:
             for task in tasks:
                 task.cancel()
             await asyncio.gather(*tasks, return_exceptions=True)
+
+
+def _static_feed(jobs: list[Job]) -> Callable[[asyncio.Queue[Job | None]], Awaitable[None]]:
+    """A feed of jobs known before the pull (configured products)."""
+
+    async def feed(todo: asyncio.Queue[Job | None]) -> None:
+        for job in jobs:
+            todo.put_nowait(job)
+
+    return feed

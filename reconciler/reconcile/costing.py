@@ -69,6 +69,16 @@ class LineCost:
     priced_by: str
     basis: str
     prepaid: Decimal = ZERO  # the part of ``amount`` a commitment's purchase pays for
+    # The part of a commitment's purchase this line uses up (FOCUS amortization): a monthly
+    # commitment's purchase is used up by its month, a term's by what each month draws.
+    amortized: Decimal = ZERO
+
+    @property
+    def effective(self) -> Decimal:
+        """The line's cost with the purchase spread over what uses it: billed without its
+        prepaid part, plus the part of a purchase it uses up."""
+        with localcontext(EXACT_CONTEXT):
+            return self.amount - self.prepaid + self.amortized
 
 
 @dataclass(frozen=True, slots=True)
@@ -358,12 +368,19 @@ def _commit_quantity(
     for result in months:
         lines = by_month[(result.source, result.month)]
         basis = result.describe(commitment.unit or "")
-        # A monthly commitment's purchase pays for the month's usage; a term's is paid once.
-        prepaid = result.purchase if commitment.period == "month" else ZERO
+        # The purchase is billed on its own (a term's once, in its first month); a monthly
+        # one is used up by its month, a term's by what each month draws from it.
+        with localcontext(EXACT_CONTEXT):
+            drawn = (result.used - result.overage_quantity) * (commitment.commit_price or ZERO)
+        used_up = result.purchase if commitment.period == "month" else drawn
         sheet.lines.extend(
-            LineCost(line, result.currency, amount, commitment.label, basis, share)
-            for line, amount, share in zip(
-                lines, _split(result.billed, lines), _split(prepaid, lines), strict=True
+            LineCost(line, result.currency, amount, commitment.label, basis, share, part)
+            for line, amount, share, part in zip(
+                lines,
+                _split(result.billed, lines),
+                _split(result.purchase, lines),
+                _split(used_up, lines),
+                strict=True,
             )
         )
 

@@ -15,6 +15,7 @@ from decimal import Decimal
 
 from reconciler.alerts.slack import format_quantity
 from reconciler.domain import LineStatus, Month
+from reconciler.money import Money
 from reconciler.reports.model import Band, MonthPoint, RestatedLine, Series
 from reconciler.reports.svg import FONT, Scale, clip, compact, px, safe_id, text
 
@@ -115,7 +116,9 @@ def _monthly_legend(series: Series, cid: str) -> list[tuple[str, str]]:
     return legend
 
 
-def monthly_chart(series: Series, chart_id: str, months: Sequence[Month]) -> str:
+def monthly_chart(
+    series: Series, chart_id: str, months: Sequence[Month], title: str | None = None
+) -> str:
     """Bars of a series' monthly totals across ``months`` (oldest first)."""
     cid = safe_id(chart_id)
     top, bottom, left, right = 30, 200, 52, CHART_WIDTH - 56
@@ -131,7 +134,7 @@ def monthly_chart(series: Series, chart_id: str, months: Sequence[Month]) -> str
     scale = Scale.nice(values, bottom, top)
     slot = Decimal(right - left) / max(len(months), 1)
     bar = slot * Decimal("0.62")
-    title = f"{series.source}: {series.label} ({series.unit}), {series.values_name}"
+    title = title or f"{series.source}: {series.label} ({series.unit}), {series.values_name}"
     parts = _open(cid, CHART_WIDTH, height, title)
     parts.append(f"<defs>{_hatch(cid + '-h', BLUE)}{_hatch(cid + '-hr', RED)}</defs>")
     parts += _y_axis(scale, left, right)
@@ -155,7 +158,7 @@ def monthly_chart(series: Series, chart_id: str, months: Sequence[Month]) -> str
                 f'<rect class="projection" x="{px(x)}" y="{px(y)}" width="{px(bar)}" '
                 f'height="{px(scale(Decimal(0)) - y)}" fill="none" stroke="{color}" '
                 f'stroke-width="1.5" stroke-dasharray="4 3"><title>'
-                f"projected to month end: {text(format_quantity(projection.projected))} "
+                f"projected to month end: {text(_value(series, projection.projected))} "
                 f"{text(series.unit)}</title></rect>"
                 f'<text x="{center}" y="{px(y)}" dy="-5" text-anchor="middle" fill="{color}" '
                 f'font-size="12" font-weight="600">{text(compact(projection.projected))}</text>'
@@ -179,6 +182,13 @@ def monthly_chart(series: Series, chart_id: str, months: Sequence[Month]) -> str
     parts += legend
     parts.append("</svg>")
     return "".join(parts)
+
+
+def _value(series: Series, value: Decimal) -> str:
+    """A bar's value as its tooltip says it: money to the currency's minor unit."""
+    if series.money:
+        return Money(value, series.unit).display().removesuffix(f" {series.unit}")
+    return format_quantity(value)
 
 
 def _band(band: Band, scale: Scale, left: int, right: int) -> list[str]:
@@ -219,9 +229,9 @@ def _bar(
     status = point.status.value
     fill = color if point.status is LineStatus.FINALIZED else f"url(#{cid}-{'hr' if bad else 'h'})"
     at_least = "at least " if series.lower_bound(point) else ""
+    lines = f", {point.lines} line{'s' if point.lines != 1 else ''}" if point.lines else ""
     label = (
-        f"{point.month}: {at_least}{format_quantity(point.quantity)} {series.unit} ({status}, "
-        f"{point.lines} line{'s' if point.lines != 1 else ''})"
+        f"{point.month}: {at_least}{_value(series, point.quantity)} {series.unit} ({status}{lines})"
     )
     return (
         f'<rect class="bar {status}" x="{px(x)}" y="{px(y)}" width="{px(width)}" '

@@ -5,6 +5,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from reconciler.reports.charts import monthly_chart, projection_chart, restatement_chart
+from reconciler.reports.cost_charts import cost_series
 from reconciler.reports.model import ReportData, RestatedLine, Series
 
 
@@ -22,9 +23,11 @@ class Figures:
     projections: tuple[tuple[Series, Figure], ...]
     monthly: tuple[tuple[Series, Figure], ...]
     restated: tuple[tuple[RestatedLine, Figure], ...]
+    costs: tuple[tuple[Series, Figure], ...] = ()
 
     def all(self) -> list[Figure]:
-        found = [figure for _, figure in self.projections]
+        found = [figure for _, figure in self.costs]
+        found += [figure for _, figure in self.projections]
         found += [figure for _, figure in self.monthly]
         found += [figure for _, figure in self.restated]
         return found
@@ -49,4 +52,10 @@ def build_figures(data: ReportData) -> Figures:
         slug = f"restated-{index:02d}"
         title = f"{line.source}: {line.label} {line.month}"
         restated.append((line, Figure(slug, title, restatement_chart(line, f"chart-{slug}"))))
-    return Figures(tuple(projections), tuple(monthly), tuple(restated))
+    costs = []
+    for index, series in enumerate(cost_series(data.costs), start=1):
+        slug = f"cost-{index:02d}"
+        title = f"{series.source}: expected cost per month ({series.unit})"
+        svg = monthly_chart(series, f"chart-{slug}", months, title)
+        costs.append((series, Figure(slug, title, svg)))
+    return Figures(tuple(projections), tuple(monthly), tuple(restated), tuple(costs))

@@ -22,6 +22,7 @@ from sqlalchemy.ext.asyncio import AsyncConnection
 
 from reconciler.domain import EXACT_CONTEXT, Month, canonical_decimal
 from reconciler.reconcile.allocation import MonthKey, OwnerShares, Weights, exact_shares
+from reconciler.reconcile.commitments import CommitmentMonth
 from reconciler.reconcile.costing import CostSheet, LineCost, price_lines
 from reconciler.reconcile.measures import PeriodValue, month_value
 from reconciler.reconcile.spend import last_invoice_rates
@@ -38,6 +39,7 @@ class LinePrice:
     currency: str
     unit_price: Decimal
     billed_share: Decimal = Decimal(1)  # of the cost, what is billed with the usage
+    effective_price: Decimal | None = None  # EffectiveCost per unit (None: unit_price)
 
 
 def pricing_unit(unit: str, usage_type: str) -> str:
@@ -87,6 +89,8 @@ class FocusPricing:
             exact = quantity * price.unit_price
             cost = _amount(exact)
             billed = _amount(exact * price.billed_share)
+            per_unit = price.unit_price if price.effective_price is None else price.effective_price
+            effective = _amount(quantity * per_unit)
         unit_price = _amount(price.unit_price)
         return {
             "BillingCurrency": price.currency,
@@ -96,7 +100,8 @@ class FocusPricing:
             "ContractedUnitPrice": unit_price,
             "ListCost": cost,
             "ContractedCost": cost,
-            "EffectiveCost": cost,
+            # A term commitment's purchase is spread over the usage that draws it down.
+            "EffectiveCost": effective,
             # A commitment's purchase is billed on its own row, not again with the usage.
             "BilledCost": billed,
         }
@@ -114,8 +119,9 @@ def _prices(sheet: CostSheet) -> dict[_Key, LinePrice]:
             with localcontext(EXACT_CONTEXT):
                 rate = cost.amount / line.quantity if line.quantity else Decimal(0)
                 share = (cost.amount - cost.prepaid) / cost.amount if cost.amount else Decimal(1)
+                effective = cost.effective / line.quantity if line.quantity else Decimal(0)
             key = (*line.identity, line.month, line.period_start)
-            prices[key] = LinePrice(cost.currency, rate, share)
+            prices[key] = LinePrice(cost.currency, rate, share, effective)
         else:
             months[(*line.identity, line.month)].append(cost)
     for periods in months.values():
@@ -126,9 +132,10 @@ def _prices(sheet: CostSheet) -> dict[_Key, LinePrice]:
             prepaid = sum((c.prepaid for c in periods), Decimal(0))
             rate = total / value if value else Decimal(0)
             share = (total - prepaid) / total if total else Decimal(1)
+            effective = sum((c.effective for c in periods), Decimal(0)) / value if value else rate
         for line in lines:
             prices[(*line.identity, line.month, line.period_start)] = LinePrice(
-                periods[0].currency, rate, share
+                periods[0].currency, rate, share, effective
             )
     return prices
 
@@ -175,8 +182,13 @@ def _charges(
     """Rows of their own: commitment purchases (and a money commitment's true-up) and
     contract credits, each with its (source, month, currency)."""
     periods = {c.label: c.period for c in settings.commitments}
+    units = {c.label: pricing_unit(c.unit or "", c.usage_type) for c in settings.commitments}
     rows: list[tuple[dict[str, str], MonthKey]] = []
     for month in sheet.commitments:
+        if periods.get(month.commitment) == "term" and not month.money and month.shortfall:
+            rows.append(
+                (_unused_row(source, provider, month), (source, month.month, month.currency))
+            )
         if month.money:
             amount = month.adjustment  # what the commitment adds to the rated usage
             category, quantity = "Adjustment", None
@@ -200,6 +212,7 @@ def _charges(
                     f"{month.commitment} commitment",
                     quantity,
                     effective=Decimal(0) if category == "Purchase" else amount,
+                    unit=units.get(month.commitment, ""),
                 ),
                 key,
             )
@@ -221,6 +234,25 @@ def _charges(
     return rows
 
 
+def _unused_row(source: str, provider: str, month: CommitmentMonth) -> dict[str, str]:
+    """What is left of a term commitment when the term ends: billed with the purchase, it is
+    the last month's cost of nothing used (so the term's EffectiveCost adds up to what it
+    billed)."""
+    row = _charge_row(
+        source,
+        provider,
+        month.month,
+        month.currency,
+        Decimal(0),
+        "Usage",
+        "Usage-Based",
+        f"{month.commitment} commitment: {canonical_decimal(month.shortfall_quantity)} unused",
+        None,
+        effective=month.shortfall,
+    )
+    return row
+
+
 def _charge_row(
     source: str,
     provider: str,
@@ -233,6 +265,7 @@ def _charge_row(
     quantity: Decimal | None,
     *,
     effective: Decimal,
+    unit: str = "",
 ) -> dict[str, str]:
     from reconciler.reports.focus import PROVIDER_NAMES  # focus imports this module
 
@@ -268,6 +301,7 @@ def _charge_row(
         row.update(
             {
                 "PricingQuantity": canonical_decimal(quantity),
+                "PricingUnit": unit,
                 "ListUnitPrice": _amount(price),
                 "ContractedUnitPrice": _amount(price),
                 "SkuId": f"commitment:{description}",

@@ -186,6 +186,10 @@ def render_markdown(
         ]
         out += _table(header, rows, {1, 3, 4, 6})
     out += cost_markdown(data.costs, md)
+    for series, figure in figures.costs:
+        name, image = _image(figure, chart_prefix)
+        charts[name] = figure.svg
+        out += [f"### {md(series.source)}: cost per month ({md(series.unit)})", "", image, ""]
     out += showback_markdown(data.costs.showback if data.costs else None, md)
     out += ["## Usage by month", ""]
     note = "Account-level totals per product and usage type; hatched bars are still collecting."

@@ -105,6 +105,7 @@ class Series:
     unmatched_expectations: tuple[str, ...] = ()
     kind: MeasureKind = MeasureKind.VOLUME
     region: str = ""
+    money: bool = False  # amounts in the currency named by ``unit``, not quantities
 
     @property
     def label(self) -> str:

@@ -1,6 +1,7 @@
 """One pull of a source at a time, across processes, on SQLite and PostgreSQL.
 
-A pull holds a lease row (``job_leases``, slot ``pull:<source>``) while it runs: inserting it
+A pull holds a lease row (``job_leases``, slot ``pull:<source>``, beside the daemon's
+scheduled slots) while it runs: inserting it
 is atomic on both backends, so of two pulls started together exactly one gets it. The lease
 is renewed while the pull lives and deleted when it ends; one left behind by a process that
 died runs out after ``ttl`` and is taken over, at once when that process ran on this host
@@ -16,16 +17,17 @@ import logging
 import os
 import socket
 from collections.abc import AsyncIterator
-from datetime import timedelta
+from datetime import UTC, datetime, timedelta
 
-from sqlalchemy import delete, select
-from sqlalchemy.ext.asyncio import AsyncEngine
+from sqlalchemy import delete, select, text, update
+from sqlalchemy.dialects import postgresql, sqlite
+from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
-from reconciler.daemon import leases
 from reconciler.errors import SourceBusyError
+from reconciler.store.tables import JobLease
 
 log = logging.getLogger(__name__)
-
+leases_t = JobLease.__table__  # type: ignore[attr-defined]
 DEFAULT_TTL = timedelta(minutes=2)
 
 
@@ -37,6 +39,37 @@ def this_process() -> str:
     return f"{socket.gethostname()}:{os.getpid()}"
 
 
+async def _database_now(conn: AsyncConnection) -> datetime:
+    """The database's clock, so that processes on hosts whose clocks disagree agree on when
+    a lease runs out."""
+    if conn.dialect.name == "postgresql":
+        value = (await conn.execute(text("SELECT clock_timestamp()"))).scalar_one()
+        return value.astimezone(UTC)  # type: ignore[no-any-return]
+    stamp = (await conn.execute(text("SELECT strftime('%Y-%m-%d %H:%M:%f', 'now')"))).scalar_one()
+    return datetime.fromisoformat(str(stamp)).replace(tzinfo=UTC)
+
+
+async def _claim(engine: AsyncEngine, slot: str, holder: str, ttl: timedelta) -> bool:
+    """Take the lease: a new row, or the row of a holder whose lease ran out."""
+    async with engine.begin() as conn:
+        now = await _database_now(conn)
+        values = {"slot": slot, "holder": holder, "acquired_at": now, "expires_at": now + ttl}
+        upsert = (postgresql.insert if conn.dialect.name == "postgresql" else sqlite.insert)(
+            leases_t
+        )
+        inserted = await conn.execute(
+            upsert.values(**values).on_conflict_do_nothing(index_elements=["slot"])
+        )
+        if inserted.rowcount == 1:
+            return True
+        taken = await conn.execute(
+            update(leases_t)
+            .where(leases_t.c.slot == slot, leases_t.c.expires_at < now)
+            .values(holder=holder, acquired_at=now, expires_at=now + ttl)
+        )
+        return taken.rowcount == 1
+
+
 @contextlib.asynccontextmanager
 async def source_lock(
     engine: AsyncEngine,
@@ -44,27 +77,25 @@ async def source_lock(
     *,
     holder: str | None = None,
     ttl: timedelta = DEFAULT_TTL,
-) -> AsyncIterator[leases.Lease]:
+) -> AsyncIterator[None]:
     """Hold the pull lock of ``source`` for the block; SourceBusyError (naming who holds it
     and since when) if another live pull has it."""
     slot, holder = pull_slot(source), holder or this_process()
-    lease = await leases.claim(engine, slot, holder, ttl=ttl)
-    if lease is None and await _release_if_gone(engine, source, slot):
-        lease = await leases.claim(engine, slot, holder, ttl=ttl)
-    if lease is None:
+    claimed = await _claim(engine, slot, holder, ttl)
+    if not claimed and await _release_if_gone(engine, source, slot):
+        claimed = await _claim(engine, slot, holder, ttl)
+    if not claimed:
         raise SourceBusyError(await _busy_message(engine, source, slot))
-    renewing = asyncio.create_task(_renew(engine, lease, ttl))
+    renewing = asyncio.create_task(_renew(engine, slot, holder, ttl))
     try:
-        yield lease
+        yield
     finally:
         renewing.cancel()
         with contextlib.suppress(asyncio.CancelledError):
             await renewing
         async with engine.begin() as conn:
             await conn.execute(
-                delete(leases.leases_t).where(
-                    leases.leases_t.c.slot == slot, leases.leases_t.c.holder == holder
-                )
+                delete(leases_t).where(leases_t.c.slot == slot, leases_t.c.holder == holder)
             )
 
 
@@ -72,7 +103,7 @@ async def _release_if_gone(engine: AsyncEngine, source: str, slot: str) -> bool:
     """Delete the lease of a holder that was a process of this host and no longer exists;
     whether one was deleted. A holder on another host, or a pid that exists (perhaps reused
     by another process), is left to its lease's expiry."""
-    t = leases.leases_t.c
+    t = leases_t.c
     async with engine.begin() as conn:
         row = (await conn.execute(select(t.holder).where(t.slot == slot))).one_or_none()
         if row is None:
@@ -80,9 +111,7 @@ async def _release_if_gone(engine: AsyncEngine, source: str, slot: str) -> bool:
         host, _, pid = str(row.holder).rpartition(":")
         if host != socket.gethostname() or not pid.isdigit() or _alive(int(pid)):
             return False
-        deleted = await conn.execute(
-            delete(leases.leases_t).where(t.slot == slot, t.holder == row.holder)
-        )
+        deleted = await conn.execute(delete(leases_t).where(t.slot == slot, t.holder == row.holder))
     if deleted.rowcount:
         log.warning(
             "source '%s': took over the pull lock of %s, a process of this host that is gone",
@@ -102,15 +131,21 @@ def _alive(pid: int) -> bool:
     return True
 
 
-async def _renew(engine: AsyncEngine, lease: leases.Lease, ttl: timedelta) -> None:
+async def _renew(engine: AsyncEngine, slot: str, holder: str, ttl: timedelta) -> None:
     while True:
         await asyncio.sleep(ttl.total_seconds() / 3)
         with contextlib.suppress(Exception):  # a missed renewal only shortens the lease
-            await leases.renew(engine, lease, ttl=ttl)
+            async with engine.begin() as conn:
+                now = await _database_now(conn)
+                await conn.execute(
+                    update(leases_t)
+                    .where(leases_t.c.slot == slot, leases_t.c.holder == holder)
+                    .values(expires_at=now + ttl)
+                )
 
 
 async def _busy_message(engine: AsyncEngine, source: str, slot: str) -> str:
-    t = leases.leases_t.c
+    t = leases_t.c
     async with engine.connect() as conn:
         row = (
             await conn.execute(select(t.holder, t.acquired_at).where(t.slot == slot))

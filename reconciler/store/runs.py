@@ -13,13 +13,13 @@ import json
 from datetime import datetime, timedelta
 from typing import Any
 
-from sqlalchemy import delete, func, insert, select, update
+from sqlalchemy import case, delete, func, insert, select, update
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
 from reconciler.errors import ReconcilerError
 from reconciler.logs import redact
 from reconciler.providers.base import Coverage, PullStats
-from reconciler.store.tables import PullRun, StagingLine
+from reconciler.store.tables import PullRun, StagingLine, UsageLineRow
 
 runs_t = PullRun.__table__  # type: ignore[attr-defined]
 staging_t = StagingLine.__table__  # type: ignore[attr-defined]
@@ -193,3 +193,22 @@ async def abandon_stale_runs(engine: AsyncEngine, *, older_than: timedelta, now:
                 await conn.execute(delete(staging_t).where(staging_t.c.run_id == run_id))
                 abandoned += 1
     return abandoned
+
+
+async def emptied_months(engine: AsyncEngine, source: str, run_id: int) -> list[tuple[str, int]]:
+    """The months of ``source`` that run ``run_id`` returned no line at all for although
+    lines were tracked there: (month, how many lines it left absent), oldest first. A
+    provider that drops a month whole (an account moved, a token lost its scope) looks like
+    every line of it disappeared: worth a word of its own."""
+    lines = UsageLineRow.__table__.c  # type: ignore[attr-defined]
+    present = func.sum(case((lines.present.is_(True), 1), else_=0))
+    left = func.sum(case((lines.last_run_id == run_id, 1), else_=0))
+    query = (
+        select(lines.month, left.label("left"))
+        .where(lines.source == source)
+        .group_by(lines.month)
+        .having(present == 0, left > 0)
+        .order_by(lines.month)
+    )
+    async with engine.connect() as conn:
+        return [(str(row.month), int(row.left)) for row in (await conn.execute(query)).all()]

@@ -15,10 +15,11 @@ from reconciler.alerts.webhook import SlackWebhookClient
 from reconciler.domain import Severity
 from reconciler.errors import ConfigError
 from reconciler.sandbox.channels import ChannelStandIn
+from reconciler.sandbox.slack import SlackStandIn
 from reconciler.settings import settings_from_mapping
 from tests.alerts.channel_support import WEBHOOK_SECRET
 from tests.alerts.helpers import make_item
-from tests.alerts.outbox_support import T0, Deliverer, record_run
+from tests.alerts.outbox_support import T0, Deliverer, record_run, runs_received
 
 TEAMS = [{"name": "video", "match": [{"service": "svc-video*"}]}]
 CHANNELS = [
@@ -84,3 +85,43 @@ def test_a_route_naming_an_unknown_team_is_a_config_error() -> None:
                 "alerts": {"channels": CHANNELS, "routes": [{"team": "vid", "channels": ["ops"]}]},
             }
         )
+
+
+async def test_a_team_s_own_slack_webhook_hears_only_that_team(
+    engine: AsyncEngine, slack: SlackStandIn, client: SlackWebhookClient
+) -> None:
+    settings = settings_from_mapping(
+        {
+            "teams": TEAMS,
+            "alerts": {
+                "slack": {
+                    "webhook_url_env": "SLACK_URL",
+                    "teams": [
+                        {"team": "video", "webhook_url_env": "VIDEO_SLACK", "min_severity": "info"}
+                    ],
+                }
+            },
+        }
+    )
+    env = {"SLACK_URL": slack.webhook_url("default"), "VIDEO_SLACK": slack.webhook_url("video")}
+    info = dataclasses.replace(
+        make_item(fingerprint="v-info", severity=Severity.INFO), service="svc-video-eu"
+    )
+    warning = dataclasses.replace(make_item(fingerprint="o-warn"), service="svc-web")
+    await record_run(engine, settings, [info, warning], run_id=7)
+    assert (await Deliverer(engine, settings, client, env)(T0)).sent == 2
+    (video,) = slack.received["video"]
+    (default,) = slack.received["default"]
+    assert "(team video)" in video["text"] and "(team unallocated)" not in video["text"]
+    assert "(team unallocated)" in default["text"] and "(team video)" not in default["text"]
+    assert runs_received(slack, "video") == [7]
+
+
+def test_a_team_slack_route_needs_a_webhook_and_a_known_team() -> None:
+    for entry, problem in (
+        ({"team": "video"}, "alerts.slack.teams[0]: set webhook_url_env"),
+        ({"team": "vid", "webhook_url_env": "X"}, "alerts.slack.teams[0].team: no team named"),
+    ):
+        with pytest.raises(ConfigError) as caught:
+            settings_from_mapping({"teams": TEAMS, "alerts": {"slack": {"teams": [entry]}}})
+        assert problem in str(caught.value)

@@ -4,9 +4,13 @@ environment (named, so a surprising value can be traced)."""
 
 from __future__ import annotations
 
+import tomllib
 from pathlib import Path
 
+import pytest
+
 from reconciler.cli.config_notes import env_overrides
+from reconciler.settings import load_settings, settings_from_mapping
 from tests.cli.test_broken_states import Invoke, invoke  # noqa: F401  (the fixture)
 from tests.security.support import cli, tampered_sandbox, write_config
 
@@ -44,3 +48,79 @@ def test_environment_override_names() -> None:
     assert env_overrides(
         {"RECONCILER_DAEMON__LISTEN": "x", "RECONCILER_CONFIG": "c", "HOME": "/", "X": "y"}
     ) == ["environment variable RECONCILER_DAEMON__LISTEN overrides daemon.listen"]
+
+
+CONFIG_WITH_ALERTS = """
+[[sources]]
+name = "fastly"
+provider = "fastly"
+token_env = "BROKEN_STATE_TOKEN"
+lookback_months = 2
+
+[[expectations]]
+name = "bandwidth cap"
+usage_type = "North America Bandwidth"
+monthly_max = "1000.5"
+tolerance = "5%"
+
+[alerts.slack]
+webhook_url_env = "CHECK_SLACK_URL"
+
+[[alerts.slack.routes]]
+source = "fastly"
+webhook_url_env = "CHECK_ROUTE_URL"
+
+[[alerts.channels]]
+name = "ops"
+type = "webhook"
+url_env = "CHECK_CHANNEL_URL"
+secret_env = "CHECK_CHANNEL_SECRET"
+"""
+
+
+def test_config_check_refuses_what_alerts_test_would_refuse(
+    tmp_path: Path,
+    invoke: Invoke,  # noqa: F811
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    (tmp_path / "reconciler.toml").write_text(CONFIG_WITH_ALERTS)
+    monkeypatch.setenv("CHECK_SLACK_URL", "http://hooks.example.com/services/T0/B0/T0K3N")
+    monkeypatch.setenv("CHECK_ROUTE_URL", "not a url")
+    monkeypatch.setenv("CHECK_CHANNEL_URL", "http://127.0.0.1:9/hook")  # loopback: allowed
+    ran = invoke("config", "check")
+    assert ran.code == 1
+    assert ran.stderr.splitlines() == [
+        "configuration problems in reconciler.toml:",
+        "  alerts.slack.webhook_url_env: Slack webhook URL (from $CHECK_SLACK_URL): the "
+        "webhook URL must use https (plain http only to a loopback address)",
+        "  alerts.slack.routes[0]: Slack webhook URL for source 'fastly' (from "
+        "$CHECK_ROUTE_URL): the webhook URL is not valid",
+    ]
+    assert "T0K3N" not in ran.stdout + ran.stderr
+    monkeypatch.setenv("CHECK_SLACK_URL", "https://hooks.example.com/services/T0/B0/T0K3N")
+    monkeypatch.setenv("CHECK_ROUTE_URL", "https://hooks.example.com/services/T0/B1/T0K3N")
+    assert invoke("config", "check").code == 0
+
+
+def test_the_effective_configuration_reads_back_as_the_same_settings(
+    tmp_path: Path,
+    invoke: Invoke,  # noqa: F811
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    (tmp_path / "reconciler.toml").write_text(CONFIG_WITH_ALERTS)
+    monkeypatch.setenv("CHECK_SLACK_URL", "https://hooks.example.com/services/T0/B0/T0K3N")
+    monkeypatch.setenv("RECONCILER_SOURCES__0__TIMEOUT_S", "7")
+    ran = invoke("config", "check")
+    assert ran.code == 0, ran.stderr
+    assert ran.stdout.splitlines()[:2] == [
+        "# configuration: reconciler.toml",
+        "# secrets (masked): fastly: token ********; slack: webhook URL ********",
+    ]
+    assert "T0K3N" not in ran.stdout
+    original, _ = load_settings(tmp_path / "reconciler.toml", search=False)
+    monkeypatch.delenv("RECONCILER_SOURCES__0__TIMEOUT_S")
+    read_back = settings_from_mapping(tomllib.loads(ran.stdout))
+    assert read_back.sources[0].timeout_s == 7.0  # the override is part of what is in effect
+    assert read_back.model_dump(exclude={"state"}) == original.model_dump(exclude={"state"})
+    assert read_back.database_url == original.database_url
+    assert read_back.state_directory == original.state_directory

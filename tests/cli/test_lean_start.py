@@ -1,8 +1,9 @@
 """Each command imports what it uses: the real entry point, run under ``python -X importtime``.
 
 ``--version`` loads neither the settings, the store nor any HTTP or database library; a pull
-and ``config check`` load no migration tool, no templates, no metrics, no sandbox and no
-reports. Modules are read from the interpreter's own import log, not timed.
+and ``config check`` load no migration tool, no templates, no metrics, no scheduler, no
+daemon service, no sandbox and no reports. Modules are read from the interpreter's own
+import log, not timed.
 """
 
 from __future__ import annotations
@@ -36,7 +37,11 @@ NEVER_FOR_WORK = (
     "apscheduler",
     "reconciler.sandbox",
     "reconciler.reports",
-    "reconciler.daemon",
+    # The daemon's service, HTTP endpoint and metrics (a pull does use its leases).
+    "reconciler.daemon.service",
+    "reconciler.daemon.http",
+    "reconciler.daemon.metrics",
+    "reconciler.daemon.systemd",
 )
 
 

@@ -15,9 +15,8 @@ from pathlib import Path
 
 import sqlalchemy as sa
 
-from reconciler.daemon.leases import leases_t
 from reconciler.store.db import create_engine
-from reconciler.store.pull_lock import pull_slot
+from reconciler.store.pull_lock import leases_t, pull_slot
 from tests.security.support import TIMEOUT_S, cli, tampered_sandbox, write_config
 
 HELD_SINCE = datetime(2024, 7, 10, 6, 0, tzinfo=UTC)

@@ -73,12 +73,9 @@ class ConcurrencyGate:
             self.in_flight -= 1
 
 
-@pytest.mark.parametrize(
-    ("max_concurrency", "most_in_flight"),
-    [(1, 1), (3, 3), (8, 8), (64, CONTRACTS * PRODUCTS)],  # 64: every summary at once
-)
+@pytest.mark.parametrize("max_concurrency", [1, 3, 8, 64])  # 64: more than there are requests
 async def test_requests_in_flight_reach_but_never_exceed_max_concurrency(
-    http: HttpClient, tmp_path: Path, max_concurrency: int, most_in_flight: int
+    http: HttpClient, tmp_path: Path, max_concurrency: int
 ) -> None:
     scenario = named_scenario("default").replace(
         akamai_contracts=CONTRACTS, akamai_products_per_contract=PRODUCTS, akamai_oddities=False
@@ -109,5 +106,6 @@ async def test_requests_in_flight_reach_but_never_exceed_max_concurrency(
         _, pages = await collect(provider, scenario.today)
     assert pages == CONTRACTS * PRODUCTS
     assert gate.arrived == expected
-    assert gate.most_in_flight == most_in_flight
+    assert gate.most_in_flight <= max_concurrency
+    assert gate.most_in_flight >= min(max_concurrency, CONTRACTS * PRODUCTS)
     assert gate.in_flight == 0

@@ -242,12 +242,14 @@ splits = st.sampled_from(
     st.decimals(min_value=0, max_value=1, places=7, allow_nan=False),
     splits,
     st.decimals(min_value=0, max_value=500, places=2, allow_nan=False),
+    st.decimals(min_value="0.01", max_value=50, places=3, allow_nan=False),
 )
 def test_owners_plus_unallocated_add_up_to_the_account_total(
     rows: list[tuple[Decimal, str, str]],
     price: Decimal,
     split: dict[str, Any],
     commit: Decimal,
+    credit: Decimal,
 ) -> None:
     lines = [
         line(str(quantity), usage_type=usage, service=service, product=f"p{i % 2}")
@@ -259,7 +261,8 @@ def test_owners_plus_unallocated_add_up_to_the_account_total(
             {"name": "c", "source": "fastly", "currency": "USD", "amount": f"{commit} USD"}
         )
     ]
-    sheet = price_lines(rates, commitments, lines)
+    credits = [CreditSettings.model_validate({"source": "fastly", "amount": f"{credit} USD"})]
+    sheet = price_lines(rates, commitments, lines, credits)
     allocation = allocate(sheet, lines, TEAMS, ShowbackSettings.model_validate(split))
     for key, exact in sheet.month_totals().items():
         total = exact.quantize(Decimal("0.01"), ROUND_HALF_EVEN)

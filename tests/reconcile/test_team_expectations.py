@@ -108,3 +108,38 @@ def test_an_unrelated_rate_does_not_change_team_shares() -> None:
     sheet = price_lines([rate("0.02", source="akamai")], [], lines)
     shares = allocate(sheet, lines, TEAMS, ShowbackSettings())
     assert [(c.team, str(c.amount)) for c in shares.costs] == [("video", "2.00")]
+
+
+@pytest.mark.parametrize(
+    ("data", "message"),
+    [
+        (
+            {"teams": [{"name": "a"}, {"name": "a"}]},
+            "teams: two teams are named 'a'",
+        ),
+        ({"teams": [{"name": "unallocated"}]}, "teams[0].name: 'unallocated'"),
+        ({"teams": [{"name": "shared"}]}, "teams[0].name: 'shared'"),
+        ({"teams": [{"name": "a b"}]}, "teams[0].name: invalid team name 'a b'"),
+        ({"teams": [{"name": "a", "match": [{"cp": "1"}]}]}, "teams[0].match[0].cp: unknown key"),
+        (
+            {"teams": [{"name": "a"}], "showback": {"split": "fixed"}},
+            "showback: split = 'fixed' needs shares",
+        ),
+        (
+            {"teams": [{"name": "a"}], "showback": {"split": "fixed", "shares": {"b": 1}}},
+            "showback.shares: no team named 'b'",
+        ),
+        (
+            {"teams": [{"name": "a"}], "showback": {"split": "owner", "owner": "b"}},
+            "showback.owner: no team named 'b'",
+        ),
+        (
+            {"showback": {"split": "fixed", "shares": {"a": -1}}},
+            "showback.shares.a: share must be a finite number >= 0",
+        ),
+    ],
+)
+def test_team_config_errors_name_the_key(data: dict[str, Any], message: str) -> None:
+    with pytest.raises(ConfigError) as caught:
+        settings_from_mapping(data)
+    assert message in str(caught.value)
