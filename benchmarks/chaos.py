@@ -54,7 +54,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--load-akamai", type=int, help="Akamai sources under load (default 20)")
     parser.add_argument("--watchdog-s", type=float, default=2.0, help="WATCHDOG_USEC, in seconds")
     parser.add_argument("--daemons", type=int, help="daemons sharing PostgreSQL (default 3)")
-    parser.add_argument("--daemon-seconds", type=float, help="how long they run (default 40)")
+    parser.add_argument("--slots", type=int, help="6-second slots the daemons pull (default 8)")
     parser.add_argument(
         "--postgres",
         default=os.environ.get("RECONCILER_CHAOS_POSTGRES_URL", DEFAULT_PG),
@@ -75,7 +75,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     args.load_months = pick(args.load_months, 18, 1)
     args.load_akamai = pick(args.load_akamai, 20, 3)
     args.daemons = pick(args.daemons, 3, 2)
-    args.daemon_seconds = pick(args.daemon_seconds, 40.0, 6.0)
+    args.slots = pick(args.slots, 8, 3)
     args.sections = [s for s in args.sections.split(",") if s]
     unknown = sorted(set(args.sections) - set(SECTIONS))
     if unknown:
@@ -143,9 +143,8 @@ async def run_section(section: str, args: argparse.Namespace, results: Results, 
             results,
             work,
             daemons=args.daemons,
-            seconds=args.daemon_seconds,
+            slots=args.slots,
             admin=args.postgres,
-            missed_fails=not args.quick,
         )
 
 

@@ -2,10 +2,11 @@
 
 Each round moves the sandbox to the next simulated day (every collecting line grows, and one
 service's bandwidth halves: a ``decreased`` drift item), so the killed pull had real changes
-to make. The kill lands at a random point of its phase:
+to make. The kill lands in its phase:
 
-- fetch: the first request is slowed down; killed before any line is staged;
-- staging: service pages are slowed down; killed once a random share of the lines is staged;
+- fetch: the first request (invoices) hangs; killed while it hangs, before any line is
+  staged;
+- staging: the first service page hangs; killed while it hangs, the account lines staged;
 - commit: killed a random time into the apply transaction (all lines staged, the run still
   ``running``), using the commit time measured on the previous complete pull;
 - random: killed a random time after the process started.
@@ -55,6 +56,7 @@ CASES = {
     "exited first": "finished before the kill",
 }
 POLL_S = 0.005
+HUNG = {"fetch": "fastly.invoices", "staging": "fastly.service_usage_metrics"}
 FIRST_DAY = date(2024, 7, 1)
 
 
@@ -233,14 +235,11 @@ class KillRounds:
 
     async def killed_pull(self, phase: str) -> KillOutcome:
         watch = Watch(self.db, self.last_run_id())
-        if phase == "fetch":
-            await self.box.add_faults(
-                {"kind": "latency", "latency_ms": 1500, "endpoint": "fastly.invoices", "count": 1}
-            )
-        elif phase == "staging":
-            await self.box.add_faults(
-                {"kind": "latency", "latency_ms": 250, "endpoint": "fastly.service_usage_metrics"}
-            )
+        # The first request of the phase hangs: the kill lands there whatever the machine's
+        # speed (invoices are read before any line is staged, account lines are staged
+        # before the first service page is asked for).
+        if phase in HUNG:
+            await self.box.add_faults({"kind": "hang", "endpoint": HUNG[phase], "count": 1})
         began = time.monotonic()
         proc = await self.start_pull()
         in_tx = False
@@ -275,13 +274,11 @@ class KillRounds:
                     return
                 await asyncio.sleep(POLL_S)
 
-        if phase == "fetch":
-            await until(lambda: watch.run_id is not None)
-            await asyncio.sleep(rng.uniform(0.05, 1.2))
-        elif phase == "staging":
-            await until(lambda: watch.staged > 0 or _over(watch))
-            target = rng.uniform(watch.staged + 1, max(self.full - 1, watch.staged + 1))
-            await until(lambda: watch.staged >= target or _over(watch))
+        if phase in HUNG:
+            while proc.returncode is None:  # until its request hangs in the sandbox
+                if any(fault["fired"] for fault in await self.box.faults()):
+                    break
+                await asyncio.sleep(POLL_S)
         elif phase == "commit":
             await until(lambda: watch.staged >= self.full or _over(watch))
             await asyncio.sleep(rng.uniform(0, 0.9 * self.last.commit_s))

@@ -280,7 +280,7 @@ async def test_invoices_that_disagree_with_the_contract_are_caught(
     assert abs(june_total.impact - europe.impact - Decimal(25)) <= Decimal("0.01")
 
 
-def akamai_settings(sandbox: SandboxServer, tmp_path: Any) -> Any:
+def akamai_settings(sandbox: SandboxServer, tmp_path: Any, **more: Any) -> Any:
     from reconciler.demo_contract import demo_akamai_rates
 
     edgerc = tmp_path / "sandbox.edgerc"
@@ -301,6 +301,7 @@ def akamai_settings(sandbox: SandboxServer, tmp_path: Any) -> Any:
                 }
             ],
             "rates": demo_akamai_rates(),
+            **more,
         }
     )
 
@@ -413,3 +414,36 @@ async def test_a_term_commitment_is_amortized_over_the_usage_that_draws_it_down(
     # Over the term, the effective cost adds up to what the purchase billed.
     term_effective = sum((Decimal(r["EffectiveCost"]) for r in [*na, unused]), Decimal(0))
     assert abs(term_effective - Decimal(10000)) < Decimal("0.00001")
+
+
+SLA_CREDIT = {"name": "SLA credit", "source": "akamai", "amount": "25 USD",
+              "effective_from": "2024-06-01", "effective_to": "2024-06-30"}  # fmt: skip
+
+
+@pytest.mark.parametrize(("memo", "raised"), [("25", False), ("20", True), (None, True)])
+async def test_akamai_credit_memos_are_audited_against_the_declared_credits(
+    engine: AsyncEngine, sandbox: SandboxServer, tmp_path: Any, memo: str | None, raised: bool
+) -> None:
+    settings = akamai_settings(sandbox, tmp_path, credits=[SLA_CREDIT])
+    if memo is not None:
+        sandbox.state.add_events(
+            [{"kind": "invoice_credit", "provider": "akamai", "day": "2024-01-01",
+              "month": "2024-06", "factor": memo}]
+        )  # fmt: skip
+    await pull_akamai(engine, settings, sandbox)
+    items = await open_items(engine)
+    credited = [i for i in items if i.kind == "cost_mismatch" and i.usage_type == "credit memos"]
+    if not raised:
+        assert findings(items, "cost_mismatch") == []
+        return
+    # June's credit memos come short of the 25 USD credit the contract grants for June.
+    (item,) = credited
+    memos = Decimal(memo or 0)
+    assert (str(item.month), item.severity.value) == ("2024-06", "warning")
+    assert item.impact == Decimal(25) - memos
+    assert item.before is not None and item.before.quantity == Decimal(-25)
+    assert item.after is not None and item.after.quantity == -memos
+    assert "declared credits -25.00 USD (SLA credit)" in item.message
+    # The total is off by as much, and says so on its own.
+    (total,) = [i for i in items if i.kind == "cost_mismatch" and i.usage_type == "total"]
+    assert total.impact is not None and abs(total.impact - item.impact) <= Decimal("0.01")

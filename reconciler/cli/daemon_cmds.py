@@ -16,8 +16,9 @@ from reconciler.logs import setup_logging
 @click.option(
     "--sandbox-clock",
     metavar="URL",
-    help="Take 'today' from a provider sandbox's simulated clock at URL (for trying the "
-    "daemon against 'reconciler sandbox serve').",
+    help="Take 'today' from a provider sandbox's simulated clock at URL, and the instant "
+    "slots and leases are timed by once the sandbox sets one (for trying the daemon against "
+    "'reconciler sandbox serve').",
 )
 @pass_app
 def run(app: AppContext, sandbox_clock: str | None) -> None:
@@ -26,13 +27,14 @@ def run(app: AppContext, sandbox_clock: str | None) -> None:
     Meant to run under systemd (Type=notify, see config/reconciler.service). SIGTERM or
     SIGINT stops it gracefully, SIGHUP reloads the configuration.
     """
-    from reconciler.daemon.service import Daemon
+    from reconciler.daemon.service import Daemon, sandbox_schedule
     from reconciler.daemon.service import sandbox_clock as clock_from
 
     setup_logging(max(app.verbosity, 1))
     settings = app.settings
     today = clock_from(sandbox_clock) if sandbox_clock else None
-    daemon = Daemon(settings, app.loaded_from, today_source=today)
+    schedule = sandbox_schedule(sandbox_clock) if sandbox_clock else None
+    daemon = Daemon(settings, app.loaded_from, today_source=today, schedule_source=schedule)
     status = run_async(daemon.run())
     raise click.exceptions.Exit(status)
 

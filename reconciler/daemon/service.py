@@ -55,6 +55,9 @@ from reconciler.store.runs import abandon_stale_runs, runs_t
 log = logging.getLogger(__name__)
 
 TodaySource = Callable[[], Awaitable[date]]
+# The instant slots and leases are timed by, when something other than the database's clock
+# sets it (a sandbox a test steps through slots with); None: the database's clock.
+ScheduleSource = Callable[[], Awaitable[datetime | None]]
 
 
 class Daemon:
@@ -67,6 +70,7 @@ class Daemon:
         *,
         notifier: SystemdNotifier | None = None,
         today_source: TodaySource | None = None,
+        schedule_source: ScheduleSource | None = None,
         clock: Callable[[], datetime] = utcnow,
     ) -> None:
         self.settings = settings
@@ -75,6 +79,7 @@ class Daemon:
         self.notifier = notifier or SystemdNotifier()
         self.clock = clock
         self.today_source = today_source
+        self.schedule_source = schedule_source
         self.instance = settings.daemon.instance or f"{socket.gethostname()}:{os.getpid()}"
         self.metrics = DaemonMetrics()
         self.loop_lag = LoopLagProbe()
@@ -324,6 +329,11 @@ class Daemon:
         run.__name__ = getattr(job, "__name__", "job")
         return run
 
+    async def _lease_now(self) -> datetime | None:
+        """The instant leases are timed by: the schedule source's, if it sets one; else None
+        (each lease call then reads the database's clock)."""
+        return await self.schedule_source() if self.schedule_source is not None else None
+
     async def _today(self) -> date:
         if self.today_source is not None:
             return await self.today_source()
@@ -375,11 +385,12 @@ class Daemon:
         finally:
             heartbeat.cancel()
             ok = outcome is not None and outcome.ok
+            now = await self._lease_now()
             if ok:
-                await leases.complete(self._engine, lease, outcome="succeeded")
+                await leases.complete(self._engine, lease, outcome="succeeded", now=now)
             else:
                 retry = min(source.pull_every / 4, timedelta(minutes=5))
-                await leases.release_for_retry(self._engine, lease, retry_after=retry)
+                await leases.release_for_retry(self._engine, lease, retry_after=retry, now=now)
         if outcome is not None:
             self.metrics.observe_run(outcome, time.time())
             # A pull still in flight at SIGTERM finishes and says so while stopping.
@@ -390,9 +401,9 @@ class Daemon:
     async def _claim(self, kind: str, key: str, every: timedelta) -> leases.Lease | None:
         """Claim this slot of ``every`` (named and timed on the database's clock)."""
         assert self._engine is not None
-        now = await leases.engine_now(self._engine)
+        now = await self._lease_now() or await leases.engine_now(self._engine)
         slot = leases.slot_name(kind, key, now, every)
-        lease = await leases.claim(self._engine, slot, self.instance, ttl=self._lease_ttl)
+        lease = await leases.claim(self._engine, slot, self.instance, ttl=self._lease_ttl, now=now)
         if lease is not None and lease.taken_from is not None:
             log.warning(
                 "took over %s from %s: its lease expired without the work being done",
@@ -405,7 +416,7 @@ class Daemon:
         """Run inside the pull's commit: its results land only while the lease is still ours."""
 
         async def check(conn: AsyncConnection, outcome: RunOutcome) -> None:
-            if not await leases.hold(conn, lease, ttl=self._lease_ttl):
+            if not await leases.hold(conn, lease, ttl=self._lease_ttl, now=await self._lease_now()):
                 raise StateError(
                     f"slot {lease.slot} was taken over by another instance while this pull "
                     "ran: its results are dropped"
@@ -417,7 +428,8 @@ class Daemon:
         assert self._engine is not None
         while True:
             await asyncio.sleep(self._lease_ttl.total_seconds() / 3)
-            if not await leases.renew(self._engine, lease, ttl=self._lease_ttl):
+            now = await self._lease_now()
+            if not await leases.renew(self._engine, lease, ttl=self._lease_ttl, now=now):
                 log.warning("lost the lease of %s to another instance", lease.slot)
                 return
 
@@ -448,9 +460,10 @@ class Daemon:
         except BaseException:
             # Hand the slot back: another attempt (here or on another instance) may follow.
             retry = min(self.settings.reports.every / 4, timedelta(minutes=5))
-            await leases.release_for_retry(self._engine, lease, retry_after=retry)
+            later = await self._lease_now()
+            await leases.release_for_retry(self._engine, lease, retry_after=retry, now=later)
             raise
-        await leases.complete(self._engine, lease, outcome="succeeded")
+        await leases.complete(self._engine, lease, outcome="succeeded", now=await self._lease_now())
         log.info("reports written: %s", ", ".join(p.name for p in paths))
 
     async def _report_time(self, now: datetime) -> datetime:
@@ -553,11 +566,25 @@ def sandbox_clock(url: str) -> TodaySource:
     """Today from a provider sandbox's simulated clock (``GET <url>/_sandbox/clock``)."""
 
     async def today() -> date:
-        async with (
-            aiohttp.ClientSession() as session,
-            session.get(url.rstrip("/") + "/_sandbox/clock") as response,
-        ):
-            data = await response.json()
-        return date.fromisoformat(data["today"])
+        return date.fromisoformat((await _sandbox_clock(url))["today"])
 
     return today
+
+
+def sandbox_schedule(url: str) -> ScheduleSource:
+    """The instant a provider sandbox's clock sets for slots and leases (None until set)."""
+
+    async def now() -> datetime | None:
+        instant = (await _sandbox_clock(url)).get("now")
+        return datetime.fromisoformat(instant) if isinstance(instant, str) else None
+
+    return now
+
+
+async def _sandbox_clock(url: str) -> dict[str, Any]:
+    async with (
+        aiohttp.ClientSession() as session,
+        session.get(url.rstrip("/") + "/_sandbox/clock") as response,
+    ):
+        data: dict[str, Any] = await response.json()
+    return data

@@ -87,6 +87,14 @@ def invoice_lines(
                 units=Decimal(0),
                 amount=Decimal(total),
                 currency=currency,
+                invoice_id=_invoice_id(record.get("invoiceId")),
             )
         )
     return out
+
+
+def _invoice_id(value: Any) -> str:
+    """The invoice's id as text (the API gives a number; nothing when it gives none)."""
+    if isinstance(value, bool) or not isinstance(value, int | str | Decimal):
+        return ""
+    return str(value)

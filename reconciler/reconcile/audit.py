@@ -30,13 +30,14 @@ from reconciler.domain import (
     line_digest,
 )
 from reconciler.money import Money, minor_unit
-from reconciler.reconcile.costing import CostLine, CostSheet, LineCost
+from reconciler.reconcile.costing import AppliedCredit, CostLine, CostSheet, LineCost
 from reconciler.reconcile.expectations import Evaluated
 from reconciler.settings import Tolerance
 
 ZERO = Decimal(0)
 # An invoice line that is a whole invoice or credit memo (the Akamai Invoicing API's totals).
 INVOICE_TOTAL = "invoice_total"
+CREDIT_MEMO = "CREDIT_MEMO"  # how such a line names a credit memo (product name)
 RATE_PLACES = Decimal("0.000001")
 
 
@@ -101,6 +102,57 @@ def audit_invoices(
             found.extend(_line_findings(invoice, matched, tolerance, rate_tolerance))
         if all_priced:
             found.extend(_total_findings(source, month, items, totals, tolerance))
+        if any(i.usage_type == INVOICE_TOTAL for i in items):
+            declared = [c for c in sheet.credits if (c.source, c.month) == (source, month)]
+            found.extend(_credit_findings(source, month, items, declared))
+    return found
+
+
+def _credit_findings(
+    source: str, month: Month, items: list[InvoiceAmount], declared: Sequence[AppliedCredit]
+) -> list[Evaluated]:
+    """An invoiced month's credit memos (Akamai) against the credits the contract declares
+    for it: a missing or different credit is named as such (beside the total's mismatch),
+    within half a minor unit per credit memo."""
+    memos = [
+        i for i in items if i.usage_type == INVOICE_TOTAL and i.product_name.startswith(CREDIT_MEMO)
+    ]
+    credited: dict[str, Decimal] = defaultdict(lambda: ZERO)
+    granted: dict[str, Decimal] = defaultdict(lambda: ZERO)
+    counts: dict[str, int] = defaultdict(int)
+    with localcontext(EXACT_CONTEXT):
+        for memo in memos:
+            credited[memo.currency] += memo.amount
+            counts[memo.currency] += 1
+        for credit in declared:
+            granted[credit.currency] -= credit.amount
+    found: list[Evaluated] = []
+    for currency in sorted(set(credited) | set(granted)):
+        with localcontext(EXACT_CONTEXT):
+            difference = credited[currency] - granted[currency]
+            allowance = minor_unit(currency) * max(counts[currency], 1) / 2
+        if abs(difference) <= allowance:
+            continue
+        names = ", ".join(c.credit for c in declared if c.currency == currency) or "none"
+        memo = InvoiceAmount(
+            source, items[0].provider, month, "", "credit memos", "", ZERO,
+            credited[currency], currency,
+        )  # fmt: skip
+        found.append(
+            _finding(
+                FindingKind.COST_MISMATCH,
+                memo,
+                None,
+                Severity.WARNING,
+                granted[currency],
+                credited[currency],
+                difference,
+                f"credit memos of {month}: {Money(credited[currency], currency)} "
+                f"({counts[currency]} credit memo{'s' if counts[currency] != 1 else ''}), "
+                f"declared credits {Money(granted[currency], currency)} ({names}) "
+                f"(difference {Money(difference, currency).display(signed=True)})",
+            )
+        )
     return found
 
 

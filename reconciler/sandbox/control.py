@@ -1,7 +1,10 @@
 """The control API under ``/_sandbox/``: what only the sandbox has, and needs no credentials.
 
-- ``GET /_sandbox/clock`` → ``{"today": "YYYY-MM-DD"}``; ``POST /_sandbox/clock`` with
-  ``{"today": "YYYY-MM-DD"}`` or ``{"advance_days": N}`` moves the simulated day.
+- ``GET /_sandbox/clock`` → ``{"today": "YYYY-MM-DD"}`` (and ``"now"`` once it is set);
+  ``POST /_sandbox/clock`` with ``{"today": "YYYY-MM-DD"}`` or ``{"advance_days": N}`` moves
+  the simulated day; ``{"now": "<ISO instant>"}`` or ``{"advance_seconds": S}`` sets or moves
+  the instant that daemons run with ``--sandbox-clock`` time their slots and leases by
+  (until it is set they use their database's clock).
 - ``GET|POST|DELETE /_sandbox/events``: list, add (one object or a list), clear events.
 - ``GET|POST|DELETE /_sandbox/faults``: list (with how often each fired), add, clear faults.
 - ``GET|DELETE /_sandbox/stats``: request counts per route and status, in-flight maxima.
@@ -18,7 +21,7 @@ from __future__ import annotations
 
 import dataclasses
 import json
-from datetime import date
+from datetime import date, datetime
 from typing import Any
 
 from aiohttp import web
@@ -49,8 +52,15 @@ def _state(request: web.Request) -> SandboxState:
     return request.app[STATE_KEY]
 
 
+def _clock(state: SandboxState) -> dict[str, Any]:
+    clock = {"today": state.today.isoformat()}
+    if state.schedule_now is not None:
+        clock["now"] = state.schedule_now.isoformat()
+    return clock
+
+
 async def get_clock(request: web.Request) -> web.Response:
-    return _ok({"today": _state(request).today.isoformat()})
+    return _ok(_clock(_state(request)))
 
 
 async def post_clock(request: web.Request) -> web.Response:
@@ -61,11 +71,18 @@ async def post_clock(request: web.Request) -> web.Response:
             state.set_today(date.fromisoformat(body["today"]))
         elif isinstance(body, dict) and type(body.get("advance_days")) is int:
             state.advance(body["advance_days"])
+        elif isinstance(body, dict) and isinstance(body.get("now"), str):
+            state.set_schedule_now(datetime.fromisoformat(body["now"]))
+        elif isinstance(body, dict) and type(body.get("advance_seconds")) in (int, float):
+            state.advance_schedule(float(body["advance_seconds"]))
         else:
-            raise ValueError('send {"today": "YYYY-MM-DD"} or {"advance_days": N}')
+            raise ValueError(
+                'send {"today": "YYYY-MM-DD"}, {"advance_days": N}, {"now": "<ISO instant>"} '
+                'or {"advance_seconds": S}'
+            )
     except ValueError as e:
         return _bad(str(e))
-    return _ok({"today": state.today.isoformat()})
+    return _ok(_clock(state))
 
 
 def _listed(body: Any) -> list[Any]:

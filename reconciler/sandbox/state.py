@@ -7,7 +7,7 @@ from __future__ import annotations
 
 import asyncio
 from collections.abc import Sequence
-from datetime import date, timedelta
+from datetime import UTC, date, datetime, timedelta
 
 from aiohttp import web
 
@@ -31,6 +31,9 @@ class SandboxState:
         self.akamai = AkamaiData(scenario)
         self.stats = RequestStats()
         self.today = scenario.today
+        # The instant daemons following this sandbox time their slots and leases by (set by a
+        # test that steps through slots); None: they use their database's clock.
+        self.schedule_now: datetime | None = None
         self.events: list[SandboxEvent] = []
         self.faults = FaultBook(scenario.seed)
         self.service_usage_shape = scenario.fastly_service_usage_shape
@@ -46,6 +49,18 @@ class SandboxState:
     def advance(self, days: int) -> date:
         self.today = self.today + timedelta(days=days)
         return self.today
+
+    def set_schedule_now(self, now: datetime) -> datetime:
+        if now.tzinfo is None:
+            raise ValueError("the schedule instant needs a UTC offset (e.g. ...T00:00:00+00:00)")
+        self.schedule_now = now.astimezone(UTC)
+        return self.schedule_now
+
+    def advance_schedule(self, seconds: float) -> datetime:
+        if self.schedule_now is None:
+            raise ValueError('no schedule instant yet: send {"now": "<ISO instant>"} first')
+        self.schedule_now += timedelta(seconds=seconds)
+        return self.schedule_now
 
     # --- events and faults ---------------------------------------------------------------
 
@@ -83,6 +98,7 @@ class SandboxState:
     def reset(self) -> None:
         """Back to the scenario's start: its day, no events, no faults, zero counters."""
         self.today = self.scenario.today
+        self.schedule_now = None
         self.events.clear()
         self.faults = FaultBook(self.scenario.seed)
         self.service_usage_shape = self.scenario.fastly_service_usage_shape

@@ -320,27 +320,29 @@ async def _snapshot_shape(
     """
     joined = staging_t.outerjoin(lines_t, lines_t.c.key_hash == staging_t.c.key_hash)
     tracked = lines_t.c.id.is_not(None)
-    covered = and_(
-        tracked, lines_t.c.present.is_(True), _coverage_filter(lines_t, source, coverage)
-    )
+    covered = and_(tracked, _coverage_filter(lines_t, source, coverage))
+    present = and_(covered, lines_t.c.present.is_(True))
 
     def count(condition: Any) -> Any:
         return func.coalesce(func.sum(case((condition, 1), else_=0)), 0)
 
-    counted = (
+    new, differing, matched, matched_present = (
         await conn.execute(
-            select(count(~tracked), count(and_(tracked, _differs())), count(covered))
+            select(
+                count(~tracked), count(and_(tracked, _differs())), count(covered), count(present)
+            )
             .select_from(joined)
             .where(staging_t.c.run_id == run_id)
         )
     ).one()
-    present = select(func.count()).where(
-        _coverage_filter(lines_t, source, coverage), lines_t.c.present.is_(True)
-    )
-    tracked_present = int((await conn.execute(present)).scalar_one())
-    return SnapshotShape(
-        new=int(counted[0]), differing=int(counted[1]), vanished=tracked_present - int(counted[2])
-    )
+    # Every tracked line of the coverage matched (a count the (source, month) index answers
+    # alone): none vanished. Otherwise count the present ones, which reads every line.
+    in_coverage = select(func.count()).where(_coverage_filter(lines_t, source, coverage))
+    vanished = int((await conn.execute(in_coverage)).scalar_one()) - int(matched)
+    if vanished:
+        present_lines = in_coverage.where(lines_t.c.present.is_(True))
+        vanished = int((await conn.execute(present_lines)).scalar_one()) - int(matched_present)
+    return SnapshotShape(new=int(new), differing=int(differing), vanished=vanished)
 
 
 async def refresh_statistics(engine: AsyncEngine) -> None:

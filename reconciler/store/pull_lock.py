@@ -4,7 +4,8 @@ A pull holds a lease row (``job_leases``, slot ``pull:<source>``, beside the dae
 scheduled slots) while it runs: inserting it
 is atomic on both backends, so of two pulls started together exactly one gets it. The lease
 is renewed while the pull lives and deleted when it ends; one left behind by a process that
-died runs out after ``ttl`` and is taken over. The reconcile transaction's advisory lock
+died runs out after ``ttl`` and is taken over, at once when that process ran on this host
+and is gone (a ``pull`` killed with SIGKILL). The reconcile transaction's advisory lock
 (PostgreSQL) stays as the last guard.
 """
 
@@ -12,6 +13,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import logging
 import os
 import socket
 from collections.abc import AsyncIterator
@@ -24,6 +26,7 @@ from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 from reconciler.errors import SourceBusyError
 from reconciler.store.tables import JobLease
 
+log = logging.getLogger(__name__)
 leases_t = JobLease.__table__  # type: ignore[attr-defined]
 DEFAULT_TTL = timedelta(minutes=2)
 
@@ -78,7 +81,10 @@ async def source_lock(
     """Hold the pull lock of ``source`` for the block; SourceBusyError (naming who holds it
     and since when) if another live pull has it."""
     slot, holder = pull_slot(source), holder or this_process()
-    if not await _claim(engine, slot, holder, ttl):
+    claimed = await _claim(engine, slot, holder, ttl)
+    if not claimed and await _release_if_gone(engine, source, slot):
+        claimed = await _claim(engine, slot, holder, ttl)
+    if not claimed:
         raise SourceBusyError(await _busy_message(engine, source, slot))
     renewing = asyncio.create_task(_renew(engine, slot, holder, ttl))
     try:
@@ -91,6 +97,38 @@ async def source_lock(
             await conn.execute(
                 delete(leases_t).where(leases_t.c.slot == slot, leases_t.c.holder == holder)
             )
+
+
+async def _release_if_gone(engine: AsyncEngine, source: str, slot: str) -> bool:
+    """Delete the lease of a holder that was a process of this host and no longer exists;
+    whether one was deleted. A holder on another host, or a pid that exists (perhaps reused
+    by another process), is left to its lease's expiry."""
+    t = leases_t.c
+    async with engine.begin() as conn:
+        row = (await conn.execute(select(t.holder).where(t.slot == slot))).one_or_none()
+        if row is None:
+            return True  # released meanwhile: claim again
+        host, _, pid = str(row.holder).rpartition(":")
+        if host != socket.gethostname() or not pid.isdigit() or _alive(int(pid)):
+            return False
+        deleted = await conn.execute(delete(leases_t).where(t.slot == slot, t.holder == row.holder))
+    if deleted.rowcount:
+        log.warning(
+            "source '%s': took over the pull lock of %s, a process of this host that is gone",
+            source,
+            row.holder,
+        )
+    return bool(deleted.rowcount)
+
+
+def _alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:  # exists, owned by another user
+        return True
+    return True
 
 
 async def _renew(engine: AsyncEngine, slot: str, holder: str, ttl: timedelta) -> None:

@@ -32,9 +32,9 @@ def test_invoices_and_credit_memos() -> None:
     memo = {**GOOD, "invoiceId": 8234567890, "invoiceType": "CREDIT_MEMO",
             "invoiceTotal": Decimal("-1020.71")}  # fmt: skip
     lines = invoice_lines("akamai", "/x", "K-0N7RAK7", JUNE, [GOOD, memo])
-    assert [(x.usage_type, x.product_name, x.amount, x.currency) for x in lines] == [
-        (INVOICE_TOTAL, "INVOICE 1234567890", Decimal("50000.42"), "USD"),
-        (INVOICE_TOTAL, "CREDIT_MEMO 8234567890", Decimal("-1020.71"), "USD"),
+    assert [(x.usage_type, x.product_name, x.amount, x.currency, x.invoice_id) for x in lines] == [
+        (INVOICE_TOTAL, "INVOICE 1234567890", Decimal("50000.42"), "USD", "1234567890"),
+        (INVOICE_TOTAL, "CREDIT_MEMO 8234567890", Decimal("-1020.71"), "USD", "8234567890"),
     ]
 
 

@@ -14,7 +14,6 @@ import pytest
 from aiohttp import web
 from sqlalchemy.ext.asyncio import AsyncEngine
 
-from reconciler.providers import http as http_module
 from reconciler.providers.base import PullStats
 from reconciler.providers.http import OFF_LOOP_PARSE_BYTES, HttpClient, RetryPolicy
 from reconciler.reports import writer
@@ -45,9 +44,7 @@ async def pages() -> AsyncIterator[str]:
     await runner.cleanup()
 
 
-async def test_a_large_page_is_parsed_in_a_worker_thread(
-    pages: str, monkeypatch: pytest.MonkeyPatch
-) -> None:
+async def test_a_large_page_is_parsed_in_a_worker_thread(pages: str) -> None:
     threads: list[int] = []
     from reconciler.providers.normalize import loads_exact as parse
 
@@ -55,7 +52,6 @@ async def test_a_large_page_is_parsed_in_a_worker_thread(
         threads.append(threading.get_ident())
         return parse(data)
 
-    monkeypatch.setattr(http_module, "loads_exact", recording)
     loop_thread = threading.get_ident()
     async with HttpClient() as client:
         for path in ("/small", "/large"):
@@ -67,6 +63,7 @@ async def test_a_large_page_is_parsed_in_a_worker_thread(
                 limiter=asyncio.Semaphore(1),
                 policy=RetryPolicy(max_retries=0),
                 stats=PullStats(),
+                decode=recording,
             )
             assert "data" in body
     small_on, large_on = threads

@@ -238,3 +238,32 @@ async def test_bad_events_are_refused(sandbox: SandboxClient, spec: dict[str, st
         assert resp.status == 400
         assert (await resp.json())["error"]
     assert sandbox.server.state.events == []
+
+
+async def test_the_schedule_instant_is_set_moved_and_reset(sandbox: SandboxClient) -> None:
+    day = (await sandbox.control("GET", "clock"))["today"]
+    assert await sandbox.control("GET", "clock") == {"today": day}  # none until set
+
+    set_at = await sandbox.control("POST", "clock", {"now": "2024-07-10T06:00:00+00:00"})
+    moved = await sandbox.control("POST", "clock", {"advance_seconds": 1.5})
+
+    assert set_at == {"today": day, "now": "2024-07-10T06:00:00+00:00"}
+    assert moved == {"today": day, "now": "2024-07-10T06:00:01.500000+00:00"}
+    await sandbox.control("POST", "reset")
+    assert await sandbox.control("GET", "clock") == {"today": day}
+
+
+@pytest.mark.parametrize(
+    ("body", "error"),
+    [
+        ({"advance_seconds": 6}, "no schedule instant yet"),
+        ({"now": "2024-07-10T06:00:00"}, "needs a UTC offset"),
+    ],
+)
+async def test_a_schedule_instant_that_cannot_be_set_is_refused(
+    sandbox: SandboxClient, body: dict[str, Any], error: str
+) -> None:
+    url = f"{sandbox.server.base_url}/_sandbox/clock"
+    async with sandbox.session.post(url, json=body) as response:
+        assert response.status == 400
+        assert error in (await response.json())["error"]
