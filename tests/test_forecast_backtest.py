@@ -13,10 +13,6 @@ import pytest
 
 from reconciler.domain import Month
 
-# Its module-scoped fixture is built once: every test of it runs in one xdist worker.
-pytestmark = pytest.mark.xdist_group("forecast_backtest")
-
-
 SCRIPT = Path(__file__).resolve().parent.parent / "benchmarks" / "forecast.py"
 
 

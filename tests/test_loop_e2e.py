@@ -45,10 +45,6 @@ from tests.loop_support import (
     sandbox_post,
 )
 
-# Its module-scoped fixture is built once: every test of it runs in one xdist worker.
-pytestmark = pytest.mark.xdist_group("loop_e2e")
-
-
 START = date(2024, 4, 23)
 STEP_DAYS = 10
 STEPS = 8  # 2024-04-23 → 2024-07-12: April, May and June finalize on the way

@@ -20,9 +20,6 @@ from reconciler.domain import PlanItem
 from reconciler.sandbox.slack import Answer, InvalidMessage, SlackStandIn, check_message
 from tests.alerts.helpers import plan_items
 
-# Its module-scoped fixture is built once: every test of it runs in one xdist worker.
-pytestmark = pytest.mark.xdist_group("slack_standin")
-
 
 def _text(text: str, kind: str = "mrkdwn") -> dict[str, Any]:
     return {"type": kind, "text": text}

@@ -20,10 +20,7 @@ import pytest_asyncio
 
 from tests.security.support import TIMEOUT_S, tampered_sandbox, write_config
 
-pytestmark = [
-    pytest.mark.asyncio(loop_scope="module"),
-    pytest.mark.xdist_group("file_modes_session"),
-]
+pytestmark = pytest.mark.asyncio(loop_scope="module")
 
 
 async def run_with_umask(umask: int, cwd: Path, env: dict[str, str], *args: str) -> str:

@@ -38,7 +38,7 @@ from tests.security.support import (
     write_config,
 )
 
-pytestmark = [pytest.mark.asyncio(loop_scope="module"), pytest.mark.xdist_group("secrets_session")]
+pytestmark = pytest.mark.asyncio(loop_scope="module")
 
 
 @dataclass
