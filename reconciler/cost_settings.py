@@ -15,9 +15,10 @@ from decimal import Decimal, InvalidOperation
 from itertools import pairwise
 from typing import Annotated, Any, Literal
 
-from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, PlainSerializer, model_validator
+from pydantic import BeforeValidator, Field, PlainSerializer, model_validator
 
 from reconciler.money import Money, check_currency
+from reconciler.settings_base import StrictSettings
 
 
 def non_negative_decimal(value: Any, what: str) -> Decimal:
@@ -47,11 +48,7 @@ MoneyValue = Annotated[
 ]
 
 
-class _Strict(BaseModel):
-    model_config = ConfigDict(extra="forbid", frozen=True)
-
-
-class _Matcher(_Strict):
+class _Matcher(StrictSettings):
     name: str = ""
     source: str = "*"
     product: str = "*"
@@ -80,7 +77,7 @@ class _Matcher(_Strict):
         return "/".join(parts) or "all usage"
 
 
-class TierSettings(_Strict):
+class TierSettings(StrictSettings):
     """One step of a graduated price: units up to ``up_to`` (cumulative) at ``unit_price``."""
 
     up_to: Price | None = None

@@ -42,6 +42,7 @@ from reconciler.domain import ChangeKind, Month, Severity
 from reconciler.errors import ConfigError
 from reconciler.reconcile.measures import MeasureKind
 from reconciler.secrets import SecretRef
+from reconciler.settings_base import StrictSettings
 from reconciler.team_settings import ShowbackSettings, TeamSettings, known_team, team_problems
 
 CONFIG_ENV = "RECONCILER_CONFIG"
@@ -172,11 +173,7 @@ FinalizeTolerance = Annotated[
 DEFAULT_FINALIZE_TOLERANCE = Tolerance(percent=Decimal(1))
 
 
-class _Strict(BaseModel):
-    model_config = ConfigDict(extra="forbid", frozen=True)
-
-
-class StateSettings(_Strict):
+class StateSettings(StrictSettings):
     database_url: str = ""
     directory: Path | None = None
     # PostgreSQL: the server cancels any one statement that runs longer (a hung or stopped
@@ -184,7 +181,7 @@ class StateSettings(_Strict):
     statement_timeout_s: float = seconds(DEFAULT_STATEMENT_TIMEOUT_S, 1, 86400)
 
 
-class _SourceBase(_Strict):
+class _SourceBase(StrictSettings):
     name: str
     base_url: str | None = None
     lookback_months: int = Field(default=3, ge=1, le=18)
@@ -280,7 +277,7 @@ SourceSettings = Annotated[
 ]
 
 
-class ExpectationSettings(_Strict):
+class ExpectationSettings(StrictSettings):
     name: str = ""
     source: str = "*"
     product: str = "*"
@@ -357,7 +354,7 @@ class ExpectationSettings(_Strict):
         return label
 
 
-class CostSettings(_Strict):
+class CostSettings(StrictSettings):
     """How the invoice audit compares amounts (beyond the invoice's own rounding)."""
 
     invoice_tolerance: Annotated[
@@ -373,7 +370,7 @@ class CostSettings(_Strict):
         return Tolerance.parse(value)
 
 
-class MeasureSettings(_Strict):
+class MeasureSettings(StrictSettings):
     """A ``[[measures]]`` entry: the measure kind of the stats it matches (globs)."""
 
     provider: str = "*"
@@ -383,7 +380,7 @@ class MeasureSettings(_Strict):
     kind: MeasureKind
 
 
-class SlackRouteSettings(_Strict):
+class SlackRouteSettings(StrictSettings):
     source: str
     webhook_url_env: str | None = None
     webhook_url_file: Path | None = None
@@ -403,7 +400,7 @@ class SlackRouteSettings(_Strict):
         )
 
 
-class SlackTeamRouteSettings(_Strict):
+class SlackTeamRouteSettings(StrictSettings):
     """One ``[[alerts.slack.teams]]``: a team's own Slack webhook and thresholds; it hears
     the items of that team's lines (see ``[[teams]]``), from every source."""
 
@@ -430,7 +427,7 @@ class SlackTeamRouteSettings(_Strict):
         )
 
 
-class SlackSettings(_Strict):
+class SlackSettings(StrictSettings):
     enabled: bool = True  # false: only [[alerts.channels]] get alerts
     webhook_url_env: str = "SLACK_WEBHOOK_URL"
     webhook_url_file: Path | None = None
@@ -456,7 +453,7 @@ SmtpSecurity = Literal["starttls", "tls", "none"]
 PAGERDUTY_EVENTS_URL = "https://events.pagerduty.com/v2/enqueue"
 
 
-class ChannelSettings(_Strict):
+class ChannelSettings(StrictSettings):
     """One ``[[alerts.channels]]``: a generic signed webhook, PagerDuty, Teams or email.
 
     ``url_*`` locate the endpoint URL (webhook, Teams; PagerDuty's is public and set by
@@ -532,7 +529,7 @@ class ChannelSettings(_Strict):
         )
 
 
-class AlertRouteSettings(_Strict):
+class AlertRouteSettings(StrictSettings):
     """One ``[[alerts.routes]]``: which channels get which sources' items, from which
     severity and (once items carry a money impact) from which impact."""
 
@@ -543,7 +540,7 @@ class AlertRouteSettings(_Strict):
     min_impact: MoneyValue | None = None  # ignored for an item without a money impact
 
 
-class AlertSettings(_Strict):
+class AlertSettings(StrictSettings):
     slack: SlackSettings = SlackSettings()
     channels: list[ChannelSettings] = Field(default_factory=list)
     routes: list[AlertRouteSettings] = Field(default_factory=list)
@@ -559,7 +556,7 @@ class AlertSettings(_Strict):
         return self
 
 
-class ForecastSettings(_Strict):
+class ForecastSettings(StrictSettings):
     """How collecting months are forecast to month end, and when an overage is raised again."""
 
     method: Literal["trailing", "run_rate"] = "trailing"
@@ -576,7 +573,7 @@ ReportFormat = Literal["html", "md", "json", "focus-csv"]
 _DEFAULT_FORMATS: list[ReportFormat] = ["html", "json"]
 
 
-class ReportSettings(_Strict):
+class ReportSettings(StrictSettings):
     directory: Path | None = None
     every: ReportEvery = timedelta(days=1)
     keep_days: int = Field(default=30, ge=1, le=3650)
@@ -584,7 +581,7 @@ class ReportSettings(_Strict):
     months: int = Field(default=6, ge=1, le=18)
 
 
-class DaemonSettings(_Strict):
+class DaemonSettings(StrictSettings):
     listen: str = "127.0.0.1:9109"
     jitter_s: float = seconds(30.0, 0, 3600)
     first_pull_delay_s: float = seconds(5.0, 0, 86400)

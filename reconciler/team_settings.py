@@ -22,9 +22,10 @@ import re
 from decimal import Decimal
 from typing import Annotated, Any, Literal
 
-from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, field_validator, model_validator
+from pydantic import BeforeValidator, Field, field_validator, model_validator
 
 from reconciler.cost_settings import non_negative_decimal
+from reconciler.settings_base import StrictSettings
 
 UNALLOCATED = "unallocated"
 SHARED = "shared"  # an account-level line split among owners (``state list`` shows it so)
@@ -32,11 +33,7 @@ _TEAM_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,63}$")
 Share = Annotated[Decimal, BeforeValidator(lambda v: non_negative_decimal(v, "share"))]
 
 
-class _Strict(BaseModel):
-    model_config = ConfigDict(extra="forbid", frozen=True)
-
-
-class OwnershipRule(_Strict):
+class OwnershipRule(StrictSettings):
     """One ``[[teams.match]]``: every field it sets must match the line (globs allowed)."""
 
     source: str = "*"
@@ -54,7 +51,7 @@ class OwnershipRule(_Strict):
         return " ".join(parts) or "every line"
 
 
-class TeamSettings(_Strict):
+class TeamSettings(StrictSettings):
     """One ``[[teams]]``: a name and the rules whose lines it owns."""
 
     name: str
@@ -72,7 +69,7 @@ class TeamSettings(_Strict):
         return value
 
 
-class ShowbackSettings(_Strict):
+class ShowbackSettings(StrictSettings):
     """How shared cost (account-level lines, commitments' shortfalls, credits) is split."""
 
     split: Literal["proportional", "fixed", "owner"] = "proportional"
