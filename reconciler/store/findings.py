@@ -377,14 +377,7 @@ async def resolve_missing(
         for row in (await conn.execute(query)).all()
         if row.fingerprint not in current and (row.product_name, Month.parse(row.month)) not in hold
     ]
-    if gone:
-        await conn.execute(
-            update(findings_t)
-            .where(findings_t.c.id == bindparam("b_id"))
-            .values(state=FindingState.RESOLVED.value, resolved_at=now, updated_at=now),
-            [{"b_id": row.id} for row in gone],
-        )
-    return [item_from_row(row) for row in gone]
+    return await _resolve_rows(conn, gone, now)
 
 
 async def resolve_fingerprints(
@@ -394,14 +387,7 @@ async def resolve_fingerprints(
     rows = [
         row for row in (await _existing(conn, fingerprints)).values() if row.state in _OPEN_OR_ACKED
     ]
-    if rows:
-        await conn.execute(
-            update(findings_t)
-            .where(findings_t.c.id == bindparam("b_id"))
-            .values(state=FindingState.RESOLVED.value, resolved_at=now, updated_at=now),
-            [{"b_id": row.id} for row in rows],
-        )
-    return [item_from_row(row) for row in rows]
+    return await _resolve_rows(conn, rows, now)
 
 
 def absence_fingerprints(change: LineChange) -> list[str]:
@@ -508,11 +494,18 @@ async def resolve_undone(
         )
         rows += (await conn.execute(query)).all()
     undone = [row for row in rows if _undone(item_from_row(row), current[row.line_id])]
-    if undone:
+    return await _resolve_rows(conn, undone, now)
+
+
+async def _resolve_rows(
+    conn: AsyncConnection, rows: Sequence[Any], now: datetime
+) -> list[PlanItem]:
+    """Mark these findings rows resolved at ``now``; the items they were."""
+    if rows:
         await conn.execute(
             update(findings_t)
             .where(findings_t.c.id == bindparam("b_id"))
             .values(state=FindingState.RESOLVED.value, resolved_at=now, updated_at=now),
-            [{"b_id": row.id} for row in undone],
+            [{"b_id": row.id} for row in rows],
         )
-    return [item_from_row(row) for row in undone]
+    return [item_from_row(row) for row in rows]
