@@ -13,12 +13,14 @@ from reconciler.errors import ConfigError
 from reconciler.reconcile.allocation import allocate
 from reconciler.reconcile.costing import price_lines
 from reconciler.reconcile.expectations import MonthLine, evaluate
+from reconciler.reconcile.measures import MeasureKind
 from reconciler.reconcile.spend import budget_findings
 from reconciler.settings import ExpectationSettings, settings_from_mapping
 from reconciler.team_settings import ShowbackSettings
 from tests.reconcile.test_allocation import ACCOUNT_RATE, TEAMS, line, rate
 
 JUNE = Month(2024, 6)
+PERCENTILE = MeasureKind.PERCENTILE
 TODAY = date(2024, 7, 10)
 
 
@@ -143,3 +145,80 @@ def test_team_config_errors_name_the_key(data: dict[str, Any], message: str) -> 
     with pytest.raises(ConfigError) as caught:
         settings_from_mapping(data)
     assert message in str(caught.value)
+
+
+def fastly_line(
+    quantity: str,
+    owner: str,
+    service: str = "",
+    *,
+    usage_type: str = "North America Bandwidth",
+    unit: str = "GB",
+    kind: MeasureKind = MeasureKind.VOLUME,
+) -> MonthLine:
+    return MonthLine(
+        "fastly",
+        "fastly",
+        "",
+        "cdn_usage",
+        "Full-Site Delivery",
+        usage_type,
+        "",
+        service,
+        JUNE,
+        Decimal(quantity),
+        unit,
+        LineStatus.FINALIZED,
+        kind=kind,
+        owner=owner,
+    )
+
+
+def fastly_expectation(**values: Any) -> ExpectationSettings:
+    return ExpectationSettings.model_validate({"source": "fastly", "team": "video", **values})
+
+
+# The account line (1000 GB, shared) is the sum of its services' lines: video owns two.
+FASTLY_MONTH = [
+    fastly_line("1000", "unallocated"),
+    fastly_line("300", "video", "video-1"),
+    fastly_line("400", "video", "video-2"),
+    fastly_line("300", "web", "svc-web"),
+]
+
+
+@pytest.mark.parametrize(
+    ("lines", "monthly_max", "expected"),
+    [
+        (FASTLY_MONTH, "800", []),  # 700 GB: the two services added, not each alone
+        (FASTLY_MONTH, "650", ["700"]),
+        # A team owning the account line as well counts its services once, never both.
+        ([fastly_line("700", "video"), *FASTLY_MONTH[1:3]], "650", ["700"]),
+        # An account line no service breaks down is the team's usage of its own.
+        ([fastly_line("50", "video", usage_type="Requests"), *FASTLY_MONTH], "650", ["700"]),
+    ],
+)
+def test_a_team_volume_expectation_adds_up_the_team_s_services(
+    lines: list[MonthLine], monthly_max: str, expected: list[str]
+) -> None:
+    found = evaluate(
+        [fastly_expectation(usage_type="North America Bandwidth", monthly_max=monthly_max)],
+        lines,
+        TODAY,
+    )
+    over = [e.item for e in found if e.item.kind == "over_expectation"]
+    assert [str(i.after.quantity) for i in over if i.after is not None] == expected
+    assert all(i.service == "" for i in over)  # the team's total, not one service's
+
+
+def test_a_team_percentile_expectation_is_per_service_never_a_sum() -> None:
+    p95 = [
+        fastly_line("60", "video", "video-1", usage_type="95th", unit="Mbps", kind=PERCENTILE),
+        fastly_line("90", "video", "video-2", usage_type="95th", unit="Mbps", kind=PERCENTILE),
+    ]
+    found = evaluate([fastly_expectation(usage_type="95th", monthly_max="80")], p95, TODAY)
+    (over,) = [e.item for e in found if e.item.kind == "over_expectation"]
+    assert over.service == "video-2" and over.after is not None
+    assert over.after.quantity == Decimal(90)  # video-2 alone; 60 + 90 is no 95th percentile
+    assert over.message.startswith("fastly/95th team video / cdn_usage service video-2: ")
+    assert evaluate([fastly_expectation(usage_type="95th", monthly_max="95")], p95, TODAY) == []
