@@ -267,3 +267,34 @@ async def test_akamai_cp_codes_are_read_and_own_their_share_of_the_product(
         shares.months[("akamai", june, "USD")]["edge"]
         == sum((Fraction(c.amount) for c in priced), Fraction(0)) / 2
     )
+
+
+async def test_a_team_budget_adds_up_the_team_s_share_of_every_source(
+    engine: AsyncEngine, sandbox: SandboxServer, tmp_path: Path
+) -> None:
+    from reconciler.reconcile.allocation import allocate
+    from reconciler.store.costs import load_context
+
+    settings = showback_settings(sandbox, tmp_path)
+    await pull_all(engine, settings, sandbox)
+    june = Month(2024, 6)
+    web: dict[str, Decimal] = {}
+    async with engine.connect() as conn:
+        for source in settings.sources:
+            context = await load_context(conn, settings, source.name, source.provider, [june])
+            shares = allocate(context.sheet, context.lines, settings.teams, settings.showback)
+            web[source.name] = shares.team_total("web", june, "USD")
+    assert all(amount > 0 for amount in web.values())
+    # Above what web spends in either source, below what it spends in both.
+    budget_amount = max(web.values()) + (min(web.values()) / 2).quantize(Decimal("0.01"))
+    budget = {"name": "web budget", "team": "web", "monthly_budget": f"{budget_amount} USD"}
+    await pull_all(engine, showback_settings(sandbox, tmp_path, expectations=[budget]), sandbox)
+    async with engine.connect() as conn:
+        plan = await build_plan(conn, NOW)
+    over = [i for i in plan.items if i.kind == "over_budget" and str(i.month) == "2024-06"]
+    total = Money(web["akamai"] + web["fastly"], "USD")
+    parts = f"akamai {Money(web['akamai'], 'USD')} + fastly {Money(web['fastly'], 'USD')}"
+    # One finding for the month, of the budget's first source, naming both sources' shares.
+    assert [(i.source, i.message.split(", over")[0]) for i in over] == [
+        ("fastly", f"web budget: 2024-06 costs {total} ({parts})")
+    ]
