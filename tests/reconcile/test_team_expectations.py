@@ -12,10 +12,9 @@ import pytest
 from reconciler.domain import LineStatus, Month
 from reconciler.errors import ConfigError
 from reconciler.reconcile.allocation import allocate
-from reconciler.reconcile.costing import price_lines
+from reconciler.reconcile.costing import CostLine, price_lines
 from reconciler.reconcile.expectations import MonthLine, evaluate
 from reconciler.reconcile.measures import MeasureKind
-from reconciler.reconcile.costing import CostLine
 from reconciler.reconcile.team_budgets import SourceShares, team_budget_findings
 from reconciler.settings import ExpectationSettings, settings_from_mapping
 from reconciler.team_settings import ShowbackSettings
