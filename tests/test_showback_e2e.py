@@ -218,8 +218,12 @@ async def test_the_focus_export_tags_each_row_with_its_owner_as_the_report_split
     finalized = [r for r in report.costs.showback.months if r.state == "finalized"]
     assert {(str(r.month), r.team) for r in finalized} == set(effective)
     for r in finalized:
-        # The report apportions each source's month to the cent: within a cent per source.
-        assert abs(effective[(str(r.month), r.team)] - r.amount) <= Decimal("0.02"), r
+        # Rows of shared cost are split exactly, the report's amounts to the cent: rounding
+        # rows (less than a cent each) make each team's rows add up to its report amount.
+        assert effective[(str(r.month), r.team)] == r.amount, r
+    rounding = [r for r in rows if r["ChargeDescription"].startswith("rounding of team ")]
+    assert rounding and all(r["ChargeCategory"] == "Adjustment" for r in rounding)
+    assert all(0 < abs(Decimal(r["EffectiveCost"])) < Decimal("0.01") for r in rounding)
     # A shared Fastly account line is one row per owner, its cost split among them.
     account = [r for r in rows if r["x_Source"] == "fastly" and r["ChargeCategory"] == "Usage"]
     keys = defaultdict(set)
