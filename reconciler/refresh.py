@@ -12,7 +12,7 @@ import asyncio
 import contextlib
 import logging
 import time
-from collections.abc import AsyncIterator, Awaitable, Callable, Mapping, Sequence
+from collections.abc import AsyncIterator, Awaitable, Callable, Mapping, Sequence, Set
 from dataclasses import dataclass, field
 from datetime import date, datetime
 from fnmatch import fnmatchcase
@@ -54,7 +54,7 @@ from reconciler.store.runs import (
     heartbeat,
     start_run,
 )
-from reconciler.store.staging import Stager, check_lengths, text_limits
+from reconciler.store.staging import Stager, StatKey, check_lengths, text_limits
 from reconciler.store.statuses import collecting_months_before, left_window_items
 from reconciler.store.tables import InvoiceLineRow
 from reconciler.team_settings import TeamSettings
@@ -181,6 +181,7 @@ async def refresh_source(
                 today,
                 clock(),
                 costs=outcome.costs,
+                staged_stats=stager.stat_keys,
             )
             if outcome.ingest.versions_added or outcome.items.changed:
                 await items_store.bump_serial(conn)
@@ -478,6 +479,7 @@ async def _review(
     now: datetime,
     *,
     costs: list[cost_store.CostGauge] | None = None,
+    staged_stats: Set[StatKey] | None = None,
 ) -> ItemUpdates:
     """Raise drift items for this run's changes and re-evaluate the source's expectations
     (and, where rates are declared, fill ``costs`` with the open month's)."""
@@ -534,6 +536,7 @@ async def _review(
         coverage.months,
         run_id=run_id,
         wrote_lines=bool(ingest.versions_added),
+        staged_stats=staged_stats,
     )
     lines = await month_lines(
         conn,
