@@ -29,6 +29,7 @@ from reconciler.providers.http import HttpClient
 from reconciler.reconcile.expectations import Evaluated, MonthLine, evaluate, unmatched_months
 from reconciler.reconcile.invoices import check_provider_invoices
 from reconciler.reconcile.measures import MeasureKind
+from reconciler.reconcile.month_values import reads_services
 from reconciler.reconcile.ownership import owner_of
 from reconciler.settings import ExpectationSettings, Settings
 from reconciler.store import costs as cost_store
@@ -530,7 +531,7 @@ async def _review(
         conn,
         source,
         coverage.months,
-        services=any(e.per_service for e in expectations),
+        services=reads_services(expectations),
         teams=settings.teams,
     )
     invoices = await stored_invoice_lines(conn, source, coverage.months)
@@ -539,7 +540,7 @@ async def _review(
         settings,
         source,
         pull_instant(today, now),
-        services=any(e.per_service for e in expectations),
+        services=reads_services(expectations),
     )
     evaluated = evaluate(expectations, lines, today, forecasts) + check_provider_invoices(
         lines, invoices, expectations

@@ -43,7 +43,13 @@ from reconciler.errors import ConfigError
 from reconciler.reconcile.measures import MeasureKind
 from reconciler.secrets import SecretRef
 from reconciler.settings_base import StrictSettings
-from reconciler.team_settings import ShowbackSettings, TeamSettings, known_team, team_problems
+from reconciler.team_settings import (
+    ShowbackSettings,
+    TeamSettings,
+    known_team,
+    team_budget_problems,
+    team_problems,
+)
 
 CONFIG_ENV = "RECONCILER_CONFIG"
 SYSTEM_CONFIG = Path("/etc/reconciler/reconciler.toml")
@@ -351,7 +357,7 @@ class ExpectationSettings(StrictSettings):
         ]
         if self.team is not None and self.monthly_budget is not None and narrowed:
             raise ValueError(
-                "a team budget is the team's share of each source's month: it takes no "
+                "a team budget is the team's share of the bill: it takes no "
                 f"{', '.join(narrowed)} (declare a team expectation without a budget for those)"
             )
         return self
@@ -362,7 +368,7 @@ class ExpectationSettings(StrictSettings):
         if self.name:
             return self.name
         parts = [p for p in (self.source, self.product, self.usage_type) if p != "*"]
-        label = "/".join(parts) or "all usage"
+        label = "/".join(parts) or ("" if self.team is not None else "all usage")
         if self.region != "*":
             label += f" [{self.region}]"
         if self.service != "*":
@@ -371,7 +377,7 @@ class ExpectationSettings(StrictSettings):
             label += " per service"
         if self.team is not None:
             label += f" team {self.team}"
-        return label
+        return label.lstrip()
 
 
 class CostSettings(StrictSettings):
@@ -725,6 +731,9 @@ class Settings(BaseSettings):
         if duplicates:
             raise ValueError(f"duplicate source names: {', '.join(duplicates)}")
         problems = rate_card_problems(self.rates) + team_problems(self.teams, self.showback)
+        problems += team_budget_problems(
+            self.expectations, [s.name for s in self.sources], self.rates, self.commitments
+        )
         problems += [
             f"expectations[{index}].team: no team named {e.team!r}"
             for index, e in enumerate(self.expectations)

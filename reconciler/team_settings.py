@@ -19,12 +19,15 @@ same usage, else each owner's cost in that source and month), ``"fixed"`` (``sha
 from __future__ import annotations
 
 import re
+from collections.abc import Sequence
 from decimal import Decimal
-from typing import Annotated, Any, Literal
+from fnmatch import fnmatchcase
+from typing import Annotated, Any, Literal, Protocol
 
 from pydantic import BeforeValidator, Field, field_validator, model_validator
 
-from reconciler.cost_settings import non_negative_decimal
+from reconciler.cost_settings import CommitmentSettings, RateSettings, non_negative_decimal
+from reconciler.money import Money
 from reconciler.settings_base import StrictSettings
 
 UNALLOCATED = "unallocated"
@@ -106,3 +109,44 @@ def team_problems(teams: list[TeamSettings], showback: ShowbackSettings) -> list
 
 def known_team(teams: list[TeamSettings], name: Any) -> bool:
     return name == UNALLOCATED or any(t.name == name for t in teams)
+
+
+class BudgetedExpectation(Protocol):
+    """What the team budget check reads of an expectation."""
+
+    @property
+    def source(self) -> str: ...
+    @property
+    def team(self) -> str | None: ...
+    @property
+    def monthly_budget(self) -> Money | None: ...
+
+
+def team_budget_problems(
+    expectations: Sequence[BudgetedExpectation],
+    sources: Sequence[str],
+    rates: Sequence[RateSettings],
+    commitments: Sequence[CommitmentSettings],
+) -> list[str]:
+    """A team budget is in one currency: a rate or money commitment of one of its sources in
+    another currency is refused (its cost would silently not count)."""
+    problems: list[str] = []
+    for index, exp in enumerate(expectations):
+        if exp.team is None or exp.monthly_budget is None:
+            continue
+        currency = exp.monthly_budget.currency
+        covered = [s for s in sources if fnmatchcase(s, exp.source)]
+        priced: list[tuple[str, str, str]] = [(r.label, r.source, r.currency) for r in rates] + [
+            (c.label, c.source, c.currency) for c in commitments if c.currency
+        ]
+        for label, pattern, other in priced:
+            names = [s for s in covered if fnmatchcase(s, pattern)]
+            if names and other != currency:
+                problems.append(
+                    f"expectations[{index}].monthly_budget: team {exp.team}'s budget is in "
+                    f"{currency} but {label!r} prices source {names[0]!r} in {other}; a team "
+                    "budget adds up its sources in one currency (declare one team budget per "
+                    "currency, each with the source it covers)"
+                )
+                break
+    return problems

@@ -106,11 +106,13 @@ class Series:
     kind: MeasureKind = MeasureKind.VOLUME
     region: str = ""
     money: bool = False  # amounts in the currency named by ``unit``, not quantities
+    service: str = ""  # a team's percentile or peak of one service (they never add up)
 
     @property
     def label(self) -> str:
         label = f"{self.product_name or self.product} / {self.usage_type}"
-        return f"{label} [{self.region}]" if self.region else label
+        label = f"{label} [{self.region}]" if self.region else label
+        return f"{label} service {self.service}" if self.service else label
 
     @property
     def values_name(self) -> str:
