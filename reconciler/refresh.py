@@ -154,7 +154,7 @@ async def refresh_source(
                 if on_page is not None:
                     on_page(provider.stats)
         await refresh_statistics(engine)
-        async with engine.begin() as conn:
+        async with stager.transaction() as conn:
             # The claim: still running (else abandoned), and locked until this commits.
             await heartbeat(conn, run_id, clock())
             await _lock_source(conn, source_name)
@@ -202,6 +202,7 @@ async def refresh_source(
             )
     except BaseException as exc:
         outcome.duration_s = time.monotonic() - began
+        await stager.close()
         conflict = _configuration_conflict(source_name, exc)
         if conflict is not None:
             outcome.error = str(conflict)
@@ -526,7 +527,14 @@ async def _review(
             conn, [fp for c in back for fp in items_store.absence_fingerprints(c)], now
         )
 
-    await apply_measure_kinds(conn, source, settings.measures, coverage.months)
+    await apply_measure_kinds(
+        conn,
+        source,
+        settings.measures,
+        coverage.months,
+        run_id=run_id,
+        wrote_lines=bool(ingest.versions_added),
+    )
     lines = await month_lines(
         conn,
         source,

@@ -2,9 +2,9 @@
 
 The kind is a property of a stat type (provider, product, usage type, unit), so it is set per
 distinct stat type of a source, in a handful of statements whatever the number of lines. A pull
-classifies the lines of the months it covered (new lines arrive as ``volume``); when the rules
-themselves changed since the source's last pull (a ``[[measures]]`` edit, a new catalog), every
-line of the source is classified again, once.
+classifies the lines it wrote (new lines arrive as ``volume``; a pull that wrote none
+classifies nothing); when the rules themselves changed since the source's last pull (a
+``[[measures]]`` edit, a new catalog), every line of the source is classified again, once.
 """
 
 from __future__ import annotations
@@ -47,8 +47,10 @@ async def stat_types(
     rules: Sequence[MeasureRule],
     source: str | None = None,
     months: Sequence[Month] | None = None,
+    run_id: int | None = None,
 ) -> list[StatType]:
-    """The distinct stat types of the state (of one source, of some months)."""
+    """The distinct stat types of the state (of one source, of some months, of the lines
+    run ``run_id`` wrote)."""
     c = lines_t.c
     query = select(
         c.source,
@@ -66,6 +68,8 @@ async def stat_types(
         query = query.where(c.source == source)
     if months is not None:
         query = query.where(c.month.in_([str(m) for m in months]))
+    if run_id is not None:
+        query = query.where(c.last_run_id == run_id)
     rows = (await conn.execute(query)).all()
     found = [
         StatType(
@@ -96,21 +100,29 @@ async def apply_measure_kinds(
     source: str,
     rules: Sequence[MeasureRule],
     months: Sequence[Month] | None = None,
+    *,
+    run_id: int | None = None,
+    wrote_lines: bool = True,
 ) -> int:
-    """Set the kind of the lines of ``source`` (of ``months``, unless the rules changed since
-    the source was last classified: then of all its lines). Returns the lines changed."""
+    """Set the kind of the lines of ``source`` (of ``months``; of those run ``run_id`` wrote,
+    none if it ``wrote_lines`` not; unless the rules changed since the source was last
+    classified: then of all its lines). Returns the lines changed."""
     digest = rules_digest(rules)
     key = "measures:" + line_digest((source,))
     stored = (await conn.execute(select(meta_t.c.value).where(meta_t.c.key == key))).scalar()
-    scope = months if stored == digest else None
+    same_rules = stored == digest
+    if same_rules and not wrote_lines:
+        return 0
+    scope = months if same_rules else None
+    written_by = run_id if same_rules else None
     moves = [
         (stat, stat.classified.kind.value)
-        for stat in await stat_types(conn, rules, source, scope)
+        for stat in await stat_types(conn, rules, source, scope, written_by)
         if stat.classified.kind.value != stat.stored_kind
     ]
     changed = 0
     for start in range(0, len(moves), 100):
-        changed += await _move(conn, source, moves[start : start + 100], scope)
+        changed += await _move(conn, source, moves[start : start + 100], scope, written_by)
     if stored is None:
         await conn.execute(insert(meta_t).values(key=key, value=digest))
     elif stored != digest:
@@ -123,6 +135,7 @@ async def _move(
     source: str,
     moves: Sequence[tuple[StatType, str]],
     months: Sequence[Month] | None,
+    run_id: int | None = None,
 ) -> int:
     """One UPDATE giving each of these stat types its new kind (one scan of the lines)."""
     c = lines_t.c
@@ -141,6 +154,8 @@ async def _move(
     query = update(lines_t).where(c.source == source, or_(*conditions))
     if months is not None:
         query = query.where(c.month.in_([str(m) for m in months]))
+    if run_id is not None:
+        query = query.where(c.last_run_id == run_id)
     result = await conn.execute(query.values(measure_kind=new_kind))
     return int(result.rowcount)
 

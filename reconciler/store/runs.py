@@ -154,14 +154,17 @@ async def finish_run(
         raise RunAbandonedError(run_id)
 
 
-async def heartbeat(conn: AsyncConnection, run_id: int, now: datetime) -> None:
-    """Renew a live run's heartbeat; raise if it was abandoned meanwhile. In a reconcile
-    transaction this is the claim: the run's row stays locked until the commit, so an
-    abandoner waits and then sees the run finished."""
+async def heartbeat(
+    conn: AsyncConnection, run_id: int, now: datetime, *, lines_read: int | None = None
+) -> None:
+    """Renew a live run's heartbeat (and its progress: ``lines_read`` so far); raise if it
+    was abandoned meanwhile. In a reconcile transaction this is the claim: the run's row
+    stays locked until the commit, so an abandoner waits and then sees the run finished."""
+    progress = {} if lines_read is None else {"lines_read": lines_read}
     result = await conn.execute(
         update(runs_t)
         .where(runs_t.c.id == run_id, runs_t.c.status == RUNNING)
-        .values(heartbeat_at=now)
+        .values(heartbeat_at=now, **progress)
     )
     if result.rowcount != 1:
         raise RunAbandonedError(run_id)
