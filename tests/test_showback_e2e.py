@@ -188,6 +188,15 @@ async def test_state_list_and_config_check_name_the_owners(
     assert unknown.returncode == 1
     assert "--team: no team named 'ap' (declared: web, api, idle, unallocated)" in unknown.stderr
 
+    out = tmp_path / "api.md"
+    args = ("--format", "md", "--from", "2024-05", "--to", "2024-07", "--as-of", "2024-07-10")
+    written = run("report", "--team", "api", *args, "--out", str(out), cwd=tmp_path, env=env)
+    assert written.returncode == 0, written.stderr
+    assert written.stdout.strip() == str(out)
+    text = out.read_text(encoding="utf-8")
+    assert "## Cost of team api" in text and "## Team api" in text
+    assert "| akamai |" not in text.split("## Cost of team api")[1].split("\n## ")[0]
+
     checked = run("config", "check", cwd=tmp_path, env=env)
     warnings = [x for x in checked.stderr.splitlines() if x.startswith("warning: ")]
     assert (
@@ -336,6 +345,7 @@ async def test_a_team_report_shows_the_team_s_own_cost_and_usage_charts(
     assert charted and charted.items() <= usage.items()
     text = render_markdown(data, "team-api").text
     assert "## Cost of team api" in text and "Projected share of the invoice" in text
+    assert "Team api's lines per product and usage type" in text
     assert "### Invoice audit" not in text
     html = render_html(data)
     assert "<h2>Cost of team api</h2>" in html

@@ -38,6 +38,7 @@ from sqlalchemy import (
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
 from reconciler.domain import (
+    REPORTING_GROUP_PREFIX,
     ChangeKind,
     LineKey,
     LineStatus,
@@ -46,9 +47,10 @@ from reconciler.domain import (
     Severity,
     quantity_delta,
     quantity_percent,
+    reporting_group_service,
 )
 from reconciler.errors import BadProviderDataError
-from reconciler.providers.base import Coverage
+from reconciler.providers.base import Coverage, CoverageScope
 from reconciler.reconcile.diff import QUIET_KINDS, Tracked, classify, severity_of
 from reconciler.settings import DEFAULT_FINALIZE_TOLERANCE, Tolerance
 from reconciler.store.redating import rekey_redated
@@ -135,11 +137,20 @@ def _coverage_filter(table: Any, source: str, coverage: Coverage) -> Any:
     if coverage.products is not None:
         condition = and_(condition, table.c.product.in_(sorted(coverage.products)))
     if coverage.scopes is not None:
-        matching = [
-            and_(true(), *[table.c[name] == value for name, value in scope.as_dict().items()])
-            for scope in coverage.scopes
-        ]
+        matching = [_scope_condition(table, scope) for scope in coverage.scopes]
         condition = and_(condition, or_(false(), *matching))
+    return condition
+
+
+def _scope_condition(table: Any, scope: CoverageScope) -> Any:
+    fields = scope.as_dict()
+    group = fields.pop("reporting_group", None)
+    condition = and_(true(), *[table.c[name] == value for name, value in fields.items()])
+    if group == "":
+        prefix = table.c.service.startswith(REPORTING_GROUP_PREFIX, autoescape=True)
+        condition = and_(condition, ~prefix)
+    elif group is not None:
+        condition = and_(condition, table.c.service == reporting_group_service(group))
     return condition
 
 
