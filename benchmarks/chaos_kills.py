@@ -114,17 +114,15 @@ class Watch:
         self.staged = 0
 
     def poll(self) -> None:
+        # A running run's lines_read is its progress: the lines staged so far (its staging is a
+        # temp table of the pulling process, which no other process can see).
         row = self.conn.execute(
-            "SELECT id, status FROM pull_runs WHERE id > ? ORDER BY id LIMIT 1", (self.after_id,)
+            "SELECT id, status, lines_read FROM pull_runs WHERE id > ? ORDER BY id LIMIT 1",
+            (self.after_id,),
         ).fetchone()
         if row is None:
             return
-        self.run_id, self.status = int(row[0]), str(row[1])
-        self.staged = int(
-            self.conn.execute(
-                "SELECT count(*) FROM staging_lines WHERE run_id = ?", (self.run_id,)
-            ).fetchone()[0]
-        )
+        self.run_id, self.status, self.staged = int(row[0]), str(row[1]), int(row[2])
 
     def close(self) -> None:
         self.conn.close()

@@ -12,7 +12,7 @@ import asyncio
 import contextlib
 import logging
 import time
-from collections.abc import AsyncIterator, Awaitable, Callable, Mapping, Sequence
+from collections.abc import AsyncIterator, Awaitable, Callable, Mapping, Sequence, Set
 from dataclasses import dataclass, field
 from datetime import date, datetime
 from fnmatch import fnmatchcase
@@ -55,7 +55,7 @@ from reconciler.store.runs import (
     heartbeat,
     start_run,
 )
-from reconciler.store.staging import Stager, check_lengths, text_limits
+from reconciler.store.staging import Stager, StatKey, check_lengths, text_limits
 from reconciler.store.statuses import collecting_months_before, left_window_items
 from reconciler.store.tables import InvoiceLineRow
 from reconciler.team_settings import TeamSettings
@@ -155,7 +155,7 @@ async def refresh_source(
                 if on_page is not None:
                     on_page(provider.stats)
         await refresh_statistics(engine)
-        async with engine.begin() as conn:
+        async with stager.transaction() as conn:
             # The claim: still running (else abandoned), and locked until this commits.
             await heartbeat(conn, run_id, clock())
             await _lock_source(conn, source_name)
@@ -182,6 +182,7 @@ async def refresh_source(
                 today,
                 clock(),
                 costs=outcome.costs,
+                staged_stats=stager.stat_keys,
             )
             if outcome.ingest.versions_added or outcome.items.changed:
                 await items_store.bump_serial(conn)
@@ -204,6 +205,7 @@ async def refresh_source(
             await hold_before_commit()  # inert: a test's fault point
     except BaseException as exc:
         outcome.duration_s = time.monotonic() - began
+        await stager.close()
         conflict = _configuration_conflict(source_name, exc)
         if conflict is not None:
             outcome.error = str(conflict)
@@ -479,6 +481,7 @@ async def _review(
     now: datetime,
     *,
     costs: list[cost_store.CostGauge] | None = None,
+    staged_stats: Set[StatKey] | None = None,
 ) -> ItemUpdates:
     """Raise drift items for this run's changes and re-evaluate the source's expectations
     (and, where rates are declared, fill ``costs`` with the open month's)."""
@@ -528,7 +531,15 @@ async def _review(
             conn, [fp for c in back for fp in items_store.absence_fingerprints(c)], now
         )
 
-    await apply_measure_kinds(conn, source, settings.measures, coverage.months)
+    await apply_measure_kinds(
+        conn,
+        source,
+        settings.measures,
+        coverage.months,
+        run_id=run_id,
+        wrote_lines=bool(ingest.versions_added),
+        staged_stats=staged_stats,
+    )
     lines = await month_lines(
         conn,
         source,

@@ -265,9 +265,29 @@ class AkamaiSourceSettings(_SourceBase):
     # Also read each product's per-CP-code monthly summary: one line per CP code (as the
     # line's service) beside the product's, so [[teams]] can own CP codes.
     cp_codes: bool = False
+    # Also read each listed reporting group's monthly summary of every product pulled: the
+    # group's part of the contract product's usage, so [[teams]] can own reporting groups.
+    reporting_groups: list[str] = Field(default_factory=list)
     # The Invoicing API v3 (invoice totals for the audit), signed with this .edgerc section.
     invoices: bool = False
     invoicing_section: str | None = None
+
+    @field_validator("reporting_groups", mode="before")
+    @classmethod
+    def _reporting_group_ids(cls, value: Any) -> Any:
+        if not isinstance(value, list):
+            return value
+        ids: list[str] = []
+        for item in value:
+            text = str(item) if type(item) is int else item
+            if type(text) is not str or not text.isdigit() or text.startswith("0"):
+                raise ValueError(
+                    f'reporting group ids are positive integers like "12345" (got {item!r})'
+                )
+            if text in ids:
+                raise ValueError(f"reporting group {text} is listed twice")
+            ids.append(text)
+        return ids
 
     def edgerc_ref(self, index: int) -> SecretRef:
         return SecretRef(

@@ -2,12 +2,12 @@
 
 A team owns the lines its ``[[teams.match]]`` rules match. A rule narrows by ``source``,
 ``service`` (a Fastly service id or service name), ``cp_code`` (an Akamai CP code, read from
-the per-CP-code summary of a source with ``cp_codes = true``), ``contract`` (the line's
-account: an Akamai
-contract, a Fastly customer id), ``product`` (id or name), ``usage_type`` and ``region``; each
-is exact or a glob, and an unset field matches anything. Teams are tried in the order they are
-declared and, within a team, its rules in order: the first rule that matches a line names its
-owner. A line no rule matches belongs to ``unallocated``.
+the per-CP-code summary of a source with ``cp_codes = true``), ``reporting_group`` (an Akamai
+reporting group id, read for a source's ``reporting_groups``), ``contract`` (the line's
+account: an Akamai contract, a Fastly customer id), ``product`` (id or name), ``usage_type``
+and ``region``; each is exact or a glob, and an unset field matches anything. Teams are tried
+in the order they are declared and, within a team, its rules in order: the first rule that
+matches a line names its owner. A line no rule matches belongs to ``unallocated``.
 
 ``[showback]`` says how shared cost is split: account-level lines of a source that reports
 per-service usage (Fastly), a money commitment's shortfall, a contract credit. ``split`` is
@@ -46,10 +46,12 @@ class OwnershipRule(StrictSettings):
     usage_type: str = "*"
     region: str = "*"
     cp_code: str = "*"  # an Akamai CP code (a source with cp_codes = true)
+    reporting_group: str = "*"  # an Akamai reporting group id (a source's reporting_groups)
 
     @property
     def label(self) -> str:
-        fields = ("source", "service", "cp_code", "contract", "product", "usage_type", "region")
+        fields = ("source", "service", "cp_code", "reporting_group", "contract", "product",
+                  "usage_type", "region")  # fmt: skip
         parts = [f"{name}={getattr(self, name)}" for name in fields if getattr(self, name) != "*"]
         return " ".join(parts) or "every line"
 

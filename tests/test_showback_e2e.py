@@ -188,6 +188,15 @@ async def test_state_list_and_config_check_name_the_owners(
     assert unknown.returncode == 1
     assert "--team: no team named 'ap' (declared: web, api, idle, unallocated)" in unknown.stderr
 
+    out = tmp_path / "api.md"
+    args = ("--format", "md", "--from", "2024-05", "--to", "2024-07", "--as-of", "2024-07-10")
+    written = run("report", "--team", "api", *args, "--out", str(out), cwd=tmp_path, env=env)
+    assert written.returncode == 0, written.stderr
+    assert written.stdout.strip() == str(out)
+    text = out.read_text(encoding="utf-8")
+    assert "## Cost of team api" in text and "## Team api" in text
+    assert "| akamai |" not in text.split("## Cost of team api")[1].split("\n## ")[0]
+
     checked = run("config", "check", cwd=tmp_path, env=env)
     warnings = [x for x in checked.stderr.splitlines() if x.startswith("warning: ")]
     assert (
@@ -218,8 +227,12 @@ async def test_the_focus_export_tags_each_row_with_its_owner_as_the_report_split
     finalized = [r for r in report.costs.showback.months if r.state == "finalized"]
     assert {(str(r.month), r.team) for r in finalized} == set(effective)
     for r in finalized:
-        # The report apportions each source's month to the cent: within a cent per source.
-        assert abs(effective[(str(r.month), r.team)] - r.amount) <= Decimal("0.02"), r
+        # Rows of shared cost are split exactly, the report's amounts to the cent: rounding
+        # rows (less than a cent each) make each team's rows add up to its report amount.
+        assert effective[(str(r.month), r.team)] == r.amount, r
+    rounding = [r for r in rows if r["ChargeDescription"].startswith("rounding of team ")]
+    assert rounding and all(r["ChargeCategory"] == "Adjustment" for r in rounding)
+    assert all(0 < abs(Decimal(r["EffectiveCost"])) < Decimal("0.01") for r in rounding)
     # A shared Fastly account line is one row per owner, its cost split among them.
     account = [r for r in rows if r["x_Source"] == "fastly" and r["ChargeCategory"] == "Usage"]
     keys = defaultdict(set)
@@ -332,6 +345,7 @@ async def test_a_team_report_shows_the_team_s_own_cost_and_usage_charts(
     assert charted and charted.items() <= usage.items()
     text = render_markdown(data, "team-api").text
     assert "## Cost of team api" in text and "Projected share of the invoice" in text
+    assert "Team api's lines per product and usage type" in text
     assert "### Invoice audit" not in text
     html = render_html(data)
     assert "<h2>Cost of team api</h2>" in html

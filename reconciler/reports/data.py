@@ -25,7 +25,14 @@ from typing import Any
 from sqlalchemy import select, true
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
-from reconciler.domain import FindingState, LineStatus, Month, PlanItem, Severity
+from reconciler.domain import (
+    FindingState,
+    LineStatus,
+    Month,
+    PlanItem,
+    Severity,
+    reporting_group_of,
+)
 from reconciler.reconcile.forecast import ForecastParams
 from reconciler.reconcile.history import ForecastInputs, HistoryKey
 from reconciler.reconcile.measures import MeasureKind, PeriodValue, combine, month_value
@@ -364,7 +371,10 @@ def team_rows(settings: Settings, team: str, rows: Sequence[Any]) -> list[Any]:
     def usage(row: Any) -> tuple[str, ...]:
         return (row.source, row.month, row.product, row.usage_type, row.region, row.unit)
 
-    broken_down = {usage(row) for row in rows if row.service}
+    # A reporting group's line is a part of its product's line, not a breakdown of all of it.
+    broken_down = {
+        usage(row) for row in rows if row.service and reporting_group_of(row.service) is None
+    }
     return [
         row
         for row in rows

@@ -262,6 +262,17 @@ class ReportData:
     costs: CostReport | None = None
 
     @property
+    def usage_note(self) -> str:
+        """What the usage charts add up: the account's lines, or a team's."""
+        team = self.costs.team if self.costs is not None else None
+        if team is None:
+            return "Account-level totals per product and usage type."
+        return (
+            f"Team {team}'s lines per product and usage type: the services it owns added up "
+            "(a percentile or a peak per service) and the account-level lines it owns."
+        )
+
+    @property
     def months(self) -> list[Month]:
         return self.first_month.range_to(self.last_month)
 

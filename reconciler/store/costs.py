@@ -19,7 +19,14 @@ from typing import Any
 from sqlalchemy import func, insert, select, update
 from sqlalchemy.ext.asyncio import AsyncConnection
 
-from reconciler.domain import EXACT_CONTEXT, LineStatus, Month, PlanItem, line_digest
+from reconciler.domain import (
+    EXACT_CONTEXT,
+    LineStatus,
+    Month,
+    PlanItem,
+    line_digest,
+    reporting_group_of,
+)
 from reconciler.reconcile.allocation import allocate
 from reconciler.reconcile.audit import InvoiceAmount, audit_invoices
 from reconciler.reconcile.costing import CostLine, CostSheet, price_lines
@@ -41,7 +48,7 @@ from reconciler.reconcile.team_budgets import (
     is_team_budget,
     team_budget_findings,
 )
-from reconciler.settings import Settings
+from reconciler.settings import AkamaiSourceSettings, Settings
 from reconciler.store.ingest import LineChange, lines_t
 from reconciler.store.month_history import pull_instant, source_forecast_inputs
 from reconciler.store.runs import SUCCEEDED, runs_t
@@ -78,7 +85,17 @@ def prices_anything(settings: Settings) -> bool:
 async def cost_lines(
     conn: AsyncConnection, settings: Settings, source: str, months: Sequence[Month]
 ) -> list[CostLine]:
-    """The source's present lines of ``months`` with their measure kinds."""
+    """The source's present lines of ``months`` with their measure kinds (a reporting
+    group's lines only while the source still lists the group: they are no longer pulled
+    otherwise, and a stale share must not take cost from the contract's line)."""
+    groups = next(
+        (
+            set(s.reporting_groups)
+            for s in settings.sources
+            if s.name == source and isinstance(s, AkamaiSourceSettings)
+        ),
+        set(),
+    )
     c = lines_t.c
     names = (
         "source provider account product product_name usage_type region service month "
@@ -89,6 +106,9 @@ async def cost_lines(
     )
     lines = []
     for r in (await conn.execute(query)).all():
+        group = reporting_group_of(r.service)
+        if group is not None and group not in groups:
+            continue
         kind = classify(
             r.provider,
             r.usage_type,
