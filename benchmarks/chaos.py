@@ -8,6 +8,8 @@ The script exits 1 if any promise was broken (a row marked FAIL).
 - kills: ``reconciler pull`` killed with SIGKILL during fetch, staging and the commit;
 - faults: every sandbox fault at several rates against both providers;
 - outage: minutes of Slack 500s and 429s while pulls raise findings;
+- disk: Slack accepts a message the instant a real (tmpfs) disk fills: no duplicate while
+  the deliverer lives, a labelled repeat after it dies;
 - load: many sources and a million lines pulled by one daemon, watched by a watchdog (the
   longest event-loop stall is printed); then many pulls over simulated weeks with
   housekeeping's purge, showing the run rows level off;
@@ -32,7 +34,7 @@ from pathlib import Path
 
 from chaos_support import Results
 
-SECTIONS = ("kills", "faults", "outage", "load", "concurrency")
+SECTIONS = ("kills", "faults", "outage", "disk", "load", "concurrency")
 DEFAULT_PG = "postgresql+asyncpg://postgres@127.0.0.1:5432/postgres"
 
 
@@ -120,6 +122,10 @@ async def run_section(section: str, args: argparse.Namespace, results: Results, 
         from chaos_outage import run_outage
 
         await run_outage(results, work, minutes=args.outage_minutes)
+    elif section == "disk":
+        from chaos_disk import run_disk
+
+        await run_disk(results, work)
     elif section == "load":
         from chaos_load import run_load
 

@@ -261,7 +261,7 @@ async def _simulate(
             today = START + timedelta(days=offset)
             sandbox.state.set_today(today)
             if today.day == 1 and today != START:
-                await _review(engine, today)
+                await _review(engine, settings, today)
             clock = _fixed_clock(datetime.combine(today, time(6, 0), tzinfo=UTC))
             for source in ("fastly", "akamai"):
                 outcome = await refresh_source(
@@ -359,7 +359,7 @@ def _fixed_clock(moment: datetime) -> Callable[[], datetime]:
     return clock
 
 
-async def _review(engine: AsyncEngine, today: date) -> None:
+async def _review(engine: AsyncEngine, settings: Settings, today: date) -> None:
     """The monthly review: a reviewer applies the plan."""
     now = datetime.combine(today, time(5, 0), tzinfo=UTC)
     async with reader(engine).connect() as conn:
@@ -367,6 +367,7 @@ async def _review(engine: AsyncEngine, today: date) -> None:
     if not plan.empty:
         await apply_acknowledgements(
             engine,
+            settings,
             serial=plan.serial,
             expected=plan.expected_acknowledgements(),
             who="demo reviewer",

@@ -212,6 +212,23 @@ def line_digest(parts: tuple[str, ...]) -> str:
     return hashlib.blake2b("\x1f".join(parts).encode(), digest_size=16).hexdigest()
 
 
+# An Akamai reporting group's share of a contract product is a line whose service is the
+# group's id under this prefix (a CP code is a bare number, a Fastly service id has no colon).
+REPORTING_GROUP_PREFIX = "reporting-group:"
+
+
+def reporting_group_service(group: str) -> str:
+    """The service of a reporting group's lines."""
+    return REPORTING_GROUP_PREFIX + group
+
+
+def reporting_group_of(service: str) -> str | None:
+    """The reporting group a line's service names, or None (not a reporting group's line)."""
+    if service.startswith(REPORTING_GROUP_PREFIX):
+        return service[len(REPORTING_GROUP_PREFIX) :]
+    return None
+
+
 @dataclass(frozen=True, slots=True)
 class UsageLine:
     """One exact usage quantity as a provider reported it, normalized."""

@@ -12,7 +12,7 @@ import asyncio
 import contextlib
 import logging
 import time
-from collections.abc import AsyncIterator, Awaitable, Callable, Mapping, Sequence
+from collections.abc import AsyncIterator, Awaitable, Callable, Mapping, Sequence, Set
 from dataclasses import dataclass, field
 from datetime import date, datetime
 from fnmatch import fnmatchcase
@@ -29,11 +29,13 @@ from reconciler.providers.http import HttpClient
 from reconciler.reconcile.expectations import Evaluated, MonthLine, evaluate, unmatched_months
 from reconciler.reconcile.invoices import check_provider_invoices
 from reconciler.reconcile.measures import MeasureKind
+from reconciler.reconcile.month_values import reads_services
 from reconciler.reconcile.ownership import owner_of
 from reconciler.settings import ExpectationSettings, Settings
 from reconciler.store import costs as cost_store
 from reconciler.store import findings as items_store
 from reconciler.store.backup import checkpoint
+from reconciler.store.fault_point import hold_before_commit
 from reconciler.store.findings import ItemUpdates, drift_values_hash
 from reconciler.store.ingest import (
     IngestResult,
@@ -53,7 +55,7 @@ from reconciler.store.runs import (
     heartbeat,
     start_run,
 )
-from reconciler.store.staging import Stager, check_lengths, text_limits
+from reconciler.store.staging import Stager, StatKey, check_lengths, text_limits
 from reconciler.store.statuses import collecting_months_before, left_window_items
 from reconciler.store.tables import InvoiceLineRow
 from reconciler.team_settings import TeamSettings
@@ -153,7 +155,7 @@ async def refresh_source(
                 if on_page is not None:
                     on_page(provider.stats)
         await refresh_statistics(engine)
-        async with engine.begin() as conn:
+        async with stager.transaction() as conn:
             # The claim: still running (else abandoned), and locked until this commits.
             await heartbeat(conn, run_id, clock())
             await _lock_source(conn, source_name)
@@ -180,6 +182,7 @@ async def refresh_source(
                 today,
                 clock(),
                 costs=outcome.costs,
+                staged_stats=stager.stat_keys,
             )
             if outcome.ingest.versions_added or outcome.items.changed:
                 await items_store.bump_serial(conn)
@@ -199,8 +202,10 @@ async def refresh_source(
                 started=started,
                 now=clock(),
             )
+            await hold_before_commit()  # inert: a test's fault point
     except BaseException as exc:
         outcome.duration_s = time.monotonic() - began
+        await stager.close()
         conflict = _configuration_conflict(source_name, exc)
         if conflict is not None:
             outcome.error = str(conflict)
@@ -476,6 +481,7 @@ async def _review(
     now: datetime,
     *,
     costs: list[cost_store.CostGauge] | None = None,
+    staged_stats: Set[StatKey] | None = None,
 ) -> ItemUpdates:
     """Raise drift items for this run's changes and re-evaluate the source's expectations
     (and, where rates are declared, fill ``costs`` with the open month's)."""
@@ -525,12 +531,20 @@ async def _review(
             conn, [fp for c in back for fp in items_store.absence_fingerprints(c)], now
         )
 
-    await apply_measure_kinds(conn, source, settings.measures, coverage.months)
+    await apply_measure_kinds(
+        conn,
+        source,
+        settings.measures,
+        coverage.months,
+        run_id=run_id,
+        wrote_lines=bool(ingest.versions_added),
+        staged_stats=staged_stats,
+    )
     lines = await month_lines(
         conn,
         source,
         coverage.months,
-        services=any(e.per_service for e in expectations),
+        services=reads_services(expectations),
         teams=settings.teams,
     )
     invoices = await stored_invoice_lines(conn, source, coverage.months)
@@ -539,7 +553,7 @@ async def _review(
         settings,
         source,
         pull_instant(today, now),
-        services=any(e.per_service for e in expectations),
+        services=reads_services(expectations),
     )
     evaluated = evaluate(expectations, lines, today, forecasts) + check_provider_invoices(
         lines, invoices, expectations

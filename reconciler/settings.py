@@ -43,7 +43,13 @@ from reconciler.errors import ConfigError
 from reconciler.reconcile.measures import MeasureKind
 from reconciler.secrets import SecretRef
 from reconciler.settings_base import StrictSettings
-from reconciler.team_settings import ShowbackSettings, TeamSettings, known_team, team_problems
+from reconciler.team_settings import (
+    ShowbackSettings,
+    TeamSettings,
+    known_team,
+    team_budget_problems,
+    team_problems,
+)
 
 CONFIG_ENV = "RECONCILER_CONFIG"
 SYSTEM_CONFIG = Path("/etc/reconciler/reconciler.toml")
@@ -259,9 +265,29 @@ class AkamaiSourceSettings(_SourceBase):
     # Also read each product's per-CP-code monthly summary: one line per CP code (as the
     # line's service) beside the product's, so [[teams]] can own CP codes.
     cp_codes: bool = False
+    # Also read each listed reporting group's monthly summary of every product pulled: the
+    # group's part of the contract product's usage, so [[teams]] can own reporting groups.
+    reporting_groups: list[str] = Field(default_factory=list)
     # The Invoicing API v3 (invoice totals for the audit), signed with this .edgerc section.
     invoices: bool = False
     invoicing_section: str | None = None
+
+    @field_validator("reporting_groups", mode="before")
+    @classmethod
+    def _reporting_group_ids(cls, value: Any) -> Any:
+        if not isinstance(value, list):
+            return value
+        ids: list[str] = []
+        for item in value:
+            text = str(item) if type(item) is int else item
+            if type(text) is not str or not text.isdigit() or text.startswith("0"):
+                raise ValueError(
+                    f'reporting group ids are positive integers like "12345" (got {item!r})'
+                )
+            if text in ids:
+                raise ValueError(f"reporting group {text} is listed twice")
+            ids.append(text)
+        return ids
 
     def edgerc_ref(self, index: int) -> SecretRef:
         return SecretRef(
@@ -331,7 +357,7 @@ class ExpectationSettings(StrictSettings):
         ]
         if self.team is not None and self.monthly_budget is not None and narrowed:
             raise ValueError(
-                "a team budget is the team's share of each source's month: it takes no "
+                "a team budget is the team's share of the bill: it takes no "
                 f"{', '.join(narrowed)} (declare a team expectation without a budget for those)"
             )
         return self
@@ -342,7 +368,7 @@ class ExpectationSettings(StrictSettings):
         if self.name:
             return self.name
         parts = [p for p in (self.source, self.product, self.usage_type) if p != "*"]
-        label = "/".join(parts) or "all usage"
+        label = "/".join(parts) or ("" if self.team is not None else "all usage")
         if self.region != "*":
             label += f" [{self.region}]"
         if self.service != "*":
@@ -351,7 +377,7 @@ class ExpectationSettings(StrictSettings):
             label += " per service"
         if self.team is not None:
             label += f" team {self.team}"
-        return label
+        return label.lstrip()
 
 
 class CostSettings(StrictSettings):
@@ -705,6 +731,9 @@ class Settings(BaseSettings):
         if duplicates:
             raise ValueError(f"duplicate source names: {', '.join(duplicates)}")
         problems = rate_card_problems(self.rates) + team_problems(self.teams, self.showback)
+        problems += team_budget_problems(
+            self.expectations, [s.name for s in self.sources], self.rates, self.commitments
+        )
         problems += [
             f"expectations[{index}].team: no team named {e.team!r}"
             for index, e in enumerate(self.expectations)

@@ -2,12 +2,12 @@
 
 A team owns the lines its ``[[teams.match]]`` rules match. A rule narrows by ``source``,
 ``service`` (a Fastly service id or service name), ``cp_code`` (an Akamai CP code, read from
-the per-CP-code summary of a source with ``cp_codes = true``), ``contract`` (the line's
-account: an Akamai
-contract, a Fastly customer id), ``product`` (id or name), ``usage_type`` and ``region``; each
-is exact or a glob, and an unset field matches anything. Teams are tried in the order they are
-declared and, within a team, its rules in order: the first rule that matches a line names its
-owner. A line no rule matches belongs to ``unallocated``.
+the per-CP-code summary of a source with ``cp_codes = true``), ``reporting_group`` (an Akamai
+reporting group id, read for a source's ``reporting_groups``), ``contract`` (the line's
+account: an Akamai contract, a Fastly customer id), ``product`` (id or name), ``usage_type``
+and ``region``; each is exact or a glob, and an unset field matches anything. Teams are tried
+in the order they are declared and, within a team, its rules in order: the first rule that
+matches a line names its owner. A line no rule matches belongs to ``unallocated``.
 
 ``[showback]`` says how shared cost is split: account-level lines of a source that reports
 per-service usage (Fastly), a money commitment's shortfall, a contract credit. ``split`` is
@@ -19,12 +19,15 @@ same usage, else each owner's cost in that source and month), ``"fixed"`` (``sha
 from __future__ import annotations
 
 import re
+from collections.abc import Sequence
 from decimal import Decimal
-from typing import Annotated, Any, Literal
+from fnmatch import fnmatchcase
+from typing import Annotated, Any, Literal, Protocol
 
 from pydantic import BeforeValidator, Field, field_validator, model_validator
 
-from reconciler.cost_settings import non_negative_decimal
+from reconciler.cost_settings import CommitmentSettings, RateSettings, non_negative_decimal
+from reconciler.money import Money
 from reconciler.settings_base import StrictSettings
 
 UNALLOCATED = "unallocated"
@@ -43,10 +46,12 @@ class OwnershipRule(StrictSettings):
     usage_type: str = "*"
     region: str = "*"
     cp_code: str = "*"  # an Akamai CP code (a source with cp_codes = true)
+    reporting_group: str = "*"  # an Akamai reporting group id (a source's reporting_groups)
 
     @property
     def label(self) -> str:
-        fields = ("source", "service", "cp_code", "contract", "product", "usage_type", "region")
+        fields = ("source", "service", "cp_code", "reporting_group", "contract", "product",
+                  "usage_type", "region")  # fmt: skip
         parts = [f"{name}={getattr(self, name)}" for name in fields if getattr(self, name) != "*"]
         return " ".join(parts) or "every line"
 
@@ -104,3 +109,44 @@ def team_problems(teams: list[TeamSettings], showback: ShowbackSettings) -> list
 
 def known_team(teams: list[TeamSettings], name: Any) -> bool:
     return name == UNALLOCATED or any(t.name == name for t in teams)
+
+
+class BudgetedExpectation(Protocol):
+    """What the team budget check reads of an expectation."""
+
+    @property
+    def source(self) -> str: ...
+    @property
+    def team(self) -> str | None: ...
+    @property
+    def monthly_budget(self) -> Money | None: ...
+
+
+def team_budget_problems(
+    expectations: Sequence[BudgetedExpectation],
+    sources: Sequence[str],
+    rates: Sequence[RateSettings],
+    commitments: Sequence[CommitmentSettings],
+) -> list[str]:
+    """A team budget is in one currency: a rate or money commitment of one of its sources in
+    another currency is refused (its cost would silently not count)."""
+    problems: list[str] = []
+    for index, exp in enumerate(expectations):
+        if exp.team is None or exp.monthly_budget is None:
+            continue
+        currency = exp.monthly_budget.currency
+        covered = [s for s in sources if fnmatchcase(s, exp.source)]
+        priced: list[tuple[str, str, str]] = [(r.label, r.source, r.currency) for r in rates] + [
+            (c.label, c.source, c.currency) for c in commitments if c.currency
+        ]
+        for label, pattern, other in priced:
+            names = [s for s in covered if fnmatchcase(s, pattern)]
+            if names and other != currency:
+                problems.append(
+                    f"expectations[{index}].monthly_budget: team {exp.team}'s budget is in "
+                    f"{currency} but {label!r} prices source {names[0]!r} in {other}; a team "
+                    "budget adds up its sources in one currency (declare one team budget per "
+                    "currency, each with the source it covers)"
+                )
+                break
+    return problems

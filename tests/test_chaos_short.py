@@ -2,11 +2,12 @@
 
 The script exits 1 if any promise is broken (a FAIL row): a SIGKILLed pull that changed the
 state, a faulty provider run that stored wrong data or failed without a clear message, a lost
-or duplicated alert, a daemon that would have been killed by its watchdog, a slot pulled
-twice or not at all. Nothing in it waits for a real-time window: kills land on requests the
-sandbox holds, and the daemons' slots follow the sandbox's schedule clock. Three processes
-share the work, to keep the test short: the kills, the daemons on PostgreSQL (both mostly
-waiting for their subprocesses), and the faults, outage and load.
+or duplicated alert (a real full disk included), a daemon that would have been killed by its
+watchdog, a slot pulled twice or not at all. Nothing in it waits for a real-time window:
+kills land on requests the sandbox holds, and the daemons' slots follow the sandbox's
+schedule clock. Three processes share the work, to keep the test short: the kills and the
+full disk, the daemons on PostgreSQL (both mostly waiting for their subprocesses), and the
+faults, outage and load.
 """
 
 from __future__ import annotations
@@ -73,7 +74,7 @@ async def postgres_reachable(url: str) -> bool:
 async def test_a_quick_chaos_run_keeps_every_promise() -> None:
     pg_url = os.environ.get("RECONCILER_TEST_POSTGRES_URL", DEFAULT_PG_URL)
     with_postgres = await postgres_reachable(pg_url) or _postgres_required()
-    runs = [chaos("--sections", "kills"), chaos("--sections", "faults,outage,load")]
+    runs = [chaos("--sections", "kills,disk"), chaos("--sections", "faults,outage,load")]
     if with_postgres:
         runs.append(chaos("--sections", "concurrency", "--postgres", pg_url))
 
@@ -86,13 +87,19 @@ async def test_a_quick_chaos_run_keeps_every_promise() -> None:
     assert rows
     assert all(check == "ok" for _, check in rows.values())
     landed = {case for section, case in rows if section == "kills"}
-    assert {"killed during fetch", "killed during staging"} <= landed
-    assert landed & {"killed during commit", "killed after its commit"}
+    assert {"killed during fetch", "killed during staging", "killed during commit"} <= landed
+    # Held inside its reconcile transaction by the fault point: the kill lands there each time.
+    commit_kills = rows[("kills", "killed during commit")][0]
+    assert "1 SIGKILL (1 aimed at commit); 1 inside the open apply transaction" in commit_kills
     faults = {case for section, case in rows if section == "faults"}
     assert len(faults) == 28  # 27 (provider, fault) pairs at one rate, and the total
     assert "0 with wrong data" in rows[("faults", "all faults")][0]
     assert "0 duplicates, 0 lost, 0 rejected" in rows[("outage", "after recovery")][0]
     assert "received == queued, in order: yes" in rows[("outage", "after recovery")][0]
+    assert (
+        "0 repeats while the deliverer lived, 1 labelled repeat"
+        in (rows[("disk", "full disk as Slack accepts")][0])
+    )
     assert ("load", "memory") in rows
     assert ("load", "longest event-loop stall") in rows  # measured in the daemon
     if with_postgres:

@@ -3,8 +3,11 @@
 from __future__ import annotations
 
 import asyncio
+import csv
+import json
 import subprocess
 import sys
+from collections import defaultdict
 from decimal import Decimal
 from pathlib import Path
 
@@ -57,6 +60,15 @@ def test_demo_tells_the_story(tmp_path: Path) -> None:
         Decimal(p.split()[-2].replace(",", "")) for p in sources.split("(")[1].split(" + ")
     ]
     assert sum(by_team) == total == sum(by_source)
+    # The FOCUS export's June rows of each team add up to the team's report amount exactly.
+    (export,) = [p for p in result.report_paths if p.suffix == ".csv"]
+    effective: dict[str, Decimal] = defaultdict(Decimal)
+    with export.open(encoding="utf-8", newline="") as handle:
+        for row in csv.DictReader(handle):
+            if row["BillingPeriodStart"].startswith("2024-06") and row["EffectiveCost"]:
+                effective[json.loads(row["Tags"])["team"]] += Decimal(row["EffectiveCost"])
+    named = dict(zip((part.split()[-3] for part in teams.split(" + ")), by_team, strict=True))
+    assert effective == named
     assert (directory / ".reconciler" / "state.db").is_file()
 
     # The user can keep exploring from the directory the demo left behind.

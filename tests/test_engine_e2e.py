@@ -159,6 +159,7 @@ async def test_two_pulls_around_events_give_exactly_the_expected_plan(
     with pytest.raises(StalePlanError, match="run 'reconciler plan' again"):
         await apply_acknowledgements(
             engine,
+            settings,
             serial=plan.serial,
             expected=plan.expected_acknowledgements(),
             who="t",
@@ -169,6 +170,7 @@ async def test_two_pulls_around_events_give_exactly_the_expected_plan(
         fresh = await build_plan(conn, _now())
     count = await apply_acknowledgements(
         engine,
+        settings,
         serial=fresh.serial,
         expected=fresh.expected_acknowledgements(),
         who="t",

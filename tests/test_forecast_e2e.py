@@ -190,6 +190,7 @@ async def test_an_acknowledged_forecast_that_grows_beyond_the_step_is_raised_aga
     assert item.forecast.value == rate * 31  # steady so far: 31 days at the daily rate
     acknowledged = await apply_acknowledgements(
         engine,
+        settings,
         serial=plan.serial,
         expected=plan.expected_acknowledgements(),
         who="ops",
@@ -237,6 +238,7 @@ async def test_an_acknowledged_forecast_is_raised_again_when_its_growth_costs_th
     accepted = item.forecast.value
     await apply_acknowledgements(
         engine,
+        settings,
         serial=plan.serial,
         expected=plan.expected_acknowledgements(),
         who="ops",

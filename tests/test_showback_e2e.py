@@ -188,6 +188,15 @@ async def test_state_list_and_config_check_name_the_owners(
     assert unknown.returncode == 1
     assert "--team: no team named 'ap' (declared: web, api, idle, unallocated)" in unknown.stderr
 
+    out = tmp_path / "api.md"
+    args = ("--format", "md", "--from", "2024-05", "--to", "2024-07", "--as-of", "2024-07-10")
+    written = run("report", "--team", "api", *args, "--out", str(out), cwd=tmp_path, env=env)
+    assert written.returncode == 0, written.stderr
+    assert written.stdout.strip() == str(out)
+    text = out.read_text(encoding="utf-8")
+    assert "## Cost of team api" in text and "## Team api" in text
+    assert "| akamai |" not in text.split("## Cost of team api")[1].split("\n## ")[0]
+
     checked = run("config", "check", cwd=tmp_path, env=env)
     warnings = [x for x in checked.stderr.splitlines() if x.startswith("warning: ")]
     assert (
@@ -218,8 +227,12 @@ async def test_the_focus_export_tags_each_row_with_its_owner_as_the_report_split
     finalized = [r for r in report.costs.showback.months if r.state == "finalized"]
     assert {(str(r.month), r.team) for r in finalized} == set(effective)
     for r in finalized:
-        # The report apportions each source's month to the cent: within a cent per source.
-        assert abs(effective[(str(r.month), r.team)] - r.amount) <= Decimal("0.02"), r
+        # Rows of shared cost are split exactly, the report's amounts to the cent: rounding
+        # rows (less than a cent each) make each team's rows add up to its report amount.
+        assert effective[(str(r.month), r.team)] == r.amount, r
+    rounding = [r for r in rows if r["ChargeDescription"].startswith("rounding of team ")]
+    assert rounding and all(r["ChargeCategory"] == "Adjustment" for r in rounding)
+    assert all(0 < abs(Decimal(r["EffectiveCost"])) < Decimal("0.01") for r in rounding)
     # A shared Fastly account line is one row per owner, its cost split among them.
     account = [r for r in rows if r["x_Source"] == "fastly" and r["ChargeCategory"] == "Usage"]
     keys = defaultdict(set)
@@ -267,3 +280,72 @@ async def test_akamai_cp_codes_are_read_and_own_their_share_of_the_product(
         shares.months[("akamai", june, "USD")]["edge"]
         == sum((Fraction(c.amount) for c in priced), Fraction(0)) / 2
     )
+
+
+async def test_a_team_budget_adds_up_the_team_s_share_of_every_source(
+    engine: AsyncEngine, sandbox: SandboxServer, tmp_path: Path
+) -> None:
+    from reconciler.reconcile.allocation import allocate
+    from reconciler.store.costs import load_context
+
+    settings = showback_settings(sandbox, tmp_path)
+    await pull_all(engine, settings, sandbox)
+    june = Month(2024, 6)
+    web: dict[str, Decimal] = {}
+    async with engine.connect() as conn:
+        for source in settings.sources:
+            context = await load_context(conn, settings, source.name, source.provider, [june])
+            shares = allocate(context.sheet, context.lines, settings.teams, settings.showback)
+            web[source.name] = shares.team_total("web", june, "USD")
+    assert all(amount > 0 for amount in web.values())
+    # Above what web spends in either source, below what it spends in both.
+    budget_amount = max(web.values()) + (min(web.values()) / 2).quantize(Decimal("0.01"))
+    budget = {"name": "web budget", "team": "web", "monthly_budget": f"{budget_amount} USD"}
+    await pull_all(engine, showback_settings(sandbox, tmp_path, expectations=[budget]), sandbox)
+    async with engine.connect() as conn:
+        plan = await build_plan(conn, NOW)
+    over = [i for i in plan.items if i.kind == "over_budget" and str(i.month) == "2024-06"]
+    total = Money(web["akamai"] + web["fastly"], "USD")
+    parts = f"akamai {Money(web['akamai'], 'USD')} + fastly {Money(web['fastly'], 'USD')}"
+    # One finding for the month, of the budget's first source, naming both sources' shares.
+    assert [(i.source, i.message.split(", over")[0]) for i in over] == [
+        ("fastly", f"web budget: 2024-06 costs {total} ({parts})")
+    ]
+
+
+async def test_a_team_report_shows_the_team_s_own_cost_and_usage_charts(
+    engine: AsyncEngine, sandbox: SandboxServer, tmp_path: Path
+) -> None:
+    settings = showback_settings(sandbox, tmp_path)
+    await pull_all(engine, settings, sandbox)
+    first, last = Month(2024, 5), Month(2024, 7)
+    whole = await gather_report(engine, settings, ReportRequest(first, last), NOW)
+    data = await gather_report(engine, settings, ReportRequest(first, last, team="api"), NOW)
+    assert data.costs is not None and data.costs.showback is not None
+    assert whole.costs is not None
+    # The Cost section is api's own: per source and month, its apportioned share.
+    team_rows = {(r.month, r.state): r.amount for r in data.costs.showback.rows()}
+    own: dict[tuple[Month, str], Decimal] = defaultdict(Decimal)
+    for cost in data.costs.months:
+        own[(cost.month, cost.state)] += cost.amount
+    assert own == team_rows
+    assert {c.source for c in data.costs.months} == {"fastly"}  # api owns nothing at Akamai
+    account = sum((c.amount for c in whole.costs.months if c.state == "finalized"), Decimal(0))
+    own_total = sum((c.amount for c in data.costs.months if c.state == "finalized"), Decimal(0))
+    assert 0 < own_total < account
+    (invoice,) = data.costs.invoices  # api's share of Fastly's projected July
+    assert invoice.amount == team_rows[(Month(2024, 7), "projected")]
+    assert data.costs.audit == () and data.costs.commitments == ()
+    # api owns one Fastly service and no account-level line: its charts are its service's.
+    assert data.series and {s.source for s in data.series} == {"fastly"}
+    usage = {(u.month, u.usage_type): u.quantity for u in data.costs.showback.usage_rows()}
+    charted = {
+        (p.month, s.usage_type): p.quantity for s in data.series if s.kind.adds_up for p in s.points
+    }
+    assert charted and charted.items() <= usage.items()
+    text = render_markdown(data, "team-api").text
+    assert "## Cost of team api" in text and "Projected share of the invoice" in text
+    assert "Team api's lines per product and usage type" in text
+    assert "### Invoice audit" not in text
+    html = render_html(data)
+    assert "<h2>Cost of team api</h2>" in html

@@ -19,7 +19,7 @@ from dataclasses import dataclass, replace
 from datetime import datetime
 from typing import TYPE_CHECKING, Any
 
-from sqlalchemy import delete, func, insert, select, update
+from sqlalchemy import delete, func, insert, select
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
 from reconciler.alerts.channels.render import channel_outbox_rows, encode_payload
@@ -91,7 +91,7 @@ async def enqueue_run_alerts(
     rows: list[dict[str, Any]] = []
     slack_message = _at_least(candidates, route.min_severity, route.min_impact)
     if settings.alerts.slack.enabled and not slack_message.empty:
-        row = _slack_row(settings, outcome, slack_message, route.name)
+        row = slack_row(settings, outcome.source, outcome.run_id, slack_message, route.name)
         row["fingerprints"] = announced_json(slack_message.items, slack_message.resolved)
         rows.append(row)
     announced: dict[str, PlanItem] = {i.fingerprint: i for i in slack_message.items}
@@ -105,7 +105,7 @@ async def enqueue_run_alerts(
         )
         if heard.empty:
             continue
-        row = _slack_row(settings, outcome, heard, team_route.name)
+        row = slack_row(settings, outcome.source, outcome.run_id, heard, team_route.name)
         row["fingerprints"] = announced_json(heard.items, heard.resolved)
         rows.append(row)
         announced.update((i.fingerprint, i) for i in heard.items)
@@ -113,7 +113,9 @@ async def enqueue_run_alerts(
     for channel in settings.alerts.channels:
         items = select_for_channel(settings, channel, outcome.source, candidates.items)
         resolved = select_for_channel(settings, channel, outcome.source, candidates.resolved)
-        channel_rows = channel_outbox_rows(settings, channel, outcome, items, resolved, now)
+        channel_rows = channel_outbox_rows(
+            settings, channel, outcome.source, outcome.run_id, items, resolved, now
+        )
         if channel.type != "pagerduty":  # one event per item there, each its own news
             for channel_row in channel_rows:
                 channel_row["fingerprints"] = announced_json(items, resolved)
@@ -163,7 +165,7 @@ def announced_json(items: Sequence[PlanItem], resolved: Sequence[PlanItem]) -> s
     )
 
 
-def _announces(text: str) -> tuple[list[str], list[str]]:
+def announces(text: str) -> tuple[list[str], list[str]]:
     """(items, resolved) of ``alert_outbox.fingerprints``; a row queued before the column
     existed announces nothing known."""
     try:
@@ -179,32 +181,6 @@ def _announces(text: str) -> tuple[list[str], list[str]]:
     )
 
 
-async def withdraw_reviewed(conn: AsyncConnection, now: datetime) -> int:
-    """Withdraw each queued message whose every item was acknowledged since it was queued:
-    announcing them would ask for a review already done. A message that also reports
-    resolved items, or any item not acknowledged (still open, or resolved: its resolution
-    notice follows), is kept. Returns how many were withdrawn."""
-    query = select(outbox_t.c.id, outbox_t.c.fingerprints).where(outbox_t.c.state == PENDING)
-    queued = [(row.id, *_announces(row.fingerprints)) for row in await conn.execute(query)]
-    queued = [(row_id, items, gone) for row_id, items, gone in queued if items and not gone]
-    if not queued:
-        return 0
-    states = await _finding_states(conn, sorted({f for _, items, _ in queued for f in items}))
-    reviewed = {f for f, (state, _) in states.items() if state == FindingState.ACKNOWLEDGED.value}
-    stale = [row_id for row_id, items, _ in queued if reviewed.issuperset(items)]
-    if stale:
-        await conn.execute(
-            update(outbox_t)
-            .where(outbox_t.c.id.in_(stale), outbox_t.c.state == PENDING)
-            .values(
-                state=WITHDRAWN,
-                last_error="not sent: its items were acknowledged before it was delivered",
-            )
-        )
-        log.info("alerts: withdrew %d queued message(s), their items acknowledged", len(stale))
-    return len(stale)
-
-
 def with_teams(settings: Settings, message: QueuedMessage) -> QueuedMessage:
     """Each item named with the team it concerns, when teams are declared (routes by team
     select on it, and every message names it)."""
@@ -215,21 +191,6 @@ def with_teams(settings: Settings, message: QueuedMessage) -> QueuedMessage:
         return tuple(replace(i, team=item_team(settings, i)) for i in items)
 
     return QueuedMessage(tagged(message.items), message.values_hashes, tagged(message.resolved))
-
-
-def _team_rows(
-    settings: Settings, outcome: RunOutcome, candidates: QueuedMessage
-) -> list[tuple[dict[str, Any], QueuedMessage]]:
-    """A Slack message for each team route ([[alerts.slack.teams]]) that hears something."""
-    found: list[tuple[dict[str, Any], QueuedMessage]] = []
-    for team, route in team_routes(settings) if settings.alerts.slack.enabled else []:
-        heard = _of_team(_at_least(candidates, route.min_severity, route.min_impact), team)
-        if heard.empty:
-            continue
-        row = _slack_row(settings, outcome, heard, route.name)
-        row["fingerprints"] = announced_json(heard.items, heard.resolved)
-        found.append((row, heard))
-    return found
 
 
 def _of_team(message: QueuedMessage, team: str) -> QueuedMessage:
@@ -253,15 +214,16 @@ def _at_least(
     return QueuedMessage(items, hashes, message.resolved)
 
 
-def _slack_row(
-    settings: Settings, outcome: RunOutcome, message: QueuedMessage, route: str
+def slack_row(
+    settings: Settings, source: str, run_id: int, message: QueuedMessage, route: str
 ) -> dict[str, Any]:
+    """The outbox row of one Slack message (without its times and fingerprints)."""
     slack = settings.alerts.slack
-    hint = f"reconciler plan --source {outcome.source}"
+    hint = f"reconciler plan --source {source}"
     if message.items:
         payload = render_run_message(
-            source=outcome.source,
-            run_id=outcome.run_id,
+            source=source,
+            run_id=run_id,
             items=message.items,
             resolved=message.resolved,
             report_url=slack.report_link_base,
@@ -270,15 +232,15 @@ def _slack_row(
         )
     else:
         payload = render_resolved_message(
-            source=outcome.source,
+            source=source,
             items=message.resolved,
-            run_id=outcome.run_id,
+            run_id=run_id,
             report_url=slack.report_link_base,
             see_all_hint=hint,
         )
     return {
-        "source": outcome.source,
-        "run_id": outcome.run_id,
+        "source": source,
+        "run_id": run_id,
         "kind": KIND_RUN if message.items else KIND_RESOLVED,
         "route": route,
         "payload": encode_payload(payload),
@@ -310,7 +272,7 @@ async def select_announcements(
     this severity or higher; of the resolved ones, those that were announced."""
     latest = {item.fingerprint: item for item in raised}  # one entry per fingerprint
     fingerprints = [*latest, *(item.fingerprint for item in resolved)]
-    states = await _finding_states(conn, fingerprints)
+    states = await finding_states(conn, fingerprints)
     announced = await _announced(conn, fingerprints)
     items: list[PlanItem] = []
     hashes: dict[str, str] = {}
@@ -336,7 +298,7 @@ async def select_announcements(
     return QueuedMessage(tuple(items), hashes, tuple(gone.values()))
 
 
-async def _finding_states(
+async def finding_states(
     conn: AsyncConnection, fingerprints: Sequence[str]
 ) -> dict[str, tuple[str, str]]:
     states: dict[str, tuple[str, str]] = {}

@@ -17,6 +17,7 @@ from typing import Any
 from sqlalchemy import Select, func, select
 
 from reconciler.cli.faults import explain
+from reconciler.domain import reporting_group_of
 from reconciler.errors import ReconcilerError
 from reconciler.reconcile.ownership import owner_of, unused_rules
 from reconciler.settings import Settings
@@ -83,7 +84,7 @@ async def ownership_warnings(settings: Settings) -> list[str]:
         f"{rule} is the first match of no line in the state"
         for rule in unused_rules(settings.teams, rows)
     ]
-    per_service = {r.source for r in rows if r.service}
+    per_service = {r.source for r in rows if r.service and reporting_group_of(r.service) is None}
     unowned: Counter[str] = Counter()
     for r in rows:
         if owner_of(settings.teams, r) != UNALLOCATED:

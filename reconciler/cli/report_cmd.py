@@ -51,8 +51,8 @@ def months_of(
 )
 @click.option(
     "--team",
-    help="A report on one team: its share of the bill, usage, findings and the charts of "
-    "the account-level lines it owns.",
+    help="A report on one team: its own cost and projected share, share of the bill, "
+    "findings and the usage charts of the lines it owns.",
 )
 @click.option(
     "--format",

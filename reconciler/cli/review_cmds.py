@@ -442,7 +442,13 @@ def apply(
     async def _apply() -> int:
         async with open_configured_state(settings) as engine:
             return await apply_acknowledgements(
-                engine, serial=serial, expected=expected, who=who or _who(), note=note, now=utcnow()
+                engine,
+                settings,
+                serial=serial,
+                expected=expected,
+                who=who or _who(),
+                note=note,
+                now=utcnow(),
             )
 
     count = run_async(_apply())

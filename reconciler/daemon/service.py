@@ -40,7 +40,7 @@ from reconciler.daemon.loop_lag import LoopLagProbe
 from reconciler.daemon.metrics import DaemonMetrics
 from reconciler.daemon.systemd import SystemdNotifier
 from reconciler.domain import utcnow
-from reconciler.errors import ConfigError, ReconcilerError, StateError
+from reconciler.errors import ConfigError, ReconcilerError, SourceBusyError, StateError
 from reconciler.providers.http import HttpClient
 from reconciler.refresh import CommitCheck, RunOutcome, refresh_source
 from reconciler.reports.writer import prune_reports, write_report_set
@@ -49,6 +49,7 @@ from reconciler.settings import Settings, load_settings
 from reconciler.store.backup import checkpoint
 from reconciler.store.db import configured_engine, reader, sqlite_path, upgrade
 from reconciler.store.marker import marker_path
+from reconciler.store.pull_lock import source_lock, this_process
 from reconciler.store.retention import purge_history
 from reconciler.store.runs import abandon_stale_runs, runs_t
 
@@ -254,6 +255,12 @@ class Daemon:
     # -- jobs ------------------------------------------------------------------------------
 
     @property
+    def _pull_holder(self) -> str:
+        """Who holds a source's pull lock: this instance and its process (a lock left by a
+        process of this host that is gone is taken over at once)."""
+        return f"{self.instance}@{this_process()}"
+
+    @property
     def _lease_ttl(self) -> timedelta:
         return timedelta(seconds=self.settings.daemon.lease_ttl_s)
 
@@ -368,18 +375,29 @@ class Daemon:
         heartbeat = asyncio.create_task(self._keep_lease(lease))
         outcome: RunOutcome | None = None
         try:
-            outcome = await refresh_source(
+            # The pull lock a CLI 'pull' takes too: a scheduled pull and a manual one of the
+            # same source never run at once, whichever started first.
+            async with source_lock(
                 self._engine,
-                settings,
                 name,
-                self._http,
-                today=await self._today(),
-                clock=self.clock,
-                alert_hook=outbox_hook(settings),
-                commit_check=self._still_holding(lease),
-                instance=self.instance,
-                slot=slot,
-            )
+                holder=self._pull_holder,
+                ttl=self._lease_ttl,
+                replacing=lease.taken_from,
+            ):
+                outcome = await refresh_source(
+                    self._engine,
+                    settings,
+                    name,
+                    self._http,
+                    today=await self._today(),
+                    clock=self.clock,
+                    alert_hook=outbox_hook(settings),
+                    commit_check=self._still_holding(lease),
+                    instance=self.instance,
+                    slot=slot,
+                )
+        except SourceBusyError as exc:
+            log.warning("source '%s': not pulled now, tried again later: %s", name, exc)
         except ReconcilerError as exc:
             log.error("source '%s': %s", name, exc)
         finally:

@@ -17,7 +17,7 @@ from decimal import Decimal, localcontext
 from prometheus_client.core import GaugeMetricFamily, Metric
 from sqlalchemy.ext.asyncio import AsyncEngine
 
-from reconciler.domain import EXACT_CONTEXT, Month
+from reconciler.domain import EXACT_CONTEXT, Month, reporting_group_of
 from reconciler.reconcile.measures import MeasureKind
 from reconciler.reconcile.month_values import MonthLine
 from reconciler.refresh import month_lines
@@ -85,7 +85,15 @@ async def service_usage_families(
 
 
 def _volume_by_service(lines: Sequence[MonthLine]) -> list[MonthLine]:
-    return [line for line in lines if line.service and line.kind is MeasureKind.VOLUME]
+    # A reporting group's line is a part of the product's usage, not a service of its own:
+    # folded with the CP codes it would count that usage twice.
+    return [
+        line
+        for line in lines
+        if line.service
+        and line.kind is MeasureKind.VOLUME
+        and reporting_group_of(line.service) is None
+    ]
 
 
 def _series_key(line: MonthLine) -> _SeriesKey:

@@ -10,7 +10,12 @@ One pull reads, for the ``lookback_months`` months ending with today's month
 3. one ``GET /billing/v1/contracts/{contractId}/products/{productId}/usage/monthly-summary
    ?start&end`` per (contract, product), yielded as each completes; with ``cp_codes``, its
    sibling ``.../usage/by-cp-code/monthly-summary`` too (the CP codes' lines, each CP code
-   as the line's service).
+   as the line's service);
+4. with ``reporting_groups``, once every contract's products are known, one
+   ``GET /billing/v1/reporting-groups/{id}/products/{productId}/usage/monthly-summary
+   ?start&end`` per (group, product pulled): the group's part of the contract product's
+   usage, given to the answer's ``contractId`` (else to the one contract with the product).
+   A group that answers no usage for any product fails the pull: it is not an empty group.
 
 Every request of the pull shares one limiter of ``max_concurrency`` slots, and each slot is
 kept busy: a contract's summaries are asked for as soon as its products are listed, while
@@ -29,6 +34,7 @@ import functools
 import logging
 import time
 from collections.abc import AsyncGenerator, AsyncIterator, Awaitable, Callable, Mapping, Sequence
+from dataclasses import dataclass
 from datetime import date
 from typing import Any, Final
 from urllib.parse import quote
@@ -36,9 +42,15 @@ from urllib.parse import quote
 import yarl
 
 from reconciler.domain import Month, UsageLine
+from reconciler.errors import BadProviderDataError
 from reconciler.logs import register_secret
 from reconciler.providers.akamai_invoices import read_invoices
-from reconciler.providers.akamai_records import contract_ids, products, summary_lines
+from reconciler.providers.akamai_records import (
+    contract_ids,
+    group_contract,
+    products,
+    summary_lines,
+)
 from reconciler.providers.base import (
     Coverage,
     CoverageScope,
@@ -58,8 +70,18 @@ __all__ = ["AkamaiProvider"]
 log = logging.getLogger(__name__)
 
 CONTRACTS: Final = "/contract-api/v1/contracts/identifiers"
-# One monthly-summary request: (contract, product, product name or "").
-Job = tuple[str, str, str]
+
+
+@dataclass(frozen=True, slots=True)
+class Job:
+    """One monthly-summary request: a contract's product, or a reporting group's (``group``,
+    and ``contracts``: the contracts pulled that have the product)."""
+
+    contract: str
+    product: str
+    name: str = ""
+    group: str = ""
+    contracts: tuple[str, ...] = ()
 
 
 def _segment(value: str) -> str:
@@ -73,6 +95,28 @@ def products_endpoint(contract: str) -> str:
 def summary_endpoint(contract: str, product: str, *, by_cp_code: bool = False) -> str:
     usage = "usage/by-cp-code/monthly-summary" if by_cp_code else "usage/monthly-summary"
     return f"/billing/v1/contracts/{_segment(contract)}/products/{_segment(product)}/{usage}"
+
+
+def reporting_group_endpoint(group: str, product: str) -> str:
+    return (
+        f"/billing/v1/reporting-groups/{_segment(group)}/products/{_segment(product)}"
+        "/usage/monthly-summary"
+    )
+
+
+def group_jobs(groups: Sequence[str], listed: Mapping[str, Sequence[tuple[str, str]]]) -> list[Job]:
+    """One job per (reporting group, product pulled), with the contracts that have it."""
+    contracts: dict[str, list[str]] = {}
+    names: dict[str, str] = {}
+    for contract, found in listed.items():
+        for product, name in found:
+            contracts.setdefault(product, []).append(contract)
+            names[product] = names.get(product) or name
+    return [
+        Job("", product, names[product], group, tuple(contracts[product]))
+        for group in groups
+        for product in contracts
+    ]
 
 
 class AkamaiProvider:
@@ -98,6 +142,9 @@ class AkamaiProvider:
         self._coverage: Coverage | None = None
         self._invoicing = invoicing or credentials
         self._invoice_lines: list[InvoiceLine] = []
+        # Per reporting group, the (contract, product) pairs it answered for, and its lines.
+        self._answered: dict[str, set[tuple[str, str]]] = {}
+        self._group_lines: dict[str, int] = {}
 
     @classmethod
     def from_settings(
@@ -151,22 +198,36 @@ class AkamaiProvider:
         contracts = list(dict.fromkeys(settings.contracts)) or await self._contracts()
         if not contracts:
             empty.append((CONTRACTS, None))
-        scopes: tuple[CoverageScope, ...] | None = None
+        groups = list(settings.reporting_groups)
+        self._answered = {g: set() for g in groups}
+        self._group_lines = dict.fromkeys(groups, 0)
         listed: dict[str, list[tuple[str, str]]] = {}
         if settings.products:
-            jobs = [(c, p, "") for c in contracts for p in dict.fromkeys(settings.products)]
+            configured = [(p, "") for p in dict.fromkeys(settings.products)]
+            listed = dict.fromkeys(contracts, configured)
+            jobs = [Job(c, p) for c in contracts for p, _ in configured]
+            jobs += group_jobs(groups, listed)
             feed = _static_feed(jobs)
             workers = min(settings.max_concurrency, len(jobs))
         else:
-            feed = functools.partial(self._discover, contracts, window, listed)
+            feed = functools.partial(self._discover, contracts, window, listed, groups)
             workers = settings.max_concurrency
         async for page in self._summaries(feed, workers, window, months):
             yield page
+        jobs = [Job(c, p, name) for c in contracts for p, name in listed[c]]
         if not settings.products:
-            jobs = [(c, p, name) for c in contracts for p, name in listed[c]]
             empty += [(products_endpoint(c), c) for c in contracts if not listed[c]]
-            # Only the (contract, product) pairs listed were asked about.
-            scopes = tuple(CoverageScope(account=c, product=p) for c, p, _ in jobs)
+        self._refuse_silent_groups(groups, jobs)
+        # Only what was asked and answered: the (contract, product) pairs asked about (their
+        # own lines and CP codes), and each reporting group's pairs it answered for.
+        scopes = tuple(
+            CoverageScope(account=j.contract, product=j.product, reporting_group="") for j in jobs
+        )
+        scopes += tuple(
+            CoverageScope(account=c, product=p, reporting_group=g)
+            for g in groups
+            for c, p in sorted(self._answered[g])
+        )
         self._invoice_lines = []
         if settings.invoices:
             # Only past months can have an invoice; the open one is still collecting.
@@ -182,14 +243,15 @@ class AkamaiProvider:
             empty_discovery=tuple(empty),
         )
         log.info(
-            "source '%s': pulled %d lines %s..%s from %d contract(s), %d product summaries "
-            "(%d API calls, %d retries) in %.1fs",
+            "source '%s': pulled %d lines %s..%s from %d contract(s), %d product summaries, "
+            "%d reporting group(s) (%d API calls, %d retries) in %.1fs",
             self.source,
             self.stats.lines,
             months[0],
             months[-1],
             len(contracts),
             len(jobs),
+            len(groups),
             self.stats.api_calls,
             self.stats.retries,
             time.monotonic() - started,
@@ -238,14 +300,16 @@ class AkamaiProvider:
         contracts: list[str],
         window: Mapping[str, str],
         listed: dict[str, list[tuple[str, str]]],
+        groups: list[str],
         todo: asyncio.Queue[Job | None],
     ) -> None:
-        """List every contract's products at once; queue each one's summaries as it lands."""
+        """List every contract's products at once; queue each one's summaries as it lands,
+        then the reporting groups' (which need every contract's products)."""
 
         async def one(contract: str) -> None:
             listed[contract] = await self._products(contract, window)
             for product, name in listed[contract]:
-                todo.put_nowait((contract, product, name))
+                todo.put_nowait(Job(contract, product, name))
 
         tasks = [asyncio.create_task(one(c)) for c in contracts]
         try:
@@ -256,11 +320,15 @@ class AkamaiProvider:
                 task.cancel()
             await asyncio.gather(*tasks, return_exceptions=True)
             raise
+        for job in group_jobs(groups, listed):
+            todo.put_nowait(job)
 
     async def _summary(
         self, job: Job, window: Mapping[str, str], months: Sequence[Month]
     ) -> list[UsageLine]:
-        contract, product, name = job
+        if job.group:
+            return await self._group_summary(job, window, months)
+        contract, product, name = job.contract, job.product, job.name
         lines: list[UsageLine] = []
         for by_cp_code in (False, True) if self._settings.cp_codes else (False,):
             endpoint = summary_endpoint(contract, product, by_cp_code=by_cp_code)
@@ -276,6 +344,51 @@ class AkamaiProvider:
                 by_cp_code=by_cp_code,
             )
         return lines
+
+    async def _group_summary(
+        self, job: Job, window: Mapping[str, str], months: Sequence[Month]
+    ) -> list[UsageLine]:
+        """A reporting group's summary of a product, given to the contract it belongs to."""
+        endpoint = reporting_group_endpoint(job.group, job.product)
+        payload = await self._get(endpoint, window)
+        contract = group_contract(
+            self.source,
+            endpoint,
+            payload,
+            group=job.group,
+            product=job.product,
+            contracts=job.contracts,
+        )
+        lines: list[UsageLine] = []
+        if contract is not None:
+            lines = summary_lines(
+                self.source,
+                endpoint,
+                payload,
+                contract=contract,
+                product=job.product,
+                product_name=job.name,
+                months=months,
+                group=job.group,
+            )
+        # An answer without usage says the group used the product under none of them.
+        answered = [contract] if contract is not None and lines else job.contracts
+        self._answered[job.group].update((c, job.product) for c in answered)
+        self._group_lines[job.group] += len(lines)
+        return lines
+
+    def _refuse_silent_groups(self, groups: Sequence[str], jobs: Sequence[Job]) -> None:
+        """A tracked reporting group with no usage for any product pulled is a wrong id or a
+        group the credentials do not see, not an idle group: the pull fails."""
+        for group in groups:
+            if jobs and not self._group_lines[group]:
+                raise BadProviderDataError(
+                    self.source,
+                    reporting_group_endpoint(group, "").replace("//", "/{productId}/"),
+                    f"reporting group {group} answered no usage for any of the "
+                    f"{len({j.product for j in jobs})} products pulled: check the source's "
+                    "reporting_groups",
+                )
 
     async def _summaries(
         self,

@@ -4,20 +4,29 @@ Line identity of a monthly-summary stat (what the engine keys on; stable across 
 account = ``contractId``, product = ``productId`` (``productName`` kept beside it), usage
 type = ``statType``, region = the period's ``region``, service ``""`` (the CP code, for the
 per-CP-code summary: one line per CP code and stat), month = the period's
-``month``, period start and end = the period's ``start`` and ``end``. A month reported as
-several periods gives one line per period; a period's dates are not checked against its month
-(Akamai's own example has 2017 dates in a 2020 month). ``isBillable`` may be missing (None).
-The status comes from ``dataStatus``: ``COLLECTING_DATA`` is collecting, ``DATA_FINALIZED``
-finalized; any other value is bad data, never a default.
+``month``, period start and end = the period's ``start`` and ``end``. A reporting group's
+summary gives the same lines with ``reporting-group:{id}`` as the service (see
+:func:`reconciler.domain.reporting_group_service`) and the contract they belong to. A month
+reported as several periods gives one line per period; a period's dates are not checked
+against its month (Akamai's own example has 2017 dates in a 2020 month). ``isBillable`` may
+be missing (None). The status comes from ``dataStatus``: ``COLLECTING_DATA`` is collecting,
+``DATA_FINALIZED`` finalized; any other value is bad data, never a default.
 """
 
 from __future__ import annotations
 
-from collections.abc import Collection
+from collections.abc import Collection, Sequence
 from decimal import Decimal
 from typing import Any
 
-from reconciler.domain import LineStatus, Month, Provider, UsageLine
+from reconciler.domain import (
+    LineStatus,
+    Month,
+    Provider,
+    UsageLine,
+    reporting_group_of,
+    reporting_group_service,
+)
 from reconciler.errors import BadProviderDataError
 from reconciler.providers import normalize as n
 from reconciler.providers.normalize import BadRecord
@@ -67,6 +76,47 @@ def products(source: str, endpoint: str, payload: Any) -> list[tuple[str, str]]:
     return list(found.items())
 
 
+def group_contract(
+    source: str, endpoint: str, payload: Any, *, group: str, product: str, contracts: Sequence[str]
+) -> str | None:
+    """The contract a reporting group's summary of ``product`` belongs to: its ``contractId``
+    (one of the ``contracts`` pulled that have the product), else the only one of them; None
+    for an answer without usage (it has nothing to give)."""
+    where = f"reporting group {group} product {product}"
+    try:
+        if type(payload) is not dict:
+            raise BadRecord(f"expected a JSON object, got {n.show(payload)}")
+        got = _group_id(payload)
+        if got and got != group:
+            raise BadRecord(f"reportingGroupId is {got!r}, not the {group!r} asked for")
+        contract = n.optional_text(payload, "contractId")
+        if payload.get("usagePeriods") == []:
+            return None  # no usage: nothing to give to a contract
+        if contract and contract not in contracts:
+            raise BadRecord(
+                f"the group's usage is under contract {contract}, which this source does not "
+                f"pull with the product (it pulls {', '.join(contracts)})"
+            )
+        if not contract and len(contracts) > 1:
+            raise BadRecord(
+                f"no contractId, and contracts {', '.join(contracts)} all have the product: "
+                "the group's usage cannot be given to one of them"
+            )
+    except BadRecord as e:
+        raise BadProviderDataError(source, endpoint, f"{where}: {e}") from None
+    return contract or contracts[0]
+
+
+def _group_id(payload: dict[str, Any]) -> str:
+    """``reportingGroupId`` as text ("" when missing); the API's ids are integers."""
+    value = payload.get("reportingGroupId")
+    if type(value) is Decimal and value.is_finite() and value == value.to_integral():
+        value = int(value)
+    if type(value) is int:
+        return str(value)
+    return n.optional_text(payload, "reportingGroupId")
+
+
 def summary_lines(
     source: str,
     endpoint: str,
@@ -77,11 +127,15 @@ def summary_lines(
     product_name: str,
     months: Collection[Month],
     by_cp_code: bool = False,
+    group: str = "",
 ) -> list[UsageLine]:
     """The lines of one monthly-summary document for ``contract`` and ``product``; with
     ``by_cp_code``, of its per-CP-code sibling (each period's ``cpCodeStats``: one line per
-    CP code and stat, the CP code as the line's service)."""
+    CP code and stat, the CP code as the line's service); with ``group``, of that reporting
+    group's summary of the product (its stats carry no ``isBillable``: None, never true)."""
     where = f"contract {contract} product {product}"
+    if group:
+        where = f"reporting group {group} product {product}"
     try:
         if type(payload) is not dict:
             raise BadRecord(f"expected a JSON object, got {n.show(payload)}")
@@ -98,7 +152,8 @@ def summary_lines(
     for index, period in enumerate(periods):
         label = f"{where} usage period {index}{n.describe(period, _PERIOD_FIELDS)}"
         try:
-            groups = _cp_code_stats(period) if by_cp_code else [("", n.items(period, "stats"))]
+            own = reporting_group_service(group) if group else ""
+            groups = _cp_code_stats(period) if by_cp_code else [(own, n.items(period, "stats"))]
             for service, stats in groups:
                 where_stats = (contract, product, name, service)
                 _period_lines(source, where_stats, period, stats, months, seen, lines)
@@ -132,6 +187,7 @@ def _period_lines(
     out: list[UsageLine],
 ) -> None:
     contract, product, product_name, service = where
+    group = reporting_group_of(service)
     month = n.month(period, "month")
     if month not in months:
         raise BadRecord(f"month {month} was not asked for")
@@ -169,9 +225,10 @@ def _period_lines(
                     unit=n.text(stat, "unit"),
                     billable=n.flag(stat, "isBillable"),
                     status=status,
+                    service_name=f"reporting group {group}" if group else "",
                 )
             )
         except BadRecord as e:
             stat_type = n.describe(stat, (("statType", "statType"),))
-            code = f"CP code {service} " if service else ""
+            code = f"CP code {service} " if service and not group else ""
             raise BadRecord(f"{code}stat {position}{stat_type}: {e}") from None

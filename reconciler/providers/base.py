@@ -20,7 +20,7 @@ from typing import TYPE_CHECKING, Protocol
 
 import yarl
 
-from reconciler.domain import Month, UsageLine
+from reconciler.domain import Month, UsageLine, reporting_group_of
 from reconciler.errors import ConfigError
 from reconciler.reconcile.invoices import InvoiceLine
 from reconciler.settings import AkamaiSourceSettings, FastlySourceSettings
@@ -112,16 +112,27 @@ class CoverageScope:
     account: str | None = None
     product: str | None = None
     usage_type: str | None = None
+    # An Akamai reporting group's lines ("": the lines of no reporting group).
+    reporting_group: str | None = None
 
     def matches(self, line: UsageLine) -> bool:
         return (
             (self.account is None or line.account == self.account)
             and (self.product is None or line.product == self.product)
             and (self.usage_type is None or line.usage_type == self.usage_type)
+            and (
+                self.reporting_group is None
+                or (reporting_group_of(line.service) or "") == self.reporting_group
+            )
         )
 
     def as_dict(self) -> dict[str, str]:
-        fields = {"account": self.account, "product": self.product, "usage_type": self.usage_type}
+        fields = {
+            "account": self.account,
+            "product": self.product,
+            "usage_type": self.usage_type,
+            "reporting_group": self.reporting_group,
+        }
         return {k: v for k, v in fields.items() if v is not None}
 
 

@@ -7,7 +7,9 @@ commit and a contract credit. ``proportional`` weighs an account-level line by t
 lines of the same usage (source, month, product, usage type, region, unit: volumes only, a
 percentile is never summed), falling back to each owner's cost in the source's month, which
 also weighs commitments and credits; ``fixed`` weighs by the declared shares; ``owner`` gives
-it all to one team. With nothing to weigh by, shared cost stays ``unallocated``.
+it all to one team. With nothing to weigh by, shared cost stays ``unallocated``. An Akamai
+reporting group's owner takes the group's part of its contract product's line first
+(:mod:`reconciler.reconcile.group_shares`); the rest of the line goes as above.
 
 Owners' shares are kept as exact fractions, and each (source, month, currency) is then
 apportioned to the currency's minor unit by largest remainder (ties: owner name): the owners'
@@ -27,6 +29,7 @@ from fractions import Fraction
 from reconciler.domain import EXACT_CONTEXT, Month
 from reconciler.money import minor_unit
 from reconciler.reconcile.costing import CostLine, CostSheet
+from reconciler.reconcile.group_shares import group_shares, is_group_line, merged
 from reconciler.reconcile.ownership import owner_of
 from reconciler.team_settings import UNALLOCATED, ShowbackSettings, TeamSettings
 
@@ -109,30 +112,38 @@ def exact_shares(
 ) -> OwnerShares:
     """Each owner's exact share of each line and of each (source, month, currency)."""
     owners = {line_key(x): owner_of(teams, x) for x in lines}
-    per_service = {x.source for x in lines if x.service}
+    per_service = {x.source for x in lines if x.service and not is_group_line(x)}
     volumes = _service_volumes(lines, owners)
+    groups = group_shares(lines, teams)
     direct: dict[MonthKey, Weights] = defaultdict(lambda: defaultdict(Fraction))
     by_line: dict[tuple[object, ...], Weights] = {}
-    pending: list[tuple[MonthKey, CostLine, Fraction]] = []
+    pending: list[tuple[MonthKey, CostLine, Fraction, Weights]] = []
     for cost in sheet.lines:
         line = cost.line
         key = (line.source, line.month, cost.currency)
         owner = owners.get(line_key(line)) or owner_of(teams, line)
+        amount = Fraction(cost.amount)
+        # Reporting groups own their part of the line; the rest follows the line's owner.
+        carved = groups.of(line)
+        for group_owner, fraction in carved.items():
+            direct[key][group_owner] += amount * fraction
+        rest = 1 - sum(carved.values(), Fraction(0))
         if owner == UNALLOCATED and not line.service and line.source in per_service:
-            pending.append((key, line, Fraction(cost.amount)))
+            pending.append((key, line, amount * rest, carved))
         else:
-            direct[key][owner] += Fraction(cost.amount)
-            by_line[line_key(line)] = {owner: Fraction(1)}
+            if rest or not carved:
+                direct[key][owner] += amount * rest
+            by_line[line_key(line)] = merged(carved, {owner: Fraction(1)}, rest)
     result: dict[MonthKey, Weights] = defaultdict(lambda: defaultdict(Fraction))
     shared: dict[MonthKey, set[str]] = defaultdict(set)
     for key, parts in direct.items():
         for owner, amount in parts.items():
             result[key][owner] += amount
-    for key, line, amount in pending:
+    for key, line, amount, carved in pending:
         weights = _normal(
             _line_weights(showback, volumes.get(_usage(line), {}), direct.get(key, {}))
         )
-        by_line[line_key(line)] = weights
+        by_line[line_key(line)] = merged(carved, weights, 1 - sum(carved.values(), Fraction(0)))
         _spread(result[key], shared[key], amount, weights)
     adjustments: dict[MonthKey, Weights] = {}
     for key, amount in _shared_adjustments(sheet):
@@ -180,7 +191,7 @@ def _service_volumes(
     """Per usage, each owner's quantity in the service lines (volumes only)."""
     volumes: dict[tuple[object, ...], Weights] = defaultdict(lambda: defaultdict(Fraction))
     for line in lines:
-        if line.service and line.additive and line.quantity > 0:
+        if line.service and line.additive and line.quantity > 0 and not is_group_line(line):
             volumes[_usage(line)][owners[line_key(line)]] += Fraction(line.quantity)
     return volumes
 

@@ -18,7 +18,7 @@ from decimal import Decimal, localcontext
 from fnmatch import fnmatchcase
 
 from reconciler.cost_settings import CommitmentSettings, CreditSettings, RateSettings
-from reconciler.domain import EXACT_CONTEXT, LineStatus, Month
+from reconciler.domain import EXACT_CONTEXT, LineStatus, Month, reporting_group_of
 from reconciler.reconcile import commitments as commits
 from reconciler.reconcile.commitments import CommitmentMonth
 from reconciler.reconcile.measures import MeasureKind, PeriodValue, combine, month_value
@@ -121,6 +121,10 @@ class CostSheet:
 
 def _matches(rule: RateSettings | CommitmentSettings | CreditSettings, line: CostLine) -> bool:
     if rule.per_service != bool(line.service):
+        return False
+    if reporting_group_of(line.service) is not None:
+        # A reporting group's line is a part of its contract product's line, which is the
+        # one billed (and carries isBillable): pricing the part too would bill it twice.
         return False
     return (
         fnmatchcase(line.source, rule.source)

@@ -35,7 +35,13 @@ from reconciler.reconcile.forecast import Escalation, Forecast, ForecastParams
 from reconciler.reconcile.history import ForecastInputs, HistoryKey
 from reconciler.reconcile.measures import MeasureKind
 from reconciler.reconcile.month_values import MonthLine as MonthLine
-from reconciler.reconcile.month_values import MonthTotal, TotalKey, month_totals
+from reconciler.reconcile.month_values import (
+    MonthTotal,
+    TotalKey,
+    counted_lines,
+    month_totals,
+    spans_services,
+)
 from reconciler.reconcile.month_values import matches as matches
 from reconciler.reconcile.no_match import NoMatch, find_unmatched
 from reconciler.settings import ExpectationSettings, Tolerance
@@ -96,6 +102,7 @@ def history_keys(
     exp: ExpectationSettings, lines: Iterable[MonthLine], key: TotalKey
 ) -> list[HistoryKey]:
     """The history keys of the lines whose values make up one of ``month_totals``' totals."""
+    spans = spans_services(exp)
     return [
         HistoryKey(
             line.source,
@@ -107,9 +114,10 @@ def history_keys(
             line.month,
             line.unit,
         )
-        for line in lines
-        if (line.source, line.month, line.usage_type, line.unit, line.service, line.kind)
-        == (key.source, key.month, key.usage_type, key.unit, key.service, key.kind)
+        for line in counted_lines(exp, lines)
+        if (line.source, line.month, line.usage_type, line.unit, line.kind)
+        == (key.source, key.month, key.usage_type, key.unit, key.kind)
+        and (line.service == key.service or (spans and key.kind.adds_up))
         and all(
             not wanted or wanted == have
             for wanted, have in (
@@ -118,7 +126,6 @@ def history_keys(
                 (key.account, line.account),
             )
         )
-        and matches(exp, line)
     ]
 
 
@@ -300,6 +307,8 @@ class _Context:
             label += f" / {key.product}"
         if key.region and key.region != exp.region:
             label += f" [{key.region}]"
+        if key.service and spans_services(exp):
+            label += f" service {key.service}"  # a team's percentile: one service's
         return label
 
     def finding(

@@ -71,8 +71,18 @@ class MonthTotal:
     regions: set[str] = field(default_factory=set)
 
 
+def spans_services(expectation: ExpectationSettings) -> bool:
+    """A team expectation not per service: it counts the team's lines of every service."""
+    return expectation.team is not None and not expectation.per_service
+
+
+def reads_services(expectations: Iterable[ExpectationSettings]) -> bool:
+    """Whether any expectation counts service lines (per service, or a team's)."""
+    return any(e.per_service or e.team is not None for e in expectations)
+
+
 def matches(expectation: ExpectationSettings, line: MonthLine) -> bool:
-    if expectation.per_service != bool(line.service):
+    if expectation.per_service != bool(line.service) and not spans_services(expectation):
         return False
     if expectation.team is not None and line.owner != expectation.team:
         return False
@@ -108,14 +118,30 @@ class _Series:
     billable: bool = False
 
 
+def _usage(line: MonthLine) -> tuple[object, ...]:
+    return (line.source, line.month, line.product, line.usage_type, line.region, line.unit)
+
+
+def counted_lines(expectation: ExpectationSettings, lines: Iterable[MonthLine]) -> list[MonthLine]:
+    """The lines an expectation adds up: those it matches, less (for a team expectation
+    across services) the account-level lines its service lines break down."""
+    lines = list(lines)
+    if not spans_services(expectation):
+        return [line for line in lines if matches(expectation, line)]
+    broken_down = {_usage(line) for line in lines if line.service}
+    return [
+        line
+        for line in lines
+        if matches(expectation, line) and (line.service or _usage(line) not in broken_down)
+    ]
+
+
 def month_totals(
     expectation: ExpectationSettings, lines: Iterable[MonthLine]
 ) -> dict[TotalKey, MonthTotal]:
     """The month values of the lines an expectation matches, one per :class:`TotalKey`."""
     series: dict[_SeriesKey, _Series] = {}
-    for line in lines:
-        if not matches(expectation, line):
-            continue
+    for line in counted_lines(expectation, lines):
         key = _SeriesKey(
             line.source,
             line.month,
@@ -134,15 +160,16 @@ def month_totals(
         one.finalized = one.finalized and line.status == LineStatus.FINALIZED
         one.billable = one.billable or line.billable is not False
     grouped: dict[TotalKey, list[tuple[_SeriesKey, _Series]]] = defaultdict(list)
+    spans = spans_services(expectation)
     for key, one in series.items():
-        grouped[_total_key(key)].append((key, one))
+        grouped[_total_key(key, spans)].append((key, one))
     return {key: _total(key.kind, members) for key, members in grouped.items()}
 
 
-def _total_key(key: _SeriesKey) -> TotalKey:
+def _total_key(key: _SeriesKey, spans_services: bool) -> TotalKey:
     base = TotalKey(key.source, key.month, key.usage_type, key.unit, key.service, key.kind)
     if key.kind.adds_up:
-        return base
+        return base._replace(service="") if spans_services else base
     return base._replace(region=key.region, product=key.product, account=key.account)
 
 

@@ -10,7 +10,7 @@ from collections.abc import Iterable, Sequence
 from fnmatch import fnmatchcase
 from typing import Protocol
 
-from reconciler.domain import ItemCategory, PlanItem
+from reconciler.domain import ItemCategory, PlanItem, reporting_group_of
 from reconciler.settings import (
     AkamaiSourceSettings,
     ExpectationSettings,
@@ -48,13 +48,30 @@ def _either(value: str, other: str, pattern: str) -> bool:
 def rule_matches(rule: OwnershipRule, line: OwnedLine) -> bool:
     """Every field of the rule matches; ``service`` and ``product`` match the id or the name,
     ``cp_code`` the CP code (an Akamai line's service). A rule naming a service or a CP code
-    never matches an account-level line (one of no service)."""
+    never matches an account-level line (one of no service).
+
+    An Akamai reporting group's line is its group's part of the contract product's line: a
+    rule naming a ``reporting_group`` matches only such lines, a rule naming a service or a
+    CP code never does, and any other rule matches it as it matches the product's line."""
+    group = reporting_group_of(line.service)
+    if group is not None:
+        if rule.service != "*" or rule.cp_code != "*":
+            return False
+        return fnmatchcase(group, rule.reporting_group) and _line_fields(rule, line)
+    if rule.reporting_group != "*":
+        return False
     if (rule.service != "*" or rule.cp_code != "*") and not line.service:
         return False
     return (
-        fnmatchcase(line.source, rule.source)
-        and _either(line.service, line.service_name, rule.service)
+        _either(line.service, line.service_name, rule.service)
         and fnmatchcase(line.service, rule.cp_code)
+        and _line_fields(rule, line)
+    )
+
+
+def _line_fields(rule: OwnershipRule, line: OwnedLine) -> bool:
+    return (
+        fnmatchcase(line.source, rule.source)
         and fnmatchcase(line.account, rule.contract)
         and _either(line.product, line.product_name, rule.product)
         and fnmatchcase(line.usage_type, rule.usage_type)

@@ -30,7 +30,6 @@ from reconciler.domain import (
     line_digest,
 )
 from reconciler.money import Money
-from reconciler.reconcile.allocation import Allocation
 from reconciler.reconcile.audit import InvoiceAmount, bills
 from reconciler.reconcile.costing import (
     CardIndex,
@@ -137,34 +136,30 @@ def _matched(exp: ExpectationSettings, line: CostLine) -> bool:
 
 
 def budget_findings(
-    expectations: Sequence[ExpectationSettings],
-    actual: CostSheet,
-    forecast: CostSheet,
-    shares: tuple[Allocation, Allocation] | None = None,
+    expectations: Sequence[ExpectationSettings], actual: CostSheet, forecast: CostSheet
 ) -> list[Evaluated]:
-    """``over_budget`` / ``projected_over_budget`` for every expectation with a budget; a
-    team's budget is measured against its ``shares`` of the actual and forecast months."""
+    """``over_budget`` / ``projected_over_budget`` for every expectation with a budget on
+    the lines it matches, per source and month (a team's budget covers all its sources:
+    :mod:`reconciler.reconcile.team_budgets`)."""
     found: list[Evaluated] = []
     for exp in expectations:
         budget = exp.monthly_budget
-        if budget is None:
+        if budget is None or exp.team is not None:
             continue
-        if exp.team is not None and shares is not None:
-            spent = _team_spend(exp.team, shares[0], actual, budget.currency)
-            outlook = _team_spend(exp.team, shares[1], forecast, budget.currency)
-        else:
-            spent = _spend(exp, actual, budget.currency)
-            outlook = _spend(exp, forecast, budget.currency)
+        spent = _spend(exp, actual, budget.currency)
+        outlook = _spend(exp, forecast, budget.currency)
         for (source, month), (amount, status, provider) in sorted(spent.items()):
             if amount > budget.amount:
                 found.append(
-                    _budget(exp, source, provider, month, amount, status, FindingKind.OVER_BUDGET)
+                    budget_finding(
+                        exp, source, provider, month, amount, status, FindingKind.OVER_BUDGET
+                    )
                 )
             elif status is LineStatus.COLLECTING:
                 ahead = outlook.get((source, month))
                 if ahead is not None and ahead[0] > budget.amount:
                     found.append(
-                        _budget(
+                        budget_finding(
                             exp, source, provider, month, ahead[0], status,
                             FindingKind.PROJECTED_OVER_BUDGET,
                         )
@@ -197,29 +192,7 @@ def _spend(
     }
 
 
-def _team_spend(
-    team: str, allocation: Allocation, sheet: CostSheet, currency: str
-) -> dict[tuple[str, Month], tuple[Decimal, LineStatus, str]]:
-    """A team's share of each source's month (status and provider from the month's lines)."""
-    statuses: dict[tuple[str, Month], LineStatus] = {}
-    providers: dict[tuple[str, Month], str] = {}
-    for cost in sheet.lines:
-        key = (cost.line.source, cost.line.month)
-        providers[key] = cost.line.provider
-        if cost.line.status is LineStatus.COLLECTING or key not in statuses:
-            statuses[key] = cost.line.status
-    return {
-        (c.source, c.month): (
-            c.amount,
-            statuses.get((c.source, c.month), LineStatus.FINALIZED),
-            providers.get((c.source, c.month), ""),
-        )
-        for c in allocation.costs
-        if c.team == team and c.currency == currency
-    }
-
-
-def _budget(
+def budget_finding(
     exp: ExpectationSettings,
     source: str,
     provider: str,
@@ -227,16 +200,19 @@ def _budget(
     amount: Decimal,
     status: LineStatus,
     kind: FindingKind,
+    parts: str = "",
 ) -> Evaluated:
+    """One budget finding; ``parts`` says what the amount adds up (a team's sources)."""
     assert exp.monthly_budget is not None
     budget = exp.monthly_budget
     currency = budget.currency
     with localcontext(EXACT_CONTEXT):
         over = amount - budget.amount
     verb = "projects" if kind is FindingKind.PROJECTED_OVER_BUDGET else "costs"
+    added = f" ({parts})" if parts else ""
     message = (
-        f"{exp.label}: {month} {verb} {Money(amount, currency)}, over the monthly budget of "
-        f"{budget} by {Money(over, currency)}"
+        f"{exp.label}: {month} {verb} {Money(amount, currency)}{added}, over the monthly "
+        f"budget of {budget} by {Money(over, currency)}"
     )
     item = PlanItem(
         category=ItemCategory.FINDING,

@@ -18,6 +18,14 @@ def money(amount: Any, currency: str, *, signed: bool = False) -> str:
     return Money(amount, currency).display(signed=signed)
 
 
+def team_cost_note(team: str) -> str:
+    return (
+        f"Team {team}'s own cost: the lines it owns and its share of shared cost, each "
+        "source's month apportioned to the cent as the Teams table splits it. The invoice "
+        "audit and the commitments are on the whole-account report."
+    )
+
+
 def audit_status(matches: bool | None) -> str:
     return {None: "not priced", True: "matches", False: "MISMATCH"}[matches]
 
@@ -25,9 +33,12 @@ def audit_status(matches: bool | None) -> str:
 def cost_markdown(costs: CostReport | None, md: Callable[[object], str]) -> list[str]:
     if costs is None or costs.empty:
         return []
-    out = ["## Cost", ""]
+    out = [f"## Cost of team {md(costs.team)}" if costs.team else "## Cost", ""]
+    if costs.team:
+        out += [md(team_cost_note(costs.team)), ""]
     if costs.invoices:
-        out += ["**Projected invoice:** " + "; ".join(md(i.describe()) for i in costs.invoices), ""]
+        label = "Projected share of the invoice" if costs.team else "Projected invoice"
+        out += [f"**{label}:** " + "; ".join(md(i.describe()) for i in costs.invoices), ""]
     out += ["| source | month | state | expected cost |", "|---|---|---|---:|"]
     for m in costs.months:
         state = m.state + (f" ({LAST_INVOICE})" if m.at_last_rates else "")
@@ -76,6 +87,7 @@ def cost_json(costs: CostReport | None) -> dict[str, Any] | None:
         return None if value is None else canonical_decimal(value)
 
     return {
+        "team": costs.team,
         "months": [
             {
                 "source": m.source,

@@ -3,11 +3,16 @@
 Gathered from the state with the same pure core as the runs (rates, commitments, credits;
 the last invoice's rates where none are declared). Amounts stay exact here and are grouped
 by currency; the renderers round them to the currency's minor unit.
+
+A team's report (``team``) shows the team's own cost: each source's month as the showback
+apportions it (the team's lines and its share of shared cost, to the cent) and its share of
+each projected invoice. The invoice audit and the commitments are the account's: they are on
+the whole-account report only.
 """
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import datetime
 from decimal import Decimal, localcontext
 
@@ -78,6 +83,7 @@ class CostReport:
     audit: tuple[AuditRow, ...]
     commitments: tuple[CommitmentMonth, ...]
     showback: Showback | None = None  # when teams are declared
+    team: str | None = None  # the months and invoices are this team's share
 
     @property
     def empty(self) -> bool:
@@ -106,7 +112,7 @@ async def gather_costs(
         at_last = not settings.rates
         rates = list(settings.rates) or last_invoice_rates(amounts, lines)
         sheet = price_lines(rates, settings.commitments, lines, settings.credits)
-        months += _months(sheet, lines, at_last)
+        source_months = _months(sheet, lines, at_last)
         forecasts = await source_forecast_inputs(conn, settings, source.name, now, services=True)
         ahead = projected_invoices(
             source.name,
@@ -119,21 +125,52 @@ async def gather_costs(
             forecasts=forecasts,
         )
         if settings.teams:
-            parts.add(
-                allocate(sheet, lines, settings.teams, settings.showback),
-                _projected_shares(settings, rates, lines, now, forecasts) if ahead else None,
-                lines,
-            )
+            priced = allocate(sheet, lines, settings.teams, settings.showback)
+            projected = _projected_shares(settings, rates, lines, now, forecasts) if ahead else None
+            parts.add(priced, projected, lines)
+            if team is not None:
+                source_months = _team_months(team, priced, source_months)
+                ahead = _team_invoices(team, projected, ahead)
+        months += source_months
         invoices += ahead
         months += [
             MonthCost(i.source, i.month, i.currency, i.amount, "projected", at_last) for i in ahead
         ]
-        if settings.rates:  # the last invoice's rates cannot audit that invoice
+        if settings.rates and team is None:  # the last invoice's rates cannot audit it
             audit += _audit(sheet, amounts)
-        commitments += sheet.commitments
+        if team is None:
+            commitments += sheet.commitments
     months.sort(key=lambda m: (m.source, m.month, m.currency, m.state))
     showback = build_showback(settings, parts, team) if settings.teams else None
-    return CostReport(tuple(months), tuple(invoices), tuple(audit), tuple(commitments), showback)
+    return CostReport(
+        tuple(months), tuple(invoices), tuple(audit), tuple(commitments), showback, team
+    )
+
+
+def _team_months(team: str, shares: Allocation, months: list[MonthCost]) -> list[MonthCost]:
+    """The team's part of each of the source's months it owns any of."""
+    amounts = _team_amounts(team, shares)
+    return [
+        replace(m, amount=amounts[(m.source, m.month, m.currency)])
+        for m in months
+        if (m.source, m.month, m.currency) in amounts
+    ]
+
+
+def _team_invoices(
+    team: str, shares: Allocation | None, invoices: list[ProjectedInvoice]
+) -> list[ProjectedInvoice]:
+    """The team's share of each projected invoice it owns any of."""
+    amounts = _team_amounts(team, shares) if shares is not None else {}
+    return [
+        replace(i, amount=amounts[(i.source, i.month, i.currency)])
+        for i in invoices
+        if (i.source, i.month, i.currency) in amounts
+    ]
+
+
+def _team_amounts(team: str, shares: Allocation) -> dict[tuple[str, Month, str], Decimal]:
+    return {(c.source, c.month, c.currency): c.amount for c in shares.costs if c.team == team}
 
 
 def _projected_shares(

@@ -6,6 +6,10 @@ it twice; Akamai lines are all account-level) per (source, product, usage type, 
 in Python, so that SQLite's text quantities stay exact. They follow the measure kind: a volume
 sums periods and regions, a percentile or peak is the largest period of one region (one series
 per region), a gauge the latest period. Only volumes are projected.
+
+A team's report (``--team``) charts the team's lines (:func:`team_rows`): the service lines it
+owns and the account-level lines it owns that no service line breaks down. Its volumes add up
+over its services; a percentile or a peak is one series per service (and region).
 """
 
 from __future__ import annotations
@@ -21,7 +25,14 @@ from typing import Any
 from sqlalchemy import select, true
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
-from reconciler.domain import FindingState, LineStatus, Month, PlanItem, Severity
+from reconciler.domain import (
+    FindingState,
+    LineStatus,
+    Month,
+    PlanItem,
+    Severity,
+    reporting_group_of,
+)
 from reconciler.reconcile.forecast import ForecastParams
 from reconciler.reconcile.history import ForecastInputs, HistoryKey
 from reconciler.reconcile.measures import MeasureKind, PeriodValue, combine, month_value
@@ -49,8 +60,9 @@ MAX_FINDING_SERIES_CHARTS = 60
 MAX_RESTATED_CHARTS = 12
 MAX_TABLE_ROWS = 500
 
-# (source, provider, product, usage type, unit, kind, region or "" when regions add up)
-_SeriesKey = tuple[str, str, str, str, str, MeasureKind, str]
+# (source, provider, product, usage type, unit, kind, and region and service: "" when they
+# add up)
+_SeriesKey = tuple[str, str, str, str, str, MeasureKind, str, str]
 
 
 @dataclass(frozen=True, slots=True)
@@ -84,9 +96,9 @@ class _Accumulator:
 
 @dataclass
 class _MonthLines:
-    """The periods of each line (account, region) of one series' month."""
+    """The periods of each line (account, region, service) of one series' month."""
 
-    periods: dict[tuple[str, str], list[PeriodValue]] = field(
+    periods: dict[tuple[str, str, str], list[PeriodValue]] = field(
         default_factory=lambda: defaultdict(list)
     )
     finalized: bool = True
@@ -258,20 +270,25 @@ async def _series(
         c.service_name,
     ).where(
         c.present == true(),
-        c.service == "",
+        c.service == "" if request.team is None else true(),
         c.month >= str(request.first_month),
         c.month <= str(request.last_month),
         c.source.in_(list(request.sources)) if request.sources else true(),
     )
     groups: dict[_SeriesKey, _Accumulator] = defaultdict(_Accumulator)
     current_month = Month.of(now.date())
-    for row in (await conn.execute(query)).all():
-        if request.team is not None and owner_of(settings.teams, row) != request.team:
-            continue  # a team's report charts the account-level lines it owns
+    rows = (await conn.execute(query)).all()
+    if request.team is not None:
+        rows = team_rows(settings, request.team, rows)
+    for row in rows:
         kind = MeasureKind(row.measure_kind)
-        # A percentile or a peak of several regions is no total: one series per region.
-        region = "" if kind.adds_up else row.region
-        key = (row.source, row.provider, row.product, row.usage_type, row.unit, kind, region)
+        # A percentile or a peak of several regions (or services) is no total: one series
+        # per region (and service).
+        named = row.service_name or row.service
+        region, service = ("", "") if kind.adds_up else (row.region, named)
+        key = (
+            row.source, row.provider, row.product, row.usage_type, row.unit, kind, region, service
+        )  # fmt: skip
         group = groups[key]
         group.product_name = group.product_name or row.product_name
         group.regions.add(row.region)
@@ -283,22 +300,26 @@ async def _series(
                     row.product,
                     row.usage_type,
                     row.region,
-                    "",
+                    row.service,
                     current_month,
                     row.unit,
                 )
             )
         month = group.months.setdefault(Month.parse(row.month), _MonthLines())
-        month.periods[(row.account, row.region)].append(PeriodValue(row.period_start, row.quantity))
+        line = (row.account, row.region, row.service)
+        month.periods[line].append(PeriodValue(row.period_start, row.quantity))
         month.finalized = month.finalized and row.status == LineStatus.FINALIZED.value
         month.lines += 1
 
     concerns = _FindingIndex(
         e.item for e in tables[FindingState.OPEN] + tables[FindingState.ACKNOWLEDGED]
     )
-    inputs = await _forecast_inputs(conn, settings, {key[0] for key in groups}, now)
+    inputs = await _forecast_inputs(
+        conn, settings, {key[0] for key in groups}, now, services=request.team is not None
+    )
     result: list[Series] = []
-    for (source, provider, product, usage_type, unit, kind, region), group in groups.items():
+    for key, group in groups.items():
+        source, provider, product, usage_type, unit, kind, region, service = key
         points = tuple(
             MonthPoint(
                 month=month,
@@ -329,6 +350,7 @@ async def _series(
             unmatched_expectations=other_unit,
             kind=kind,
             region=region,
+            service=service,
         )
         current = series.point(current_month)
         projection = None
@@ -341,8 +363,32 @@ async def _series(
     return result
 
 
+def team_rows(settings: Settings, team: str, rows: Sequence[Any]) -> list[Any]:
+    """The lines a team's report charts: the service lines it owns (Fastly services, Akamai
+    CP codes) and the account-level lines it owns that no service line breaks down (an
+    account line is the sum of its services' lines: never both)."""
+
+    def usage(row: Any) -> tuple[str, ...]:
+        return (row.source, row.month, row.product, row.usage_type, row.region, row.unit)
+
+    # A reporting group's line is a part of its product's line, not a breakdown of all of it.
+    broken_down = {
+        usage(row) for row in rows if row.service and reporting_group_of(row.service) is None
+    }
+    return [
+        row
+        for row in rows
+        if owner_of(settings.teams, row) == team and (row.service or usage(row) not in broken_down)
+    ]
+
+
 async def _forecast_inputs(
-    conn: AsyncConnection, settings: Settings, sources: Iterable[str], now: datetime
+    conn: AsyncConnection,
+    settings: Settings,
+    sources: Iterable[str],
+    now: datetime,
+    *,
+    services: bool = False,
 ) -> dict[str, ForecastInputs]:
     """Each source's forecast inputs for the month of ``now``, as the plan's findings use."""
     configured = {s.name for s in settings.sources}
@@ -350,7 +396,7 @@ async def _forecast_inputs(
     for source in sorted(sources):
         if source in configured:
             inputs[source] = await source_forecast_inputs(
-                conn, settings, source, now, services=False
+                conn, settings, source, now, services=services
             )
         else:  # a source no longer configured: its default lag
             inputs[source] = ForecastInputs(now, DEFAULT_DATA_LAG, ForecastParams())

@@ -243,6 +243,8 @@ async def focus_rows(
         owners_of_charges = pricing.charge_owners or [{}] * len(pricing.charges)
         for values, owners in zip(pricing.charges, owners_of_charges, strict=True):
             rows.extend(by_owner(FocusRow(values), owners))
+        if teams:
+            rows += [FocusRow(v) for v in pricing.rounding_rows(r.values for r in rows)]
     return rows
 
 

@@ -12,7 +12,7 @@ prorated month) is written to 10 decimal places.
 from __future__ import annotations
 
 from collections import defaultdict
-from collections.abc import Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from decimal import Decimal, localcontext
 from fractions import Fraction
@@ -21,11 +21,18 @@ from typing import Any
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 from reconciler.domain import EXACT_CONTEXT, Month, canonical_decimal
-from reconciler.reconcile.allocation import MonthKey, OwnerShares, Weights, exact_shares
+from reconciler.reconcile.allocation import (
+    MonthKey,
+    OwnerShares,
+    Weights,
+    allocate,
+    exact_shares,
+)
 from reconciler.reconcile.commitments import CommitmentMonth
 from reconciler.reconcile.costing import CostSheet, LineCost, price_lines
 from reconciler.reconcile.measures import PeriodValue, month_value
 from reconciler.reconcile.spend import last_invoice_rates
+from reconciler.reports.focus_rounding import rounding_rows
 from reconciler.settings import Settings
 from reconciler.store.costs import cost_lines, invoice_amounts
 from reconciler.team_settings import UNALLOCATED
@@ -70,6 +77,21 @@ class FocusPricing:
     charges: list[dict[str, str]] = field(default_factory=list)
     owners: dict[_Key, Weights] = field(default_factory=dict)
     charge_owners: list[Weights] = field(default_factory=list)
+    # The report's amount of each team in each (source, month, currency), to the cent.
+    team_amounts: dict[MonthKey, dict[str, Decimal]] = field(default_factory=dict)
+    providers: dict[str, str] = field(default_factory=dict)
+
+    def rounding_rows(self, rows: Iterable[Mapping[str, str]]) -> list[dict[str, str]]:
+        """Rows that make each team's ``EffectiveCost`` add up to its report amount."""
+
+        def charge(
+            source: str, month: Month, currency: str, description: str, amount: Decimal
+        ) -> dict[str, str]:
+            provider = self.providers[source]
+            return _charge_row(source, provider, month, currency, amount, "Adjustment",
+                               "Recurring", description, None, effective=amount)  # fmt: skip
+
+        return rounding_rows(rows, self.team_amounts, charge)
 
     def columns(self, line: Any, quantity: Decimal) -> dict[str, str]:
         key = (
@@ -157,10 +179,15 @@ async def focus_pricing(
         pricing.prices.update(_prices(sheet))
         charges = _charges(sheet, settings, source.name, source.provider)
         pricing.charges += [row for row, _ in charges]
+        pricing.providers[source.name] = source.provider
         if settings.teams:
             shares = exact_shares(sheet, lines, settings.teams, settings.showback)
             pricing.owners.update(shares.lines)
             pricing.charge_owners += [_charge_owners(shares, key) for _, key in charges]
+            allocation = allocate(sheet, lines, settings.teams, settings.showback)
+            for c in allocation.costs:
+                key = (c.source, c.month, c.currency)
+                pricing.team_amounts.setdefault(key, {})[c.team] = c.amount
     return pricing
 
 

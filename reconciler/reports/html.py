@@ -43,6 +43,7 @@ def environment() -> Environment:
         Severity=Severity,
         money=cost_render.money,
         audit_status=cost_render.audit_status,
+        team_cost_note=cost_render.team_cost_note,
         showback_note=showback_render.showback_note,
         share_text=showback_render.share_text,
     )

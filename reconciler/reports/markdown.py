@@ -192,7 +192,7 @@ def render_markdown(
         out += [f"### {md(series.source)}: cost per month ({md(series.unit)})", "", image, ""]
     out += showback_markdown(data.costs.showback if data.costs else None, md)
     out += ["## Usage by month", ""]
-    note = "Account-level totals per product and usage type; hatched bars are still collecting."
+    note = f"{data.usage_note} Hatched bars are still collecting."
     if data.series_omitted:
         note += (
             f" {len(data.series)} of {data.series_total} series shown; "

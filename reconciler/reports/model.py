@@ -106,11 +106,13 @@ class Series:
     kind: MeasureKind = MeasureKind.VOLUME
     region: str = ""
     money: bool = False  # amounts in the currency named by ``unit``, not quantities
+    service: str = ""  # a team's percentile or peak of one service (they never add up)
 
     @property
     def label(self) -> str:
         label = f"{self.product_name or self.product} / {self.usage_type}"
-        return f"{label} [{self.region}]" if self.region else label
+        label = f"{label} [{self.region}]" if self.region else label
+        return f"{label} service {self.service}" if self.service else label
 
     @property
     def values_name(self) -> str:
@@ -258,6 +260,17 @@ class ReportData:
     open_by_severity: dict[Severity, int]
     changes: Changes
     costs: CostReport | None = None
+
+    @property
+    def usage_note(self) -> str:
+        """What the usage charts add up: the account's lines, or a team's."""
+        team = self.costs.team if self.costs is not None else None
+        if team is None:
+            return "Account-level totals per product and usage type."
+        return (
+            f"Team {team}'s lines per product and usage type: the services it owns added up "
+            "(a percentile or a peak per service) and the account-level lines it owns."
+        )
 
     @property
     def months(self) -> list[Month]:

@@ -13,10 +13,12 @@ from collections import defaultdict
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
 from decimal import Decimal, localcontext
+from fractions import Fraction
 
 from reconciler.domain import EXACT_CONTEXT, LineStatus, Month
 from reconciler.reconcile.allocation import Allocation
 from reconciler.reconcile.costing import CostLine
+from reconciler.reconcile.group_shares import as_decimal, group_shares, is_group_line
 from reconciler.reconcile.ownership import owner_of
 from reconciler.settings import Settings
 from reconciler.team_settings import SHARED, UNALLOCATED, TeamSettings
@@ -173,17 +175,24 @@ def team_usage(teams: Sequence[TeamSettings], lines: Iterable[CostLine]) -> list
     account-level line a service breakdown covers)."""
     lines = list(lines)
     broken_down = {
-        (x.source, x.month, x.product, x.usage_type, x.region, x.unit) for x in lines if x.service
+        (x.source, x.month, x.product, x.usage_type, x.region, x.unit)
+        for x in lines
+        if x.service and not is_group_line(x)
     }
-    totals: dict[tuple[str, str, Month, str, str], Decimal] = defaultdict(Decimal)
-    with localcontext(EXACT_CONTEXT):
-        for x in lines:
-            usage = (x.source, x.month, x.product, x.usage_type, x.region, x.unit)
-            if not x.additive or (not x.service and usage in broken_down):
-                continue
-            totals[(owner_of(teams, x), x.source, x.month, x.usage_type, x.unit)] += x.quantity
+    groups = group_shares(lines, teams)
+    totals: dict[tuple[str, str, Month, str, str], Fraction] = defaultdict(Fraction)
+    for x in lines:
+        usage = (x.source, x.month, x.product, x.usage_type, x.region, x.unit)
+        if not x.additive or is_group_line(x) or (not x.service and usage in broken_down):
+            continue
+        # What reporting groups cover is counted once, as theirs (below).
+        quantity = Fraction(x.quantity) * groups.remainder(x)
+        totals[(owner_of(teams, x), x.source, x.month, x.usage_type, x.unit)] += quantity
+    for (owner, key), quantity in groups.quantities().items():
+        source, _, _, usage_type, _, unit, month = key
+        totals[(owner, source, month, usage_type, unit)] += quantity
     return [
-        TeamUsage(team, source, month, usage_type, unit, quantity)
+        TeamUsage(team, source, month, usage_type, unit, as_decimal(quantity))
         for (team, source, month, usage_type, unit), quantity in sorted(
             totals.items(), key=lambda kv: (kv[0][2], kv[0][0], kv[0][1], kv[0][3])
         )

@@ -1,4 +1,5 @@
-"""Akamai routes: Billing API v1 (products, monthly summary) and Contract API v1 (discovery).
+"""Akamai routes: Billing API v1 (products, monthly summaries: a contract's product's, per CP
+code, a reporting group's) and Contract API v1 (discovery).
 
 Every request must carry a valid EdgeGrid ``Authorization`` header, checked against the
 request exactly as received (scheme, ``Host``, raw path and query, body) and the real clock;
@@ -12,6 +13,7 @@ from __future__ import annotations
 
 import re
 from datetime import UTC, datetime
+from typing import Any
 
 from aiohttp import web
 
@@ -19,6 +21,8 @@ from reconciler.domain import Month, Provider
 from reconciler.providers.edgegrid import EdgeGridVerificationError, verify_authorization
 from reconciler.sandbox.akamai_cp_codes import by_cp_code as by_cp_code_periods
 from reconciler.sandbox.akamai_cp_codes import cp_codes
+from reconciler.sandbox.akamai_reporting_groups import group_periods, reporting_groups
+from reconciler.sandbox.catalog import AkamaiProduct
 from reconciler.sandbox.faults import PayloadView
 from reconciler.sandbox.responses import (
     akamai_auth_denied,
@@ -128,12 +132,7 @@ def _summary(request: web.Request, *, by_cp_code: bool) -> web.Response:
         start, end = _range(request)
     except InvalidField as e:
         return akamai_billing_error(request, 400, "Bad Request", str(e))
-    events = state.events_for(Provider.AKAMAI)
-    periods = []
-    for month in state.akamai.months_in(start, end, state.today):
-        periods.extend(
-            state.akamai.periods(contract.contract_id, product, month, state.today, events)
-        )
+    periods = _periods(state, contract.contract_id, product, start, end)
     stats = [stat for period in periods for stat in period["stats"]]
     if by_cp_code:
         codes = cp_codes(state.scenario.seed, contract.contract_id, product)
@@ -149,6 +148,48 @@ def _summary(request: web.Request, *, by_cp_code: bool) -> web.Response:
         "start": str(start),
         "usagePeriods": periods,
     }
+    return json_response(request, body, PayloadView(stats, "value", periods=periods))
+
+
+def _periods(
+    state: SandboxState, contract_id: str, product: AkamaiProduct, start: Month, end: Month
+) -> list[dict[str, Any]]:
+    events = state.events_for(Provider.AKAMAI)
+    periods = []
+    for month in state.akamai.months_in(start, end, state.today):
+        periods.extend(state.akamai.periods(contract_id, product, month, state.today, events))
+    return periods
+
+
+async def reporting_group_summary(request: web.Request) -> web.Response:
+    """A reporting group's monthly summary of a product: empty when the group's contract
+    does not have the product."""
+    state = request.app[STATE_KEY]
+    group = request.match_info["reportingGroupId"]
+    found = reporting_groups(state.scenario.seed, list(state.akamai.contracts)).get(group)
+    if found is None:
+        return akamai_billing_error(request, 404, "Not Found", "Reporting group not found")
+    contract_id, share = found
+    product_id = request.match_info["productId"]
+    product = state.akamai.contracts[contract_id].product(product_id)
+    try:
+        start, end = _range(request)
+    except InvalidField as e:
+        return akamai_billing_error(request, 400, "Bad Request", str(e))
+    periods: list[dict[str, Any]] = []
+    if product is not None:
+        periods = group_periods(_periods(state, contract_id, product, start, end), share)
+    body = {
+        "accountId": state.scenario.akamai_account_id,
+        "contractId": contract_id,
+        "end": str(end),
+        "productId": product_id,
+        "reportingGroupId": int(group),
+        "requestDate": _request_date(state),
+        "start": str(start),
+        "usagePeriods": periods,
+    }
+    stats = [stat for period in periods for stat in period["stats"]]
     return json_response(request, body, PayloadView(stats, "value", periods=periods))
 
 
@@ -183,6 +224,11 @@ ROUTES = (
         _BILLING + "/{productId}/usage/by-cp-code/monthly-summary",
         monthly_summary_by_cp_code,
         "akamai.monthly_summary_by_cp_code",
+    ),
+    (
+        "/billing/v1/reporting-groups/{reportingGroupId}/products/{productId}/usage/monthly-summary",
+        reporting_group_summary,
+        "akamai.reporting_group_summary",
     ),
     ("/contract-api/v1/contracts/identifiers", contract_identifiers, "akamai.contract_identifiers"),
     (

@@ -26,6 +26,7 @@ import asyncio
 import contextlib
 import json
 import secrets
+from collections.abc import Callable
 from dataclasses import asdict, dataclass
 from decimal import Decimal
 from types import TracebackType
@@ -209,6 +210,9 @@ class SlackStandIn:
         self._rules: list[_Rule] = []
         self._closing = asyncio.Event()
         self._runner: web.AppRunner | None = None
+        # Called with each accepted message before it is answered (a test makes its fault
+        # happen in the instant between Slack's acceptance and the sender's record of it).
+        self.on_accepted: Callable[[str, Any], None] | None = None
 
     @property
     def base_url(self) -> str:
@@ -317,6 +321,8 @@ class SlackStandIn:
         except ValueError:  # not UTF-8 or not JSON
             return self._reject(name, InvalidMessage("invalid_payload", "not JSON"), None)
         self.received.setdefault(name, []).append(payload)
+        if self.on_accepted is not None:
+            self.on_accepted(name, payload)
         return self._reply(name, 200, "ok")
 
     async def _get_webhook(self, request: web.Request) -> web.Response:

@@ -19,8 +19,15 @@ from typing import Any
 from sqlalchemy import func, insert, select, update
 from sqlalchemy.ext.asyncio import AsyncConnection
 
-from reconciler.domain import EXACT_CONTEXT, LineStatus, Month, PlanItem, line_digest
-from reconciler.reconcile.allocation import Allocation, allocate
+from reconciler.domain import (
+    EXACT_CONTEXT,
+    LineStatus,
+    Month,
+    PlanItem,
+    line_digest,
+    reporting_group_of,
+)
+from reconciler.reconcile.allocation import allocate
 from reconciler.reconcile.audit import InvoiceAmount, audit_invoices
 from reconciler.reconcile.costing import CostLine, CostSheet, price_lines
 from reconciler.reconcile.expectations import Evaluated
@@ -35,7 +42,13 @@ from reconciler.reconcile.spend import (
     repriced_findings,
 )
 from reconciler.reconcile.spend import projected_invoices as spend_projected
-from reconciler.settings import Settings
+from reconciler.reconcile.team_budgets import (
+    SourceShares,
+    budget_home,
+    is_team_budget,
+    team_budget_findings,
+)
+from reconciler.settings import AkamaiSourceSettings, Settings
 from reconciler.store.ingest import LineChange, lines_t
 from reconciler.store.month_history import pull_instant, source_forecast_inputs
 from reconciler.store.runs import SUCCEEDED, runs_t
@@ -72,7 +85,17 @@ def prices_anything(settings: Settings) -> bool:
 async def cost_lines(
     conn: AsyncConnection, settings: Settings, source: str, months: Sequence[Month]
 ) -> list[CostLine]:
-    """The source's present lines of ``months`` with their measure kinds."""
+    """The source's present lines of ``months`` with their measure kinds (a reporting
+    group's lines only while the source still lists the group: they are no longer pulled
+    otherwise, and a stale share must not take cost from the contract's line)."""
+    groups = next(
+        (
+            set(s.reporting_groups)
+            for s in settings.sources
+            if s.name == source and isinstance(s, AkamaiSourceSettings)
+        ),
+        set(),
+    )
     c = lines_t.c
     names = (
         "source provider account product product_name usage_type region service month "
@@ -83,6 +106,9 @@ async def cost_lines(
     )
     lines = []
     for r in (await conn.execute(query)).all():
+        group = reporting_group_of(r.service)
+        if group is not None and group not in groups:
+            continue
         kind = classify(
             r.provider,
             r.usage_type,
@@ -239,7 +265,8 @@ async def cost_findings(
     forecast = projected_sheet(
         context.rates, settings.commitments, context.lines, today, settings.credits, forecasts
     )
-    found += budget_findings(expectations, context.sheet, forecast, team_shares(context, forecast))
+    found += budget_findings(expectations, context.sheet, forecast)
+    found += await _team_budgets(conn, context, forecast, source, provider, months, today, now)
     current = {(m, cur): amount for (_, m, cur), amount in context.sheet.month_totals().items()}
     finalized = {
         m
@@ -260,14 +287,51 @@ async def cost_findings(
     return found
 
 
-def team_shares(context: CostContext, forecast: CostSheet) -> tuple[Allocation, Allocation] | None:
-    """The teams' shares of the priced and the forecast months, when a budget names a team."""
+async def _team_budgets(
+    conn: AsyncConnection,
+    context: CostContext,
+    forecast: CostSheet,
+    source: str,
+    provider: str,
+    months: Sequence[Month],
+    today: date,
+    now: datetime,
+) -> list[Evaluated]:
+    """The team budgets whose home is ``source``, over the team's shares of every source it
+    covers (the others priced from their stored lines, as the report prices them)."""
     settings = context.settings
-    if not any(e.team is not None and e.monthly_budget for e in settings.expectations):
-        return None
-    return (
+    names = [s.name for s in settings.sources]
+    budgets = [e for e in settings.expectations if is_team_budget(e)]
+    if not any(budget_home(e, names) == source for e in budgets):
+        return []
+    covered = [s for s in settings.sources if any(fnmatchcase(s.name, e.source) for e in budgets)]
+    shares: list[SourceShares] = []
+    for other in covered:
+        if other.name == source:
+            shares.append(_source_shares(context, forecast, source))
+            continue
+        theirs = await load_context(conn, settings, other.name, other.provider, months)
+        inputs = await source_forecast_inputs(
+            conn, settings, other.name, pull_instant(today, now), services=True
+        )
+        ahead = projected_sheet(
+            theirs.rates, settings.commitments, theirs.lines, today, settings.credits, inputs
+        )
+        shares.append(_source_shares(theirs, ahead, other.name))
+    return team_budget_findings(budgets, shares, months, source, provider)
+
+
+def _source_shares(context: CostContext, forecast: CostSheet, source: str) -> SourceShares:
+    settings = context.settings
+    statuses: dict[Month, LineStatus] = {}
+    for x in context.lines:
+        if x.status is LineStatus.COLLECTING or x.month not in statuses:
+            statuses[x.month] = x.status
+    return SourceShares(
+        source,
         allocate(context.sheet, context.lines, settings.teams, settings.showback),
         allocate(forecast, context.lines, settings.teams, settings.showback),
+        statuses,
     )
 
 

@@ -1,23 +1,28 @@
 """Applying a staged pull to the tracked state in one transaction, set-based.
 
-SQL finds the few lines that differ (staging joined to ``usage_lines``), Python classifies
-only those with the pure rules of :mod:`reconciler.reconcile.diff`, and the writes go back in
-bulk. Unchanged lines cost one indexed join and nothing else; re-pulling an unchanged snapshot
-adds no version rows.
+One pass of SQL over the staged snapshot joined to ``usage_lines`` counts the new, differing
+and matched lines and lists the differing ones; Python classifies only those with the pure
+rules of :mod:`reconciler.reconcile.diff`, and the writes go back in bulk. Unchanged lines cost
+that one indexed join and nothing else (no rewrite, no version row); a source's first pull
+inserts its snapshot without any join.
 """
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
+from collections.abc import AsyncIterator, Mapping, Sequence
 from dataclasses import dataclass, field, replace
 from datetime import date, datetime
 from decimal import Decimal
 from typing import Any
 
 from sqlalchemy import (
+    Row,
+    Table,
+    Text,
     and_,
     bindparam,
     case,
+    cast,
     delete,
     exists,
     false,
@@ -33,6 +38,7 @@ from sqlalchemy import (
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
 from reconciler.domain import (
+    REPORTING_GROUP_PREFIX,
     ChangeKind,
     LineKey,
     LineStatus,
@@ -41,19 +47,19 @@ from reconciler.domain import (
     Severity,
     quantity_delta,
     quantity_percent,
+    reporting_group_service,
 )
 from reconciler.errors import BadProviderDataError
-from reconciler.providers.base import Coverage
+from reconciler.providers.base import Coverage, CoverageScope
 from reconciler.reconcile.diff import QUIET_KINDS, Tracked, classify, severity_of
 from reconciler.settings import DEFAULT_FINALIZE_TOLERANCE, Tolerance
 from reconciler.store.redating import rekey_redated
 from reconciler.store.slices import execute_in_slices, result_rows, yielding
-from reconciler.store.staging import STAGING_COLUMNS
-from reconciler.store.statuses import keep_finalized_months
-from reconciler.store.tables import ChangeRow, LineVersion, StagingLine, UsageLineRow
+from reconciler.store.staging import DUPLICATE_LINE, STAGING_COLUMNS, staging_t, staging_table
+from reconciler.store.statuses import staged_status
+from reconciler.store.tables import ChangeRow, LineVersion, UsageLineRow
 
 lines_t = UsageLineRow.__table__  # type: ignore[attr-defined]
-staging_t = StagingLine.__table__  # type: ignore[attr-defined]
 versions_t = LineVersion.__table__  # type: ignore[attr-defined]
 changes_t = ChangeRow.__table__  # type: ignore[attr-defined]
 
@@ -61,6 +67,9 @@ KEY_COLUMNS = ("source", "account", "product", "usage_type", "region", "service"
 # Every staged column but the run id is copied into the tracked line.
 COPIED_COLUMNS = STAGING_COLUMNS[1:]
 _CHUNK = 500
+# Differing lines are read by their staged ids when they are fewer than this share of the
+# snapshot; beyond it one more join over the whole snapshot is cheaper.
+_BY_ID_SHARE = 4
 
 
 @dataclass(frozen=True, slots=True)
@@ -128,11 +137,20 @@ def _coverage_filter(table: Any, source: str, coverage: Coverage) -> Any:
     if coverage.products is not None:
         condition = and_(condition, table.c.product.in_(sorted(coverage.products)))
     if coverage.scopes is not None:
-        matching = [
-            and_(true(), *[table.c[name] == value for name, value in scope.as_dict().items()])
-            for scope in coverage.scopes
-        ]
+        matching = [_scope_condition(table, scope) for scope in coverage.scopes]
         condition = and_(condition, or_(false(), *matching))
+    return condition
+
+
+def _scope_condition(table: Any, scope: CoverageScope) -> Any:
+    fields = scope.as_dict()
+    group = fields.pop("reporting_group", None)
+    condition = and_(true(), *[table.c[name] == value for name, value in fields.items()])
+    if group == "":
+        prefix = table.c.service.startswith(REPORTING_GROUP_PREFIX, autoescape=True)
+        condition = and_(condition, ~prefix)
+    elif group is not None:
+        condition = and_(condition, table.c.service == reporting_group_service(group))
     return condition
 
 
@@ -151,19 +169,26 @@ async def apply_staged(
     Must run inside the caller's transaction, which also records findings and alerts.
     """
     result = IngestResult()
-    await _refuse_duplicates(conn, run_id, source)
-    await keep_finalized_months(conn, run_id=run_id, source=source, coverage=coverage)
+    staged = staging_table(conn.dialect.name)
+    await _refuse_duplicates(conn, staged, run_id, source)
+    status = await staged_status(conn, staged, source=source, coverage=coverage)
     tracked_months = await _tracked_months(conn, source, coverage)
-    shape = await _snapshot_shape(conn, run_id, source, coverage)
+    first_pull = not await _tracks_source(conn, source)
+    shape = (
+        SnapshotShape(new=1, differing=0, vanished=0, differing_ids=())
+        if first_pull
+        else await _snapshot_shape(conn, staged, status, run_id, source, coverage)
+    )
     redated: dict[int, tuple[date, date]] = {}
     if shape.vanished:
         redated = await rekey_redated(
             conn,
+            staged,
             run_id=run_id,
             not_returned=and_(
                 _coverage_filter(lines_t, source, coverage),
                 lines_t.c.present.is_(True),
-                _not_staged(conn.dialect.name, run_id),
+                _not_staged(conn.dialect.name, staged, run_id),
             ),
         )
 
@@ -174,14 +199,12 @@ async def apply_staged(
         lines_t.c.unit.label("old_unit"),
         lines_t.c.status.label("old_status"),
         lines_t.c.present.label("old_present"),
-        *[staging_t.c[name] for name in COPIED_COLUMNS],
-    ).select_from(staging_t.join(lines_t, lines_t.c.key_hash == staging_t.c.key_hash))
-    differing = differing.where(staging_t.c.run_id == run_id, _differs())
+        *[status.label(name) if name == "status" else staged.c[name] for name in COPIED_COLUMNS],
+    ).select_from(staged.join(lines_t, lines_t.c.key_hash == staged.c.key_hash))
+    differing = differing.where(staged.c.run_id == run_id)
     updates: list[dict[str, Any]] = []
     versions: list[dict[str, Any]] = []
-    # (After a re-dating, the counts are stale: the queries run whatever they say.)
-    differ = await conn.execute(differing) if shape.vanished or shape.differing else None
-    async for row in result_rows(differ):
+    async for row in _differing_rows(conn, differing, staged, status, shape, bool(redated)):
         before = Tracked(
             Observation(row.old_quantity, row.old_unit, LineStatus(row.old_status)),
             bool(row.old_present),
@@ -200,7 +223,7 @@ async def apply_staged(
     vanished = select(lines_t).where(
         _coverage_filter(lines_t, source, coverage),
         lines_t.c.present.is_(True),
-        _not_staged(conn.dialect.name, run_id),
+        _not_staged(conn.dialect.name, staged, run_id),
     )
     not_returned = await conn.execute(vanished) if shape.vanished else None
     async for row in result_rows(not_returned):
@@ -235,7 +258,9 @@ async def apply_staged(
 
     # 3. Lines never seen before: inserted set-based, with their first version.
     if shape.vanished or shape.new:
-        result.new_lines = await _insert_new_lines(conn, run_id)
+        result.new_lines = await _insert_new_lines(
+            conn, staged, status, run_id, known_possible=not first_pull
+        )
     if result.new_lines:
         await conn.execute(
             insert(versions_t).from_select(
@@ -280,23 +305,25 @@ async def apply_staged(
     if result.changes:
         rows = [_change_row(run_id, c, now) async for c in yielding(result.changes)]
         await execute_in_slices(conn, insert(changes_t), rows)
-    await conn.execute(delete(staging_t).where(staging_t.c.run_id == run_id))
+    if staged is staging_t:  # a temp table goes with its connection
+        await conn.execute(delete(staging_t).where(staging_t.c.run_id == run_id))
     return result
 
 
-def _differs() -> Any:
-    """A staged line whose values differ from its tracked line's (or that comes back)."""
+def _differs(staged: Table, status: Any) -> Any:
+    """A staged line whose values differ from its tracked line's (or that comes back);
+    ``status`` is the staged status as the store keeps it (see :func:`staged_status`)."""
     return (
         (lines_t.c.present.is_(False))
-        | (lines_t.c.quantity != staging_t.c.quantity)
-        | (lines_t.c.unit != staging_t.c.unit)
-        | (lines_t.c.status != staging_t.c.status)
+        | (lines_t.c.quantity != staged.c.quantity)
+        | (lines_t.c.unit != staged.c.unit)
+        | (lines_t.c.status != status)
         # Recorded as a version even when no rule calls it a change: never left stale.
-        | lines_t.c.raw_quantity.is_distinct_from(staging_t.c.raw_quantity)
-        | lines_t.c.billable.is_distinct_from(staging_t.c.billable)
+        | lines_t.c.raw_quantity.is_distinct_from(staged.c.raw_quantity)
+        | lines_t.c.billable.is_distinct_from(staged.c.billable)
         # A period the provider re-dated (see store.redating): its new dates are a version.
-        | (lines_t.c.period_start != staging_t.c.period_start)
-        | (lines_t.c.period_end != staging_t.c.period_end)
+        | (lines_t.c.period_start != staged.c.period_start)
+        | (lines_t.c.period_end != staged.c.period_end)
     )
 
 
@@ -307,32 +334,46 @@ class SnapshotShape:
     new: int  # staged lines with no tracked line
     differing: int  # staged lines whose tracked line differs (or is absent)
     vanished: int  # tracked present lines of the coverage that were not staged
+    differing_ids: Sequence[int]  # the staged ids of the differing lines
+    lines: int = 0  # staged lines
 
 
 async def _snapshot_shape(
-    conn: AsyncConnection, run_id: int, source: str, coverage: Coverage
+    conn: AsyncConnection, staged: Table, status: Any, run_id: int, source: str, coverage: Coverage
 ) -> SnapshotShape:
-    """One join of the staged lines with the tracked ones, counted (nothing is fetched).
+    """One join of the staged lines with the tracked ones, counted, the differing lines'
+    staged ids listed (nothing else is fetched).
 
     The tracked present lines of the coverage that the join matched, against all of them,
     tell whether any vanished; where none did, the diff skips its vanished-lines and
-    re-dating queries, and an unchanged snapshot skips the differing-lines query too.
+    re-dating queries; the differing lines are then read by their ids alone.
     """
-    joined = staging_t.outerjoin(lines_t, lines_t.c.key_hash == staging_t.c.key_hash)
+    joined = staged.outerjoin(lines_t, lines_t.c.key_hash == staged.c.key_hash)
     tracked = lines_t.c.id.is_not(None)
     covered = and_(tracked, _coverage_filter(lines_t, source, coverage))
     present = and_(covered, lines_t.c.present.is_(True))
+    differs = and_(tracked, _differs(staged, status))
 
     def count(condition: Any) -> Any:
         return func.coalesce(func.sum(case((condition, 1), else_=0)), 0)
 
-    new, differing, matched, matched_present = (
+    differing_id = case((differs, cast(staged.c.id, Text)))
+    if conn.dialect.name == "postgresql":
+        id_list = func.string_agg(differing_id, literal(","))
+    else:
+        id_list = func.group_concat(differing_id, literal(","))
+    lines, new, differing, matched, matched_present, ids = (
         await conn.execute(
             select(
-                count(~tracked), count(and_(tracked, _differs())), count(covered), count(present)
+                func.count(),
+                count(~tracked),
+                count(differs),
+                count(covered),
+                count(present),
+                id_list,
             )
             .select_from(joined)
-            .where(staging_t.c.run_id == run_id)
+            .where(staged.c.run_id == run_id)
         )
     ).one()
     # Every tracked line of the coverage matched (a count the (source, month) index answers
@@ -342,7 +383,36 @@ async def _snapshot_shape(
     if vanished:
         present_lines = in_coverage.where(lines_t.c.present.is_(True))
         vanished = int((await conn.execute(present_lines)).scalar_one()) - int(matched_present)
-    return SnapshotShape(new=int(new), differing=int(differing), vanished=vanished)
+    return SnapshotShape(
+        new=int(new),
+        differing=int(differing),
+        vanished=vanished,
+        differing_ids=[int(i) for i in ids.split(",")] if ids else [],
+        lines=int(lines),
+    )
+
+
+async def _differing_rows(
+    conn: AsyncConnection,
+    query: Any,
+    staged: Table,
+    status: Any,
+    shape: SnapshotShape,
+    redated: bool,
+) -> AsyncIterator[Row[Any]]:
+    """The rows of ``query`` (staged lines joined to their tracked lines) that differ:
+    read by the ids the shape listed; after a re-dating (the shape's ids are stale) or when
+    most lines differ, by one more join over the snapshot."""
+    if redated or len(shape.differing_ids) * _BY_ID_SHARE > max(shape.lines, 1_000):
+        if redated or shape.differing:
+            async for row in result_rows(await conn.execute(query.where(_differs(staged, status)))):
+                yield row
+        return
+    ids = sorted(shape.differing_ids)
+    for start in range(0, len(ids), _CHUNK):
+        chunk = query.where(staged.c.id.in_(ids[start : start + _CHUNK]))
+        async for row in result_rows(await conn.execute(chunk)):
+            yield row
 
 
 async def refresh_statistics(engine: AsyncEngine) -> None:
@@ -360,33 +430,30 @@ async def refresh_statistics(engine: AsyncEngine) -> None:
         await conn.execute(text("ANALYZE staging_lines, usage_lines"))
 
 
-def _not_staged(dialect: str, run_id: int) -> Any:
+def _not_staged(dialect: str, staged: Table, run_id: int) -> Any:
     """'This tracked line is not in the run's staged snapshot', planned well on each backend:
-    SQLite materializes a NOT IN list once (staging has no key index to probe), PostgreSQL
-    turns NOT EXISTS into a hash anti-join."""
+    SQLite materializes a NOT IN list once, PostgreSQL turns NOT EXISTS into a hash
+    anti-join."""
     if dialect == "sqlite":
-        staged = select(staging_t.c.key_hash).where(staging_t.c.run_id == run_id)
-        return lines_t.c.key_hash.not_in(staged)
-    return ~exists().where(staging_t.c.run_id == run_id, staging_t.c.key_hash == lines_t.c.key_hash)
+        keys = select(staged.c.key_hash).where(staged.c.run_id == run_id)
+        return lines_t.c.key_hash.not_in(keys)
+    return ~exists().where(staged.c.run_id == run_id, staged.c.key_hash == lines_t.c.key_hash)
 
 
-async def _refuse_duplicates(conn: AsyncConnection, run_id: int, source: str) -> None:
+async def _refuse_duplicates(
+    conn: AsyncConnection, staged: Table, run_id: int, source: str
+) -> None:
     duplicate = (
         await conn.execute(
-            select(staging_t.c.key_hash)
-            .where(staging_t.c.run_id == run_id)
-            .group_by(staging_t.c.key_hash)
+            select(staged.c.key_hash)
+            .where(staged.c.run_id == run_id)
+            .group_by(staged.c.key_hash)
             .having(func.count() > 1)
             .limit(1)
         )
     ).first()
     if duplicate is not None:
-        raise BadProviderDataError(
-            source,
-            "pull",
-            "the provider returned the same usage line twice in one pull "
-            "(same account, product, usage type, region, service, month and period)",
-        )
+        raise BadProviderDataError(source, "pull", DUPLICATE_LINE)
 
 
 async def _tracked_months(conn: AsyncConnection, source: str, coverage: Coverage) -> set[str]:
@@ -398,18 +465,29 @@ async def _tracked_months(conn: AsyncConnection, source: str, coverage: Coverage
     return {row.month for row in (await conn.execute(query)).all()}
 
 
-async def _insert_new_lines(conn: AsyncConnection, run_id: int) -> int:
-    known = exists().where(lines_t.c.key_hash == staging_t.c.key_hash)
+async def _tracks_source(conn: AsyncConnection, source: str) -> bool:
+    """Whether any line of ``source`` is tracked (else no staged line can match one)."""
+    query = select(lines_t.c.id).where(lines_t.c.source == source).limit(1)
+    return (await conn.execute(query)).first() is not None
+
+
+async def _insert_new_lines(
+    conn: AsyncConnection, staged: Table, status: Any, run_id: int, *, known_possible: bool
+) -> int:
+    """Insert the staged lines no tracked line has (``known_possible`` false: the source
+    tracks none, so every staged line is new and none is probed)."""
     columns = [*COPIED_COLUMNS, "present", "versions", "first_run_id", "last_run_id"]
     source_query = select(
-        *[staging_t.c[name] for name in COPIED_COLUMNS],
+        *[status.label(name) if name == "status" else staged.c[name] for name in COPIED_COLUMNS],
         literal(True),
         literal(1),
         literal(run_id),
         literal(run_id),
-    ).where(staging_t.c.run_id == run_id, ~known)
+    ).where(staged.c.run_id == run_id)
+    if known_possible:
+        source_query = source_query.where(~exists().where(lines_t.c.key_hash == staged.c.key_hash))
     # In key order: the unique key index then grows at its end instead of at random places.
-    source_query = source_query.order_by(staging_t.c.key_hash)
+    source_query = source_query.order_by(staged.c.key_hash)
     inserted = await conn.execute(insert(lines_t).from_select(columns, source_query))
     return max(int(inserted.rowcount or 0), 0)
 

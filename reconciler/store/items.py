@@ -87,6 +87,25 @@ async def load_items(
     sources: Sequence[str] | None = None,
 ) -> list[PlanItem]:
     """Review items in the given states, most severe first, then by source, month, kind."""
+    where = [findings_table.c.state.in_([str(s) for s in states])]
+    if sources:
+        where.append(findings_table.c.source.in_(list(sources)))
+    return sort_items(await _items_where(conn, *where))
+
+
+async def load_items_by_fingerprint(
+    conn: AsyncConnection, fingerprints: Sequence[str]
+) -> dict[str, PlanItem]:
+    """The review items with these fingerprints, whatever their state."""
+    found: dict[str, PlanItem] = {}
+    for start in range(0, len(fingerprints), 500):
+        chunk = list(fingerprints[start : start + 500])
+        for item in await _items_where(conn, findings_table.c.fingerprint.in_(chunk)):
+            found[item.fingerprint] = item
+    return found
+
+
+async def _items_where(conn: AsyncConnection, *where: Any) -> list[PlanItem]:
     line = lines_table.alias("item_line")
     f, ul = findings_table.c, line.c
     query = (
@@ -101,13 +120,9 @@ async def load_items(
             ul.present.label("line_present"),
         )
         .select_from(findings_table.outerjoin(line, ul.id == f.line_id))
-        .where(f.state.in_([str(s) for s in states]))
+        .where(*where)
     )
-    if sources:
-        query = query.where(findings_table.c.source.in_(list(sources)))
-    rows = (await conn.execute(query)).all()
-    items = [item_from_row(row) for row in rows]
-    return sort_items(items)
+    return [item_from_row(row) for row in (await conn.execute(query)).all()]
 
 
 def sort_items(items: Iterable[PlanItem]) -> list[PlanItem]:

@@ -1,7 +1,7 @@
 """One pull of a source at a time, across processes, on SQLite and PostgreSQL.
 
-A pull holds a lease row (``job_leases``, slot ``pull:<source>``, beside the daemon's
-scheduled slots) while it runs: inserting it
+A pull, the CLI's or the daemon's scheduled one, holds a lease row (``job_leases``, slot
+``pull:<source>``, beside the daemon's scheduled slots) while it runs: inserting it
 is atomic on both backends, so of two pulls started together exactly one gets it. The lease
 is renewed while the pull lives and deleted when it ends; one left behind by a process that
 died runs out after ``ttl`` and is taken over, at once when that process ran on this host
@@ -75,11 +75,16 @@ async def source_lock(
     *,
     holder: str | None = None,
     ttl: timedelta = DEFAULT_TTL,
+    replacing: str | None = None,
 ) -> AsyncIterator[None]:
     """Hold the pull lock of ``source`` for the block; SourceBusyError (naming who holds it
-    and since when) if another live pull has it."""
+    and since when) if another live pull has it. ``replacing`` names a daemon instance
+    whose lock this pull takes over whatever its lease says (its scheduled slot ran out
+    and was taken over: its results can no longer be committed)."""
     slot, holder = pull_slot(source), holder or this_process()
     claimed = await _claim(engine, slot, holder, ttl)
+    if not claimed and replacing is not None:
+        claimed = await _take_from(engine, source, slot, holder, ttl, replacing)
     if not claimed and await _release_if_gone(engine, source, slot):
         claimed = await _claim(engine, slot, holder, ttl)
     if not claimed:
@@ -97,6 +102,23 @@ async def source_lock(
             )
 
 
+async def _take_from(
+    engine: AsyncEngine, source: str, slot: str, holder: str, ttl: timedelta, instance: str
+) -> bool:
+    """Take the lock of a pull of daemon ``instance`` (holder ``instance@host:pid``)."""
+    t = leases_t.c
+    async with engine.begin() as conn:
+        now = await _database_now(conn)
+        taken = await conn.execute(
+            update(leases_t)
+            .where(t.slot == slot, t.holder.startswith(f"{instance}@", autoescape=True))
+            .values(holder=holder, acquired_at=now, expires_at=now + ttl)
+        )
+    if taken.rowcount:
+        log.warning("source '%s': took over the pull lock of instance %s", source, instance)
+    return bool(taken.rowcount)
+
+
 async def _release_if_gone(engine: AsyncEngine, source: str, slot: str) -> bool:
     """Delete the lease of a holder that was a process of this host and no longer exists;
     whether one was deleted. A holder on another host, or a pid that exists (perhaps reused
@@ -106,7 +128,9 @@ async def _release_if_gone(engine: AsyncEngine, source: str, slot: str) -> bool:
         row = (await conn.execute(select(t.holder).where(t.slot == slot))).one_or_none()
         if row is None:
             return True  # released meanwhile: claim again
+        # ``host:pid``, or ``instance@host:pid`` for a daemon's pull.
         host, _, pid = str(row.holder).rpartition(":")
+        host = host.rpartition("@")[2]
         if host != socket.gethostname() or not pid.isdigit() or _alive(int(pid)):
             return False
         deleted = await conn.execute(delete(leases_t).where(t.slot == slot, t.holder == row.holder))
@@ -151,5 +175,5 @@ async def _busy_message(engine: AsyncEngine, source: str, slot: str) -> str:
     who = f" by {row.holder} since {row.acquired_at:%Y-%m-%d %H:%M:%S}Z" if row is not None else ""
     return (
         f"source '{source}' is being pulled{who} (another 'reconciler pull' or "
-        "'plan'): nothing was pulled; run it again when that pull has finished"
+        "'plan', or the daemon): nothing was pulled; run it again when that pull has finished"
     )

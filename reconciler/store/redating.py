@@ -17,13 +17,12 @@ from collections.abc import Iterable
 from datetime import date
 from typing import Any
 
-from sqlalchemy import bindparam, exists, select, update
+from sqlalchemy import Table, bindparam, exists, select, update
 from sqlalchemy.ext.asyncio import AsyncConnection
 
-from reconciler.store.tables import StagingLine, UsageLineRow
+from reconciler.store.tables import UsageLineRow
 
 lines_t = UsageLineRow.__table__  # type: ignore[attr-defined]
-staging_t = StagingLine.__table__  # type: ignore[attr-defined]
 
 _IDENTITY = ("account", "product", "usage_type", "region", "service", "month")
 
@@ -53,12 +52,12 @@ def pair_redated(gone: Iterable[Any], fresh: Iterable[Any]) -> list[tuple[Any, A
 
 
 async def rekey_redated(
-    conn: AsyncConnection, *, run_id: int, not_returned: Any
+    conn: AsyncConnection, staged: Table, *, run_id: int, not_returned: Any
 ) -> dict[int, tuple[date, date]]:
     """Give re-dated tracked lines their new key and dates; returns line id → old dates.
 
-    ``not_returned`` selects the tracked lines of the pull's coverage that it did not return
-    (the lines that would otherwise have disappeared).
+    ``staged`` is the run's staging table; ``not_returned`` selects the tracked lines of the
+    pull's coverage that it did not return (the lines that would otherwise have disappeared).
     """
     gone = (
         await conn.execute(
@@ -72,17 +71,17 @@ async def rekey_redated(
     ).all()
     if not gone:
         return {}
-    known = exists().where(lines_t.c.key_hash == staging_t.c.key_hash)
+    known = exists().where(lines_t.c.key_hash == staged.c.key_hash)
     fresh = (
         await conn.execute(
             select(
-                staging_t.c.key_hash,
-                staging_t.c.period_start,
-                staging_t.c.period_end,
-                *[staging_t.c[name] for name in _IDENTITY],
+                staged.c.key_hash,
+                staged.c.period_start,
+                staged.c.period_end,
+                *[staged.c[name] for name in _IDENTITY],
             ).where(
-                staging_t.c.run_id == run_id,
-                staging_t.c.month.in_(sorted({row.month for row in gone})),
+                staged.c.run_id == run_id,
+                staged.c.month.in_(sorted({row.month for row in gone})),
                 ~known,
             )
         )

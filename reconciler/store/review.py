@@ -10,11 +10,12 @@ from datetime import datetime
 from sqlalchemy import insert, select
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
-from reconciler.alerts.outbox import withdraw_reviewed
+from reconciler.alerts.reviewed import withdraw_reviewed
 from reconciler.display import plural
 from reconciler.domain import FindingState
 from reconciler.errors import StalePlanError
 from reconciler.reconcile.plan import Plan, sort_for_plan
+from reconciler.settings import Settings
 from reconciler.store.findings import acknowledge, bump_serial, current_serial, open_values
 from reconciler.store.items import findings_table, load_items
 from reconciler.store.tables import AppliedPlan
@@ -33,6 +34,7 @@ async def build_plan(
 
 async def apply_acknowledgements(
     engine: AsyncEngine,
+    settings: Settings,
     *,
     serial: int,
     expected: dict[str, str],
@@ -41,7 +43,8 @@ async def apply_acknowledgements(
     now: datetime,
 ) -> int:
     """Acknowledge exactly ``expected`` (fingerprint → values hash) if nothing changed since
-    the plan was made at ``serial``; returns how many items were acknowledged."""
+    the plan was made at ``serial``; returns how many items were acknowledged. Queued alert
+    messages leave out what was acknowledged (``settings`` renders them again)."""
     async with engine.begin() as conn:
         # Locked: a pull committing meanwhile waits, or has committed and changed the serial.
         current = await current_serial(conn, lock=True)
@@ -74,7 +77,7 @@ async def apply_acknowledgements(
         )
         if count:
             await bump_serial(conn)
-            await withdraw_reviewed(conn, now)
+            await withdraw_reviewed(conn, settings, now)
         return count
 
 

@@ -19,7 +19,7 @@ from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 from reconciler.errors import ReconcilerError
 from reconciler.logs import redact
 from reconciler.providers.base import Coverage, PullStats
-from reconciler.store.tables import PullRun, StagingLine, UsageLineRow
+from reconciler.store.tables import LineVersion, PullRun, StagingLine, UsageLineRow
 
 runs_t = PullRun.__table__  # type: ignore[attr-defined]
 staging_t = StagingLine.__table__  # type: ignore[attr-defined]
@@ -154,14 +154,17 @@ async def finish_run(
         raise RunAbandonedError(run_id)
 
 
-async def heartbeat(conn: AsyncConnection, run_id: int, now: datetime) -> None:
-    """Renew a live run's heartbeat; raise if it was abandoned meanwhile. In a reconcile
-    transaction this is the claim: the run's row stays locked until the commit, so an
-    abandoner waits and then sees the run finished."""
+async def heartbeat(
+    conn: AsyncConnection, run_id: int, now: datetime, *, lines_read: int | None = None
+) -> None:
+    """Renew a live run's heartbeat (and its progress: ``lines_read`` so far); raise if it
+    was abandoned meanwhile. In a reconcile transaction this is the claim: the run's row
+    stays locked until the commit, so an abandoner waits and then sees the run finished."""
+    progress = {} if lines_read is None else {"lines_read": lines_read}
     result = await conn.execute(
         update(runs_t)
         .where(runs_t.c.id == run_id, runs_t.c.status == RUNNING)
-        .values(heartbeat_at=now)
+        .values(heartbeat_at=now, **progress)
     )
     if result.rowcount != 1:
         raise RunAbandonedError(run_id)
@@ -201,6 +204,12 @@ async def emptied_months(engine: AsyncEngine, source: str, run_id: int) -> list[
     provider that drops a month whole (an account moved, a token lost its scope) looks like
     every line of it disappeared: worth a word of its own."""
     lines = UsageLineRow.__table__.c  # type: ignore[attr-defined]
+    versions = LineVersion.__table__.c  # type: ignore[attr-defined]
+    # A month emptied by the run has lines the run made absent, each with its version row:
+    # without any (the usual pull), the source's lines are not read.
+    made_absent = (
+        select(versions.id).where(versions.run_id == run_id, versions.present.is_(False)).limit(1)
+    )
     present = func.sum(case((lines.present.is_(True), 1), else_=0))
     left = func.sum(case((lines.last_run_id == run_id, 1), else_=0))
     query = (
@@ -211,4 +220,6 @@ async def emptied_months(engine: AsyncEngine, source: str, run_id: int) -> list[
         .order_by(lines.month)
     )
     async with engine.connect() as conn:
+        if (await conn.execute(made_absent)).first() is None:
+            return []
         return [(str(row.month), int(row.left)) for row in (await conn.execute(query)).all()]

@@ -1,23 +1,30 @@
-"""Staging a pull: its lines are written, page by page, to ``staging_lines`` under its run id.
+"""Staging a pull: its lines are written, page by page, where its reconcile transaction reads them.
 
-Nothing here touches the tracked state: a pull that dies while staging leaves only staging
-rows behind, which housekeeping removes once the run's heartbeat is old. Every page renews
-the heartbeat in its own transaction, and fails if the run was abandoned meanwhile. The bulk
-insert goes straight to the driver's ``executemany`` (SQLAlchemy's per-row type processing
-would dominate at a million lines), with the rows in the text form of
-:mod:`reconciler.providers.rows`: a provider's page of rows as it came, any other page's lines
-converted once.
+Nothing here touches the tracked state. On SQLite the lines go to a TEMP table of the one
+connection that later runs the run's reconcile transaction: it lives outside the database file
+(no WAL traffic, nothing to delete afterwards) and vanishes with the connection, so a pull
+that dies leaves nothing behind. Like ``staging_lines`` it is append-only, with no index (a
+random key would make every insert land at a random place in a B-tree). On PostgreSQL the
+lines go to ``staging_lines`` under the run's id, which the run deletes and housekeeping
+removes once the run's heartbeat is old.
+
+Every page renews the run's heartbeat (with the lines staged so far, the run's progress) in
+its own short transaction, and fails if the run was abandoned meanwhile. The bulk insert goes
+straight to the driver's ``executemany`` (SQLAlchemy's per-row type processing would dominate
+at a million lines), with the rows in the text form of :mod:`reconciler.providers.rows`: a
+provider's page of rows as it came, any other page's lines converted once.
 """
 
 from __future__ import annotations
 
-from collections.abc import Callable, Sequence
+import contextlib
+from collections.abc import AsyncIterator, Callable, Sequence
 from datetime import datetime
 from operator import itemgetter
 from typing import Any, Final
 
-from sqlalchemy import String, Table
-from sqlalchemy.ext.asyncio import AsyncEngine
+from sqlalchemy import Column, MetaData, String, Table
+from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 from sqlmodel.sql.sqltypes import AutoString
 
 from reconciler.domain import UsageLine, utcnow
@@ -27,6 +34,42 @@ from reconciler.store.runs import heartbeat
 from reconciler.store.tables import StagingLine
 
 STAGING_COLUMNS: Final = ("run_id", *ROW_FIELDS)
+# A row's stat type, which decides its measure kind: provider, product, product name, usage
+# type, unit (see reconciler.store.measures).
+StatKey = tuple[str, str, str, str, str]
+_STAT_KEY: Final = itemgetter(
+    *(
+        ROW_FIELDS.index(name)
+        for name in ("provider", "product", "product_name", "usage_type", "unit")
+    )
+)
+staging_t: Final[Table] = StagingLine.__table__  # type: ignore[attr-defined]
+
+
+def _temp_column(column: Column[Any]) -> Column[Any]:
+    copy = column._copy()
+    copy.index = None
+    return copy
+
+
+# SQLite's staging: a TEMP table of the reconcile connection, the columns of staging_lines.
+pull_lines_t: Final = Table(
+    "pull_lines",
+    MetaData(),
+    *(_temp_column(column) for column in staging_t.columns),
+    prefixes=["TEMPORARY"],
+)
+
+
+def staging_table(dialect_name: str) -> Table:
+    """Where a pull's lines are staged on this backend (the same columns on both)."""
+    return pull_lines_t if dialect_name == "sqlite" else staging_t
+
+
+DUPLICATE_LINE: Final = (
+    "the provider returned the same usage line twice in one pull "
+    "(same account, product, usage type, region, service, month and period)"
+)
 
 
 # On PostgreSQL the rows' text is cast where the column is not text (see _values).
@@ -90,7 +133,12 @@ _STAGING_LIMITS = text_limits(StagingLine.__table__, ROW_FIELDS)  # type: ignore
 
 
 class Stager:
-    """Writes a pull's lines to staging, one short transaction per page."""
+    """Writes a pull's lines to staging, one short transaction per page, and runs the
+    pull's reconcile transaction where they are (:meth:`transaction`).
+
+    Call :meth:`close` when the pull fails before its transaction (the transaction closes
+    the stager itself).
+    """
 
     def __init__(
         self,
@@ -105,16 +153,73 @@ class Stager:
         self.run_id = run_id
         self.source = source
         self.lines = 0
+        self.stat_keys: set[StatKey] = set()  # of the lines staged
         dialect = engine.dialect
+        self.table = staging_table(dialect.name)
         values = _values(dialect.name, str(dialect.paramstyle), run_id)
-        self._sql = f"INSERT INTO staging_lines ({', '.join(STAGING_COLUMNS)}) VALUES ({values})"
+        columns = ", ".join(STAGING_COLUMNS)
+        self._sql = f"INSERT INTO {self.table.name} ({columns}) VALUES ({values})"
+        self._conn: AsyncConnection | None = None
+
+    @property
+    def in_temp_table(self) -> bool:
+        return self.table is pull_lines_t
+
+    async def _connection(self) -> AsyncConnection:
+        if self._conn is None:
+            conn = await self.engine.connect()
+            try:
+                async with conn.begin():
+                    # A connection back from the pool whose last stager was never closed.
+                    await conn.exec_driver_sql(f"DROP TABLE IF EXISTS temp.{pull_lines_t.name}")
+                    await conn.run_sync(pull_lines_t.create)
+            except BaseException:
+                await conn.close()
+                raise
+            self._conn = conn
+        return self._conn
 
     async def add(self, lines: Sequence[UsageLine]) -> None:
         if not lines:
             return
         rows = lines.rows if isinstance(lines, LineRows) else [line_row(line) for line in lines]
         check_lengths(self.source, "a usage line", _STAGING_LIMITS, rows)
-        async with self.engine.begin() as conn:
-            await heartbeat(conn, self.run_id, self.clock())
+        self.stat_keys.update(map(_STAT_KEY, rows))
+        staged = self.lines + len(rows)
+        if not self.in_temp_table:
+            async with self.engine.begin() as conn:
+                await heartbeat(conn, self.run_id, self.clock(), lines_read=staged)
+                await conn.exec_driver_sql(self._sql, rows)
+            self.lines = staged
+            return
+        conn = await self._connection()
+        async with conn.begin():
+            await heartbeat(conn, self.run_id, self.clock(), lines_read=staged)
             await conn.exec_driver_sql(self._sql, rows)
-        self.lines += len(rows)
+        self.lines = staged
+
+    @contextlib.asynccontextmanager
+    async def transaction(self) -> AsyncIterator[AsyncConnection]:
+        """The run's reconcile transaction, on the connection holding its staged lines;
+        committed when the block ends without an error. The stager is closed after."""
+        try:
+            conn = await self._connection() if self.in_temp_table else None
+            if conn is None:
+                async with self.engine.begin() as pg_conn:
+                    yield pg_conn
+            else:
+                async with conn.begin():
+                    yield conn
+        finally:
+            await self.close()
+
+    async def close(self) -> None:
+        """Drop the staged lines of a temp table (the connection holding them is closed:
+        SQLite frees the table with it)."""
+        conn, self._conn = self._conn, None
+        if conn is None:
+            return
+        try:
+            await conn.invalidate()
+        finally:
+            await conn.close()

@@ -10,8 +10,9 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 from dataclasses import dataclass
+from typing import Any
 
-from sqlalchemy import func, select, update
+from sqlalchemy import Table, and_, case, func, literal, select
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 from reconciler.domain import (
@@ -25,38 +26,37 @@ from reconciler.domain import (
 )
 from reconciler.providers.base import Coverage
 from reconciler.reconcile.diff import severity_of
-from reconciler.store.tables import StagingLine, UsageLineRow
+from reconciler.store.tables import UsageLineRow
 
 lines_t = UsageLineRow.__table__  # type: ignore[attr-defined]
-staging_t = StagingLine.__table__  # type: ignore[attr-defined]
 
 
-async def keep_finalized_months(
-    conn: AsyncConnection, *, run_id: int, source: str, coverage: Coverage
-) -> int:
-    """Stage the months the state holds as finalized as finalized again (derived statuses
-    only); returns how many staged lines were kept finalized."""
+async def staged_status(
+    conn: AsyncConnection, staged: Table, *, source: str, coverage: Coverage
+) -> Any:
+    """The staged lines' status as the store keeps it: for derived statuses, a line of a
+    month the state holds as finalized stays finalized (an expression over ``staged``,
+    applied where the diff reads and copies the status: the staged rows are not rewritten)."""
     if not coverage.derived_statuses:
-        return 0
-    finalized = (
-        select(lines_t.c.month)
-        .where(
-            lines_t.c.source == source,
-            lines_t.c.month.in_([str(m) for m in coverage.months]),
-            lines_t.c.status == LineStatus.FINALIZED.value,
+        return staged.c.status
+    months = []
+    for month in sorted(str(m) for m in coverage.months):
+        # Through the (source, month) index, stopping at the first finalized line.
+        finalized = (
+            select(lines_t.c.id)
+            .where(
+                lines_t.c.source == source,
+                lines_t.c.month == month,
+                lines_t.c.status == LineStatus.FINALIZED.value,
+            )
+            .limit(1)
         )
-        .distinct()
-    )
-    result = await conn.execute(
-        update(staging_t)
-        .where(
-            staging_t.c.run_id == run_id,
-            staging_t.c.status == LineStatus.COLLECTING.value,
-            staging_t.c.month.in_(finalized.scalar_subquery()),
-        )
-        .values(status=LineStatus.FINALIZED.value)
-    )
-    return max(int(result.rowcount or 0), 0)
+        if (await conn.execute(finalized)).first() is not None:
+            months.append(month)
+    if not months:
+        return staged.c.status
+    kept = and_(staged.c.status == LineStatus.COLLECTING.value, staged.c.month.in_(months))
+    return case((kept, literal(LineStatus.FINALIZED.value)), else_=staged.c.status)
 
 
 @dataclass(frozen=True, slots=True)

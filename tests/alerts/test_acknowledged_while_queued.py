@@ -33,6 +33,7 @@ from tests.alerts.outbox_support import (
     WEBHOOK_ENV,
     FakeTime,
     alert_settings,
+    all_text,
     header,
     outbox_rows,
     outcome_for,
@@ -59,7 +60,7 @@ async def _apply(engine: AsyncEngine, expected: dict[str, str]) -> int:
     async with engine.connect() as conn:
         serial = await current_serial(conn)
     return await apply_acknowledgements(
-        engine, serial=serial, expected=expected, who="ops", note=None, now=T0
+        engine, alert_settings(), serial=serial, expected=expected, who="ops", note=None, now=T0
     )
 
 
@@ -90,6 +91,32 @@ async def test_a_message_whose_items_were_all_acknowledged_while_queued_is_withd
     assert WITHDRAWN not in {r.state for r in await outbox_rows(engine)}
 
 
+async def test_a_message_partly_acknowledged_while_queued_is_sent_with_its_open_items_alone(
+    engine: AsyncEngine, slack: SlackStandIn, session: aiohttp.ClientSession
+) -> None:
+    settings = alert_settings()
+    mixed = [
+        make_item(fingerprint="fp-reviewed", text="reviewed-product"),
+        make_item(fingerprint="fp-open", text="open-product"),
+    ]
+    outcome, _ = await record_run(engine, settings, mixed, run_id=1)
+    assert "reviewed-product" in (await outbox_rows(engine))[0].payload
+    hashes = outcome.items.values_hashes
+    assert await _apply(engine, {"fp-reviewed": hashes["fp-reviewed"]}) == 1
+    (row,) = await outbox_rows(engine)
+    assert (row.state, json.loads(row.fingerprints)) == (
+        "pending",
+        {"items": ["fp-open"], "resolved": []},
+    )
+
+    await _deliver(engine, settings, slack, session)
+    (message,) = slack.received["default"]
+    assert header(message) == "reconciler · prod · run 1"
+    assert "open-product" in all_text(message)
+    assert "reviewed-product" not in all_text(message)
+    assert message["blocks"][1]["text"]["text"].startswith("*1 item*")
+
+
 async def test_a_message_that_also_reports_resolved_items_is_kept(
     engine: AsyncEngine,
 ) -> None:
@@ -103,7 +130,14 @@ async def test_a_message_that_also_reports_resolved_items_is_kept(
         "resolved": ["fp-old"],
     }
     assert await _apply(engine, dict(new.items.values_hashes)) == 1
-    assert [r.state for r in await outbox_rows(engine)] == ["pending", "pending"]
+    rows = await outbox_rows(engine)
+    assert [r.state for r in rows] == ["pending", "pending"]
+    # Only its resolution notice is left to say.
+    assert (rows[1].kind, json.loads(rows[1].fingerprints)) == (
+        "resolved",
+        {"items": [], "resolved": ["fp-old"]},
+    )
+    assert header(json.loads(rows[1].payload)) == "reconciler · prod · run 2 · resolved"
 
 
 def _finding(quantity: str, status: LineStatus) -> Evaluated:

@@ -22,6 +22,7 @@ import click
 import pytest
 
 from reconciler.cli import cli, main
+from tests.full_disk import on_tiny_filesystem
 from tests.test_cli import _walk
 
 CONFIG = """\
@@ -239,11 +240,9 @@ def test_the_daemon_on_a_busy_port_is_one_line(tmp_path: Path, invoke: Invoke) -
 
 
 FULL_DISK_SCRIPT = """
-set -u
-mount -t tmpfs -o size=1m tmpfs state
 "$PY" -m reconciler init > /dev/null
 "$PY" -m reconciler pull > /dev/null 2>&1
-dd if=/dev/zero of=state/filler bs=1k 2> /dev/null
+fill_disk
 for command in "$@"; do
   echo "=== $command" >&2
   $command
@@ -255,20 +254,18 @@ done
 def test_a_full_disk(tmp_path: Path) -> None:
     """A real full filesystem: a 1 MiB tmpfs in a private mount namespace, filled up."""
     import shlex
-    import subprocess
 
     (tmp_path / "state").mkdir()
     _write_config(tmp_path, 'directory = "state"')
     py = shlex.quote(sys.executable)
     commands = [f"{py} -m reconciler {' '.join(args)}" for args in COMMANDS.values()]
     env = {k: v for k, v in os.environ.items() if not k.startswith("RECONCILER_")}
-    result = subprocess.run(
-        ["unshare", "-rm", "sh", "-c", FULL_DISK_SCRIPT, "full-disk", *commands],
+    result = on_tiny_filesystem(
+        tmp_path / "state",
+        FULL_DISK_SCRIPT,
+        commands,
         cwd=tmp_path,
         env={**env, "PY": sys.executable, "BROKEN_STATE_TOKEN": "token"},
-        capture_output=True,
-        text=True,
-        timeout=600,
     )
     assert "Traceback" not in result.stdout + result.stderr
     blocks = result.stderr.split("=== ")[1:]

@@ -133,7 +133,7 @@ async def test_a_second_pull_of_a_source_refuses_while_another_holds_it(
         assert fastly == (
             "fastly: FAILED after 0.0s (0 API calls, 0 retries): source 'fastly' is being "
             "pulled by ops-box:4242 since 2024-07-10 06:00:00Z (another 'reconciler pull' or "
-            "'plan'): nothing was pulled; run it again when that pull has finished"
+            "'plan', or the daemon): nothing was pulled; run it again when that pull has finished"
         )
         assert akamai.startswith("akamai: ") and " lines read, " in akamai, akamai
         # Only the other pull's lease is left: this one released its own.

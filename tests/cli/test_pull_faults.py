@@ -1,8 +1,9 @@
 """One source's database fault fails that source alone: ``pull`` goes on to the others.
 
-The fault is raised by the real database in the middle of a real pull: a trigger on the
-staging table fails the Fastly source's inserts, on SQLite with SQLITE_FULL's message, on
-PostgreSQL by terminating the pull's own connection.
+The fault is raised by the real database in the middle of a real pull, when the Fastly source
+stages its first page: on SQLite a trigger on the run's progress (written with each staged
+page; the lines themselves go to a temp table) fails with SQLITE_FULL's message, on
+PostgreSQL a trigger on the staging table terminates the pull's own connection.
 """
 
 from __future__ import annotations
@@ -15,7 +16,8 @@ from reconciler.store.db import create_engine
 from tests.security.support import cli, tampered_sandbox, write_config
 
 SQLITE_FULL = """
-CREATE TRIGGER fail_fastly BEFORE INSERT ON staging_lines WHEN NEW.source = 'fastly'
+CREATE TRIGGER fail_fastly BEFORE UPDATE OF lines_read ON pull_runs
+WHEN NEW.source = 'fastly' AND NEW.status = 'running'
 BEGIN SELECT RAISE(ABORT, 'database or disk is full'); END
 """
 PG_FUNCTION = """

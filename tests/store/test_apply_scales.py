@@ -65,7 +65,7 @@ async def steps_to_apply_a_day_of_growth(tmp_path: Path, count: int) -> int:
             run_id = await start_run(engine, source="fastly", provider="fastly", now=NOW)
             stager = Stager(engine, run_id, "fastly")
             await stager.add(lines(count, quantity=day * 100))
-            async with engine.begin() as conn:
+            async with stager.transaction() as conn:
                 raw = (await conn.get_raw_connection()).driver_connection
                 assert raw is not None
                 if measured:

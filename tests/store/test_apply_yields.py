@@ -84,11 +84,12 @@ async def test_every_slice_of_changed_lines_gives_the_loop_a_turn(
     try:
         for day in (1, 2):
             run_id = await start_run(engine, source="fastly", provider="fastly", now=NOW)
-            await Stager(engine, run_id, "fastly").add(lines(COUNT, quantity=day * 100))
+            stager = Stager(engine, run_id, "fastly")
+            await stager.add(lines(COUNT, quantity=day * 100))
             if day == 2:
                 turns.classified = 0
                 event.listen(engine.sync_engine, "before_cursor_execute", written)
-            async with engine.begin() as conn:
+            async with stager.transaction() as conn:
                 with running(turns) if day == 2 else contextlib.nullcontext():
                     result = await apply_staged(
                         conn,

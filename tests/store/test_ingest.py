@@ -59,7 +59,7 @@ async def pull(
     stager = Stager(engine, run_id, "fastly")
     for start in range(0, len(lines), 3):
         await stager.add(lines[start : start + 3])
-    async with engine.begin() as conn:
+    async with stager.transaction() as conn:
         result = await apply_staged(
             conn, run_id=run_id, source="fastly", coverage=coverage, now=NOW, severities={}
         )

@@ -81,8 +81,9 @@ async def test_finalization_beyond_the_tolerance(engine: AsyncEngine) -> None:
 async def test_the_finalize_tolerance_is_the_callers(engine: AsyncEngine) -> None:
     await pull(engine, [line("a", "100")])
     run_id = await start_run(engine, source="fastly", provider="fastly", now=NOW)
-    await Stager(engine, run_id, "fastly").add([line("a", "105", status=F)])
-    async with engine.begin() as conn:
+    stager = Stager(engine, run_id, "fastly")
+    await stager.add([line("a", "105", status=F)])
+    async with stager.transaction() as conn:
         result = await apply_staged(
             conn,
             run_id=run_id,

@@ -10,6 +10,7 @@ from sqlalchemy import text
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
 from reconciler.errors import StalePlanError
+from reconciler.settings import Settings
 from reconciler.store.findings import bump_serial, current_serial
 from reconciler.store.review import apply_acknowledgements
 
@@ -75,7 +76,7 @@ async def test_apply_waits_for_a_committing_pull_and_refuses_the_stale_plan(
         await bump_serial(pull)  # a pull's reconcile transaction, not yet committed
         applying = asyncio.create_task(
             apply_acknowledgements(
-                engine, serial=made_at, expected={}, who="test", note=None, now=NOW
+                engine, Settings(), serial=made_at, expected={}, who="test", note=None, now=NOW
             )
         )
         await wait_until_blocked(engine, applying, await _backend_pid(pull))

@@ -5,7 +5,7 @@ from __future__ import annotations
 import json
 from collections.abc import Sequence
 from datetime import datetime
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 from reconciler.alerts.channels.email import render_email
 from reconciler.alerts.channels.generic import render_webhook_body
@@ -15,9 +15,6 @@ from reconciler.alerts.channels.teams import render_card
 from reconciler.domain import PlanItem
 from reconciler.settings import ChannelSettings, Settings
 
-if TYPE_CHECKING:
-    from reconciler.refresh import RunOutcome
-
 
 def encode_payload(payload: dict[str, Any]) -> str:
     return json.dumps(payload, ensure_ascii=False, separators=(",", ":"))
@@ -26,7 +23,8 @@ def encode_payload(payload: dict[str, Any]) -> str:
 def channel_outbox_rows(
     settings: Settings,
     channel: ChannelSettings,
-    outcome: RunOutcome,
+    source: str,
+    run_id: int,
     items: Sequence[PlanItem],
     resolved: Sequence[PlanItem],
     now: datetime,
@@ -35,7 +33,6 @@ def channel_outbox_rows(
     per event for PagerDuty (a trigger per item, a resolve per resolved item)."""
     if not items and not resolved:
         return []
-    source, run_id = outcome.source, outcome.run_id
     report_url = settings.alerts.slack.report_link_base
     kind = "run" if items else "resolved"
 

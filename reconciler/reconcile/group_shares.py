@@ -1,0 +1,109 @@
+"""An Akamai reporting group's part of its contract product's usage. Pure.
+
+A reporting group's monthly summary is a part of a contract product's usage, not more of it:
+the contract product's line stays the billing truth (priced, audited, checked by
+expectations) and a reporting group's line says which part of it the group used. Per usage
+(source, contract, product, usage type, region, unit and month), each group's share is its
+volume over the contract product's volume: volumes only, a percentile or a peak is never a
+share of anything. Groups whose volumes add up to more than the contract's (groups that
+overlap, or a contract figure that lags) are scaled down to share all of it, never more.
+What no group covers stays with the contract line's owner. A group line of a usage the
+contract product has no volume of carries nothing.
+
+The group's owner is the owner of its line (:func:`reconciler.reconcile.ownership.owner_of`):
+a ``reporting_group`` rule, else the rule that owns the contract product's line. A group line
+no rule owns leaves its part with the contract line.
+"""
+
+from __future__ import annotations
+
+from collections import defaultdict
+from collections.abc import Iterable, Mapping, Sequence
+from dataclasses import dataclass
+from decimal import Decimal
+from fractions import Fraction
+
+from reconciler.domain import Month, reporting_group_of
+from reconciler.reconcile.costing import CostLine
+from reconciler.reconcile.ownership import owner_of
+from reconciler.team_settings import UNALLOCATED, TeamSettings
+
+# source, account (contract), product, usage type, region, unit, month
+UsageKey = tuple[str, str, str, str, str, str, Month]
+Weights = dict[str, Fraction]
+
+
+def usage_key(line: CostLine) -> UsageKey:
+    return (line.source, line.account, line.product, line.usage_type, line.region, line.unit,
+            line.month)  # fmt: skip
+
+
+def is_group_line(line: CostLine) -> bool:
+    return reporting_group_of(line.service) is not None
+
+
+@dataclass(frozen=True, slots=True)
+class GroupShares:
+    """Per usage, each group owner's fraction of the contract product's volume (fractions
+    adding up to 1 at most) and that volume."""
+
+    parts: Mapping[UsageKey, Weights]
+    volumes: Mapping[UsageKey, Fraction]
+
+    def of(self, line: CostLine) -> Weights:
+        """The group owners' fractions of a contract product's line (empty: no group)."""
+        if line.service or not line.additive:
+            return {}
+        return dict(self.parts.get(usage_key(line), {}))
+
+    def remainder(self, line: CostLine) -> Fraction:
+        """The part of the line's usage no group covers (1: no group covers any)."""
+        if not line.additive or is_group_line(line):
+            return Fraction(1)
+        return 1 - sum(self.parts.get(usage_key(line), {}).values(), Fraction(0))
+
+    def quantities(self) -> dict[tuple[str, UsageKey], Fraction]:
+        """Each group owner's quantity of each usage: its share of the contract's volume."""
+        return {
+            (owner, key): fraction * self.volumes[key]
+            for key, parts in self.parts.items()
+            for owner, fraction in parts.items()
+        }
+
+
+def group_shares(lines: Iterable[CostLine], teams: Sequence[TeamSettings]) -> GroupShares:
+    """The reporting groups' shares of every usage ``lines`` hold both of."""
+    contract: dict[UsageKey, Fraction] = defaultdict(Fraction)
+    groups: dict[UsageKey, Weights] = defaultdict(lambda: defaultdict(Fraction))
+    for line in lines:
+        if not line.additive:
+            continue
+        if not line.service:
+            contract[usage_key(line)] += Fraction(line.quantity)
+        elif is_group_line(line) and line.quantity > 0:
+            groups[usage_key(line)][owner_of(teams, line)] += Fraction(line.quantity)
+    parts: dict[UsageKey, Weights] = {}
+    for key, owners in groups.items():
+        volume = contract.get(key, Fraction(0))
+        if volume <= 0:
+            continue
+        scale = max(volume, sum(owners.values(), Fraction(0)))
+        owned = {o: q / scale for o, q in owners.items() if o != UNALLOCATED}
+        if owned:
+            parts[key] = owned
+    return GroupShares(parts, {key: contract[key] for key in parts})
+
+
+def as_decimal(value: Fraction) -> Decimal:
+    """An exact fraction as a Decimal (exact when it terminates, else to 28 digits)."""
+    return Decimal(value.numerator) / Decimal(value.denominator)
+
+
+def merged(parts: Mapping[str, Fraction], rest: Mapping[str, Fraction], r: Fraction) -> Weights:
+    """Group parts plus ``r`` of the ``rest`` weights (fractions adding up to 1)."""
+    out: Weights = defaultdict(Fraction)
+    for owner, fraction in parts.items():
+        out[owner] += fraction
+    for owner, fraction in rest.items():
+        out[owner] += r * fraction
+    return {o: f for o, f in out.items() if f}
