@@ -3,8 +3,8 @@
 ``--version`` and ``--help`` load neither the settings, the store nor any HTTP or database
 library (help lists each command from :data:`SUMMARIES`, which must say what the command's own
 help says); a pull and ``config check`` load no migration tool, no templates, no metrics, no
-scheduler, no daemon service, no sandbox, no reports and, on SQLite, no PostgreSQL dialect. Modules are read from the interpreter's own
-import log, not timed.
+scheduler, no daemon service, no sandbox, no reports and, on SQLite, no PostgreSQL dialect.
+Modules are read from the interpreter's own import log, not timed.
 """
 
 from __future__ import annotations
