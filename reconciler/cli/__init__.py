@@ -256,9 +256,7 @@ SUMMARIES = {
     "init": (
         "Create the state directory and database (at the newest schema) and an example config."
     ),
-    "plan": (
-        "Refresh, then show drift and expectation findings to review, like 'terraform plan'."
-    ),
+    "plan": ("Refresh, then show drift and expectation findings to review, like 'terraform plan'."),
     "pull": "Pull every configured source now and reconcile it with the state.",
     "report": "Write a review report of the state and print its path.",
     "run": "Run the daemon: scheduled pulls, alert delivery, reports and housekeeping.",
