@@ -12,7 +12,7 @@ import asyncio
 import contextlib
 import logging
 import time
-from collections.abc import AsyncIterator, Awaitable, Callable, Mapping, Sequence
+from collections.abc import AsyncIterator, Awaitable, Callable, Mapping, Sequence, Set
 from dataclasses import dataclass, field
 from datetime import date, datetime
 from fnmatch import fnmatchcase
@@ -35,6 +35,7 @@ from reconciler.settings import ExpectationSettings, Settings
 from reconciler.store import costs as cost_store
 from reconciler.store import findings as items_store
 from reconciler.store.backup import checkpoint
+from reconciler.store.fault_point import hold_before_commit
 from reconciler.store.findings import ItemUpdates, drift_values_hash
 from reconciler.store.ingest import (
     IngestResult,
@@ -54,7 +55,7 @@ from reconciler.store.runs import (
     heartbeat,
     start_run,
 )
-from reconciler.store.staging import Stager, check_lengths, text_limits
+from reconciler.store.staging import Stager, StatKey, check_lengths, text_limits
 from reconciler.store.statuses import collecting_months_before, left_window_items
 from reconciler.store.tables import InvoiceLineRow
 from reconciler.team_settings import TeamSettings
@@ -181,6 +182,7 @@ async def refresh_source(
                 today,
                 clock(),
                 costs=outcome.costs,
+                staged_stats=stager.stat_keys,
             )
             if outcome.ingest.versions_added or outcome.items.changed:
                 await items_store.bump_serial(conn)
@@ -200,6 +202,7 @@ async def refresh_source(
                 started=started,
                 now=clock(),
             )
+            await hold_before_commit()  # inert: a test's fault point
     except BaseException as exc:
         outcome.duration_s = time.monotonic() - began
         await stager.close()
@@ -478,6 +481,7 @@ async def _review(
     now: datetime,
     *,
     costs: list[cost_store.CostGauge] | None = None,
+    staged_stats: Set[StatKey] | None = None,
 ) -> ItemUpdates:
     """Raise drift items for this run's changes and re-evaluate the source's expectations
     (and, where rates are declared, fill ``costs`` with the open month's)."""
@@ -534,6 +538,7 @@ async def _review(
         coverage.months,
         run_id=run_id,
         wrote_lines=bool(ingest.versions_added),
+        staged_stats=staged_stats,
     )
     lines = await month_lines(
         conn,

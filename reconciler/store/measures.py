@@ -9,7 +9,7 @@ classifies nothing); when the rules themselves changed since the source's last p
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Sequence, Set
 from dataclasses import dataclass, replace
 from typing import Any
 
@@ -17,10 +17,17 @@ from sqlalchemy import and_, case, func, insert, or_, select, update
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 from reconciler.domain import Month, PlanItem, Severity, line_digest
-from reconciler.reconcile.measures import BUILTIN_CATALOG, Classified, MeasureRule, classify
+from reconciler.reconcile.measures import (
+    BUILTIN_CATALOG,
+    Classified,
+    MeasureKind,
+    MeasureRule,
+    classify,
+)
 from reconciler.settings import ExpectationSettings
 from reconciler.store.findings import drift_item
 from reconciler.store.ingest import LineChange
+from reconciler.store.staging import StatKey
 from reconciler.store.tables import StateMeta, UsageLineRow
 
 lines_t = UsageLineRow.__table__  # type: ignore[attr-defined]
@@ -103,16 +110,23 @@ async def apply_measure_kinds(
     *,
     run_id: int | None = None,
     wrote_lines: bool = True,
+    staged_stats: Set[StatKey] | None = None,
 ) -> int:
     """Set the kind of the lines of ``source`` (of ``months``; of those run ``run_id`` wrote,
     none if it ``wrote_lines`` not; unless the rules changed since the source was last
-    classified: then of all its lines). Returns the lines changed."""
+    classified: then of all its lines). Returns the lines changed.
+
+    With ``staged_stats``, the stat types of every line the run staged, the lines it wrote
+    are classified from those without grouping them.
+    """
     digest = rules_digest(rules)
     key = "measures:" + line_digest((source,))
     stored = (await conn.execute(select(meta_t.c.value).where(meta_t.c.key == key))).scalar()
     same_rules = stored == digest
     if same_rules and not wrote_lines:
         return 0
+    if same_rules and run_id is not None and staged_stats is not None:
+        return await _classify_written(conn, source, rules, run_id, staged_stats)
     scope = months if same_rules else None
     written_by = run_id if same_rules else None
     moves = [
@@ -158,6 +172,56 @@ async def _move(
         query = query.where(c.last_run_id == run_id)
     result = await conn.execute(query.values(measure_kind=new_kind))
     return int(result.rowcount)
+
+
+async def _classify_written(
+    conn: AsyncConnection,
+    source: str,
+    rules: Sequence[MeasureRule],
+    run_id: int,
+    staged_stats: Set[StatKey],
+) -> int:
+    """Give the present lines run ``run_id`` wrote (each of one of ``staged_stats``) their
+    kind: one UPDATE per hundred stat types that are not volumes, one for the volumes (a
+    line holding another kind: its stat type changed). Nothing is grouped or sorted."""
+    c = lines_t.c
+    others: list[tuple[StatKey, str]] = []
+    for stat in sorted(staged_stats):
+        provider, product, product_name, usage_type, unit = stat
+        kind = classify(
+            provider, usage_type, unit, product=product, product_name=product_name, overrides=rules
+        ).kind
+        if kind is not MeasureKind.VOLUME:
+            others.append((stat, kind.value))
+
+    def matches(stat: StatKey) -> Any:
+        provider, product, product_name, usage_type, unit = stat
+        return and_(
+            c.provider == provider,
+            c.product == product,
+            c.product_name == product_name,
+            c.usage_type == usage_type,
+            c.unit == unit,
+        )
+
+    written = and_(c.source == source, c.last_run_id == run_id, c.present.is_(True))
+    changed = 0
+    for start in range(0, len(others), 100):
+        chunk = others[start : start + 100]
+        new_kind = case(*((matches(stat), kind) for stat, kind in chunk))
+        result = await conn.execute(
+            update(lines_t)
+            .where(written, or_(*(matches(stat) for stat, _ in chunk)), c.measure_kind != new_kind)
+            .values(measure_kind=new_kind)
+        )
+        changed += int(result.rowcount)
+    volume = MeasureKind.VOLUME.value
+    result = await conn.execute(
+        update(lines_t)
+        .where(written, c.measure_kind != volume, *(~matches(stat) for stat, _ in others))
+        .values(measure_kind=volume)
+    )
+    return changed + int(result.rowcount)
 
 
 def rules_digest(rules: Sequence[MeasureRule]) -> str:

@@ -19,7 +19,7 @@ from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 from reconciler.errors import ReconcilerError
 from reconciler.logs import redact
 from reconciler.providers.base import Coverage, PullStats
-from reconciler.store.tables import PullRun, StagingLine, UsageLineRow
+from reconciler.store.tables import LineVersion, PullRun, StagingLine, UsageLineRow
 
 runs_t = PullRun.__table__  # type: ignore[attr-defined]
 staging_t = StagingLine.__table__  # type: ignore[attr-defined]
@@ -204,6 +204,12 @@ async def emptied_months(engine: AsyncEngine, source: str, run_id: int) -> list[
     provider that drops a month whole (an account moved, a token lost its scope) looks like
     every line of it disappeared: worth a word of its own."""
     lines = UsageLineRow.__table__.c  # type: ignore[attr-defined]
+    versions = LineVersion.__table__.c  # type: ignore[attr-defined]
+    # A month emptied by the run has lines the run made absent, each with its version row:
+    # without any (the usual pull), the source's lines are not read.
+    made_absent = (
+        select(versions.id).where(versions.run_id == run_id, versions.present.is_(False)).limit(1)
+    )
     present = func.sum(case((lines.present.is_(True), 1), else_=0))
     left = func.sum(case((lines.last_run_id == run_id, 1), else_=0))
     query = (
@@ -214,4 +220,6 @@ async def emptied_months(engine: AsyncEngine, source: str, run_id: int) -> list[
         .order_by(lines.month)
     )
     async with engine.connect() as conn:
+        if (await conn.execute(made_absent)).first() is None:
+            return []
         return [(str(row.month), int(row.left)) for row in (await conn.execute(query)).all()]

@@ -34,6 +34,15 @@ from reconciler.store.runs import heartbeat
 from reconciler.store.tables import StagingLine
 
 STAGING_COLUMNS: Final = ("run_id", *ROW_FIELDS)
+# A row's stat type, which decides its measure kind: provider, product, product name, usage
+# type, unit (see reconciler.store.measures).
+StatKey = tuple[str, str, str, str, str]
+_STAT_KEY: Final = itemgetter(
+    *(
+        ROW_FIELDS.index(name)
+        for name in ("provider", "product", "product_name", "usage_type", "unit")
+    )
+)
 staging_t: Final[Table] = StagingLine.__table__  # type: ignore[attr-defined]
 
 
@@ -144,6 +153,7 @@ class Stager:
         self.run_id = run_id
         self.source = source
         self.lines = 0
+        self.stat_keys: set[StatKey] = set()  # of the lines staged
         dialect = engine.dialect
         self.table = staging_table(dialect.name)
         values = _values(dialect.name, str(dialect.paramstyle), run_id)
@@ -174,6 +184,7 @@ class Stager:
             return
         rows = lines.rows if isinstance(lines, LineRows) else [line_row(line) for line in lines]
         check_lengths(self.source, "a usage line", _STAGING_LIMITS, rows)
+        self.stat_keys.update(map(_STAT_KEY, rows))
         staged = self.lines + len(rows)
         if not self.in_temp_table:
             async with self.engine.begin() as conn:

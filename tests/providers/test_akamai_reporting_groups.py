@@ -217,3 +217,14 @@ def test_reporting_group_ids_may_be_integers() -> None:
     source = {"name": "akamai", "provider": "akamai", "reporting_groups": [12345, "678"]}
     settings = settings_from_mapping({"sources": [source]})
     assert settings.sources[0].reporting_groups == ["12345", "678"]  # type: ignore[union-attr]
+
+
+async def test_the_group_endpoint_refuses_an_unsigned_request(sandbox: Sandbox) -> None:
+    import aiohttp
+
+    group = groups_of(sandbox)[0]
+    url = f"{sandbox.server.base_url}{reporting_group_endpoint(group, '1-7KLGH')}"
+    window = {"start": "2024-05", "end": "2024-08"}
+    async with aiohttp.ClientSession() as session, session.get(url, params=window) as response:
+        assert response.status == 401
+        assert "pep-authn/deny" in (await response.json(content_type=None))["type"]
