@@ -7,8 +7,9 @@ to make. The kill lands in its phase:
 - fetch: the first request (invoices) hangs; killed while it hangs, before any line is
   staged;
 - staging: the first service page hangs; killed while it hangs, the account lines staged;
-- commit: killed a random time into the apply transaction (all lines staged, the run still
-  ``running``), using the commit time measured on the previous complete pull;
+- commit: the pull holds its reconcile transaction open, everything written, just before it
+  commits (the test-only fault point ``RECONCILER_TEST_HOLD_BEFORE_COMMIT``); killed there,
+  every time, with the write lock still held;
 - random: killed a random time after the process started.
 
 After each kill: ``PRAGMA integrity_check`` is ok, the tracked tables hash to what they were
@@ -44,6 +45,7 @@ from chaos_support import (
 )
 
 from reconciler.cli.setup_cmds import to_toml
+from reconciler.store.fault_point import HOLD_BEFORE_COMMIT_ENV
 
 SECTION = "kills"
 PHASES = ("fetch", "staging", "commit", "random")
@@ -160,14 +162,14 @@ class KillRounds:
         }
         self.config.write_text(to_toml(data))
 
-    async def start_pull(self) -> asyncio.subprocess.Process:
+    async def start_pull(self, **env: str) -> asyncio.subprocess.Process:
         log = (self.work / "pull.log").open("ab")
         try:
             return await asyncio.create_subprocess_exec(
                 sys.executable,
                 *("-m", "reconciler", "--config", str(self.config), "pull", "--source", "fastly"),
                 *("--as-of", self.day.isoformat()),
-                env=child_env(FASTLY_API_TOKEN=self.box.fastly_token),
+                env=child_env(FASTLY_API_TOKEN=self.box.fastly_token, **env),
                 stdin=asyncio.subprocess.DEVNULL,
                 stdout=asyncio.subprocess.DEVNULL,
                 stderr=log,
@@ -238,8 +240,11 @@ class KillRounds:
         # before the first service page is asked for).
         if phase in HUNG:
             await self.box.add_faults({"kind": "hang", "endpoint": HUNG[phase], "count": 1})
+        held = self.work / "commit.held"
+        held.unlink(missing_ok=True)
+        hold = {HOLD_BEFORE_COMMIT_ENV: str(held)} if phase == "commit" else {}
         began = time.monotonic()
-        proc = await self.start_pull()
+        proc = await self.start_pull(**hold)
         in_tx = False
         try:
             async with asyncio.timeout(600):
@@ -253,11 +258,14 @@ class KillRounds:
             await _reap(proc)
             await self.box.clear_faults()
         watch.poll()
-        landed = _landed(watch, staged, before_status, self.full)
+        landed = "commit" if held.exists() else _landed(watch, staged, before_status, self.full)
         watch.close()
         if code != -signal.SIGKILL:
             landed = "exited first"
-        return KillOutcome(phase, landed, staged, in_tx and landed == "commit", watch.run_id)
+        kill = KillOutcome(phase, landed, staged, in_tx and landed == "commit", watch.run_id)
+        if phase == "commit" and not kill.in_transaction:
+            kill.problems.append(f"aimed at the commit, landed {landed}, not inside it")
+        return kill
 
     async def _wait_for_moment(
         self, phase: str, watch: Watch, proc: asyncio.subprocess.Process, began: float
@@ -277,9 +285,9 @@ class KillRounds:
                 if any(fault["fired"] for fault in await self.box.faults()):
                     break
                 await asyncio.sleep(POLL_S)
-        elif phase == "commit":
-            await until(lambda: watch.staged >= self.full or _over(watch))
-            await asyncio.sleep(rng.uniform(0, 0.9 * self.last.commit_s))
+        elif phase == "commit":  # until it holds its transaction open, just before it commits
+            held = self.work / "commit.held"
+            await until(held.exists)
         else:
             total = self.last.finished_s or 5.0
             await asyncio.sleep(max(rng.uniform(0, total) - (time.monotonic() - began), 0))

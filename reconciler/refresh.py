@@ -35,6 +35,7 @@ from reconciler.settings import ExpectationSettings, Settings
 from reconciler.store import costs as cost_store
 from reconciler.store import findings as items_store
 from reconciler.store.backup import checkpoint
+from reconciler.store.fault_point import hold_before_commit
 from reconciler.store.findings import ItemUpdates, drift_values_hash
 from reconciler.store.ingest import (
     IngestResult,
@@ -201,6 +202,7 @@ async def refresh_source(
                 started=started,
                 now=clock(),
             )
+            await hold_before_commit()  # inert: a test's fault point
     except BaseException as exc:
         outcome.duration_s = time.monotonic() - began
         await stager.close()

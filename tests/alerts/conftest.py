@@ -1,4 +1,4 @@
-"""A Slack stand-in on loopback and one client session per test."""
+"""A Slack stand-in on loopback, one client session per test and a webhook client on it."""
 
 from __future__ import annotations
 
@@ -7,6 +7,7 @@ from collections.abc import AsyncIterator
 import aiohttp
 import pytest
 
+from reconciler.alerts.webhook import SlackWebhookClient
 from reconciler.sandbox.slack import SlackStandIn
 from tests.alerts.channel_support import channels, smtp
 
@@ -23,3 +24,9 @@ async def slack() -> AsyncIterator[SlackStandIn]:
 async def session() -> AsyncIterator[aiohttp.ClientSession]:
     async with aiohttp.ClientSession() as client_session:
         yield client_session
+
+
+@pytest.fixture
+def client(session: aiohttp.ClientSession) -> SlackWebhookClient:
+    """A webhook client on the test's session (5 s per request, far above any answer)."""
+    return SlackWebhookClient(session, timeout_s=5)

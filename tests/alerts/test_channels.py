@@ -34,11 +34,6 @@ from tests.alerts.helpers import make_item
 from tests.alerts.outbox_support import T0, Deliverer, dump_tables, outbox_rows, record_run
 
 
-@pytest.fixture
-def client(session: aiohttp.ClientSession) -> SlackWebhookClient:
-    return SlackWebhookClient(session, timeout_s=5)
-
-
 def channel_settings(
     channel_list: list[dict[str, Any]], routes: list[dict[str, Any]] | None = None
 ) -> Settings:

@@ -37,11 +37,6 @@ from tests.alerts.outbox_support import (
 )
 
 
-@pytest.fixture
-def client(session: aiohttp.ClientSession) -> SlackWebhookClient:
-    return SlackWebhookClient(session, timeout_s=5)
-
-
 async def test_one_message_per_second_per_webhook(
     engine: AsyncEngine, slack: SlackStandIn, client: SlackWebhookClient
 ) -> None:

@@ -7,7 +7,6 @@ from __future__ import annotations
 import logging
 from datetime import timedelta
 
-import aiohttp
 import pytest
 from sqlalchemy.ext.asyncio import AsyncEngine
 
@@ -26,11 +25,6 @@ from tests.alerts.outbox_support import (
     queue_runs,
     runs_received,
 )
-
-
-@pytest.fixture
-def client(session: aiohttp.ClientSession) -> SlackWebhookClient:
-    return SlackWebhookClient(session, timeout_s=5)
 
 
 @pytest.mark.parametrize("refusal", ["revoked", "channel_not_found", "action_prohibited"])

@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import dataclasses
 
-import aiohttp
 import pytest
 from sqlalchemy.ext.asyncio import AsyncEngine
 
@@ -30,11 +29,6 @@ ROUTES = [
     {"team": "video", "min_severity": "info", "channels": ["video"]},
     {"min_severity": "critical", "channels": ["ops"]},
 ]
-
-
-@pytest.fixture
-def client(session: aiohttp.ClientSession) -> SlackWebhookClient:
-    return SlackWebhookClient(session, timeout_s=5)
 
 
 async def test_a_team_route_hears_its_team_and_every_message_names_the_team(

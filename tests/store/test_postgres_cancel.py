@@ -11,9 +11,12 @@ cut short by the configured ``statement_timeout``.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import os
 import signal
 import sys
+from collections.abc import AsyncIterator
+from dataclasses import dataclass
 
 import pytest
 from sqlalchemy import text
@@ -21,16 +24,23 @@ from sqlalchemy.ext.asyncio import AsyncEngine
 
 from reconciler.settings import settings_from_mapping
 from reconciler.store.db import configured_engine, create_engine
+from tests.daemon.support import eventually
 
 pytestmark = pytest.mark.postgres
+TIMEOUT_S = 120
 
 HOLDER = """
 import asyncio, sys
 from sqlalchemy import text
-from reconciler.store.db import create_engine
+from reconciler.settings import settings_from_mapping
+from reconciler.store.db import configured_engine, create_engine
 
 async def main() -> None:
-    engine = create_engine(sys.argv[1])
+    if len(sys.argv) > 2:  # opened as configured, with this statement_timeout_s
+        state = {"database_url": sys.argv[1], "statement_timeout_s": float(sys.argv[2])}
+        engine = configured_engine(settings_from_mapping({"state": state}))
+    else:
+        engine = create_engine(sys.argv[1])
     async with engine.begin() as conn:
         await conn.execute(text("SELECT pg_advisory_xact_lock(hashtext('fastly'))"))
         pid = (await conn.execute(text("SELECT pg_backend_pid()"))).scalar_one()
@@ -49,35 +59,37 @@ async def backends(engine: AsyncEngine, pid: int, state: str | None = None) -> i
         return int((await conn.execute(text(query), {"p": pid, "s": state})).scalar_one())
 
 
-async def test_a_killed_pull_leaves_no_backend_holding_the_source_lock(postgres_url: str) -> None:
+@dataclass(frozen=True)
+class Holder:
+    """A client process holding the source's advisory lock in a transaction, its hour-long
+    query running on ``backend``; ``engine`` watches it from outside."""
+
+    process: asyncio.subprocess.Process
+    backend: int
+    engine: AsyncEngine
+
+
+@contextlib.asynccontextmanager
+async def holder(postgres_url: str, *args: str) -> AsyncIterator[Holder]:
     process = await asyncio.create_subprocess_exec(
         sys.executable,
         "-c",
         HOLDER,
         postgres_url,
+        *args,
         stdout=asyncio.subprocess.PIPE,
         env=dict(os.environ),
     )
     assert process.stdout is not None
     engine = create_engine(postgres_url)
     try:
-        async with asyncio.timeout(120):
+        async with asyncio.timeout(TIMEOUT_S):
             backend = int((await process.stdout.readline()).decode())
-            while True:  # until its query runs
-                if await backends(engine, backend, "active"):
-                    break
-                await asyncio.sleep(0.05)
-            process.send_signal(signal.SIGKILL)
-            await process.wait()
-            while True:  # until the server has ended the backend
-                if not await backends(engine, backend):
-                    break
-                await asyncio.sleep(0.2)
-        async with engine.connect() as conn:
-            taken = (
-                await conn.execute(text("SELECT pg_try_advisory_lock(hashtext('fastly'))"))
-            ).scalar_one()
-        assert taken is True
+        # Until its query runs.
+        await eventually(
+            lambda: backends(engine, backend, "active"), timeout_s=TIMEOUT_S, every_s=0.05
+        )
+        yield Holder(process, backend, engine)
     finally:
         if process.returncode is None:
             process.kill()
@@ -85,23 +97,20 @@ async def test_a_killed_pull_leaves_no_backend_holding_the_source_lock(postgres_
         await engine.dispose()
 
 
-STOPPED_HOLDER = """
-import asyncio, sys
-from sqlalchemy import text
-from reconciler.settings import settings_from_mapping
-from reconciler.store.db import configured_engine
+async def test_a_killed_pull_leaves_no_backend_holding_the_source_lock(postgres_url: str) -> None:
+    async with holder(postgres_url) as held:
+        held.process.send_signal(signal.SIGKILL)
+        await held.process.wait()
 
-async def main() -> None:
-    state = {"database_url": sys.argv[1], "statement_timeout_s": float(sys.argv[2])}
-    engine = configured_engine(settings_from_mapping({"state": state}))
-    async with engine.begin() as conn:
-        await conn.execute(text("SELECT pg_advisory_xact_lock(hashtext('fastly'))"))
-        pid = (await conn.execute(text("SELECT pg_backend_pid()"))).scalar_one()
-        print(pid, flush=True)
-        await conn.execute(text("SELECT pg_sleep(3600)"))
+        async def ended() -> bool:  # the server has ended the backend
+            return not await backends(held.engine, held.backend)
 
-asyncio.run(main())
-"""
+        await eventually(ended, timeout_s=TIMEOUT_S, every_s=0.2)
+        async with held.engine.connect() as conn:
+            taken = (
+                await conn.execute(text("SELECT pg_try_advisory_lock(hashtext('fastly'))"))
+            ).scalar_one()
+    assert taken is True
 
 
 async def test_sessions_carry_the_configured_statement_timeout(postgres_url: str) -> None:
@@ -124,31 +133,11 @@ async def test_sessions_carry_the_configured_statement_timeout(postgres_url: str
 async def test_the_server_cancels_the_statement_of_a_client_that_hangs(postgres_url: str) -> None:
     """A client that is stopped (SIGSTOP: its connection stays open, so the server cannot
     tell it is gone) does not keep its statement running: ``statement_timeout`` ends it."""
-    process = await asyncio.create_subprocess_exec(
-        sys.executable,
-        "-c",
-        STOPPED_HOLDER,
-        postgres_url,
-        "2",
-        stdout=asyncio.subprocess.PIPE,
-        env=dict(os.environ),
-    )
-    assert process.stdout is not None
-    engine = create_engine(postgres_url)
-    try:
-        async with asyncio.timeout(120):
-            backend = int((await process.stdout.readline()).decode())
-            while True:  # until its statement runs
-                if await backends(engine, backend, "active"):
-                    break
-                await asyncio.sleep(0.05)
-            process.send_signal(signal.SIGSTOP)
-            while True:  # until the server has cancelled it, the client still stopped
-                if await backends(engine, backend, "idle in transaction (aborted)"):
-                    break
-                await asyncio.sleep(0.2)
-    finally:
-        if process.returncode is None:
-            process.kill()
-            await process.wait()
-        await engine.dispose()
+    async with holder(postgres_url, "2") as held:
+        held.process.send_signal(signal.SIGSTOP)
+        # Until the server has cancelled it, the client still stopped.
+        await eventually(
+            lambda: backends(held.engine, held.backend, "idle in transaction (aborted)"),
+            timeout_s=TIMEOUT_S,
+            every_s=0.2,
+        )
