@@ -281,7 +281,9 @@ async def test_a_team_budget_adds_up_the_team_s_share_of_every_source(
 async def test_a_team_report_shows_the_team_s_own_cost_and_usage_charts(
     engine: AsyncEngine, sandbox: SandboxServer, tmp_path: Path
 ) -> None:
-    settings = showback_settings(sandbox, tmp_path)
+    usage = {"source": "fastly", "usage_type": "North America Bandwidth"}
+    expectations = [{**usage, "team": "api", "monthly_max": "900"}, {**usage, "monthly_max": "9e9"}]
+    settings = showback_settings(sandbox, tmp_path, expectations=expectations)
     await pull_all(engine, settings, sandbox)
     first, last = Month(2024, 5), Month(2024, 7)
     whole = await gather_report(engine, settings, ReportRequest(first, last), NOW)
@@ -303,11 +305,20 @@ async def test_a_team_report_shows_the_team_s_own_cost_and_usage_charts(
     assert data.costs.audit == () and data.costs.commitments == ()
     # api owns one Fastly service and no account-level line: its charts are its service's.
     assert data.series and {s.source for s in data.series} == {"fastly"}
-    usage = {(u.month, u.usage_type): u.quantity for u in data.costs.showback.usage_rows()}
+    team_usage = {(u.month, u.usage_type): u.quantity for u in data.costs.showback.usage_rows()}
     charted = {
         (p.month, s.usage_type): p.quantity for s in data.series if s.kind.adds_up for p in s.points
     }
-    assert charted and charted.items() <= usage.items()
+    assert charted and charted.items() <= team_usage.items()
+    # Each chart carries its own expectations: the team's on its report, the account's on it.
+    bands = {
+        (report is whole, s.usage_type): s.band.high
+        for report in (whole, data)
+        for s in report.series
+        if s.source == "fastly" and s.band is not None
+    }
+    assert bands == {(True, "North America Bandwidth"): Decimal("9e9"),
+                     (False, "North America Bandwidth"): Decimal(900)}  # fmt: skip
     text = render_markdown(data, "team-api").text
     assert "## Cost of team api" in text and "Projected share of the invoice" in text
     assert "Team api's lines per product and usage type" in text

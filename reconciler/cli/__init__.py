@@ -1,8 +1,9 @@
 """The ``reconciler`` command line: a click group; the only place that runs an event loop.
 
-Each command lives in a module of its own, imported only when that command runs (or help lists
-it): :data:`COMMANDS` says where each is, so ``reconciler --version`` loads neither the
-settings nor the store, and ``pull`` never loads the sandbox, Alembic or the reports. A
+Each command lives in a module of its own, imported only when that command runs: :data:`COMMANDS`
+says where each is and :data:`SUMMARIES` what ``--help`` lists for it, so ``reconciler --version``
+and ``--help`` load neither the settings nor the store, and ``pull`` never loads the sandbox,
+Alembic or the reports. A
 :class:`ReconcilerError` becomes one ``error: ...`` line on stderr and exit status 1.
 """
 
@@ -150,17 +151,23 @@ class ReconcilerGroup(click.Group):
     """A group whose commands and sub-groups accept the global options after their name.
 
     ``lazy_commands`` maps a command's name to ``module:attribute``: the module is imported
-    when the command is looked up (to run it, or to list it in help), not before.
+    when the command is looked up, not before. ``summaries`` (name → the first paragraph of
+    the command's help) lets help list a lazy command without importing it.
     """
 
     command_class = ReconcilerCommand
     group_class = type  # sub-groups are ReconcilerGroups too
 
     def __init__(
-        self, *args: Any, lazy_commands: Mapping[str, str] | None = None, **kwargs: Any
+        self,
+        *args: Any,
+        lazy_commands: Mapping[str, str] | None = None,
+        summaries: Mapping[str, str] | None = None,
+        **kwargs: Any,
     ) -> None:
         super().__init__(*args, **kwargs)
         self.lazy_commands = dict(lazy_commands or {})
+        self.summaries = dict(summaries or {})
         _add_global_params(self)
 
     def list_commands(self, ctx: click.Context) -> list[str]:
@@ -175,6 +182,25 @@ class ReconcilerGroup(click.Group):
         if not isinstance(found, click.Command):
             raise TypeError(f"{where} is not a click command")
         return found
+
+    def listed_help(self, ctx: click.Context, name: str, limit: int) -> str | None:
+        """What help lists for command ``name`` (None: a hidden or unknown command)."""
+        if name in self.summaries:
+            # Shortened as click shortens a command's own help.
+            return click.Command(name, help=self.summaries[name]).get_short_help_str(limit)
+        found = self.get_command(ctx, name)
+        return None if found is None or found.hidden else found.get_short_help_str(limit)
+
+    def format_commands(self, ctx: click.Context, formatter: click.HelpFormatter) -> None:
+        names = self.list_commands(ctx)
+        if not names:
+            return
+        limit = formatter.width - 6 - max(map(len, names))
+        rows = [(name, self.listed_help(ctx, name, limit)) for name in names]
+        listed = [(name, text) for name, text in rows if text is not None]
+        if listed:
+            with formatter.section("Commands"):
+                formatter.write_dl(listed)
 
     def resolve_command(
         self, ctx: click.Context, args: list[str]
@@ -217,11 +243,32 @@ COMMANDS = {
     "sandbox": "reconciler.sandbox.cli:sandbox_group",
     "state": "reconciler.cli.state_cmds:state",
 }
+# What 'reconciler --help' lists for each (each command's first help paragraph; a test
+# keeps the two the same).
+SUMMARIES = {
+    "alerts": "Slack alerts: send a test message, inspect, flush and retry the outbox.",
+    "apply": "Acknowledge exactly what a plan showed; refuses a plan made from an older state.",
+    "check": "Exit 0 if the running daemon says it is ready, else 1 with the reason.",
+    "config": "Inspect the configuration.",
+    "db": "Manage the state database schema.",
+    "demo": "Fast-forward months of Fastly and Akamai billing against the embedded sandbox.",
+    "findings": "List review items (drift and expectation findings) by state.",
+    "init": (
+        "Create the state directory and database (at the newest schema) and an example config."
+    ),
+    "plan": ("Refresh, then show drift and expectation findings to review, like 'terraform plan'."),
+    "pull": "Pull every configured source now and reconcile it with the state.",
+    "report": "Write a review report of the state and print its path.",
+    "run": "Run the daemon: scheduled pulls, alert delivery, reports and housekeeping.",
+    "sandbox": "A local stand-in for the Fastly and Akamai billing APIs, for trying reconciler.",
+    "state": "Inspect the tracked usage lines.",
+}
 
 
 @click.group(
     cls=ReconcilerGroup,
     lazy_commands=COMMANDS,
+    summaries=SUMMARIES,
     context_settings={"help_option_names": ["-h", "--help"]},
 )
 @click.version_option(__version__, "--version", prog_name="reconciler")

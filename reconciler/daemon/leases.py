@@ -17,10 +17,10 @@ from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 
 from sqlalchemy import delete, select, text, update
-from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
 from reconciler.store.tables import JobLease
+from reconciler.store.upsert import insert_on_conflict
 
 leases_t = JobLease.__table__  # type: ignore[attr-defined]
 EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
@@ -72,8 +72,7 @@ async def claim(
     async with engine.begin() as conn:
         now = now or await database_now(conn)
         values = {"slot": slot, "holder": holder, "acquired_at": now, "expires_at": now + ttl}
-        dialect = conn.dialect.name
-        upsert = (postgresql.insert if dialect == "postgresql" else sqlite.insert)(leases_t)
+        upsert = insert_on_conflict(conn.dialect.name, leases_t)
         inserted = await conn.execute(
             upsert.values(**values).on_conflict_do_nothing(index_elements=["slot"])
         )

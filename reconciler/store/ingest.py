@@ -105,6 +105,7 @@ class IngestResult:
     new_lines: int = 0
     versions_added: int = 0
     changes: list[LineChange] = field(default_factory=list)
+    updated_ids: list[int] = field(default_factory=list)  # present lines rewritten (not new)
 
     def counts(self) -> dict[str, int]:
         counts: dict[str, int] = {}
@@ -213,6 +214,7 @@ async def apply_staged(
         kind = classify(before, after, finalize_tolerance=finalize_tolerance)
         values = {name: row._mapping[name] for name in COPIED_COLUMNS if name != "key_hash"}
         updates.append({"b_id": row.id, **values, "present": True, "last_run_id": run_id})
+        result.updated_ids.append(row.id)
         versions.append(_version(row.id, run_id, now, values, present=True))
         if kind is not None:
             change = _change(row.id, kind, severities, row, before.observation, after)

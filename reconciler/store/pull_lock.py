@@ -20,11 +20,11 @@ from collections.abc import AsyncIterator
 from datetime import UTC, datetime, timedelta
 
 from sqlalchemy import delete, select, text, update
-from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
 from reconciler.errors import SourceBusyError
 from reconciler.store.tables import JobLease
+from reconciler.store.upsert import insert_on_conflict
 
 log = logging.getLogger(__name__)
 leases_t = JobLease.__table__  # type: ignore[attr-defined]
@@ -54,9 +54,7 @@ async def _claim(engine: AsyncEngine, slot: str, holder: str, ttl: timedelta) ->
     async with engine.begin() as conn:
         now = await _database_now(conn)
         values = {"slot": slot, "holder": holder, "acquired_at": now, "expires_at": now + ttl}
-        upsert = (postgresql.insert if conn.dialect.name == "postgresql" else sqlite.insert)(
-            leases_t
-        )
+        upsert = insert_on_conflict(conn.dialect.name, leases_t)
         inserted = await conn.execute(
             upsert.values(**values).on_conflict_do_nothing(index_elements=["slot"])
         )

@@ -1,9 +1,10 @@
 """Each command imports what it uses: the real entry point, run under ``python -X importtime``.
 
-``--version`` loads neither the settings, the store nor any HTTP or database library; a pull
-and ``config check`` load no migration tool, no templates, no metrics, no scheduler, no
-daemon service, no sandbox and no reports. Modules are read from the interpreter's own
-import log, not timed.
+``--version`` and ``--help`` load neither the settings, the store nor any HTTP or database
+library (help lists each command from :data:`SUMMARIES`, which must say what the command's own
+help says); a pull and ``config check`` load no migration tool, no templates, no metrics, no
+scheduler, no daemon service, no sandbox, no reports and, on SQLite, no PostgreSQL dialect.
+Modules are read from the interpreter's own import log, not timed.
 """
 
 from __future__ import annotations
@@ -14,6 +15,10 @@ import re
 import sys
 from pathlib import Path
 
+import click
+import pytest
+
+from reconciler.cli import COMMANDS, SUMMARIES, cli
 from reconciler.sandbox import SandboxServer, named_scenario
 from tests.security.support import write_config
 
@@ -42,6 +47,8 @@ NEVER_FOR_WORK = (
     "reconciler.daemon.http",
     "reconciler.daemon.metrics",
     "reconciler.daemon.systemd",
+    # The state is SQLite here: PostgreSQL's dialect loads every PostgreSQL driver's module.
+    "sqlalchemy.dialects.postgresql",
 )
 
 
@@ -77,6 +84,21 @@ def loaded(names: set[str], packages: tuple[str, ...]) -> list[str]:
 async def test_version_imports_the_command_line_alone(tmp_path: Path) -> None:
     names = await imported_by("--version", cwd=tmp_path)
     assert loaded(names, NEVER_FOR_VERSION) == []
+
+
+async def test_help_lists_every_command_without_importing_one(tmp_path: Path) -> None:
+    names = await imported_by("--help", cwd=tmp_path)
+    assert loaded(names, NEVER_FOR_VERSION) == []
+    assert loaded(names, tuple(where.partition(":")[0] for where in COMMANDS.values())) == []
+
+
+@pytest.mark.parametrize("name", sorted(COMMANDS))
+def test_each_summary_is_what_the_command_itself_would_list(name: str) -> None:
+    assert sorted(SUMMARIES) == sorted(COMMANDS)
+    command = cli.get_command(click.Context(cli), name)
+    assert command is not None
+    for limit in (30, 45, 80, 200):
+        assert cli.listed_help(click.Context(cli), name, limit) == command.get_short_help_str(limit)
 
 
 async def test_a_pull_and_config_check_import_no_tool_they_do_not_use(tmp_path: Path) -> None:
