@@ -539,6 +539,7 @@ async def _review(
         run_id=run_id,
         wrote_lines=bool(ingest.versions_added),
         staged_stats=staged_stats,
+        updated_ids=ingest.updated_ids,
     )
     lines = await month_lines(
         conn,

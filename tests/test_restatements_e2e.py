@@ -3,7 +3,6 @@ state on SQLite and on PostgreSQL."""
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator
 from datetime import date
 from pathlib import Path
 from typing import Any
@@ -13,57 +12,20 @@ from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from reconciler.domain import ItemCategory, PlanItem, utcnow
-from reconciler.providers.http import HttpClient
-from reconciler.refresh import refresh_source
-from reconciler.sandbox.scenario import named_scenario
 from reconciler.sandbox.server import SandboxServer
 from reconciler.settings import Settings, Tolerance, settings_from_mapping
 from reconciler.store.ingest import lines_t
 from reconciler.store.items import findings_table, item_from_row
 from reconciler.store.review import build_plan
-
-
-@pytest.fixture
-async def sandbox() -> AsyncIterator[SandboxServer]:
-    async with SandboxServer(named_scenario("default"), host="127.0.0.1", port=0) as server:
-        yield server
+from tests.e2e_support import pull_both, sandbox, sandbox_sources
 
 
 def settings_for(sandbox: SandboxServer, tmp_path: Path, **extra: Any) -> Settings:
-    edgerc = tmp_path / "sandbox.edgerc"
-    edgerc.write_text(sandbox.edgerc_text())
-    edgerc.chmod(0o600)
-    common = {"base_url": sandbox.base_url, "max_retries": 0, "lookback_months": 3}
-    return settings_from_mapping(
-        {
-            "sources": [
-                {"name": "fastly", "provider": "fastly", **common},
-                {
-                    "name": "akamai",
-                    "provider": "akamai",
-                    "edgerc": str(edgerc),
-                    "contracts": sandbox.contracts,
-                    **common,
-                },
-            ],
-            **extra,
-        }
-    )
+    return settings_from_mapping({"sources": sandbox_sources(sandbox, tmp_path), **extra})
 
 
 async def pull(engine: AsyncEngine, settings: Settings, sandbox: SandboxServer, day: date) -> None:
-    sandbox.state.set_today(day)
-    async with HttpClient() as http:
-        for source in ("fastly", "akamai"):
-            outcome = await refresh_source(
-                engine,
-                settings,
-                source,
-                http,
-                today=day,
-                environ={"FASTLY_API_TOKEN": sandbox.fastly_token},
-            )
-            assert outcome.ok, outcome.error
+    await pull_both(engine, settings, sandbox, day)
 
 
 async def all_items(engine: AsyncEngine) -> list[tuple[str, PlanItem]]:
@@ -222,3 +184,6 @@ async def test_a_period_re_dated_at_finalization_is_the_same_line(
     assert {i.kind for i in january} == {"finalized"}
     odd = [i for i in january if i.product == "1-ABC012"]
     assert odd and all("re-dated" in i.message for i in odd)
+
+
+__all__ = ["sandbox"]  # the fixture

@@ -5,13 +5,11 @@ from __future__ import annotations
 
 import json
 from collections import defaultdict
-from collections.abc import AsyncIterator
 from datetime import UTC, date, datetime
 from decimal import Decimal
 from pathlib import Path
 from typing import Any
 
-import pytest
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from reconciler.demo_contract import demo_akamai_rates
@@ -22,10 +20,10 @@ from reconciler.reports.data import ReportRequest, gather_report
 from reconciler.reports.html import render_html
 from reconciler.reports.json_report import report_json
 from reconciler.reports.markdown import render_markdown
-from reconciler.sandbox.scenario import named_scenario
 from reconciler.sandbox.server import SandboxServer
 from reconciler.settings import Settings, settings_from_mapping
 from reconciler.store.review import build_plan
+from tests.e2e_support import pull_both, sandbox, sandbox_sources
 from tests.test_cost_e2e import contract
 
 TODAY = date(2024, 7, 10)
@@ -33,33 +31,14 @@ NOW = datetime(2024, 7, 10, 12, tzinfo=UTC)
 COMMIT = "2000 USD"  # far above Akamai's rated month: the shortfall is shared
 
 
-@pytest.fixture
-async def sandbox() -> AsyncIterator[SandboxServer]:
-    async with SandboxServer(named_scenario("default"), host="127.0.0.1", port=0) as server:
-        yield server
-
-
 def showback_settings(sandbox: SandboxServer, tmp_path: Path, **more: Any) -> Settings:
     return settings_from_mapping(showback_config(sandbox, tmp_path, **more))
 
 
 def showback_config(sandbox: SandboxServer, tmp_path: Path, **more: Any) -> dict[str, Any]:
-    edgerc = tmp_path / "sandbox.edgerc"
-    edgerc.write_text(sandbox.edgerc_text())
-    edgerc.chmod(0o600)
-    source = {"base_url": sandbox.base_url, "max_retries": 0, "lookback_months": 3}
     return dict(
         {
-            "sources": [
-                {"name": "fastly", "provider": "fastly", **source},
-                {
-                    "name": "akamai",
-                    "provider": "akamai",
-                    "edgerc": str(edgerc),
-                    "contracts": sandbox.contracts,
-                    **source,
-                },
-            ],
+            "sources": sandbox_sources(sandbox, tmp_path),
             "rates": [*contract(), *demo_akamai_rates()],
             "commitments": [
                 {"name": "Akamai commit", "source": "akamai", "currency": "USD", "amount": COMMIT}
@@ -81,21 +60,7 @@ def showback_config(sandbox: SandboxServer, tmp_path: Path, **more: Any) -> dict
 
 
 async def pull_all(engine: AsyncEngine, settings: Settings, sandbox: SandboxServer) -> None:
-    from reconciler.refresh import refresh_source
-
-    sandbox.state.set_today(TODAY)
-    async with HttpClient() as http:
-        for source in ("fastly", "akamai"):
-            outcome = await refresh_source(
-                engine,
-                settings,
-                source,
-                http,
-                today=TODAY,
-                clock=lambda: NOW,
-                environ={"FASTLY_API_TOKEN": sandbox.fastly_token},
-            )
-            assert outcome.ok, outcome.error
+    await pull_both(engine, settings, sandbox, TODAY, clock=lambda: NOW)
 
 
 async def test_teams_and_unallocated_add_up_to_every_month_of_the_bill(
@@ -316,7 +281,9 @@ async def test_a_team_budget_adds_up_the_team_s_share_of_every_source(
 async def test_a_team_report_shows_the_team_s_own_cost_and_usage_charts(
     engine: AsyncEngine, sandbox: SandboxServer, tmp_path: Path
 ) -> None:
-    settings = showback_settings(sandbox, tmp_path)
+    usage = {"source": "fastly", "usage_type": "North America Bandwidth"}
+    expectations = [{**usage, "team": "api", "monthly_max": "900"}, {**usage, "monthly_max": "9e9"}]
+    settings = showback_settings(sandbox, tmp_path, expectations=expectations)
     await pull_all(engine, settings, sandbox)
     first, last = Month(2024, 5), Month(2024, 7)
     whole = await gather_report(engine, settings, ReportRequest(first, last), NOW)
@@ -338,14 +305,26 @@ async def test_a_team_report_shows_the_team_s_own_cost_and_usage_charts(
     assert data.costs.audit == () and data.costs.commitments == ()
     # api owns one Fastly service and no account-level line: its charts are its service's.
     assert data.series and {s.source for s in data.series} == {"fastly"}
-    usage = {(u.month, u.usage_type): u.quantity for u in data.costs.showback.usage_rows()}
+    team_usage = {(u.month, u.usage_type): u.quantity for u in data.costs.showback.usage_rows()}
     charted = {
         (p.month, s.usage_type): p.quantity for s in data.series if s.kind.adds_up for p in s.points
     }
-    assert charted and charted.items() <= usage.items()
+    assert charted and charted.items() <= team_usage.items()
+    # Each chart carries its own expectations: the team's on its report, the account's on it.
+    bands = {
+        (report is whole, s.usage_type): s.band.high
+        for report in (whole, data)
+        for s in report.series
+        if s.source == "fastly" and s.band is not None
+    }
+    assert bands == {(True, "North America Bandwidth"): Decimal("9e9"),
+                     (False, "North America Bandwidth"): Decimal(900)}  # fmt: skip
     text = render_markdown(data, "team-api").text
     assert "## Cost of team api" in text and "Projected share of the invoice" in text
     assert "Team api's lines per product and usage type" in text
     assert "### Invoice audit" not in text
     html = render_html(data)
     assert "<h2>Cost of team api</h2>" in html
+
+
+__all__ = ["sandbox"]  # the fixture

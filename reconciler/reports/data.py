@@ -317,6 +317,8 @@ async def _series(
     inputs = await _forecast_inputs(
         conn, settings, {key[0] for key in groups}, now, services=request.team is not None
     )
+    # A team's expectations are drawn on its report's charts only; the account's on the rest.
+    drawn = [e for e in settings.expectations if e.team == request.team]
     result: list[Series] = []
     for key, group in groups.items():
         source, provider, product, usage_type, unit, kind, region, service = key
@@ -330,7 +332,7 @@ async def _series(
             for month, lines in sorted(group.months.items())
         )
         band, other_unit = expectation_band(
-            settings.expectations,
+            drawn,
             source=source,
             product=product,
             product_name=group.product_name,

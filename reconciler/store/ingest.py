@@ -35,6 +35,7 @@ from sqlalchemy import (
     true,
     update,
 )
+from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
 from reconciler.domain import (
@@ -105,6 +106,7 @@ class IngestResult:
     new_lines: int = 0
     versions_added: int = 0
     changes: list[LineChange] = field(default_factory=list)
+    updated_ids: list[int] = field(default_factory=list)  # present lines rewritten (not new)
 
     def counts(self) -> dict[str, int]:
         counts: dict[str, int] = {}
@@ -170,10 +172,11 @@ async def apply_staged(
     """
     result = IngestResult()
     staged = staging_table(conn.dialect.name)
-    await _refuse_duplicates(conn, staged, run_id, source)
+    first_pull = not await _tracks_source(conn, source)
+    if not first_pull:  # a first pull's insert meets the unique key index instead
+        await _refuse_duplicates(conn, staged, run_id, source)
     status = await staged_status(conn, staged, source=source, coverage=coverage)
     tracked_months = await _tracked_months(conn, source, coverage)
-    first_pull = not await _tracks_source(conn, source)
     shape = (
         SnapshotShape(new=1, differing=0, vanished=0, differing_ids=())
         if first_pull
@@ -213,6 +216,7 @@ async def apply_staged(
         kind = classify(before, after, finalize_tolerance=finalize_tolerance)
         values = {name: row._mapping[name] for name in COPIED_COLUMNS if name != "key_hash"}
         updates.append({"b_id": row.id, **values, "present": True, "last_run_id": run_id})
+        result.updated_ids.append(row.id)
         versions.append(_version(row.id, run_id, now, values, present=True))
         if kind is not None:
             change = _change(row.id, kind, severities, row, before.observation, after)
@@ -258,9 +262,14 @@ async def apply_staged(
 
     # 3. Lines never seen before: inserted set-based, with their first version.
     if shape.vanished or shape.new:
-        result.new_lines = await _insert_new_lines(
-            conn, staged, status, run_id, known_possible=not first_pull
-        )
+        try:
+            result.new_lines = await _insert_new_lines(
+                conn, staged, status, run_id, known_possible=not first_pull
+            )
+        except IntegrityError as exc:
+            if not first_pull or "key_hash" not in str(exc.orig):
+                raise
+            raise BadProviderDataError(source, "pull", DUPLICATE_LINE) from None
     if result.new_lines:
         await conn.execute(
             insert(versions_t).from_select(

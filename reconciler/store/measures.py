@@ -111,13 +111,15 @@ async def apply_measure_kinds(
     run_id: int | None = None,
     wrote_lines: bool = True,
     staged_stats: Set[StatKey] | None = None,
+    updated_ids: Sequence[int] = (),
 ) -> int:
     """Set the kind of the lines of ``source`` (of ``months``; of those run ``run_id`` wrote,
     none if it ``wrote_lines`` not; unless the rules changed since the source was last
     classified: then of all its lines). Returns the lines changed.
 
-    With ``staged_stats``, the stat types of every line the run staged, the lines it wrote
-    are classified from those without grouping them.
+    With ``staged_stats``, the stat types of every line the run staged, and
+    ``updated_ids``, the tracked lines it rewrote (the others it wrote are new), the lines it
+    wrote are classified from those without grouping them.
     """
     digest = rules_digest(rules)
     key = "measures:" + line_digest((source,))
@@ -125,8 +127,15 @@ async def apply_measure_kinds(
     same_rules = stored == digest
     if same_rules and not wrote_lines:
         return 0
-    if same_rules and run_id is not None and staged_stats is not None:
-        return await _classify_written(conn, source, rules, run_id, staged_stats)
+    if (
+        run_id is not None
+        and staged_stats is not None
+        and (same_rules or (stored is None and await _all_new_in(conn, source, run_id)))
+    ):
+        changed = await _classify_written(conn, source, rules, run_id, staged_stats, updated_ids)
+        if stored is None:
+            await conn.execute(insert(meta_t).values(key=key, value=digest))
+        return changed
     scope = months if same_rules else None
     written_by = run_id if same_rules else None
     moves = [
@@ -174,16 +183,24 @@ async def _move(
     return int(result.rowcount)
 
 
+async def _all_new_in(conn: AsyncConnection, source: str, run_id: int) -> bool:
+    """Whether every line of ``source`` is new in run ``run_id`` (its first pull)."""
+    c = lines_t.c
+    other = select(c.id).where(c.source == source, c.first_run_id != run_id).limit(1)
+    return (await conn.execute(other)).first() is None
+
+
 async def _classify_written(
     conn: AsyncConnection,
     source: str,
     rules: Sequence[MeasureRule],
     run_id: int,
     staged_stats: Set[StatKey],
+    updated_ids: Sequence[int],
 ) -> int:
-    """Give the present lines run ``run_id`` wrote (each of one of ``staged_stats``) their
-    kind: one UPDATE per hundred stat types that are not volumes, one for the volumes (a
-    line holding another kind: its stat type changed). Nothing is grouped or sorted."""
+    """Give the lines run ``run_id`` inserted or rewrote (each of one of ``staged_stats``)
+    their kind. New lines arrive as volumes: only those of other kinds are set (through the
+    first-run index); a rewritten line (by id) may hold any kind. Nothing is grouped."""
     c = lines_t.c
     others: list[tuple[StatKey, str]] = []
     for stat in sorted(staged_stats):
@@ -204,24 +221,32 @@ async def _classify_written(
             c.unit == unit,
         )
 
-    written = and_(c.source == source, c.last_run_id == run_id, c.present.is_(True))
-    changed = 0
-    for start in range(0, len(others), 100):
-        chunk = others[start : start + 100]
-        new_kind = case(*((matches(stat), kind) for stat, kind in chunk))
-        result = await conn.execute(
-            update(lines_t)
-            .where(written, or_(*(matches(stat) for stat, _ in chunk)), c.measure_kind != new_kind)
-            .values(measure_kind=new_kind)
-        )
-        changed += int(result.rowcount)
-    volume = MeasureKind.VOLUME.value
-    result = await conn.execute(
-        update(lines_t)
-        .where(written, c.measure_kind != volume, *(~matches(stat) for stat, _ in others))
-        .values(measure_kind=volume)
-    )
-    return changed + int(result.rowcount)
+    async def set_kinds(written: Any, *, volumes: bool) -> int:
+        changed = 0
+        for start in range(0, len(others), 100):
+            chunk = others[start : start + 100]
+            new_kind = case(*((matches(stat), kind) for stat, kind in chunk))
+            result = await conn.execute(
+                update(lines_t)
+                .where(written, or_(*(matches(s) for s, _ in chunk)), c.measure_kind != new_kind)
+                .values(measure_kind=new_kind)
+            )
+            changed += int(result.rowcount)
+        if volumes:
+            volume = MeasureKind.VOLUME.value
+            result = await conn.execute(
+                update(lines_t)
+                .where(written, c.measure_kind != volume, *(~matches(s) for s, _ in others))
+                .values(measure_kind=volume)
+            )
+            changed += int(result.rowcount)
+        return changed
+
+    changed = await set_kinds(c.first_run_id == run_id, volumes=False) if others else 0
+    ids = sorted(updated_ids)
+    for start in range(0, len(ids), 500):
+        changed += await set_kinds(c.id.in_(ids[start : start + 500]), volumes=True)
+    return changed
 
 
 def rules_digest(rules: Sequence[MeasureRule]) -> str:

@@ -19,7 +19,7 @@ from reconciler.store.db import create_engine
 from reconciler.store.fault_point import HOLD_BEFORE_COMMIT_ENV
 from tests.daemon.support import eventually
 from tests.loop_support import clean_environment
-from tests.security.support import cli, tampered_sandbox, write_config
+from tests.security.support import cli, initialized_state
 
 TRACKED = (
     "usage_lines",
@@ -74,13 +74,7 @@ async def _rows_naming(url: str, run_id: int) -> int:
 async def test_a_pull_killed_inside_its_commit_leaves_the_state_as_it_was(
     tmp_path: Path, backend: str, state_url: str
 ) -> None:
-    async with tampered_sandbox() as (sandbox, _):
-        state: dict[str, str] = {"directory": str(tmp_path / "state")}
-        if backend != "sqlite":
-            state["database_url"] = state_url
-        write_config(tmp_path, sandbox, state=state)
-        env = {"FASTLY_API_TOKEN": sandbox.fastly_token}
-        assert (await cli("init", cwd=tmp_path, env=env)).code == 0
+    async with initialized_state(tmp_path, backend, state_url) as (sandbox, env):
         first = await cli(
             "pull", "--source", "fastly", "--as-of", "2024-07-10", cwd=tmp_path, env=env
         )

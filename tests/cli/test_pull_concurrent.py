@@ -17,16 +17,9 @@ import sqlalchemy as sa
 
 from reconciler.store.db import create_engine
 from reconciler.store.pull_lock import leases_t, pull_slot
-from tests.security.support import TIMEOUT_S, cli, tampered_sandbox, write_config
+from tests.security.support import TIMEOUT_S, cli, initialized_state
 
 HELD_SINCE = datetime(2024, 7, 10, 6, 0, tzinfo=UTC)
-
-
-def _config(tmp_path: Path, sandbox: object, backend: str, url: str) -> None:
-    state: dict[str, str] = {"directory": str(tmp_path / "state")}
-    if backend != "sqlite":
-        state["database_url"] = url
-    write_config(tmp_path, sandbox, state=state)  # type: ignore[arg-type]
 
 
 async def _on_pty(*args: str, cwd: Path, env: dict[str, str]) -> tuple[int, str, str]:
@@ -70,10 +63,7 @@ async def _on_pty(*args: str, cwd: Path, env: dict[str, str]) -> tuple[int, str,
 async def test_pull_shows_progress_on_a_terminal_only(
     tmp_path: Path, backend: str, state_url: str
 ) -> None:
-    async with tampered_sandbox() as (sandbox, _):
-        _config(tmp_path, sandbox, backend, state_url)
-        env = {"FASTLY_API_TOKEN": sandbox.fastly_token}
-        assert (await cli("init", cwd=tmp_path, env=env)).code == 0
+    async with initialized_state(tmp_path, backend, state_url) as (_, env):
         code, out, tty = await _on_pty("pull", "--as-of", "2024-07-10", cwd=tmp_path, env=env)
         assert code == 0, out + tty
         assert [line.split(":")[0] for line in out.splitlines()] == ["fastly", "akamai"]
@@ -121,10 +111,7 @@ async def _held(url: str) -> list[str]:
 async def test_a_second_pull_of_a_source_refuses_while_another_holds_it(
     tmp_path: Path, backend: str, state_url: str
 ) -> None:
-    async with tampered_sandbox() as (sandbox, _):
-        _config(tmp_path, sandbox, backend, state_url)
-        env = {"FASTLY_API_TOKEN": sandbox.fastly_token}
-        assert (await cli("init", cwd=tmp_path, env=env)).code == 0
+    async with initialized_state(tmp_path, backend, state_url) as (_, env):
         # Another live pull of fastly: its lease runs for years yet.
         await _hold(state_url, "fastly", "ops-box:4242", datetime(2999, 1, 1, tzinfo=UTC))
         ran = await cli("pull", "--as-of", "2024-07-10", cwd=tmp_path, env=env)
@@ -145,10 +132,7 @@ async def test_a_second_pull_of_a_source_refuses_while_another_holds_it(
 async def test_a_lease_left_by_a_pull_that_died_is_taken_over(
     tmp_path: Path, backend: str, state_url: str
 ) -> None:
-    async with tampered_sandbox() as (sandbox, _):
-        _config(tmp_path, sandbox, backend, state_url)
-        env = {"FASTLY_API_TOKEN": sandbox.fastly_token}
-        assert (await cli("init", cwd=tmp_path, env=env)).code == 0
+    async with initialized_state(tmp_path, backend, state_url) as (_, env):
         await _hold(state_url, "fastly", "gone-box:1", HELD_SINCE + timedelta(minutes=2))
         ran = await cli("pull", "--as-of", "2024-07-10", cwd=tmp_path, env=env)
     assert ran.code == 0, ran.output

@@ -11,7 +11,7 @@ import sqlalchemy as sa
 
 from reconciler.store.db import create_engine
 from reconciler.store.ingest import lines_t
-from tests.security.support import cli, tampered_sandbox, write_config
+from tests.security.support import cli, initialized_state
 
 
 async def _lines_of(url: str, source: str, month: str) -> int:
@@ -29,13 +29,7 @@ async def _lines_of(url: str, source: str, month: str) -> int:
 async def test_pull_warns_about_a_month_the_provider_returned_no_line_for(
     tmp_path: Path, backend: str, state_url: str
 ) -> None:
-    async with tampered_sandbox() as (sandbox, _):
-        state: dict[str, str] = {"directory": str(tmp_path / "state")}
-        if backend != "sqlite":
-            state["database_url"] = state_url
-        write_config(tmp_path, sandbox, state=state)
-        env = {"FASTLY_API_TOKEN": sandbox.fastly_token}
-        assert (await cli("init", cwd=tmp_path, env=env)).code == 0
+    async with initialized_state(tmp_path, backend, state_url) as (sandbox, env):
         sandbox.state.set_today(date(2024, 7, 10))
         first = await cli("pull", "--as-of", "2024-07-10", cwd=tmp_path, env=env)
         assert first.code == 0 and "warning" not in first.stderr, first.output

@@ -153,6 +153,30 @@ def write_config(
     return path
 
 
+def write_backend_config(directory: Path, sandbox: SandboxServer, backend: str, url: str) -> Path:
+    """:func:`write_config` with the state on ``backend``: a SQLite file under
+    ``directory/state``, or the PostgreSQL database ``url``."""
+    state = {"directory": str(directory / "state")}
+    if backend != "sqlite":
+        state["database_url"] = url
+    return write_config(directory, sandbox, state=state)
+
+
+@asynccontextmanager
+async def initialized_state(
+    directory: Path, backend: str, url: str
+) -> AsyncIterator[tuple[SandboxServer, dict[str, str]]]:
+    """The default sandbox, ``reconciler.toml`` for it in ``directory`` with the state on
+    ``backend`` (see :func:`write_backend_config`), and ``reconciler init`` run: the sandbox
+    and the environment a CLI command needs."""
+    async with tampered_sandbox() as (sandbox, _):
+        write_backend_config(directory, sandbox, backend, url)
+        env = {"FASTLY_API_TOKEN": sandbox.fastly_token}
+        ran = await cli("init", cwd=directory, env=env)
+        assert ran.code == 0, ran.output
+        yield sandbox, env
+
+
 def files_text(directory: Path) -> str:
     """Every file under ``directory``, as text (binary files as latin-1)."""
     parts = []
