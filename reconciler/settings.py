@@ -25,6 +25,7 @@ from pydantic import (
     Field,
     PlainSerializer,
     ValidationError,
+    ValidationInfo,
     field_validator,
     model_validator,
 )
@@ -288,6 +289,20 @@ class AkamaiSourceSettings(_SourceBase):
                 raise ValueError(f"reporting group {text} is listed twice")
             ids.append(text)
         return ids
+
+    @field_validator("reporting_groups")
+    @classmethod
+    def _one_breakdown(cls, value: list[str], info: ValidationInfo) -> list[str]:
+        # A reporting group is a set of CP codes: both breakdowns share out the same contract
+        # product usage, so a team's usage, quantity expectations and allocation weights
+        # would count it twice.
+        if value and info.data.get("cp_codes") is True:
+            raise ValueError(
+                "a source with cp_codes = true takes no reporting_groups (both break down the "
+                "same contract product usage, which would be counted twice): choose one "
+                "breakdown per source, CP codes being the finer"
+            )
+        return value
 
     def edgerc_ref(self, index: int) -> SecretRef:
         return SecretRef(

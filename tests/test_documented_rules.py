@@ -129,6 +129,17 @@ async def test_a_pull_with_the_same_line_twice_is_refused_and_changes_nothing(
     assert again.changes == [] and again.versions_added == 0  # nothing of the refused pull
 
 
+async def test_a_first_pull_with_the_same_line_twice_is_refused_and_stores_nothing(
+    engine: AsyncEngine,
+) -> None:
+    from reconciler.errors import BadProviderDataError
+
+    with pytest.raises(BadProviderDataError, match="the same usage line twice in one pull"):
+        await pull(engine, [line("bandwidth", "2"), line("requests", "3"), line("bandwidth", "4")])
+    first = await pull(engine, [line("bandwidth", "1")])
+    assert first.new_lines == 1 and first.versions_added == 1  # nothing of the refused pull
+
+
 async def test_akamai_products_bound_what_a_pull_covers(engine: AsyncEngine) -> None:
     cdn = replace(line("bandwidth", "1"), product="cdn")
     storage = replace(line("bytes", "2"), product="netstorage")

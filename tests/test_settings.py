@@ -223,3 +223,52 @@ def test_akamai_defaults() -> None:
     assert isinstance(source, AkamaiSourceSettings)
     assert source.section == "default"
     assert source.allowed_age == timedelta(hours=18)
+
+
+BOTH_BREAKDOWNS = (
+    "sources[0].reporting_groups: a source with cp_codes = true takes no reporting_groups "
+    "(both break down the same contract product usage, which would be counted twice): "
+    "choose one breakdown per source, CP codes being the finer"
+)
+
+
+@pytest.mark.parametrize(
+    ("cp_codes", "reporting_groups", "problems"),
+    [
+        (True, ["12345"], [BOTH_BREAKDOWNS]),
+        (True, ["12345", "678"], [BOTH_BREAKDOWNS]),
+        (True, [], []),
+        (False, ["12345"], []),
+        (True, ["012"], ["sources[0].reporting_groups: reporting group ids are positive"]),
+    ],
+)
+def test_one_breakdown_per_akamai_source(
+    cp_codes: bool, reporting_groups: list[str], problems: list[str]
+) -> None:
+    source = {
+        "name": "akamai",
+        "provider": "akamai",
+        "cp_codes": cp_codes,
+        "reporting_groups": reporting_groups,
+    }
+    try:
+        settings_from_mapping({"sources": [source]})
+        found: list[str] = []
+    except ConfigError as exc:
+        found = exc.problems
+    assert len(found) == len(problems), found
+    assert all(f.startswith(p) for f, p in zip(found, problems, strict=True)), found
+
+
+def test_cp_codes_from_the_environment_also_refuse_reporting_groups(
+    clean_env: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    path = write(
+        clean_env / "c.toml",
+        '[[sources]]\nname = "akamai"\nprovider = "akamai"\nreporting_groups = ["12345"]\n',
+    )
+    assert load_settings(path)[0].sources[0].reporting_groups == ["12345"]  # type: ignore[union-attr]
+    monkeypatch.setenv("RECONCILER_SOURCES__0__CP_CODES", "true")
+    with pytest.raises(ConfigError) as caught:
+        load_settings(path)
+    assert caught.value.problems == [BOTH_BREAKDOWNS]

@@ -65,9 +65,16 @@ class AppContext:
 pass_app = click.make_pass_decorator(AppContext)
 
 
+def _prepare_for_work() -> None:
+    from reconciler.memory import return_large_buffers
+
+    return_large_buffers()  # a pull's freed pages are given back, not kept resident
+
+
 def run_async(coro: Coroutine[Any, Any, T]) -> T:
     import asyncio  # here, not at the top: --version and help need no event loop
 
+    _prepare_for_work()
     return asyncio.run(coro)
 
 
@@ -79,6 +86,8 @@ def run_cancellable(coro: Coroutine[Any, Any, T]) -> T:
     """Run ``coro``; SIGTERM cancels it (a pull in progress records its run as cancelled and
     stores nothing) and raises :class:`TerminatedError`."""
     import asyncio
+
+    _prepare_for_work()
 
     async def _main() -> T:
         loop = asyncio.get_running_loop()

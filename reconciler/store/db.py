@@ -20,7 +20,11 @@ from reconciler.settings import DEFAULT_STATEMENT_TIMEOUT_S, Settings
 log = logging.getLogger(__name__)
 
 SQLITE_BUSY_TIMEOUT_MS = 30_000
-SQLITE_CACHE_KIB = 16 * 1024
+# Per connection, and a pull holds several (staging, heartbeat, the reconcile transaction),
+# each on its own thread. Large sorts (the new lines, in key order) are bounded by it too and
+# spill to temporary files beyond it. 16 MiB made a 1M-line pull peak ~45 MiB higher for no
+# measurable gain in CPU time; 2 MiB is SQLite's own default.
+SQLITE_CACHE_KIB = 2 * 1024
 SQLITE_WAL_LIMIT_BYTES = 64 * 1024 * 1024
 # Any constant works; it only has to be the same in every instance sharing a database.
 MIGRATION_LOCK_ID = 0x5EC0_0C11
@@ -61,8 +65,8 @@ def _sqlite_pragmas(dbapi_connection: Any, _record: Any) -> None:
     cursor.execute("PRAGMA journal_mode=WAL")
     cursor.execute("PRAGMA foreign_keys=ON")
     cursor.execute("PRAGMA synchronous=NORMAL")
-    # A bigger page cache (per connection: the pool holds several) speeds up index work;
-    # the WAL is truncated back to this size after a large transaction is checkpointed.
+    # The page cache (see SQLITE_CACHE_KIB); the WAL is truncated back to this size after a
+    # large transaction is checkpointed.
     cursor.execute(f"PRAGMA cache_size=-{SQLITE_CACHE_KIB}")
     cursor.execute(f"PRAGMA journal_size_limit={SQLITE_WAL_LIMIT_BYTES}")
     cursor.close()

@@ -38,6 +38,7 @@ from reconciler.reconcile.forecast import forecast_from_json, forecast_json
 from reconciler.store.ingest import LineChange, change_fingerprint
 from reconciler.store.items import findings_table as findings_t
 from reconciler.store.items import item_from_row
+from reconciler.store.slices import execute_in_slices
 from reconciler.store.tables import StateMeta
 
 meta_t = StateMeta.__table__  # type: ignore[attr-defined]
@@ -225,7 +226,8 @@ async def record_items(
             replace(merged, period_start=item.period_start, period_end=item.period_end)
         )
     if inserts:
-        await conn.execute(insert(findings_t), inserts)
+        # In slices: the parameters SQLAlchemy builds for 10,000 rows at once are megabytes.
+        await execute_in_slices(conn, insert(findings_t), inserts)
     await _apply_row_updates(conn, changes)
     return updates
 
@@ -345,7 +347,7 @@ async def _apply_row_updates(conn: AsyncConnection, changes: list[dict[str, Any]
             }
         )
     )
-    await conn.execute(statement, changes)
+    await execute_in_slices(conn, statement, changes)
 
 
 async def resolve_missing(

@@ -35,6 +35,7 @@ from sqlalchemy import (
     true,
     update,
 )
+from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
 from reconciler.domain import (
@@ -171,10 +172,11 @@ async def apply_staged(
     """
     result = IngestResult()
     staged = staging_table(conn.dialect.name)
-    await _refuse_duplicates(conn, staged, run_id, source)
+    first_pull = not await _tracks_source(conn, source)
+    if not first_pull:  # a first pull's insert meets the unique key index instead
+        await _refuse_duplicates(conn, staged, run_id, source)
     status = await staged_status(conn, staged, source=source, coverage=coverage)
     tracked_months = await _tracked_months(conn, source, coverage)
-    first_pull = not await _tracks_source(conn, source)
     shape = (
         SnapshotShape(new=1, differing=0, vanished=0, differing_ids=())
         if first_pull
@@ -260,9 +262,14 @@ async def apply_staged(
 
     # 3. Lines never seen before: inserted set-based, with their first version.
     if shape.vanished or shape.new:
-        result.new_lines = await _insert_new_lines(
-            conn, staged, status, run_id, known_possible=not first_pull
-        )
+        try:
+            result.new_lines = await _insert_new_lines(
+                conn, staged, status, run_id, known_possible=not first_pull
+            )
+        except IntegrityError as exc:
+            if not first_pull or "key_hash" not in str(exc.orig):
+                raise
+            raise BadProviderDataError(source, "pull", DUPLICATE_LINE) from None
     if result.new_lines:
         await conn.execute(
             insert(versions_t).from_select(

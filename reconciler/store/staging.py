@@ -23,7 +23,7 @@ from datetime import datetime
 from operator import itemgetter
 from typing import Any, Final
 
-from sqlalchemy import Column, MetaData, String, Table
+from sqlalchemy import Column, MetaData, String, Table, func, select
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 from sqlmodel.sql.sqltypes import AutoString
 
@@ -120,13 +120,17 @@ def check_lengths(
     would fail with a database error)."""
     for position, name, limit in limits:
         longest = max(map(len, filter(None, map(itemgetter(position), rows))), default=0)
-        if longest > limit:
-            raise BadProviderDataError(
-                source,
-                "pull",
-                f"{what}'s {name} has {longest} characters, longer than the {limit} "
-                "the state database keeps",
-            )
+        _refuse_longer(source, what, name, longest, limit)
+
+
+def _refuse_longer(source: str, what: str, name: str, longest: int, limit: int) -> None:
+    if longest > limit:
+        raise BadProviderDataError(
+            source,
+            "pull",
+            f"{what}'s {name} has {longest} characters, longer than the {limit} "
+            "the state database keeps",
+        )
 
 
 _STAGING_LIMITS = text_limits(StagingLine.__table__, ROW_FIELDS)  # type: ignore[attr-defined]
@@ -183,10 +187,11 @@ class Stager:
         if not lines:
             return
         rows = lines.rows if isinstance(lines, LineRows) else [line_row(line) for line in lines]
-        check_lengths(self.source, "a usage line", _STAGING_LIMITS, rows)
         self.stat_keys.update(map(_STAT_KEY, rows))
         staged = self.lines + len(rows)
         if not self.in_temp_table:
+            # PostgreSQL would refuse a long text with a database error: checked first.
+            check_lengths(self.source, "a usage line", _STAGING_LIMITS, rows)
             async with self.engine.begin() as conn:
                 await heartbeat(conn, self.run_id, self.clock(), lines_read=staged)
                 await conn.exec_driver_sql(self._sql, rows)
@@ -209,9 +214,21 @@ class Stager:
                     yield pg_conn
             else:
                 async with conn.begin():
+                    await self._check_staged_lengths(conn)
                     yield conn
         finally:
             await self.close()
+
+    async def _check_staged_lengths(self, conn: AsyncConnection) -> None:
+        """Refuse text longer than its column (SQLite would keep it): one aggregate over
+        the staged lines instead of a pass over each page."""
+        if not self.lines:
+            return
+        c = pull_lines_t.c
+        query = select(*(func.max(func.length(c[name])) for _, name, _ in _STAGING_LIMITS))
+        longest = (await conn.execute(query)).one()
+        for (_, name, limit), value in zip(_STAGING_LIMITS, longest, strict=True):
+            _refuse_longer(self.source, "a usage line", name, int(value or 0), limit)
 
     async def close(self) -> None:
         """Drop the staged lines of a temp table (the connection holding them is closed:

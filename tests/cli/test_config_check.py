@@ -124,3 +124,42 @@ def test_the_effective_configuration_reads_back_as_the_same_settings(
     assert read_back.model_dump(exclude={"state"}) == original.model_dump(exclude={"state"})
     assert read_back.database_url == original.database_url
     assert read_back.state_directory == original.state_directory
+
+
+BOTH_BREAKDOWNS = """
+[[sources]]
+name = "akamai"
+provider = "akamai"
+contracts = ["K-0N7RAK7"]
+edgerc = "edgerc"
+cp_codes = true
+reporting_groups = ["12345"]
+"""
+
+
+def test_config_check_refuses_both_breakdowns_on_one_akamai_source(
+    tmp_path: Path,
+    invoke: Invoke,  # noqa: F811
+) -> None:
+    config = tmp_path / "reconciler.toml"
+    config.write_text(BOTH_BREAKDOWNS)
+    edgerc = tmp_path / "edgerc"
+    edgerc.write_text(
+        "[default]\nclient_secret = s\nhost = akab-h.luna.akamaiapis.net\n"
+        "access_token = a\nclient_token = c\n"
+    )
+    edgerc.chmod(0o600)
+    problem = (
+        "  sources[0].reporting_groups: a source with cp_codes = true takes no reporting_groups "
+        "(both break down the same contract product usage, which would be counted twice): "
+        "choose one breakdown per source, CP codes being the finer"
+    )
+    # config check, and any command loading the configuration: a heading, then one line.
+    for command, heading in (
+        (["config", "check"], "configuration problems in reconciler.toml:"),
+        (["pull", "--source", "akamai"], "error: invalid configuration in reconciler.toml:"),
+    ):
+        ran = invoke(*command)
+        assert (ran.code, ran.stderr.splitlines()) == (1, [heading, problem]), command
+    config.write_text(BOTH_BREAKDOWNS.replace("cp_codes = true", "cp_codes = false"))
+    assert invoke("config", "check").code == 0
