@@ -374,6 +374,7 @@ class Daemon:
         slot = lease.slot
         heartbeat = asyncio.create_task(self._keep_lease(lease))
         outcome: RunOutcome | None = None
+        settled = False
         try:
             # The pull lock a CLI 'pull' takes too: a scheduled pull and a manual one of the
             # same source never run at once, whichever started first.
@@ -384,37 +385,50 @@ class Daemon:
                 ttl=self._lease_ttl,
                 replacing=lease.taken_from,
             ):
-                outcome = await refresh_source(
-                    self._engine,
-                    settings,
-                    name,
-                    self._http,
-                    today=await self._today(),
-                    clock=self.clock,
-                    alert_hook=outbox_hook(settings),
-                    commit_check=self._still_holding(lease),
-                    instance=self.instance,
-                    slot=slot,
-                )
+                try:
+                    outcome = await refresh_source(
+                        self._engine,
+                        settings,
+                        name,
+                        self._http,
+                        today=await self._today(),
+                        clock=self.clock,
+                        alert_hook=outbox_hook(settings),
+                        commit_check=self._still_holding(lease),
+                        instance=self.instance,
+                        slot=slot,
+                    )
+                finally:
+                    # The slot is settled before the pull lock goes, as soon as it can be.
+                    heartbeat.cancel()
+                    settled = True
+                    await self._settle(lease, source.pull_every, outcome)
         except SourceBusyError as exc:
             log.warning("source '%s': not pulled now, tried again later: %s", name, exc)
         except ReconcilerError as exc:
             log.error("source '%s': %s", name, exc)
         finally:
             heartbeat.cancel()
-            ok = outcome is not None and outcome.ok
-            now = await self._lease_now()
-            if ok:
-                await leases.complete(self._engine, lease, outcome="succeeded", now=now)
-            else:
-                retry = min(source.pull_every / 4, timedelta(minutes=5))
-                await leases.release_for_retry(self._engine, lease, retry_after=retry, now=now)
+            if not settled:
+                await self._settle(lease, source.pull_every, outcome)
         if outcome is not None:
             self.metrics.observe_run(outcome, time.time())
             # A pull still in flight at SIGTERM finishes and says so while stopping.
             prefix = "stopping; " if self._stop.is_set() else ""
             self.notifier.status(f"{prefix}last run: {outcome.summary()}"[:500])
         return outcome
+
+    async def _settle(
+        self, lease: leases.Lease, every: timedelta, outcome: RunOutcome | None
+    ) -> None:
+        """A pulled slot is done; one whose pull failed (or did not run) is handed back."""
+        assert self._engine is not None
+        now = await self._lease_now()
+        if outcome is not None and outcome.ok:
+            await leases.complete(self._engine, lease, outcome="succeeded", now=now)
+        else:
+            retry = min(every / 4, timedelta(minutes=5))
+            await leases.release_for_retry(self._engine, lease, retry_after=retry, now=now)
 
     async def _claim(self, kind: str, key: str, every: timedelta) -> leases.Lease | None:
         """Claim this slot of ``every`` (named and timed on the database's clock)."""
