@@ -1,6 +1,7 @@
 """Three daemon processes sharing one real PostgreSQL database: migrations serialized at
-start, every pull slot of every source run exactly once, and a dead lease holder's slot taken
-over by another instance."""
+start, every pull slot of every source run exactly once (the fleet stepped slot by slot on the
+sandbox's schedule instant, so no slot depends on how fast the machine pulls), and a dead lease
+holder's slot taken over by another instance."""
 
 from __future__ import annotations
 
@@ -8,7 +9,8 @@ import asyncio
 import signal
 from collections import Counter
 from collections.abc import AsyncIterator, Awaitable, Callable
-from datetime import datetime, timedelta
+from datetime import UTC, datetime, timedelta
+from functools import partial
 from itertools import pairwise
 from pathlib import Path
 from typing import Any
@@ -23,6 +25,7 @@ from reconciler.domain import utcnow
 from reconciler.sandbox.scenario import named_scenario
 from reconciler.sandbox.server import SandboxServer
 from reconciler.store.db import create_engine
+from reconciler.store.pull_lock import pull_slot
 from reconciler.store.runs import runs_t
 from tests.daemon.support import (
     DaemonProcess,
@@ -37,6 +40,11 @@ pytestmark = pytest.mark.postgres
 
 INSTANCES = 3
 SLOTS_PER_SOURCE = 8
+SOURCES = ("fastly", "akamai")
+# The first slot the fleet is stepped through (a slot start for 2-second slots).
+SLOTS_FROM = datetime(2024, 7, 10, 6, 0, 0, tzinfo=UTC)
+# Only bounds a hang: a slot's pulls are waited for, however long they take.
+SETTLE_TIMEOUT_S = 120
 
 
 @pytest.fixture
@@ -106,6 +114,20 @@ async def runs(engine: AsyncEngine) -> list[dict[str, Any]]:
         return [dict(row) for row in rows.mappings()]
 
 
+async def slot_settled(engine: AsyncEngine, slot: str) -> bool:
+    """``slot``'s lease completed and its source's pull lock let go: nothing of the slot is
+    left in flight, so the next one starts clean (its pull never finds the source busy)."""
+    source = slot.split(":")[1]
+    async with engine.connect() as conn:
+        rows = await conn.execute(
+            select(leases_t.c.slot, leases_t.c.completed_at).where(
+                leases_t.c.slot.in_([slot, pull_slot(source)])
+            )
+        )
+        found = {row.slot: row.completed_at for row in rows}
+    return slot in found and found[slot] is not None and pull_slot(source) not in found
+
+
 async def test_three_instances_migrate_once_and_run_every_slot_exactly_once(
     sandbox: SandboxServer,
     postgres_url: str,
@@ -113,6 +135,7 @@ async def test_three_instances_migrate_once_and_run_every_slot_exactly_once(
     tmp_path: Path,
     fleet: Callable[[Path], Fleet],
 ) -> None:
+    every = timedelta(seconds=2)
     config = write_config(
         tmp_path / "reconciler.toml",
         postgres_url,
@@ -122,17 +145,28 @@ async def test_three_instances_migrate_once_and_run_every_slot_exactly_once(
         ],
         jitter_s=0.5,  # instances race for each slot instead of one always checking first
     )
+    # The fleet's slots are timed by the sandbox's instant, which only this test moves: a
+    # slot lasts until its pulls are done, however slow the machine.
+    sandbox.state.set_schedule_now(SLOTS_FROM)
     daemons = fleet(config)
     # All three start at once on an empty database: one migrates, the others wait and find head.
     await daemons.start()
     migrated = [d for d in daemons.daemons if any("database migrated" in x for x in d.lines)]
     assert len(migrated) == 1, [d.log() for d in daemons.daemons]
 
-    async def enough() -> bool:
-        done = Counter(r["source"] for r in await runs(pg) if r["status"] == "succeeded")
-        return min(done["fastly"], done["akamai"]) >= SLOTS_PER_SOURCE
-
-    await eventually(enough, timeout_s=120, every_s=0.5)
+    stepped = [SLOTS_FROM + every * n for n in range(SLOTS_PER_SOURCE)]
+    for instant in stepped:
+        sandbox.state.set_schedule_now(instant)
+        slots = [leases.slot_name("pull", source, instant, every) for source in SOURCES]
+        try:
+            # Each instance checks every second (give or take its jitter); the bound only
+            # stops a hang.
+            await eventually(
+                partial(all_settled, pg, slots), timeout_s=SETTLE_TIMEOUT_S, every_s=0.05
+            )
+        except TimeoutError:
+            logs = "\n\n".join(d.log() for d in daemons.daemons)
+            raise AssertionError(f"{slots} not run; logs:\n{logs}") from None
     assert await daemons.stop() == [0] * INSTANCES
 
     all_runs = await runs(pg)
@@ -140,10 +174,9 @@ async def test_three_instances_migrate_once_and_run_every_slot_exactly_once(
     per_slot = Counter((r["source"], r["slot"]) for r in all_runs)
     twice = {slot: n for slot, n in per_slot.items() if n > 1}
     assert twice == {}
-    every = timedelta(seconds=2)
-    for source in ("fastly", "akamai"):
+    for source in SOURCES:
         starts = sorted(slot_time(slot) for src, slot in per_slot if src == source)
-        assert len(starts) >= SLOTS_PER_SOURCE
+        assert starts == stepped, f"{source}: slots run {starts}, stepped through {stepped}"
         gaps = [b - a for a, b in pairwise(starts)]
         assert set(gaps) == {every}, f"{source}: slots missing between {starts}"
         assert all(s == leases.slot_start(s, every) for s in starts)
@@ -158,6 +191,10 @@ async def test_three_instances_migrate_once_and_run_every_slot_exactly_once(
     pulls_by = Counter(r["instance"] for r in all_runs)
     print(f"\n{len(all_runs)} slots run by {dict(pulls_by)}")
     assert len(pulls_by) >= 2  # the claims really were contested
+
+
+async def all_settled(engine: AsyncEngine, slots: list[str]) -> bool:
+    return all([await slot_settled(engine, slot) for slot in slots])
 
 
 WEEK = timedelta(days=7)
