@@ -38,7 +38,7 @@ from reconciler.reconcile.forecast import forecast_from_json, forecast_json
 from reconciler.store.ingest import LineChange, change_fingerprint
 from reconciler.store.items import findings_table as findings_t
 from reconciler.store.items import item_from_row
-from reconciler.store.slices import execute_in_slices
+from reconciler.store.slices import WRITE_SLICE_ROWS, execute_in_slices
 from reconciler.store.tables import StateMeta
 
 meta_t = StateMeta.__table__  # type: ignore[attr-defined]
@@ -189,6 +189,9 @@ async def record_items(
                 }
             )
             updates.raised.append(item)
+            if len(inserts) >= WRITE_SLICE_ROWS:  # a big pull's new items: never all as rows
+                await execute_in_slices(conn, insert(findings_t), inserts)
+                inserts = []
             continue
         escalated = row.values_hash == values_hash and _escalates(entry, row)
         if escalated and item.forecast is not None:

@@ -9,6 +9,7 @@ inserts its snapshot without any join.
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import AsyncIterator, Awaitable, Callable, Mapping, Sequence
 from dataclasses import dataclass, field, replace
 from datetime import date, datetime
@@ -55,7 +56,7 @@ from reconciler.providers.base import Coverage, CoverageScope
 from reconciler.reconcile.diff import QUIET_KINDS, Tracked, classify, severity_of
 from reconciler.settings import DEFAULT_FINALIZE_TOLERANCE, Tolerance
 from reconciler.store.redating import rekey_redated
-from reconciler.store.slices import execute_in_slices, result_rows, yielding
+from reconciler.store.slices import WRITE_SLICE_ROWS, execute_in_slices, result_rows, yielding
 from reconciler.store.snapshot import run_digest, unchanged_since_last_run
 from reconciler.store.staging import DUPLICATE_LINE, STAGING_COLUMNS, staging_t, staging_table
 from reconciler.store.statuses import finalized_months, kept_status
@@ -224,8 +225,8 @@ async def apply_staged(
         *[status.label(name) if name == "status" else staged.c[name] for name in COPIED_COLUMNS],
     ).select_from(staged.join(lines_t, lines_t.c.key_hash == staged.c.key_hash))
     differing = differing.where(staged.c.run_id == run_id)
-    updates: list[dict[str, Any]] = []
-    versions: list[dict[str, Any]] = []
+    # Written a slice at a time: a pull's changed lines never sit in memory as rows at once.
+    writes = _SliceWrites(conn, run_id, now)
     async for row in _differing_rows(conn, differing, staged, status, shape, bool(redated)):
         before = Tracked(
             Observation(row.old_quantity, row.old_unit, LineStatus(row.old_status)),
@@ -234,13 +235,14 @@ async def apply_staged(
         after = Observation(row.quantity, row.unit, LineStatus(row.status))
         kind = classify(before, after, finalize_tolerance=finalize_tolerance)
         values = {name: row._mapping[name] for name in COPIED_COLUMNS if name != "key_hash"}
-        updates.append({"b_id": row.id, **values, "present": True, "last_run_id": run_id})
         result.updated_ids.append(row.id)
-        versions.append(_version(row.id, run_id, now, values, present=True))
         if kind is not None:
             change = _change(row.id, kind, severities, row, before.observation, after)
             returned = not before.present
-            result.changes.append(replace(change, returned=returned, redated=redated.get(row.id)))
+            change = replace(change, returned=returned, redated=redated.get(row.id))
+            result.changes.append(change)
+            writes.changes.append(_change_row(run_id, change, now))
+        await writes.line(row.id, values, present=True)
 
     # 2. Tracked, present lines of the covered months that this complete pull did not return.
     vanished = select(lines_t).where(
@@ -248,36 +250,20 @@ async def apply_staged(
         lines_t.c.present.is_(True),
         _not_staged(conn.dialect.name, staged, run_id),
     )
-    not_returned = await conn.execute(vanished) if shape.vanished else None
+    if shape.vanished:
+        # Read whole before any is written: the written ones stop matching the query.
+        not_returned = await conn.execute(vanished)
+    else:
+        not_returned = None
     async for row in result_rows(not_returned):
         last_seen = Observation(row.quantity, row.unit, LineStatus(row.status))
-        updates.append(
-            {
-                "b_id": row.id,
-                **{name: row._mapping[name] for name in COPIED_COLUMNS if name != "key_hash"},
-                "present": False,
-                "last_run_id": run_id,
-            }
-        )
-        versions.append(_version(row.id, run_id, now, dict(row._mapping), present=False))
         gone = classify(Tracked(last_seen, True), None) or ChangeKind.DISAPPEARED
-        result.changes.append(_change(row.id, gone, severities, row, last_seen, None))
-
-    if updates:
-        await execute_in_slices(
-            conn,
-            update(lines_t)
-            .where(lines_t.c.id == bindparam("b_id"))
-            .values(
-                {
-                    **{name: bindparam(name) for name in COPIED_COLUMNS if name != "key_hash"},
-                    "present": bindparam("present"),
-                    "last_run_id": bindparam("last_run_id"),
-                    "versions": lines_t.c.versions + 1,
-                }
-            ),
-            updates,
-        )
+        change = _change(row.id, gone, severities, row, last_seen, None)
+        result.changes.append(change)
+        writes.changes.append(_change_row(run_id, change, now))
+        values = {name: row._mapping[name] for name in COPIED_COLUMNS if name != "key_hash"}
+        await writes.line(row.id, values, present=False)
+    await writes.flush()
 
     # 3. Lines never seen before: inserted set-based, with their first version.
     if shape.vanished or shape.new:
@@ -325,14 +311,13 @@ async def apply_staged(
             )
             async for row in result_rows(await conn.execute(new_in_tracked)):
                 after = Observation(row.quantity, row.unit, LineStatus(row.status))
-                result.changes.append(_change(row.id, ChangeKind.NEW, severities, row, None, after))
+                change = _change(row.id, ChangeKind.NEW, severities, row, None, after)
+                result.changes.append(change)
+                writes.changes.append(_change_row(run_id, change, now))
+                await writes.flush_full()
 
-    if versions:
-        await execute_in_slices(conn, insert(versions_t), versions)
-    result.versions_added = len(versions) + result.new_lines
-    if result.changes:
-        rows = [_change_row(run_id, c, now) async for c in yielding(result.changes)]
-        await execute_in_slices(conn, insert(changes_t), rows)
+    result.versions_added = writes.versions_added + result.new_lines
+    await writes.flush()  # the new lines' changes
     await _drop_staged(conn, staged, run_id)
     if snapshot is not None:
         lines_after = source_lines + result.new_lines
@@ -343,6 +328,57 @@ async def apply_staged(
 async def _drop_staged(conn: AsyncConnection, staged: Table, run_id: int) -> None:
     if staged is staging_t:  # a temp table goes with its connection
         await conn.execute(delete(staging_t).where(staging_t.c.run_id == run_id))
+
+
+class _SliceWrites:
+    """The rewritten lines, their version rows and the change rows of one reconcile, sent to
+    the database a slice at a time instead of kept until the end."""
+
+    def __init__(self, conn: AsyncConnection, run_id: int, now: datetime) -> None:
+        self.conn = conn
+        self.run_id = run_id
+        self.now = now
+        self.updates: list[dict[str, Any]] = []
+        self.versions: list[dict[str, Any]] = []
+        self.changes: list[dict[str, Any]] = []
+        self.versions_added = 0
+
+    async def line(self, line_id: int, values: Mapping[str, Any], *, present: bool) -> None:
+        """Rewrite tracked line ``line_id`` with ``values`` and record them as a version."""
+        self.updates.append(
+            {"b_id": line_id, **values, "present": present, "last_run_id": self.run_id}
+        )
+        self.versions.append(_version(line_id, self.run_id, self.now, values, present=present))
+        self.versions_added += 1
+        await self.flush_full()
+
+    async def flush_full(self) -> None:
+        if max(len(self.updates), len(self.changes)) >= WRITE_SLICE_ROWS:
+            await self.flush()
+
+    async def flush(self) -> None:
+        if self.updates:
+            await execute_in_slices(self.conn, _REWRITE_LINE, self.updates)
+            await execute_in_slices(self.conn, insert(versions_t), self.versions)
+            self.updates, self.versions = [], []
+        if self.changes:
+            await execute_in_slices(self.conn, insert(changes_t), self.changes)
+            self.changes = []
+        await asyncio.sleep(0)
+
+
+_REWRITE_LINE = (
+    update(lines_t)
+    .where(lines_t.c.id == bindparam("b_id"))
+    .values(
+        {
+            **{name: bindparam(name) for name in COPIED_COLUMNS if name != "key_hash"},
+            "present": bindparam("present"),
+            "last_run_id": bindparam("last_run_id"),
+            "versions": lines_t.c.versions + 1,
+        }
+    )
+)
 
 
 def _differs(staged: Table, status: Any) -> Any:
@@ -439,10 +475,23 @@ async def _differing_rows(
     read by the ids the shape listed; after a re-dating (the shape's ids are stale) or when
     most lines differ, by one more join over the snapshot."""
     if redated or len(shape.differing_ids) * _BY_ID_SHARE > max(shape.lines, 1_000):
-        if redated or shape.differing:
-            async for row in result_rows(await conn.execute(query.where(_differs(staged, status)))):
+        if not (redated or shape.differing):
+            return
+        # In slices by staged id: each slice is read whole before its lines are written.
+        after = 0
+        while True:
+            page = (
+                query.add_columns(staged.c.id.label("staged_id"))
+                .where(_differs(staged, status), staged.c.id > after)
+                .order_by(staged.c.id)
+                .limit(WRITE_SLICE_ROWS)
+            )
+            rows = (await conn.execute(page)).all()
+            async for row in yielding(rows):
                 yield row
-        return
+            if len(rows) < WRITE_SLICE_ROWS:
+                return
+            after = rows[-1].staged_id
     ids = sorted(shape.differing_ids)
     for start in range(0, len(ids), _CHUNK):
         chunk = query.where(staged.c.id.in_(ids[start : start + _CHUNK]))

@@ -267,27 +267,23 @@ async def quiet_not_billable(
     A stat the provider marks ``isBillable: false`` is tracked and shown but never alarms,
     unless an expectation of its source names its usage type exactly.
     """
-    items = [drift_item(change) for change in changes]
-    ids = [change.line_id for change in changes]
-    if not ids:
-        return items
     c = lines_t.c
-    lines: dict[int, Any] = {}
+    # Per line id: (quiet, period start, period end), compact: a big pull has thousands.
+    lines: dict[int, tuple[bool, Any, Any]] = {}
+    named = {e.usage_type for e in expectations}
+    ids = [change.line_id for change in changes]
     for chunk in range(0, len(ids), 500):
         query = select(c.id, c.billable, c.period_start, c.period_end).where(
             c.id.in_(ids[chunk : chunk + 500])
         )
-        lines.update({row.id: row for row in (await conn.execute(query)).all()})
-    named = {e.usage_type for e in expectations}
-    quiet = {i for i, row in lines.items() if row.billable is False}
-    return [
-        replace(
-            item,
-            severity=Severity.INFO
-            if change.line_id in quiet and change.key.usage_type not in named
-            else item.severity,
-            period_start=lines[change.line_id].period_start if change.line_id in lines else None,
-            period_end=lines[change.line_id].period_end if change.line_id in lines else None,
-        )
-        for change, item in zip(changes, items, strict=True)
-    ]
+        for row in (await conn.execute(query)).all():
+            lines[row.id] = (row.billable is False, row.period_start, row.period_end)
+    del ids
+    items: list[PlanItem] = []
+    for change in changes:
+        item = drift_item(change)
+        quiet, start, end = lines.get(change.line_id, (False, None, None))
+        quieted = quiet and change.key.usage_type not in named
+        severity = Severity.INFO if quieted else item.severity
+        items.append(replace(item, severity=severity, period_start=start, period_end=end))
+    return items

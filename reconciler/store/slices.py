@@ -21,6 +21,8 @@ T = TypeVar("T")
 
 # Rows handled between two turns of the event loop: a few milliseconds of Python.
 SLICE_ROWS = 250
+# Rows read or gathered before they are written: what a big pull holds in memory at a time.
+WRITE_SLICE_ROWS = 1_000
 
 
 async def result_rows(result: Result[Any] | None) -> AsyncIterator[Row[Any]]:
