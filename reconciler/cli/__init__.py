@@ -89,18 +89,24 @@ def run_cancellable(coro: Coroutine[Any, Any, T]) -> T:
 
     _prepare_for_work()
 
-    async def _main() -> T:
+    # The result is kept out of the task: when asyncio.run restores its SIGINT handler, the
+    # signal module builds the repr of the old one, which names the task and the full repr
+    # of its result (tens of megabytes for a pull with many changed lines).
+    results: list[T] = []
+
+    async def _main() -> None:
         loop = asyncio.get_running_loop()
         task = asyncio.current_task()
         assert task is not None
         loop.add_signal_handler(signal.SIGTERM, task.cancel)
         try:
-            return await coro
+            results.append(await coro)
         finally:
             loop.remove_signal_handler(signal.SIGTERM)
 
     try:
-        return asyncio.run(_main())
+        asyncio.run(_main())
+        return results[0]
     except asyncio.CancelledError:
         raise TerminatedError(
             "stopped by SIGTERM: the pull in progress was cancelled and nothing was stored"
