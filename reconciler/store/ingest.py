@@ -318,11 +318,39 @@ async def apply_staged(
 
     result.versions_added = writes.versions_added + result.new_lines
     await writes.flush()  # the new lines' changes
-    await _drop_staged(conn, staged, run_id)
     if snapshot is not None:
         lines_after = source_lines + result.new_lines
-        result.snapshot_digest = run_digest(snapshot, coverage, finalized, lines_after)
+        kept = await _finalized_after(conn, staged, run_id, source, coverage, finalized)
+        result.snapshot_digest = run_digest(snapshot, coverage, kept, lines_after)
+    await _drop_staged(conn, staged, run_id)
     return result
+
+
+async def _finalized_after(
+    conn: AsyncConnection,
+    staged: Table,
+    run_id: int,
+    source: str,
+    coverage: Coverage,
+    before: tuple[str, ...],
+) -> tuple[str, ...]:
+    """The finalized months a re-pull of this snapshot will see, if they keep every staged
+    status as this run wrote it (no collecting line staged in a month finalized only now);
+    else the months this run saw, which never match a re-pull's (it compares in full)."""
+    after = await finalized_months(conn, source=source, coverage=coverage)
+    if not set(before) <= set(after):
+        return before
+    newly = sorted(set(after) - set(before))
+    if not newly:
+        return after
+    collecting = select(staged.c.id).where(
+        staged.c.run_id == run_id,
+        staged.c.status == LineStatus.COLLECTING.value,
+        staged.c.month.in_(newly),
+    )
+    if (await conn.execute(collecting.limit(1))).first() is not None:
+        return before
+    return after
 
 
 async def _drop_staged(conn: AsyncConnection, staged: Table, run_id: int) -> None:
