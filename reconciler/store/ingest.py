@@ -10,7 +10,7 @@ inserts its snapshot without any join.
 from __future__ import annotations
 
 import asyncio
-from collections.abc import AsyncIterator, Mapping, Sequence
+from collections.abc import AsyncIterator, Awaitable, Callable, Mapping, Sequence
 from dataclasses import dataclass, field, replace
 from datetime import date, datetime
 from decimal import Decimal
@@ -57,8 +57,9 @@ from reconciler.reconcile.diff import QUIET_KINDS, Tracked, classify, severity_o
 from reconciler.settings import DEFAULT_FINALIZE_TOLERANCE, Tolerance
 from reconciler.store.redating import rekey_redated
 from reconciler.store.slices import WRITE_SLICE_ROWS, execute_in_slices, result_rows, yielding
+from reconciler.store.snapshot import run_digest, unchanged_since_last_run
 from reconciler.store.staging import DUPLICATE_LINE, STAGING_COLUMNS, staging_t, staging_table
-from reconciler.store.statuses import staged_status
+from reconciler.store.statuses import finalized_months, kept_status
 from reconciler.store.tables import ChangeRow, LineVersion, UsageLineRow
 
 lines_t = UsageLineRow.__table__  # type: ignore[attr-defined]
@@ -108,6 +109,8 @@ class IngestResult:
     versions_added: int = 0
     changes: list[LineChange] = field(default_factory=list)
     updated_ids: list[int] = field(default_factory=list)  # present lines rewritten (not new)
+    # What the run compared, as the state stands after it (see reconciler.store.snapshot).
+    snapshot_digest: str | None = None
 
     def counts(self) -> dict[str, int]:
         counts: dict[str, int] = {}
@@ -166,17 +169,33 @@ async def apply_staged(
     now: datetime,
     severities: Mapping[ChangeKind, Severity],
     finalize_tolerance: Tolerance = DEFAULT_FINALIZE_TOLERANCE,
+    snapshot: bytes | None = None,
+    check_staged: Callable[[AsyncConnection], Awaitable[None]] | None = None,
 ) -> IngestResult:
     """Compare the run's staged snapshot with the tracked state and write what changed.
 
-    Must run inside the caller's transaction, which also records findings and alerts.
+    ``snapshot`` is the running hash of the staged rows (see :mod:`reconciler.store.snapshot`):
+    a re-pull identical to the last one, onto a state nothing wrote since, changes nothing
+    and is not compared line by line. ``check_staged`` refuses staged text too long for the
+    state (run only where the snapshot is compared). Must run inside the caller's transaction,
+    which also records findings and alerts.
     """
     result = IngestResult()
     staged = staging_table(conn.dialect.name)
     first_pull = not await _tracks_source(conn, source)
+    finalized = await finalized_months(conn, source=source, coverage=coverage)
+    source_lines = 0 if first_pull else await month_line_count(conn, source)
+    if snapshot is not None and not first_pull:
+        digest = run_digest(snapshot, coverage, finalized, source_lines)
+        if await unchanged_since_last_run(conn, source, digest):
+            result.snapshot_digest = digest
+            await _drop_staged(conn, staged, run_id)
+            return result
+    if check_staged is not None:
+        await check_staged(conn)
     if not first_pull:  # a first pull's insert meets the unique key index instead
         await _refuse_duplicates(conn, staged, run_id, source)
-    status = await staged_status(conn, staged, source=source, coverage=coverage)
+    status = kept_status(staged, finalized)
     tracked_months = await _tracked_months(conn, source, coverage)
     shape = (
         SnapshotShape(new=1, differing=0, vanished=0, differing_ids=())
@@ -299,9 +318,16 @@ async def apply_staged(
 
     result.versions_added = writes.versions_added + result.new_lines
     await writes.flush()  # the new lines' changes
+    await _drop_staged(conn, staged, run_id)
+    if snapshot is not None:
+        lines_after = source_lines + result.new_lines
+        result.snapshot_digest = run_digest(snapshot, coverage, finalized, lines_after)
+    return result
+
+
+async def _drop_staged(conn: AsyncConnection, staged: Table, run_id: int) -> None:
     if staged is staging_t:  # a temp table goes with its connection
         await conn.execute(delete(staging_t).where(staging_t.c.run_id == run_id))
-    return result
 
 
 class _SliceWrites:

@@ -134,6 +134,7 @@ async def finish_run(
     findings: int,
     started: datetime,
     now: datetime,
+    snapshot_digest: str | None = None,
 ) -> None:
     result = await conn.execute(
         update(runs_t)
@@ -147,6 +148,7 @@ async def finish_run(
             versions_added=versions_added,
             changes_count=changes,
             findings_count=findings,
+            snapshot_digest=snapshot_digest,
             **_stat_values(stats),
         )
     )

@@ -32,6 +32,7 @@ from reconciler.errors import BadProviderDataError
 from reconciler.providers.rows import ROW_FIELDS, LineRows, line_row
 from reconciler.store.db import SQLITE_CACHE_KIB
 from reconciler.store.runs import heartbeat
+from reconciler.store.snapshot import SnapshotHash
 from reconciler.store.tables import StagingLine
 
 STAGING_COLUMNS: Final = ("run_id", *ROW_FIELDS)
@@ -159,6 +160,7 @@ class Stager:
         self.source = source
         self.lines = 0
         self.stat_keys: set[StatKey] = set()  # of the lines staged
+        self.snapshot = SnapshotHash()  # of the rows staged, in stream order
         dialect = engine.dialect
         self.table = staging_table(dialect.name)
         values = _values(dialect.name, str(dialect.paramstyle), run_id)
@@ -191,6 +193,7 @@ class Stager:
             return
         rows = lines.rows if isinstance(lines, LineRows) else [line_row(line) for line in lines]
         self.stat_keys.update(map(_STAT_KEY, rows))
+        self.snapshot.add(rows)
         staged = self.lines + len(rows)
         if not self.in_temp_table:
             # PostgreSQL would refuse a long text with a database error: checked first.
@@ -207,9 +210,12 @@ class Stager:
         self.lines = staged
 
     @contextlib.asynccontextmanager
-    async def transaction(self) -> AsyncIterator[AsyncConnection]:
+    async def transaction(self, *, check_lengths: bool = True) -> AsyncIterator[AsyncConnection]:
         """The run's reconcile transaction, on the connection holding its staged lines;
-        committed when the block ends without an error. The stager is closed after."""
+        committed when the block ends without an error. The stager is closed after.
+
+        ``check_lengths`` false: the caller runs :meth:`check_staged_lengths` itself (the
+        diff skips it for a snapshot the last run already staged and checked)."""
         try:
             conn = await self._connection() if self.in_temp_table else None
             if conn is None:
@@ -217,15 +223,17 @@ class Stager:
                     yield pg_conn
             else:
                 async with conn.begin():
-                    await self._check_staged_lengths(conn)
+                    if check_lengths:
+                        await self.check_staged_lengths(conn)
                     yield conn
         finally:
             await self.close()
 
-    async def _check_staged_lengths(self, conn: AsyncConnection) -> None:
+    async def check_staged_lengths(self, conn: AsyncConnection) -> None:
         """Refuse text longer than its column (SQLite would keep it): one aggregate over
-        the staged lines instead of a pass over each page."""
-        if not self.lines:
+        the staged lines instead of a pass over each page (PostgreSQL's pages were checked
+        as they were staged)."""
+        if not self.lines or not self.in_temp_table:
             return
         c = pull_lines_t.c
         query = select(*(func.max(func.length(c[name])) for _, name, _ in _STAGING_LIMITS))

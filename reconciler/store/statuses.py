@@ -37,8 +37,17 @@ async def staged_status(
     """The staged lines' status as the store keeps it: for derived statuses, a line of a
     month the state holds as finalized stays finalized (an expression over ``staged``,
     applied where the diff reads and copies the status: the staged rows are not rewritten)."""
+    months = await finalized_months(conn, source=source, coverage=coverage)
+    return kept_status(staged, months)
+
+
+async def finalized_months(
+    conn: AsyncConnection, *, source: str, coverage: Coverage
+) -> tuple[str, ...]:
+    """The covered months the state holds as finalized, where statuses are derived (else
+    none: the staged status is kept as it is)."""
     if not coverage.derived_statuses:
-        return staged.c.status
+        return ()
     months = []
     for month in sorted(str(m) for m in coverage.months):
         # Through the (source, month) index, stopping at the first finalized line.
@@ -53,9 +62,14 @@ async def staged_status(
         )
         if (await conn.execute(finalized)).first() is not None:
             months.append(month)
-    if not months:
+    return tuple(months)
+
+
+def kept_status(staged: Table, finalized: tuple[str, ...]) -> Any:
+    """The staged status, with collecting lines of the ``finalized`` months kept finalized."""
+    if not finalized:
         return staged.c.status
-    kept = and_(staged.c.status == LineStatus.COLLECTING.value, staged.c.month.in_(months))
+    kept = and_(staged.c.status == LineStatus.COLLECTING.value, staged.c.month.in_(list(finalized)))
     return case((kept, literal(LineStatus.FINALIZED.value)), else_=staged.c.status)
 
 

@@ -60,6 +60,9 @@ class PullRun(SQLModel, table=True):
     error: str | None = Field(default=None, sa_column=Column(Text, nullable=True))
     instance: str | None = Field(default=None, max_length=128)
     slot: str | None = Field(default=None, max_length=200)
+    # A succeeded run's digest of its staged snapshot and the comparison's inputs: a later
+    # run with the same digest and nothing written since may skip the comparison.
+    snapshot_digest: str | None = Field(default=None, max_length=64)
 
 
 class UsageLineRow(SQLModel, table=True):

@@ -453,7 +453,10 @@ async def test_0008_keeps_acknowledgements_and_queued_messages(state_url: str) -
         "alert_outbox": [outbox_row(1, "pending"), outbox_row(2, "sent")],
     }
     async with database_at(state_url, "0007_forecast", rows) as engine:
-        assert await upgrade(engine) == ("0007_forecast", "0008_acknowledged_values")
+        assert await upgrade(engine, "0008_acknowledged_values") == (
+            "0007_forecast",
+            "0008_acknowledged_values",
+        )
         findings = SQLModel.metadata.tables["findings"]
         outbox = SQLModel.metadata.tables["alert_outbox"]
         async with engine.connect() as conn:
@@ -470,4 +473,19 @@ async def test_0008_keeps_acknowledgements_and_queued_messages(state_url: str) -
         assert [(r.state, r.payload, r.fingerprints) for r in queued] == [
             ("pending", '{"text":"x"}', "[]"),
             ("sent", '{"text":"x"}', "[]"),
+        ]
+
+
+async def test_0009_keeps_runs_and_gives_them_no_snapshot_digest(state_url: str) -> None:
+    rows: Rows = {"pull_runs": [pull_run(1, "fastly", "fastly"), pull_run(2, "edge", "akamai")]}
+    async with database_at(state_url, "0008_acknowledged_values", rows) as engine:
+        assert await upgrade(engine) == ("0008_acknowledged_values", "0009_snapshot_digest")
+        runs = SQLModel.metadata.tables["pull_runs"]
+        async with engine.connect() as conn:
+            got = (await conn.execute(sa.select(runs).order_by(runs.c.id))).all()
+        # A run recorded before the digest existed is never taken for an identical one:
+        # the next pull of its source compares its snapshot line by line.
+        assert [(r.source, r.status, r.snapshot_digest) for r in got] == [
+            ("fastly", "succeeded", None),
+            ("edge", "succeeded", None),
         ]
