@@ -490,15 +490,16 @@ async def resolve_undone(
     """Resolve each open drift item whose line (line id → current values) is back where the
     item's change started: there is nothing left to review."""
     ids = sorted(current)
-    rows: list[Any] = []
+    undone: list[Any] = []  # only these rows are kept: a big pull's open items are thousands
     for start in range(0, len(ids), _CHUNK):
         query = select(findings_t).where(
             findings_t.c.line_id.in_(ids[start : start + _CHUNK]),
             findings_t.c.category == ItemCategory.DRIFT.value,
             findings_t.c.state == FindingState.OPEN.value,
         )
-        rows += (await conn.execute(query)).all()
-    undone = [row for row in rows if _undone(item_from_row(row), current[row.line_id])]
+        for row in (await conn.execute(query)).all():
+            if _undone(item_from_row(row), current[row.line_id]):
+                undone.append(row)
     return await _resolve_rows(conn, undone, now)
 
 
