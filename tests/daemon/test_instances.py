@@ -241,7 +241,11 @@ async def test_a_dead_or_stalled_lease_holder_loses_its_slot_to_another_instance
         running = [r for r in await runs(pg) if r["status"] == "running" and r["source"] == source]
         return running[0] if running else None
 
-    stuck = await eventually(lambda: in_flight("fastly"), timeout_s=60, every_s=0.05)
+    async def hung_in_flight() -> dict[str, Any] | None:
+        # The run row is written before its first request reaches the hanging endpoint.
+        return await in_flight("fastly") if hang.fired else None
+
+    stuck = await eventually(hung_in_flight, timeout_s=60, every_s=0.05)
     assert hang.fired == 1
     slot = stuck["slot"]
     assert slot == leases.slot_name("pull", "fastly", slot_time(slot), WEEK)
