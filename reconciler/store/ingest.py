@@ -58,7 +58,13 @@ from reconciler.settings import DEFAULT_FINALIZE_TOLERANCE, Tolerance
 from reconciler.store.redating import rekey_redated
 from reconciler.store.slices import WRITE_SLICE_ROWS, execute_in_slices, result_rows, yielding
 from reconciler.store.snapshot import run_digest, unchanged_since_last_run
-from reconciler.store.staging import DUPLICATE_LINE, STAGING_COLUMNS, staging_t, staging_table
+from reconciler.store.staging import (
+    DUPLICATE_LINE,
+    STAGING_COLUMNS,
+    index_for_comparison,
+    staging_t,
+    staging_table,
+)
 from reconciler.store.statuses import finalized_months, kept_status
 from reconciler.store.tables import ChangeRow, LineVersion, UsageLineRow
 
@@ -194,6 +200,7 @@ async def apply_staged(
     if check_staged is not None:
         await check_staged(conn)
     if not first_pull:  # a first pull's insert meets the unique key index instead
+        await index_for_comparison(conn, staged)
         await _refuse_duplicates(conn, staged, run_id, source)
     status = kept_status(staged, finalized)
     tracked_months = await _tracked_months(conn, source, coverage)

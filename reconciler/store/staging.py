@@ -63,6 +63,21 @@ pull_lines_t: Final = Table(
 )
 
 
+# What the comparison reads of a staged line, key first (see index_for_comparison).
+_COMPARED_COLUMNS: Final = (
+    "key_hash",
+    "run_id",
+    "quantity",
+    "unit",
+    "status",
+    "raw_quantity",
+    "billable",
+    "period_start",
+    "period_end",
+    "month",
+)
+
+
 def staging_table(dialect_name: str) -> Table:
     """Where a pull's lines are staged on this backend (the same columns on both)."""
     return pull_lines_t if dialect_name == "sqlite" else staging_t
@@ -251,3 +266,20 @@ class Stager:
             await conn.invalidate()
         finally:
             await conn.close()
+
+
+async def index_for_comparison(conn: AsyncConnection, table: Table) -> None:
+    """Index SQLite's staged lines by key, with every column the comparison reads.
+
+    The comparison then walks the staged lines in key order through this index alone and
+    meets the tracked lines' key index in the same order (and their rows too, which a pull
+    inserts in key order) instead of at random: at a million lines the join costs a fraction
+    of a random walk, more than paying for the index. The duplicate check reads the same
+    index in order instead of sorting the keys. A first pull, which joins nothing, skips it.
+    """
+    if table is not pull_lines_t:
+        return
+    columns = ", ".join(_COMPARED_COLUMNS)
+    await conn.exec_driver_sql(
+        f"CREATE INDEX temp.{pull_lines_t.name}_by_key ON {pull_lines_t.name} ({columns})"
+    )
