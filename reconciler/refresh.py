@@ -155,7 +155,7 @@ async def refresh_source(
                 if on_page is not None:
                     on_page(provider.stats)
         await refresh_statistics(engine)
-        async with stager.transaction(check_lengths=False) as conn:
+        async with stager.transaction() as conn:
             # The claim: still running (else abandoned), and locked until this commits.
             await heartbeat(conn, run_id, clock())
             await _lock_source(conn, source_name)
@@ -169,7 +169,6 @@ async def refresh_source(
                 severities=settings.severities,
                 finalize_tolerance=settings.finalize_tolerance_for(source_name),
                 snapshot=stager.snapshot.digest(),
-                check_staged=stager.check_staged_lengths,
             )
             await _store_invoices(
                 conn, source_name, provider.coverage, provider.invoice_lines, run_id

@@ -5,11 +5,13 @@ quantities stay the JSON number's own text (``msgspec.Raw``), so no value passes
 float or a generic object, and each record becomes one row of
 :mod:`reconciler.providers.rows`. Whatever this path does not plainly accept — another shape,
 a field of another type, a quantity that is not a plain non-negative number within bounds, an
-empty required field, a month not asked for, a ``last_updated_at``, a character that is not
-printable — sends the whole page to the careful path (:mod:`reconciler.providers
-.fastly_records`), which accepts what it can and names what is wrong. A page whose bytes are
-plain ASCII without escapes cannot hold an unprintable character, so its text fields are not
-checked one by one; any other page's are.
+empty required field, a text longer than the state keeps (:data:`~reconciler.providers.rows
+.TEXT_LIMITS`, checked by the decoder itself), a month not asked for, a ``last_updated_at``, a
+character that is not printable — sends the whole page to the careful path
+(:mod:`reconciler.providers.fastly_records`), which accepts what it can and names what is
+wrong. A page whose bytes are plain ASCII without escapes cannot hold an unprintable
+character, so its text fields are not checked one by one; any other page's are. Its rows
+therefore fit the state as they are: staging checks no length of theirs.
 """
 
 from __future__ import annotations
@@ -25,24 +27,35 @@ import msgspec
 from reconciler.domain import Month, canonical_decimal
 from reconciler.providers import normalize as n
 from reconciler.providers.normalize import BadRecord, loads_exact
-from reconciler.providers.rows import Row
+from reconciler.providers.rows import TEXT_LIMITS, Row
 
 __all__ = ["FastPage", "ServiceRows", "decode_service_page"]
 
 _MAX_COUNT: Final = n.MAX_COUNT
 
 
+# Strings no longer than the state keeps for their field (a longer one: the careful path,
+# which names it).
+_Account = Annotated[str, msgspec.Meta(max_length=TEXT_LIMITS["account"])]
+_Service = Annotated[str, msgspec.Meta(max_length=TEXT_LIMITS["service"])]
+_Product = Annotated[str, msgspec.Meta(max_length=TEXT_LIMITS["product"])]
+_UsageType = Annotated[str, msgspec.Meta(max_length=TEXT_LIMITS["usage_type"])]
+_Unit = Annotated[str, msgspec.Meta(max_length=TEXT_LIMITS["unit"])]
+_Region = Annotated[str, msgspec.Meta(max_length=TEXT_LIMITS["region"])]
+_ServiceName = Annotated[str, msgspec.Meta(max_length=TEXT_LIMITS["service_name"])]
+
+
 class _Record(msgspec.Struct):
     month: str
-    customer_id: str
-    service_id: str
-    product_id: str
-    usage_type: str
-    unit: str
+    customer_id: _Account
+    service_id: _Service
+    product_id: _Product
+    usage_type: _UsageType
+    unit: _Unit
     quantity: msgspec.Raw
     raw_quantity: msgspec.Raw = msgspec.Raw()
-    region: str | None = None
-    service_name: str | None = None
+    region: _Region | None = None
+    service_name: _ServiceName | None = None
     last_updated_at: None = None  # an update time: the careful path reads it
 
 
@@ -139,7 +152,8 @@ class ServiceRows:
         )
 
     def rows(self, fast: FastPage) -> list[Row] | None:
-        """The page's rows, or None when any record needs the careful path."""
+        """The page's rows (every text within :data:`TEXT_LIMITS`: the source's name is at
+        most 64 characters, the month 7), or None when any record needs the careful path."""
         source, calendar = self.source, self.calendar
         prefix = source + "\x1f"
         plain = fast.plain

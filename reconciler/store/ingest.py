@@ -10,7 +10,7 @@ inserts its snapshot without any join.
 from __future__ import annotations
 
 import asyncio
-from collections.abc import AsyncIterator, Awaitable, Callable, Mapping, Sequence
+from collections.abc import AsyncIterator, Mapping, Sequence
 from dataclasses import dataclass, field, replace
 from datetime import date, datetime
 from decimal import Decimal
@@ -117,6 +117,7 @@ class IngestResult:
     updated_ids: list[int] = field(default_factory=list)  # present lines rewritten (not new)
     # What the run compared, as the state stands after it (see reconciler.store.snapshot).
     snapshot_digest: str | None = None
+    compared: bool = True  # false: the snapshot was the last run's, not compared line by line
 
     def counts(self) -> dict[str, int]:
         counts: dict[str, int] = {}
@@ -176,15 +177,13 @@ async def apply_staged(
     severities: Mapping[ChangeKind, Severity],
     finalize_tolerance: Tolerance = DEFAULT_FINALIZE_TOLERANCE,
     snapshot: bytes | None = None,
-    check_staged: Callable[[AsyncConnection], Awaitable[None]] | None = None,
 ) -> IngestResult:
     """Compare the run's staged snapshot with the tracked state and write what changed.
 
     ``snapshot`` is the running hash of the staged rows (see :mod:`reconciler.store.snapshot`):
     a re-pull identical to the last one, onto a state nothing wrote since, changes nothing
-    and is not compared line by line. ``check_staged`` refuses staged text too long for the
-    state (run only where the snapshot is compared). Must run inside the caller's transaction,
-    which also records findings and alerts.
+    and is not compared line by line (``compared`` false in the result). Must run inside the
+    caller's transaction, which also records findings and alerts.
     """
     result = IngestResult()
     staged = staging_table(conn.dialect.name)
@@ -195,10 +194,9 @@ async def apply_staged(
         digest = run_digest(snapshot, coverage, finalized, source_lines)
         if await unchanged_since_last_run(conn, source, digest):
             result.snapshot_digest = digest
+            result.compared = False
             await _drop_staged(conn, staged, run_id)
             return result
-    if check_staged is not None:
-        await check_staged(conn)
     if not first_pull:  # a first pull's insert meets the unique key index instead
         await index_for_comparison(conn, staged)
         await _refuse_duplicates(conn, staged, run_id, source)

@@ -3,8 +3,9 @@
 Nothing here touches the tracked state. On SQLite the lines go to a TEMP table of the one
 connection that later runs the run's reconcile transaction: it lives outside the database file
 (no WAL traffic, nothing to delete afterwards) and vanishes with the connection, so a pull
-that dies leaves nothing behind. Like ``staging_lines`` it is append-only, with no index (a
-random key would make every insert land at a random place in a B-tree). On PostgreSQL the
+that dies leaves nothing behind. Like ``staging_lines`` it is append-only, with no index while
+it fills (a random key would make every insert land at a random place in a B-tree); a
+comparison indexes it once, whole (:func:`index_for_comparison`). On PostgreSQL the
 lines go to ``staging_lines`` under the run's id, which the run deletes and housekeeping
 removes once the run's heartbeat is old.
 
@@ -12,7 +13,9 @@ Every page renews the run's heartbeat (with the lines staged so far, the run's p
 its own short transaction, and fails if the run was abandoned meanwhile. The bulk insert goes
 straight to the driver's ``executemany`` (SQLAlchemy's per-row type processing would dominate
 at a million lines), with the rows in the text form of :mod:`reconciler.providers.rows`: a
-provider's page of rows as it came, any other page's lines converted once.
+provider's page of rows as it came, any other page's lines converted once. Text longer than
+its column is refused as each page comes (SQLite would keep it, PostgreSQL would fail with a
+database error), but in rows whose maker checked it already (``LineRows.within_limits``).
 """
 
 from __future__ import annotations
@@ -23,7 +26,7 @@ from datetime import datetime
 from operator import itemgetter
 from typing import Any, Final
 
-from sqlalchemy import Column, MetaData, String, Table, func, select
+from sqlalchemy import Column, MetaData, String, Table
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 from sqlmodel.sql.sqltypes import AutoString
 
@@ -206,13 +209,17 @@ class Stager:
     async def add(self, lines: Sequence[UsageLine]) -> None:
         if not lines:
             return
-        rows = lines.rows if isinstance(lines, LineRows) else [line_row(line) for line in lines]
+        if isinstance(lines, LineRows):
+            rows = lines.rows
+            if not lines.within_limits:
+                check_lengths(self.source, "a usage line", _STAGING_LIMITS, rows)
+        else:
+            rows = [line_row(line) for line in lines]
+            check_lengths(self.source, "a usage line", _STAGING_LIMITS, rows)
         self.stat_keys.update(map(_STAT_KEY, rows))
         self.snapshot.add(rows)
         staged = self.lines + len(rows)
         if not self.in_temp_table:
-            # PostgreSQL would refuse a long text with a database error: checked first.
-            check_lengths(self.source, "a usage line", _STAGING_LIMITS, rows)
             async with self.engine.begin() as conn:
                 await heartbeat(conn, self.run_id, self.clock(), lines_read=staged)
                 await conn.exec_driver_sql(self._sql, rows)
@@ -225,12 +232,9 @@ class Stager:
         self.lines = staged
 
     @contextlib.asynccontextmanager
-    async def transaction(self, *, check_lengths: bool = True) -> AsyncIterator[AsyncConnection]:
+    async def transaction(self) -> AsyncIterator[AsyncConnection]:
         """The run's reconcile transaction, on the connection holding its staged lines;
-        committed when the block ends without an error. The stager is closed after.
-
-        ``check_lengths`` false: the caller runs :meth:`check_staged_lengths` itself (the
-        diff skips it for a snapshot the last run already staged and checked)."""
+        committed when the block ends without an error. The stager is closed after."""
         try:
             conn = await self._connection() if self.in_temp_table else None
             if conn is None:
@@ -238,23 +242,9 @@ class Stager:
                     yield pg_conn
             else:
                 async with conn.begin():
-                    if check_lengths:
-                        await self.check_staged_lengths(conn)
                     yield conn
         finally:
             await self.close()
-
-    async def check_staged_lengths(self, conn: AsyncConnection) -> None:
-        """Refuse text longer than its column (SQLite would keep it): one aggregate over
-        the staged lines instead of a pass over each page (PostgreSQL's pages were checked
-        as they were staged)."""
-        if not self.lines or not self.in_temp_table:
-            return
-        c = pull_lines_t.c
-        query = select(*(func.max(func.length(c[name])) for _, name, _ in _STAGING_LIMITS))
-        longest = (await conn.execute(query)).one()
-        for (_, name, limit), value in zip(_STAGING_LIMITS, longest, strict=True):
-            _refuse_longer(self.source, "a usage line", name, int(value or 0), limit)
 
     async def close(self) -> None:
         """Drop the staged lines of a temp table (the connection holding them is closed:

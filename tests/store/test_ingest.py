@@ -13,7 +13,9 @@ from sqlalchemy import func, select
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from reconciler.domain import ChangeKind, LineStatus, Month, Provider, UsageLine, canonical_decimal
+from reconciler.errors import BadProviderDataError
 from reconciler.providers.base import Coverage, PullStats
+from reconciler.providers.rows import TEXT_LIMITS, LineRows, line_row
 from reconciler.store.ingest import IngestResult, apply_staged, lines_t, versions_t
 from reconciler.store.runs import finish_run, start_run
 from reconciler.store.staging import Stager
@@ -245,3 +247,23 @@ async def test_arrival_order_does_not_change_the_classification(engine: AsyncEng
 def test_line_digest_shortcut_matches_the_key() -> None:
     sample = line("bandwidth", "1", service="svc")
     assert sample.digest == sample.key.digest
+
+
+@pytest.mark.parametrize("as_rows", [False, True], ids=["lines", "rows"])
+async def test_staging_refuses_text_longer_than_the_state_keeps(
+    engine: AsyncEngine, as_rows: bool
+) -> None:
+    limit = TEXT_LIMITS["region"]
+    fits = replace(line("Europe Bandwidth", "1"), region="R" * limit)
+    too_long = replace(line("Asia Bandwidth", "1"), region="R" * (limit + 1))
+    run_id = await start_run(engine, source="fastly", provider="fastly", now=NOW)
+    stager = Stager(engine, run_id, "fastly")
+    try:
+        await stager.add(LineRows([line_row(fits)]) if as_rows else [fits])
+        page = LineRows([line_row(too_long)]) if as_rows else [too_long]
+        message = f"region has {limit + 1} characters, longer than the {limit} "
+        with pytest.raises(BadProviderDataError, match=message):
+            await stager.add(page)
+        assert stager.lines == 1  # the page refused was not staged
+    finally:
+        await stager.close()

@@ -16,7 +16,7 @@ from typing import Any
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from sqlalchemy import select
-from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
+from sqlalchemy.ext.asyncio import AsyncEngine
 
 from reconciler.domain import LineStatus, Month, Provider, UsageLine
 from reconciler.providers.base import Coverage, PullStats
@@ -74,7 +74,7 @@ class Side:
     source: str
     digest: bool
     run_ids: list[int] = field(default_factory=list)
-    compared: int = 0  # pulls that ran the full comparison (their lengths were checked)
+    compared: int = 0  # pulls that ran the full comparison
 
 
 async def pull(engine: AsyncEngine, side: Side, snapshot: Snapshot, page: int) -> IngestResult:
@@ -85,11 +85,7 @@ async def pull(engine: AsyncEngine, side: Side, snapshot: Snapshot, page: int) -
     for start in range(0, len(lines), page):
         await stager.add(lines[start : start + page])
 
-    async def check(conn: AsyncConnection) -> None:
-        side.compared += 1
-        await stager.check_staged_lengths(conn)
-
-    async with stager.transaction(check_lengths=False) as conn:
+    async with stager.transaction() as conn:
         result = await apply_staged(
             conn,
             run_id=run_id,
@@ -98,8 +94,8 @@ async def pull(engine: AsyncEngine, side: Side, snapshot: Snapshot, page: int) -
             now=NOW,
             severities={},
             snapshot=stager.snapshot.digest() if side.digest else None,
-            check_staged=check,
         )
+        side.compared += result.compared
         await finish_run(
             conn,
             run_id,
