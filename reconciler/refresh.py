@@ -16,13 +16,14 @@ from collections.abc import AsyncIterator, Awaitable, Callable, Mapping, Sequenc
 from dataclasses import dataclass, field
 from datetime import date, datetime
 from fnmatch import fnmatchcase
+from typing import Any
 
-from sqlalchemy import delete, func, insert, select, text
+from sqlalchemy import Select, delete, func, insert, literal_column, select, text
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
 from reconciler.display import plural
-from reconciler.domain import ChangeKind, ItemCategory, LineStatus, Month, utcnow
+from reconciler.domain import ChangeKind, ItemCategory, LineStatus, Month, UsageLine, utcnow
 from reconciler.errors import BadProviderDataError, ConfigError, ProviderError, ReconcilerError
 from reconciler.providers.base import Coverage, InvoiceLine, PullStats, open_provider
 from reconciler.providers.http import HttpClient
@@ -150,10 +151,7 @@ async def refresh_source(
             _deadline(source_name, source_settings.pull_timeout_s, provider.stats),
             contextlib.aclosing(provider.pull(today)) as pages,
         ):
-            async for page in pages:
-                await stager.add(page)
-                if on_page is not None:
-                    on_page(provider.stats)
+            await _stage_pages(pages, stager, on_page, provider.stats)
         await refresh_statistics(engine)
         async with stager.transaction() as conn:
             # The claim: still running (else abandoned), and locked until this commits.
@@ -224,6 +222,31 @@ async def refresh_source(
     log.info("%s", outcome.summary())
     await checkpoint(engine)
     return outcome
+
+
+async def _stage_pages(
+    pages: AsyncIterator[Sequence[UsageLine]],
+    stager: Stager,
+    on_page: PageHook | None,
+    stats: PullStats,
+) -> None:
+    """Stage every page while the next one is fetched and decoded: the database writes a page
+    on its own thread while this one decodes the next. Pages are staged one at a time, in
+    order; a page that fails to stage fails the pull at the latest when the next one came."""
+    staging: asyncio.Future[None] | None = None
+    try:
+        async for page in pages:
+            if staging is not None:
+                await staging
+            staging = asyncio.ensure_future(stager.add(page))
+            if on_page is not None:
+                on_page(stats)
+        if staging is not None:
+            await staging
+    finally:
+        if staging is not None:
+            staging.cancel()  # no-op once it is done
+            await asyncio.gather(staging, return_exceptions=True)
 
 
 @contextlib.asynccontextmanager
@@ -405,15 +428,8 @@ def expectations_for(settings: Settings, source: str) -> list[ExpectationSetting
     return [e for e in settings.expectations if fnmatchcase(source, e.source)]
 
 
-async def month_lines(
-    conn: AsyncConnection,
-    source: str,
-    months: Sequence[Month],
-    *,
-    services: bool,
-    teams: Sequence[TeamSettings] = (),
-) -> list[MonthLine]:
-    """The source's present lines of ``months``, each with its owner under ``teams``."""
+def month_lines_query(source: str, months: Sequence[Month], *, services: bool) -> Select[Any]:
+    """The query of :func:`month_lines` (without services: on the account-level index)."""
     query = select(
         lines_t.c.service_name,
         lines_t.c.source,
@@ -436,8 +452,21 @@ async def month_lines(
         lines_t.c.month.in_([str(m) for m in months]),
         lines_t.c.present.is_(True),
     )
-    if not services:
-        query = query.where(lines_t.c.service == "")
+    if not services:  # the account-level lines' index: its condition, as a literal
+        query = query.where(lines_t.c.service == literal_column("''"))
+    return query
+
+
+async def month_lines(
+    conn: AsyncConnection,
+    source: str,
+    months: Sequence[Month],
+    *,
+    services: bool,
+    teams: Sequence[TeamSettings] = (),
+) -> list[MonthLine]:
+    """The source's present lines of ``months``, each with its owner under ``teams``."""
+    query = month_lines_query(source, months, services=services)
     return [
         MonthLine(
             r.source,

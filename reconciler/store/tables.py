@@ -70,6 +70,10 @@ class UsageLineRow(SQLModel, table=True):
     """A tracked usage line and its current values."""
 
     __tablename__ = "usage_lines"
+    # Also ix_usage_lines_account_level, on (source, month) where ``service = ''``: a source's
+    # account-level lines of a month without its service lines, which may be a million (read
+    # by every pull's expectations). It lives in its migration (0010) alone: declared here,
+    # its PostgreSQL condition would load that dialect into every SQLite process.
     __table_args__ = (Index("ix_usage_lines_source_month", "source", "month"),)
 
     id: int | None = Field(default=None, primary_key=True)
