@@ -125,7 +125,8 @@ async def refresh_source(
     carries the error (and the run is recorded as failed); configuration errors raise.
 
     ``commit_check`` runs first inside the reconcile transaction and may raise a
-    ReconcilerError to drop the run's results (the daemon checks it still holds its slot);
+    ReconcilerError to drop the run's results (the daemon completes its slot there, in the
+    same commit, and refuses the results if another instance took the slot over);
     ``alert_hook`` queues the run's alerts in the same transaction.
     """
     index = settings.source_index(source_name)
