@@ -572,6 +572,7 @@ async def _review(
         wrote_lines=bool(ingest.versions_added),
         staged_stats=staged_stats,
         updated_ids=ingest.updated_ids,
+        first_pull=ingest.first_pull,
     )
     lines = await month_lines(
         conn,

@@ -16,7 +16,6 @@ therefore fit the state as they are: staging checks no length of theirs.
 
 from __future__ import annotations
 
-import re
 from dataclasses import dataclass
 from decimal import Decimal, InvalidOperation
 from hashlib import blake2b
@@ -103,22 +102,23 @@ def decode_service_page(body: bytes | bytearray) -> Any:
     return FastPage(page, body, plain)
 
 
-# A plain JSON number within the bounds of normalize.bounded: at most 30 digits before the
-# point and 30 after it.
-_PLAIN_NUMBER: Final = re.compile(rb"(0|[1-9][0-9]{0,29})(?:\.([0-9]{1,30}))?")
+_MAX_DIGITS: Final = 30  # before the point and after it: the bounds of normalize.bounded
+_ZERO: Final = ord("0")
 
 
 def quantity_text(raw: msgspec.Raw) -> str | None:
     """The canonical text of a quantity, or None when it is not one (the careful path
     then says why)."""
     token = bytes(raw)
-    match = _PLAIN_NUMBER.fullmatch(token)
-    if match is not None:
-        whole, fraction = match.groups()
-        if fraction is None:
+    # A plain JSON number within bounds (at most 30 digits before the point and 30 after
+    # it), read without a regular expression: bytes.isdigit() is ASCII digits only.
+    whole, point, fraction = token.partition(b".")
+    if whole.isdigit() and len(whole) <= _MAX_DIGITS and (len(whole) == 1 or whole[0] != _ZERO):
+        if not point:
             return whole.decode()
-        fraction = fraction.rstrip(b"0")
-        return (whole + b"." + fraction).decode() if fraction else whole.decode()
+        if fraction.isdigit() and len(fraction) <= _MAX_DIGITS:
+            fraction = fraction.rstrip(b"0")
+            return (whole + b"." + fraction).decode() if fraction else whole.decode()
     if token[:1] not in b"-0123456789" or not token:
         return None  # a string, a literal, an object: not a number
     try:

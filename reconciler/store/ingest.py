@@ -118,6 +118,7 @@ class IngestResult:
     # What the run compared, as the state stands after it (see reconciler.store.snapshot).
     snapshot_digest: str | None = None
     compared: bool = True  # false: the snapshot was the last run's, not compared line by line
+    first_pull: bool = False  # the source tracked no line before: every line is new
 
     def counts(self) -> dict[str, int]:
         counts: dict[str, int] = {}
@@ -187,7 +188,7 @@ async def apply_staged(
     """
     result = IngestResult()
     staged = staging_table(conn.dialect.name)
-    first_pull = not await _tracks_source(conn, source)
+    first_pull = result.first_pull = not await _tracks_source(conn, source)
     finalized = await finalized_months(conn, source=source, coverage=coverage)
     source_lines = 0 if first_pull else await month_line_count(conn, source)
     if snapshot is not None and not first_pull:
