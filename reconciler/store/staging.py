@@ -22,7 +22,8 @@ from __future__ import annotations
 
 import contextlib
 from collections.abc import AsyncIterator, Callable, Sequence
-from datetime import datetime
+from datetime import UTC, date, datetime
+from decimal import Decimal
 from operator import itemgetter
 from typing import Any, Final
 
@@ -32,7 +33,7 @@ from sqlmodel.sql.sqltypes import AutoString
 
 from reconciler.domain import UsageLine, utcnow
 from reconciler.errors import BadProviderDataError
-from reconciler.providers.rows import ROW_FIELDS, LineRows, line_row
+from reconciler.providers.rows import ROW_FIELDS, TIME_FORMAT, LineRows, Row, line_row
 from reconciler.store.db import SQLITE_CACHE_KIB
 from reconciler.store.runs import heartbeat
 from reconciler.store.snapshot import SnapshotHash
@@ -184,6 +185,8 @@ class Stager:
         values = _values(dialect.name, str(dialect.paramstyle), run_id)
         columns = ", ".join(STAGING_COLUMNS)
         self._sql = f"INSERT INTO {self.table.name} ({columns}) VALUES ({values})"
+        # asyncpg's COPY: PostgreSQL takes a page's rows in one binary stream.
+        self._copy = dialect.name == "postgresql" and dialect.driver == "asyncpg"
         self._conn: AsyncConnection | None = None
 
     @property
@@ -222,7 +225,10 @@ class Stager:
         if not self.in_temp_table:
             async with self.engine.begin() as conn:
                 await heartbeat(conn, self.run_id, self.clock(), lines_read=staged)
-                await conn.exec_driver_sql(self._sql, rows)
+                if self._copy:
+                    await _copy_rows(conn, self.run_id, rows)
+                else:
+                    await conn.exec_driver_sql(self._sql, rows)
             self.lines = staged
             return
         conn = await self._connection()
@@ -256,6 +262,44 @@ class Stager:
             await conn.invalidate()
         finally:
             await conn.close()
+
+
+_DAY: Final = ROW_FIELDS.index("period_start"), ROW_FIELDS.index("period_end")
+_QUANTITY: Final = ROW_FIELDS.index("quantity"), ROW_FIELDS.index("raw_quantity")
+_UPDATED: Final = ROW_FIELDS.index("provider_updated_at")
+
+
+def _typed_records(run_id: int, rows: Sequence[Row]) -> list[tuple[Any, ...]]:
+    """The rows as COPY's binary format takes them: each field in its column's own type
+    (what the casts of the INSERT make of the text form)."""
+    days: dict[str, date] = {}
+    records = []
+    for row in rows:
+        record = [run_id, *row]
+        for at in _DAY:
+            text = record[at + 1]
+            day = days.get(text)
+            if day is None:
+                day = days[text] = date.fromisoformat(text)
+            record[at + 1] = day
+        for at in _QUANTITY:
+            if record[at + 1] is not None:
+                record[at + 1] = Decimal(record[at + 1])
+        updated = record[_UPDATED + 1]
+        if updated is not None:
+            record[_UPDATED + 1] = datetime.strptime(updated, TIME_FORMAT).replace(tzinfo=UTC)
+        records.append(tuple(record))
+    return records
+
+
+async def _copy_rows(conn: AsyncConnection, run_id: int, rows: Sequence[Row]) -> None:
+    """Stage ``rows`` in PostgreSQL's staging_lines with one COPY, in the caller's
+    transaction (the connection's own asyncpg session)."""
+    raw = await conn.get_raw_connection()
+    driver: Any = raw.driver_connection
+    await driver.copy_records_to_table(
+        staging_t.name, records=_typed_records(run_id, rows), columns=list(STAGING_COLUMNS)
+    )
 
 
 async def index_for_comparison(conn: AsyncConnection, table: Table) -> None:
