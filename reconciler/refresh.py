@@ -24,6 +24,7 @@ from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 from reconciler.display import plural
 from reconciler.domain import ChangeKind, ItemCategory, LineStatus, Month, utcnow
 from reconciler.errors import BadProviderDataError, ConfigError, ProviderError, ReconcilerError
+from reconciler.periodic import Repeating
 from reconciler.providers.base import Coverage, InvoiceLine, PullStats, open_provider
 from reconciler.providers.http import HttpClient
 from reconciler.reconcile.expectations import Evaluated, MonthLine, evaluate, unmatched_months
@@ -233,24 +234,22 @@ async def _heartbeats(
 ) -> AsyncIterator[None]:
     """Keep the run's heartbeat fresh while the provider is slow to answer."""
 
-    async def beat() -> None:
-        while True:
-            await asyncio.sleep(HEARTBEAT_INTERVAL_S)
-            try:
-                async with engine.begin() as conn:
-                    await heartbeat(conn, run_id, clock())
-            except RunAbandonedError:
-                return  # the next staged page, or the claim, fails the run
-            except Exception as exc:  # a busy database: the next page renews it
-                log.debug("heartbeat of run %d failed: %s", run_id, exc)
+    async def beat() -> bool:
+        try:
+            async with engine.begin() as conn:
+                await heartbeat(conn, run_id, clock())
+        except RunAbandonedError:
+            return False  # the next staged page, or the claim, fails the run
+        except Exception as exc:  # a busy database: the next page renews it
+            log.debug("heartbeat of run %d failed: %s", run_id, exc)
+        return True
 
-    task = asyncio.create_task(beat(), name=f"heartbeat-{run_id}")
+    # Stopped, not cancelled, when the pull ends (see reconciler.periodic).
+    beating = Repeating(HEARTBEAT_INTERVAL_S, beat, name=f"heartbeat-{run_id}")
     try:
         yield
     finally:
-        task.cancel()
-        with contextlib.suppress(asyncio.CancelledError):
-            await task
+        await beating.stop()
 
 
 @contextlib.asynccontextmanager
@@ -262,6 +261,8 @@ async def _deadline(source: str, timeout_s: float, stats: PullStats) -> AsyncIte
     stalled: list[str] = []
 
     def expire() -> None:
+        if task.cancelling():
+            return  # cancelled already (a stop): once is enough, and it stays a cancel
         stalled.extend(sorted(stats.in_flight) or ["(between requests)"])
         task.cancel()
 
