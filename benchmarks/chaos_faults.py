@@ -31,6 +31,8 @@ SECTION = "faults"
 TODAY = date(2024, 7, 10)
 BOTH = ("fastly", "akamai")
 CLEAR_MESSAGE = re.compile(r"^source '(fastly|akamai)': (/\S+|pull)(?: \(HTTP \d+\))?: \S")
+# The part of the tracked state a run after the reference compares: lines, values, history.
+LINE_HISTORY_TABLES = ("usage_lines", "line_versions", "changes", "findings")
 
 # (label, fault spec, providers it can apply to)
 FAULTS: tuple[tuple[str, dict[str, Any], tuple[str, ...]], ...] = (
@@ -112,13 +114,13 @@ class Reference:
     def __init__(self, db: Path) -> None:
         self.db = db
         self.values = line_values(db)
-        self.digest = state_digest(db, ("usage_lines", "line_versions", "changes", "findings"))
+        self.digest = state_digest(db, LINE_HISTORY_TABLES)
         with contextlib.closing(connect(db)) as conn:
             self.lines = int(conn.execute("SELECT count(*) FROM usage_lines").fetchone()[0])
 
     def differences(self, db: Path) -> str:
         """'' when ``db`` tracks exactly the reference's lines, values and history."""
-        if state_digest(db, ("usage_lines", "line_versions", "changes", "findings")) == self.digest:
+        if state_digest(db, LINE_HISTORY_TABLES) == self.digest:
             return ""
         values = line_values(db)
         changed = len(values ^ self.values)

@@ -26,21 +26,11 @@ from typing import Any
 
 import aiohttp
 
+from reconciler.store.tracked_state import RUN_COLUMNS, TRACKED_TABLES, naming_run
+
 HERE = Path(__file__).resolve().parent
 LOOPBACK = "127.0.0.1"
 STARTUP_TIMEOUT_S = 60.0
-
-# Tables a pull writes to: their rows are "the tracked state".
-TRACKED_TABLES = (
-    "usage_lines",
-    "line_versions",
-    "changes",
-    "findings",
-    "invoice_lines",
-    "alert_outbox",
-    "alert_announcements",
-    "state_meta",
-)
 
 
 @dataclass
@@ -287,16 +277,9 @@ def scalar(db: Path, sql: str, *params: Any) -> Any:
 
 def traces_of_run(db: Path, run_id: int) -> int:
     """Rows of the tracked state that name ``run_id``: none may come from a partial run."""
-    queries = (
-        "SELECT count(*) FROM line_versions WHERE run_id = ?",
-        "SELECT count(*) FROM changes WHERE run_id = ?",
-        "SELECT count(*) FROM findings WHERE first_run_id = ?1 OR last_run_id = ?1",
-        "SELECT count(*) FROM usage_lines WHERE first_run_id = ?1 OR last_run_id = ?1",
-        "SELECT count(*) FROM invoice_lines WHERE run_id = ?",
-        "SELECT count(*) FROM alert_outbox WHERE run_id = ?",
-    )
+    queries = [f"SELECT count(*) FROM {table} WHERE {naming_run(table)}" for table in RUN_COLUMNS]
     with contextlib.closing(connect(db)) as conn:
-        return sum(int(conn.execute(q, (run_id,)).fetchone()[0]) for q in queries)
+        return sum(int(conn.execute(q, {"run": run_id}).fetchone()[0]) for q in queries)
 
 
 VALUE_COLUMNS = (

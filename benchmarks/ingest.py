@@ -315,6 +315,7 @@ def pulls(backend: str, lines: int, provider: Provider, database_url: str, work:
     subprocess.run(
         [sys.executable, "-m", "reconciler", "--config", str(config), "db", "upgrade"],
         env=env,
+        cwd=work,  # where the pulls run: the state's marker goes with them
         check=True,
         stdout=subprocess.DEVNULL,
     )

@@ -16,13 +16,14 @@ from collections.abc import AsyncIterator, Awaitable, Callable, Mapping, Sequenc
 from dataclasses import dataclass, field
 from datetime import date, datetime
 from fnmatch import fnmatchcase
+from typing import Any
 
-from sqlalchemy import delete, func, insert, select, text
+from sqlalchemy import Select, delete, func, insert, literal_column, select, text
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
 from reconciler.display import plural
-from reconciler.domain import ChangeKind, ItemCategory, LineStatus, Month, utcnow
+from reconciler.domain import ChangeKind, ItemCategory, LineStatus, Month, UsageLine, utcnow
 from reconciler.errors import BadProviderDataError, ConfigError, ProviderError, ReconcilerError
 from reconciler.periodic import Repeating
 from reconciler.providers.base import Coverage, InvoiceLine, PullStats, open_provider
@@ -125,7 +126,8 @@ async def refresh_source(
     carries the error (and the run is recorded as failed); configuration errors raise.
 
     ``commit_check`` runs first inside the reconcile transaction and may raise a
-    ReconcilerError to drop the run's results (the daemon checks it still holds its slot);
+    ReconcilerError to drop the run's results (the daemon completes its slot there, in the
+    same commit, and refuses the results if another instance took the slot over);
     ``alert_hook`` queues the run's alerts in the same transaction.
     """
     index = settings.source_index(source_name)
@@ -151,12 +153,9 @@ async def refresh_source(
             _deadline(source_name, source_settings.pull_timeout_s, provider.stats),
             contextlib.aclosing(provider.pull(today)) as pages,
         ):
-            async for page in pages:
-                await stager.add(page)
-                if on_page is not None:
-                    on_page(provider.stats)
+            await _stage_pages(pages, stager, on_page, provider.stats)
         await refresh_statistics(engine)
-        async with stager.transaction(check_lengths=False) as conn:
+        async with stager.transaction() as conn:
             # The claim: still running (else abandoned), and locked until this commits.
             await heartbeat(conn, run_id, clock())
             await _lock_source(conn, source_name)
@@ -170,7 +169,6 @@ async def refresh_source(
                 severities=settings.severities,
                 finalize_tolerance=settings.finalize_tolerance_for(source_name),
                 snapshot=stager.snapshot.digest(),
-                check_staged=stager.check_staged_lengths,
             )
             await _store_invoices(
                 conn, source_name, provider.coverage, provider.invoice_lines, run_id
@@ -226,6 +224,31 @@ async def refresh_source(
     log.info("%s", outcome.summary())
     await checkpoint(engine)
     return outcome
+
+
+async def _stage_pages(
+    pages: AsyncIterator[Sequence[UsageLine]],
+    stager: Stager,
+    on_page: PageHook | None,
+    stats: PullStats,
+) -> None:
+    """Stage every page while the next one is fetched and decoded: the database writes a page
+    on its own thread while this one decodes the next. Pages are staged one at a time, in
+    order; a page that fails to stage fails the pull at the latest when the next one came."""
+    staging: asyncio.Future[None] | None = None
+    try:
+        async for page in pages:
+            if staging is not None:
+                await staging
+            staging = asyncio.ensure_future(stager.add(page))
+            if on_page is not None:
+                on_page(stats)
+        if staging is not None:
+            await staging
+    finally:
+        if staging is not None:
+            staging.cancel()  # no-op once it is done
+            await asyncio.gather(staging, return_exceptions=True)
 
 
 @contextlib.asynccontextmanager
@@ -407,15 +430,8 @@ def expectations_for(settings: Settings, source: str) -> list[ExpectationSetting
     return [e for e in settings.expectations if fnmatchcase(source, e.source)]
 
 
-async def month_lines(
-    conn: AsyncConnection,
-    source: str,
-    months: Sequence[Month],
-    *,
-    services: bool,
-    teams: Sequence[TeamSettings] = (),
-) -> list[MonthLine]:
-    """The source's present lines of ``months``, each with its owner under ``teams``."""
+def month_lines_query(source: str, months: Sequence[Month], *, services: bool) -> Select[Any]:
+    """The query of :func:`month_lines` (without services: on the account-level index)."""
     query = select(
         lines_t.c.service_name,
         lines_t.c.source,
@@ -438,8 +454,21 @@ async def month_lines(
         lines_t.c.month.in_([str(m) for m in months]),
         lines_t.c.present.is_(True),
     )
-    if not services:
-        query = query.where(lines_t.c.service == "")
+    if not services:  # the account-level lines' index: its condition, as a literal
+        query = query.where(lines_t.c.service == literal_column("''"))
+    return query
+
+
+async def month_lines(
+    conn: AsyncConnection,
+    source: str,
+    months: Sequence[Month],
+    *,
+    services: bool,
+    teams: Sequence[TeamSettings] = (),
+) -> list[MonthLine]:
+    """The source's present lines of ``months``, each with its owner under ``teams``."""
+    query = month_lines_query(source, months, services=services)
     return [
         MonthLine(
             r.source,
@@ -544,6 +573,7 @@ async def _review(
         wrote_lines=bool(ingest.versions_added),
         staged_stats=staged_stats,
         updated_ids=ingest.updated_ids,
+        first_pull=ingest.first_pull,
     )
     lines = await month_lines(
         conn,

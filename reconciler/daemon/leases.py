@@ -3,8 +3,10 @@
 Time is cut into slots of a source's ``pull_every``, aligned on the Unix epoch, so every
 instance computes the same slot names. Claiming inserts a unique row; an instance that finds
 the row taken leaves the slot alone unless its lease expired without the work being done (the
-holder died), in which case it takes it over. A failed pull hands its slot back after a short
-delay so that another attempt (by any instance) can follow within the same slot.
+holder died), in which case it takes it over. A pull completes its slot in the transaction
+that commits its results (``complete_held``), so no moment exists where the results are in and
+the slot still looks open to a takeover. A failed pull hands its slot back after a short delay
+so that another attempt (by any instance) can follow within the same slot.
 
 Every lease time comes from the database's clock (``clock_timestamp()`` on PostgreSQL, the
 SQLite library's ``'now'``), never from the instance's: instances whose host clocks disagree
@@ -19,6 +21,7 @@ from datetime import UTC, datetime, timedelta
 from sqlalchemy import delete, select, text, update
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
+from reconciler.store.db import reader
 from reconciler.store.tables import JobLease
 from reconciler.store.upsert import insert_on_conflict
 
@@ -111,11 +114,8 @@ async def renew(
 async def hold(
     conn: AsyncConnection, lease: Lease, *, ttl: timedelta, now: datetime | None = None
 ) -> bool:
-    """Extend ``lease`` in the caller's transaction; False if another instance took it over.
-
-    Called in the transaction that commits a slot's work, this fences a holder that stalled
-    past its lease: the row lock orders it against a takeover, so exactly one of them commits.
-    """
+    """Extend ``lease`` in the caller's transaction; False if another instance took it over
+    or the slot is already done."""
     now = now or await database_now(conn)
     result = await conn.execute(
         update(leases_t)
@@ -127,6 +127,39 @@ async def hold(
         .values(expires_at=now + ttl)
     )
     return result.rowcount == 1
+
+
+async def complete_held(
+    conn: AsyncConnection, lease: Lease, *, outcome: str, now: datetime | None = None
+) -> bool:
+    """Complete ``lease`` in the caller's transaction; False if another instance took it over.
+
+    Called in the transaction that commits a slot's work, the slot is done exactly when that
+    work is: a holder that stalls or dies before the commit leaves the slot open, one that
+    commits leaves nothing open to a takeover. The row lock orders it against a takeover (a
+    claim waits for the commit, then finds the slot done), so exactly one of them commits.
+    """
+    now = now or await database_now(conn)
+    result = await conn.execute(
+        update(leases_t)
+        .where(
+            leases_t.c.slot == lease.slot,
+            leases_t.c.holder == lease.holder,
+            leases_t.c.completed_at.is_(None),
+        )
+        .values(completed_at=now, outcome=outcome)
+    )
+    return result.rowcount == 1
+
+
+async def completed_by_holder(engine: AsyncEngine, lease: Lease) -> bool:
+    """Whether ``lease``'s slot is done and its holder still the one that completed it."""
+    async with reader(engine).connect() as conn:
+        found = await conn.execute(
+            select(leases_t.c.holder, leases_t.c.completed_at).where(leases_t.c.slot == lease.slot)
+        )
+        row = found.one_or_none()
+    return row is not None and row.holder == lease.holder and row.completed_at is not None
 
 
 async def complete(
@@ -144,12 +177,20 @@ async def complete(
 async def release_for_retry(
     engine: AsyncEngine, lease: Lease, *, retry_after: timedelta, now: datetime | None = None
 ) -> None:
-    """A failed attempt: the slot may be claimed again once ``retry_after`` has passed."""
+    """A failed attempt: the slot may be claimed again once ``retry_after`` has passed.
+
+    A slot already done stays done: an attempt that failed after its commit had completed the
+    slot (a lost answer to the commit, say) hands nothing back.
+    """
     async with engine.begin() as conn:
         now = now or await database_now(conn)
         await conn.execute(
             update(leases_t)
-            .where(leases_t.c.slot == lease.slot, leases_t.c.holder == lease.holder)
+            .where(
+                leases_t.c.slot == lease.slot,
+                leases_t.c.holder == lease.holder,
+                leases_t.c.completed_at.is_(None),
+            )
             .values(expires_at=now + retry_after, outcome="failed")
         )
 

@@ -401,13 +401,14 @@ class Daemon:
                         today=await self._today(),
                         clock=self.clock,
                         alert_hook=outbox_hook(settings),
-                        commit_check=self._still_holding(lease),
+                        commit_check=self._complete_in_commit(lease),
                         instance=self.instance,
                         slot=slot,
                     )
                 finally:
-                    # The slot is settled before the pull lock goes, as soon as it can be,
-                    # and after the last renewal: one still running would undo a hand-back.
+                    # A failed pull hands its slot back before the pull lock goes (a pulled
+                    # one was completed in its commit), after the last renewal: one still
+                    # running would undo the hand-back.
                     await renewing.stop()
                     settled = True
                     await self._settle(lease, source.pull_every, outcome)
@@ -429,14 +430,18 @@ class Daemon:
     async def _settle(
         self, lease: leases.Lease, every: timedelta, outcome: RunOutcome | None
     ) -> None:
-        """A pulled slot is done; one whose pull failed (or did not run) is handed back."""
+        """A slot whose pull failed (or did not run) is handed back for a retry.
+
+        A pull that succeeded completed its slot in the transaction of its results
+        (``_complete_in_commit``): nothing is left to do for it here, so nothing is left
+        undone if this instance stops or stalls right after that commit.
+        """
         assert self._engine is not None
-        now = await self._lease_now()
         if outcome is not None and outcome.ok:
-            await leases.complete(self._engine, lease, outcome="succeeded", now=now)
-        else:
-            retry = min(every / 4, timedelta(minutes=5))
-            await leases.release_for_retry(self._engine, lease, retry_after=retry, now=now)
+            return
+        retry = min(every / 4, timedelta(minutes=5))
+        now = await self._lease_now()
+        await leases.release_for_retry(self._engine, lease, retry_after=retry, now=now)
 
     async def _claim(self, kind: str, key: str, every: timedelta) -> leases.Lease | None:
         """Claim this slot of ``every`` (named and timed on the database's clock)."""
@@ -452,11 +457,13 @@ class Daemon:
             )
         return lease
 
-    def _still_holding(self, lease: leases.Lease) -> CommitCheck:
-        """Run inside the pull's commit: its results land only while the lease is still ours."""
+    def _complete_in_commit(self, lease: leases.Lease) -> CommitCheck:
+        """Run inside the pull's commit: the slot is completed in the transaction that commits
+        the pull's results, and only while the lease is still ours (else both roll back)."""
 
         async def check(conn: AsyncConnection, outcome: RunOutcome) -> None:
-            if not await leases.hold(conn, lease, ttl=self._lease_ttl, now=await self._lease_now()):
+            now = await self._lease_now()
+            if not await leases.complete_held(conn, lease, outcome="succeeded", now=now):
                 raise StateError(
                     f"slot {lease.slot} was taken over by another instance while this pull "
                     "ran: its results are dropped"
@@ -471,10 +478,12 @@ class Daemon:
             now = await self._lease_now()
             if await leases.renew(self._engine, lease, ttl=self._lease_ttl, now=now):
                 return True
+            # A slot this pull completed in its commit is no lease lost.
+            if not await leases.completed_by_holder(self._engine, lease):
+                log.warning("lost the lease of %s to another instance", lease.slot)
         except (SQLAlchemyError, OSError, aiohttp.ClientError, TimeoutError) as exc:
             log.warning("renewing the lease of %s failed: %s", lease.slot, one_line(exc))
             return True  # the next renewal may get through before the lease runs out
-        log.warning("lost the lease of %s to another instance", lease.slot)
         return False
 
     async def _deliver_alerts(self) -> None:

@@ -309,7 +309,7 @@ class FastlyProvider:
                     request = asyncio.ensure_future(fetch(dict(params, cursor=following)))
                 out: Sequence[UsageLine]
                 if rows is not None:
-                    out = LineRows(rows)
+                    out = LineRows(rows, within_limits=True)
                 else:
                     build = (
                         lines.service_line

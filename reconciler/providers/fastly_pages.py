@@ -5,16 +5,17 @@ quantities stay the JSON number's own text (``msgspec.Raw``), so no value passes
 float or a generic object, and each record becomes one row of
 :mod:`reconciler.providers.rows`. Whatever this path does not plainly accept — another shape,
 a field of another type, a quantity that is not a plain non-negative number within bounds, an
-empty required field, a month not asked for, a ``last_updated_at``, a character that is not
-printable — sends the whole page to the careful path (:mod:`reconciler.providers
-.fastly_records`), which accepts what it can and names what is wrong. A page whose bytes are
-plain ASCII without escapes cannot hold an unprintable character, so its text fields are not
-checked one by one; any other page's are.
+empty required field, a text longer than the state keeps (:data:`~reconciler.providers.rows
+.TEXT_LIMITS`, checked by the decoder itself), a month not asked for, a ``last_updated_at``, a
+character that is not printable — sends the whole page to the careful path
+(:mod:`reconciler.providers.fastly_records`), which accepts what it can and names what is
+wrong. A page whose bytes are plain ASCII without escapes cannot hold an unprintable
+character, so its text fields are not checked one by one; any other page's are. Its rows
+therefore fit the state as they are: staging checks no length of theirs.
 """
 
 from __future__ import annotations
 
-import re
 from dataclasses import dataclass
 from decimal import Decimal, InvalidOperation
 from hashlib import blake2b
@@ -25,24 +26,35 @@ import msgspec
 from reconciler.domain import Month, canonical_decimal
 from reconciler.providers import normalize as n
 from reconciler.providers.normalize import BadRecord, loads_exact
-from reconciler.providers.rows import Row
+from reconciler.providers.rows import TEXT_LIMITS, Row
 
 __all__ = ["FastPage", "ServiceRows", "decode_service_page"]
 
 _MAX_COUNT: Final = n.MAX_COUNT
 
 
+# Strings no longer than the state keeps for their field (a longer one: the careful path,
+# which names it).
+_Account = Annotated[str, msgspec.Meta(max_length=TEXT_LIMITS["account"])]
+_Service = Annotated[str, msgspec.Meta(max_length=TEXT_LIMITS["service"])]
+_Product = Annotated[str, msgspec.Meta(max_length=TEXT_LIMITS["product"])]
+_UsageType = Annotated[str, msgspec.Meta(max_length=TEXT_LIMITS["usage_type"])]
+_Unit = Annotated[str, msgspec.Meta(max_length=TEXT_LIMITS["unit"])]
+_Region = Annotated[str, msgspec.Meta(max_length=TEXT_LIMITS["region"])]
+_ServiceName = Annotated[str, msgspec.Meta(max_length=TEXT_LIMITS["service_name"])]
+
+
 class _Record(msgspec.Struct):
     month: str
-    customer_id: str
-    service_id: str
-    product_id: str
-    usage_type: str
-    unit: str
+    customer_id: _Account
+    service_id: _Service
+    product_id: _Product
+    usage_type: _UsageType
+    unit: _Unit
     quantity: msgspec.Raw
     raw_quantity: msgspec.Raw = msgspec.Raw()
-    region: str | None = None
-    service_name: str | None = None
+    region: _Region | None = None
+    service_name: _ServiceName | None = None
     last_updated_at: None = None  # an update time: the careful path reads it
 
 
@@ -90,22 +102,23 @@ def decode_service_page(body: bytes | bytearray) -> Any:
     return FastPage(page, body, plain)
 
 
-# A plain JSON number within the bounds of normalize.bounded: at most 30 digits before the
-# point and 30 after it.
-_PLAIN_NUMBER: Final = re.compile(rb"(0|[1-9][0-9]{0,29})(?:\.([0-9]{1,30}))?")
+_MAX_DIGITS: Final = 30  # before the point and after it: the bounds of normalize.bounded
+_ZERO: Final = ord("0")
 
 
 def quantity_text(raw: msgspec.Raw) -> str | None:
     """The canonical text of a quantity, or None when it is not one (the careful path
     then says why)."""
     token = bytes(raw)
-    match = _PLAIN_NUMBER.fullmatch(token)
-    if match is not None:
-        whole, fraction = match.groups()
-        if fraction is None:
+    # A plain JSON number within bounds (at most 30 digits before the point and 30 after
+    # it), read without a regular expression: bytes.isdigit() is ASCII digits only.
+    whole, point, fraction = token.partition(b".")
+    if whole.isdigit() and len(whole) <= _MAX_DIGITS and (len(whole) == 1 or whole[0] != _ZERO):
+        if not point:
             return whole.decode()
-        fraction = fraction.rstrip(b"0")
-        return (whole + b"." + fraction).decode() if fraction else whole.decode()
+        if fraction.isdigit() and len(fraction) <= _MAX_DIGITS:
+            fraction = fraction.rstrip(b"0")
+            return (whole + b"." + fraction).decode() if fraction else whole.decode()
     if token[:1] not in b"-0123456789" or not token:
         return None  # a string, a literal, an object: not a number
     try:
@@ -139,7 +152,8 @@ class ServiceRows:
         )
 
     def rows(self, fast: FastPage) -> list[Row] | None:
-        """The page's rows, or None when any record needs the careful path."""
+        """The page's rows (every text within :data:`TEXT_LIMITS`: the source's name is at
+        most 64 characters, the month 7), or None when any record needs the careful path."""
         source, calendar = self.source, self.calendar
         prefix = source + "\x1f"
         plain = fast.plain

@@ -20,7 +20,7 @@ from typing import Any, Final, overload
 
 from reconciler.domain import LineStatus, Month, Provider, UsageLine, canonical_decimal, line_digest
 
-__all__ = ["ROW_FIELDS", "LineRows", "Row", "line_row", "row_line"]
+__all__ = ["ROW_FIELDS", "TEXT_LIMITS", "LineRows", "Row", "line_row", "row_line"]
 
 # The order of a row's fields (staging's columns after the run id).
 ROW_FIELDS: Final = (
@@ -44,6 +44,23 @@ ROW_FIELDS: Final = (
     "billable",
     "provider_updated_at",
 )
+# The most characters the state keeps in each text field of a row (the columns of staging and
+# of the tracked lines); longer text is refused, never cut.
+TEXT_LIMITS: Final = {
+    "key_hash": 32,
+    "source": 64,
+    "provider": 16,
+    "account": 128,
+    "product": 256,
+    "product_name": 512,
+    "usage_type": 256,
+    "region": 128,
+    "service": 128,
+    "service_name": 512,
+    "month": 7,
+    "unit": 64,
+    "status": 16,
+}
 TIME_FORMAT: Final = "%Y-%m-%d %H:%M:%S.%f"
 
 Row = tuple[Any, ...]
@@ -109,12 +126,17 @@ def row_key(row: Row) -> str:
 
 
 class LineRows(Sequence[UsageLine]):
-    """A page of lines held as stored rows; read as lines, it builds each one on demand."""
+    """A page of lines held as stored rows; read as lines, it builds each one on demand.
 
-    __slots__ = ("rows",)
+    ``within_limits``: whoever made the rows has checked every text field against
+    :data:`TEXT_LIMITS` (staging checks the others' lengths itself).
+    """
 
-    def __init__(self, rows: list[Row]) -> None:
+    __slots__ = ("rows", "within_limits")
+
+    def __init__(self, rows: list[Row], *, within_limits: bool = False) -> None:
         self.rows = rows
+        self.within_limits = within_limits
 
     def __len__(self) -> int:
         return len(self.rows)

@@ -10,7 +10,7 @@ inserts its snapshot without any join.
 from __future__ import annotations
 
 import asyncio
-from collections.abc import AsyncIterator, Awaitable, Callable, Mapping, Sequence
+from collections.abc import AsyncIterator, Mapping, Sequence
 from dataclasses import dataclass, field, replace
 from datetime import date, datetime
 from decimal import Decimal
@@ -58,7 +58,13 @@ from reconciler.settings import DEFAULT_FINALIZE_TOLERANCE, Tolerance
 from reconciler.store.redating import rekey_redated
 from reconciler.store.slices import WRITE_SLICE_ROWS, execute_in_slices, result_rows, yielding
 from reconciler.store.snapshot import run_digest, unchanged_since_last_run
-from reconciler.store.staging import DUPLICATE_LINE, STAGING_COLUMNS, staging_t, staging_table
+from reconciler.store.staging import (
+    DUPLICATE_LINE,
+    STAGING_COLUMNS,
+    index_for_comparison,
+    staging_t,
+    staging_table,
+)
 from reconciler.store.statuses import finalized_months, kept_status
 from reconciler.store.tables import ChangeRow, LineVersion, UsageLineRow
 
@@ -111,6 +117,8 @@ class IngestResult:
     updated_ids: list[int] = field(default_factory=list)  # present lines rewritten (not new)
     # What the run compared, as the state stands after it (see reconciler.store.snapshot).
     snapshot_digest: str | None = None
+    compared: bool = True  # false: the snapshot was the last run's, not compared line by line
+    first_pull: bool = False  # the source tracked no line before: every line is new
 
     def counts(self) -> dict[str, int]:
         counts: dict[str, int] = {}
@@ -170,30 +178,28 @@ async def apply_staged(
     severities: Mapping[ChangeKind, Severity],
     finalize_tolerance: Tolerance = DEFAULT_FINALIZE_TOLERANCE,
     snapshot: bytes | None = None,
-    check_staged: Callable[[AsyncConnection], Awaitable[None]] | None = None,
 ) -> IngestResult:
     """Compare the run's staged snapshot with the tracked state and write what changed.
 
     ``snapshot`` is the running hash of the staged rows (see :mod:`reconciler.store.snapshot`):
     a re-pull identical to the last one, onto a state nothing wrote since, changes nothing
-    and is not compared line by line. ``check_staged`` refuses staged text too long for the
-    state (run only where the snapshot is compared). Must run inside the caller's transaction,
-    which also records findings and alerts.
+    and is not compared line by line (``compared`` false in the result). Must run inside the
+    caller's transaction, which also records findings and alerts.
     """
     result = IngestResult()
     staged = staging_table(conn.dialect.name)
-    first_pull = not await _tracks_source(conn, source)
+    first_pull = result.first_pull = not await _tracks_source(conn, source)
     finalized = await finalized_months(conn, source=source, coverage=coverage)
     source_lines = 0 if first_pull else await month_line_count(conn, source)
     if snapshot is not None and not first_pull:
         digest = run_digest(snapshot, coverage, finalized, source_lines)
         if await unchanged_since_last_run(conn, source, digest):
             result.snapshot_digest = digest
+            result.compared = False
             await _drop_staged(conn, staged, run_id)
             return result
-    if check_staged is not None:
-        await check_staged(conn)
     if not first_pull:  # a first pull's insert meets the unique key index instead
+        await index_for_comparison(conn, staged)
         await _refuse_duplicates(conn, staged, run_id, source)
     status = kept_status(staged, finalized)
     tracked_months = await _tracked_months(conn, source, coverage)

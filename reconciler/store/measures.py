@@ -112,6 +112,7 @@ async def apply_measure_kinds(
     wrote_lines: bool = True,
     staged_stats: Set[StatKey] | None = None,
     updated_ids: Sequence[int] = (),
+    first_pull: bool = False,
 ) -> int:
     """Set the kind of the lines of ``source`` (of ``months``; of those run ``run_id`` wrote,
     none if it ``wrote_lines`` not; unless the rules changed since the source was last
@@ -119,7 +120,8 @@ async def apply_measure_kinds(
 
     With ``staged_stats``, the stat types of every line the run staged, and
     ``updated_ids``, the tracked lines it rewrote (the others it wrote are new), the lines it
-    wrote are classified from those without grouping them.
+    wrote are classified from those without grouping them. ``first_pull``: run ``run_id``
+    is the source's first (every line of it is new), which need not be looked up.
     """
     digest = rules_digest(rules)
     key = "measures:" + line_digest((source,))
@@ -130,7 +132,10 @@ async def apply_measure_kinds(
     if (
         run_id is not None
         and staged_stats is not None
-        and (same_rules or (stored is None and await _all_new_in(conn, source, run_id)))
+        and (
+            same_rules
+            or (stored is None and (first_pull or await _all_new_in(conn, source, run_id)))
+        )
     ):
         changed = await _classify_written(conn, source, rules, run_id, staged_stats, updated_ids)
         if stored is None:

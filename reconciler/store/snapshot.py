@@ -22,15 +22,15 @@ from collections.abc import Sequence
 from hashlib import blake2b
 from typing import Any
 
-from sqlalchemy import or_, select
+from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 from reconciler.providers.base import Coverage
 from reconciler.store.runs import SUCCEEDED, coverage_json
-from reconciler.store.tables import PullRun, UsageLineRow
+from reconciler.store.tables import LineVersion, PullRun
 
 runs_t = PullRun.__table__  # type: ignore[attr-defined]
-lines_t = UsageLineRow.__table__  # type: ignore[attr-defined]
+versions_t = LineVersion.__table__  # type: ignore[attr-defined]
 
 
 class SnapshotHash:
@@ -85,12 +85,9 @@ async def unchanged_since_last_run(conn: AsyncConnection, source: str, digest: s
     ).first()
     if last is None or last.snapshot_digest != digest:
         return False
-    written_since = (
-        select(lines_t.c.id)
-        .where(
-            lines_t.c.source == source,
-            or_(lines_t.c.last_run_id > last.id, lines_t.c.first_run_id > last.id),
-        )
-        .limit(1)
-    )
+    # A line of the source is written (inserted, rewritten, marked vanished) only by a run of
+    # the source, which leaves a version row: the source's later runs, few and found by the
+    # runs' source index, are looked up in the versions' run index, not in every line.
+    later_runs = select(runs_t.c.id).where(runs_t.c.source == source, runs_t.c.id > last.id)
+    written_since = select(versions_t.c.id).where(versions_t.c.run_id.in_(later_runs)).limit(1)
     return (await conn.execute(written_since)).first() is None

@@ -13,6 +13,7 @@ from decimal import Decimal
 from sqlalchemy import Column, Index, Text, UniqueConstraint
 from sqlmodel import Field, SQLModel
 
+from reconciler.providers.rows import TEXT_LIMITS
 from reconciler.store.types import ExactDecimal, UTCDateTime
 
 
@@ -69,26 +70,30 @@ class UsageLineRow(SQLModel, table=True):
     """A tracked usage line and its current values."""
 
     __tablename__ = "usage_lines"
+    # Also ix_usage_lines_account_level, on (source, month) where ``service = ''``: a source's
+    # account-level lines of a month without its service lines, which may be a million (read
+    # by every pull's expectations). It lives in its migration (0010) alone: declared here,
+    # its PostgreSQL condition would load that dialect into every SQLite process.
     __table_args__ = (Index("ix_usage_lines_source_month", "source", "month"),)
 
     id: int | None = Field(default=None, primary_key=True)
-    key_hash: str = Field(max_length=32, unique=True)
-    source: str = Field(max_length=64)
-    provider: str = Field(max_length=16)
-    account: str = Field(max_length=128)
-    product: str = Field(max_length=256)
-    product_name: str = Field(max_length=512)
-    usage_type: str = Field(max_length=256)
-    region: str = Field(max_length=128)
-    service: str = Field(max_length=128)
-    service_name: str = Field(default="", max_length=512)
-    month: str = Field(max_length=7)
+    key_hash: str = Field(max_length=TEXT_LIMITS["key_hash"], unique=True)
+    source: str = Field(max_length=TEXT_LIMITS["source"])
+    provider: str = Field(max_length=TEXT_LIMITS["provider"])
+    account: str = Field(max_length=TEXT_LIMITS["account"])
+    product: str = Field(max_length=TEXT_LIMITS["product"])
+    product_name: str = Field(max_length=TEXT_LIMITS["product_name"])
+    usage_type: str = Field(max_length=TEXT_LIMITS["usage_type"])
+    region: str = Field(max_length=TEXT_LIMITS["region"])
+    service: str = Field(max_length=TEXT_LIMITS["service"])
+    service_name: str = Field(default="", max_length=TEXT_LIMITS["service_name"])
+    month: str = Field(max_length=TEXT_LIMITS["month"])
     period_start: date
     period_end: date
     quantity: Decimal = Field(sa_column=_exact())
     raw_quantity: Decimal | None = Field(default=None, sa_column=_exact(nullable=True))
-    unit: str = Field(max_length=64)
-    status: str = Field(max_length=16)
+    unit: str = Field(max_length=TEXT_LIMITS["unit"])
+    status: str = Field(max_length=TEXT_LIMITS["status"])
     billable: bool | None = None
     provider_updated_at: datetime | None = Field(default=None, sa_column=_utc(nullable=True))
     present: bool = True
@@ -130,23 +135,23 @@ class StagingLine(SQLModel, table=True):
 
     id: int | None = Field(default=None, primary_key=True)
     run_id: int = Field(index=True)
-    key_hash: str = Field(max_length=32)
-    source: str = Field(max_length=64)
-    provider: str = Field(max_length=16)
-    account: str = Field(max_length=128)
-    product: str = Field(max_length=256)
-    product_name: str = Field(max_length=512)
-    usage_type: str = Field(max_length=256)
-    region: str = Field(max_length=128)
-    service: str = Field(max_length=128)
-    service_name: str = Field(default="", max_length=512)
-    month: str = Field(max_length=7)
+    key_hash: str = Field(max_length=TEXT_LIMITS["key_hash"])
+    source: str = Field(max_length=TEXT_LIMITS["source"])
+    provider: str = Field(max_length=TEXT_LIMITS["provider"])
+    account: str = Field(max_length=TEXT_LIMITS["account"])
+    product: str = Field(max_length=TEXT_LIMITS["product"])
+    product_name: str = Field(max_length=TEXT_LIMITS["product_name"])
+    usage_type: str = Field(max_length=TEXT_LIMITS["usage_type"])
+    region: str = Field(max_length=TEXT_LIMITS["region"])
+    service: str = Field(max_length=TEXT_LIMITS["service"])
+    service_name: str = Field(default="", max_length=TEXT_LIMITS["service_name"])
+    month: str = Field(max_length=TEXT_LIMITS["month"])
     period_start: date
     period_end: date
     quantity: Decimal = Field(sa_column=_exact())
     raw_quantity: Decimal | None = Field(default=None, sa_column=_exact(nullable=True))
-    unit: str = Field(max_length=64)
-    status: str = Field(max_length=16)
+    unit: str = Field(max_length=TEXT_LIMITS["unit"])
+    status: str = Field(max_length=TEXT_LIMITS["status"])
     billable: bool | None = None
     provider_updated_at: datetime | None = Field(default=None, sa_column=_utc(nullable=True))
 

@@ -17,28 +17,10 @@ from sqlalchemy import text
 
 from reconciler.store.db import create_engine
 from reconciler.store.fault_point import HOLD_BEFORE_COMMIT_ENV
+from reconciler.store.tracked_state import RUN_COLUMNS, TRACKED_TABLES, naming_run
 from tests.daemon.support import eventually
 from tests.loop_support import clean_environment
 from tests.security.support import cli, initialized_state
-
-TRACKED = (
-    "usage_lines",
-    "line_versions",
-    "changes",
-    "findings",
-    "invoice_lines",
-    "alert_outbox",
-    "alert_announcements",
-    "state_meta",
-)
-NAMING_A_RUN = {
-    "line_versions": "run_id = :run",
-    "changes": "run_id = :run",
-    "findings": "first_run_id = :run OR last_run_id = :run",
-    "usage_lines": "first_run_id = :run OR last_run_id = :run",
-    "invoice_lines": "run_id = :run",
-    "alert_outbox": "run_id = :run",
-}
 
 
 async def _state(url: str) -> tuple[dict[str, list[tuple[object, ...]]], list[tuple[int, str]]]:
@@ -50,7 +32,7 @@ async def _state(url: str) -> tuple[dict[str, list[tuple[object, ...]]], list[tu
                 table: [
                     tuple(r) for r in await conn.execute(text(f"SELECT * FROM {table} ORDER BY 1"))
                 ]
-                for table in TRACKED
+                for table in TRACKED_TABLES
             }
             runs = await conn.execute(text("SELECT id, status FROM pull_runs ORDER BY id"))
             return rows, [(int(r.id), str(r.status)) for r in runs]
@@ -63,8 +45,8 @@ async def _rows_naming(url: str, run_id: int) -> int:
     try:
         async with engine.connect() as conn:
             total = 0
-            for table, where in NAMING_A_RUN.items():
-                query = text(f"SELECT count(*) FROM {table} WHERE {where}")
+            for table in RUN_COLUMNS:
+                query = text(f"SELECT count(*) FROM {table} WHERE {naming_run(table)}")
                 total += int((await conn.execute(query, {"run": run_id})).scalar_one())
             return total
     finally:

@@ -30,6 +30,7 @@ class MakeDaemon(Protocol):
         *,
         skew: timedelta = ...,
         sources: list[str] = ...,
+        max_retries: int = ...,
         **daemon: Any,
     ) -> Daemon: ...
 
@@ -48,7 +49,8 @@ async def make_daemon(
     tmp_path: Path,
     monkeypatch: pytest.MonkeyPatch,
 ) -> AsyncIterator[MakeDaemon]:
-    """In-process daemons on one database: ``make_daemon(instance, skew=, sources=)``."""
+    """In-process daemons on one database: ``make_daemon(instance, skew=, sources=,
+    max_retries=)`` (a provider request is not retried unless ``max_retries`` says so)."""
     monkeypatch.setenv("FASTLY_API_TOKEN", sandbox.fastly_token)
     await upgrade(engine)
     async with HttpClient() as http:
@@ -58,6 +60,7 @@ async def make_daemon(
             *,
             skew: timedelta = timedelta(0),
             sources: list[str] = ["fastly"],  # noqa: B006 (never mutated)
+            max_retries: int = 0,
             **daemon: Any,
         ) -> Daemon:
             settings = settings_from_mapping(
@@ -65,7 +68,7 @@ async def make_daemon(
                     "state": {"database_url": state_url, "directory": str(tmp_path / "state")},
                     "daemon": {"instance": instance, "lease_ttl_s": LEASE_TTL_S, **daemon},
                     "sources": [
-                        fastly_source(sandbox, name, pull_every="7d", max_retries=0)
+                        fastly_source(sandbox, name, pull_every="7d", max_retries=max_retries)
                         for name in sources
                     ],
                 }

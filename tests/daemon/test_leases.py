@@ -176,3 +176,40 @@ async def test_a_takeover_waits_for_the_commit_that_holds_the_lease(engine: Asyn
             await asyncio.sleep(0.2)
         assert await takeover is None
     assert (await row(engine))["holder"] == "host-a:1"
+
+
+async def test_a_slot_completed_in_its_commit_stays_done_and_fences_a_takeover(
+    engine: AsyncEngine,
+) -> None:
+    lease = await leases.claim(engine, SLOT, "host-a:1", ttl=TTL, now=T0)
+    assert lease is not None
+    late = T0 + TTL + timedelta(seconds=1)  # expired, not yet taken over
+    async with engine.begin() as conn:
+        assert await leases.complete_held(conn, lease, outcome="succeeded", now=T0) is True
+    assert await leases.completed_by_holder(engine, lease) is True
+    # Done for good: no takeover, no second completion, no renewal, nothing handed back.
+    assert await leases.claim(engine, SLOT, "host-b:2", ttl=TTL, now=late) is None
+    async with engine.begin() as conn:
+        assert await leases.complete_held(conn, lease, outcome="succeeded", now=late) is False
+    assert await leases.renew(engine, lease, ttl=TTL, now=late) is False
+    await leases.release_for_retry(engine, lease, retry_after=TTL, now=late)
+    stored = await row(engine)
+    assert (stored["holder"], stored["outcome"], stored["expires_at"]) == (
+        "host-a:1",
+        "succeeded",
+        T0 + TTL,
+    )
+    assert stored["completed_at"] == T0
+
+
+async def test_a_holder_taken_over_cannot_complete_the_slot(engine: AsyncEngine) -> None:
+    stalled = await leases.claim(engine, SLOT, "host-a:1", ttl=TTL, now=T0)
+    assert stalled is not None
+    later = T0 + TTL + timedelta(seconds=1)
+    taken = await leases.claim(engine, SLOT, "host-b:2", ttl=TTL, now=later)
+    assert taken is not None
+    async with engine.begin() as conn:
+        assert await leases.complete_held(conn, stalled, outcome="succeeded", now=later) is False
+    assert await leases.completed_by_holder(engine, stalled) is False
+    stored = await row(engine)
+    assert (stored["holder"], stored["completed_at"]) == ("host-b:2", None)

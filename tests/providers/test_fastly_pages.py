@@ -19,7 +19,7 @@ from reconciler.domain import LineStatus, Month
 from reconciler.errors import BadProviderDataError
 from reconciler.providers.fastly_pages import FastPage, ServiceRows, decode_service_page
 from reconciler.providers.fastly_records import FastlyLines, convert, service_page
-from reconciler.providers.rows import LineRows, line_row, row_key, row_line
+from reconciler.providers.rows import TEXT_LIMITS, LineRows, line_row, row_key, row_line
 
 MONTHS = {Month(2024, 5): LineStatus.FINALIZED, Month(2024, 6): LineStatus.COLLECTING}
 ENDPOINT = "/billing/v3/service-usage-metrics"
@@ -131,6 +131,27 @@ def test_unprintable_text_is_left_to_the_careful_path_which_cleans_it() -> None:
     assert fast(body) is None
     (line,) = careful(body)
     assert line.service_name == "evil\ufffdname\ufffd"
+
+
+@pytest.mark.parametrize(
+    ("field", "limit"),
+    [
+        ("customer_id", TEXT_LIMITS["account"]),
+        ("service_id", TEXT_LIMITS["service"]),
+        ("product_id", TEXT_LIMITS["product"]),
+        ("usage_type", TEXT_LIMITS["usage_type"]),
+        ("unit", TEXT_LIMITS["unit"]),
+        ("region", TEXT_LIMITS["region"]),
+        ("service_name", TEXT_LIMITS["service_name"]),
+    ],
+)
+def test_text_the_state_can_keep_stays_on_the_hot_path_longer_text_leaves_it(
+    field: str, limit: int
+) -> None:
+    fits = page_bytes(record(**{field: "x" * limit}))
+    assert fast(fits) == careful(fits)
+    too_long = page_bytes(record(**{field: "x" * (limit + 1)}))
+    assert not isinstance(decode_service_page(too_long), FastPage)
 
 
 def test_a_page_with_an_update_time_or_another_shape_takes_the_careful_path() -> None:

@@ -13,7 +13,9 @@ from sqlalchemy import func, select
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from reconciler.domain import ChangeKind, LineStatus, Month, Provider, UsageLine, canonical_decimal
+from reconciler.errors import BadProviderDataError
 from reconciler.providers.base import Coverage, PullStats
+from reconciler.providers.rows import TEXT_LIMITS, LineRows, line_row
 from reconciler.store.ingest import IngestResult, apply_staged, lines_t, versions_t
 from reconciler.store.runs import finish_run, start_run
 from reconciler.store.staging import Stager
@@ -245,3 +247,72 @@ async def test_arrival_order_does_not_change_the_classification(engine: AsyncEng
 def test_line_digest_shortcut_matches_the_key() -> None:
     sample = line("bandwidth", "1", service="svc")
     assert sample.digest == sample.key.digest
+
+
+@pytest.mark.parametrize("as_rows", [False, True], ids=["lines", "rows"])
+async def test_staging_refuses_text_longer_than_the_state_keeps(
+    engine: AsyncEngine, as_rows: bool
+) -> None:
+    limit = TEXT_LIMITS["region"]
+    fits = replace(line("Europe Bandwidth", "1"), region="R" * limit)
+    too_long = replace(line("Asia Bandwidth", "1"), region="R" * (limit + 1))
+    run_id = await start_run(engine, source="fastly", provider="fastly", now=NOW)
+    stager = Stager(engine, run_id, "fastly")
+    try:
+        await stager.add(LineRows([line_row(fits)]) if as_rows else [fits])
+        page = LineRows([line_row(too_long)]) if as_rows else [too_long]
+        message = f"region has {limit + 1} characters, longer than the {limit} "
+        with pytest.raises(BadProviderDataError, match=message):
+            await stager.add(page)
+        assert stager.lines == 1  # the page refused was not staged
+    finally:
+        await stager.close()
+
+
+async def test_every_field_of_a_staged_line_is_stored_exactly(engine: AsyncEngine) -> None:
+    """Whichever way staging writes a page (SQLite's insert, PostgreSQL's COPY), the tracked
+    line holds the very values the provider gave."""
+    updated = datetime(2024, 6, 9, 23, 59, 58, 123456, tzinfo=UTC)
+    exact = replace(
+        line("Europe Bandwidth", "123456789012345678901234567890.000000000000000000000000000001"),
+        raw_quantity=None,
+        billable=False,
+        updated_at=updated,
+        period_end=date(2024, 5, 20),
+        service="svc-1",
+        service_name="www.example.com",
+    )
+    plain = replace(line("Asia Bandwidth", "0.5"), billable=True)
+    may_period = (MAY.first_day, MAY.last_day)
+    await pull(engine, [exact, plain])
+    async with engine.connect() as conn:
+        rows = (await conn.execute(select(lines_t).order_by(lines_t.c.usage_type))).all()
+    got = [
+        (
+            r.usage_type,
+            Decimal(r.quantity),
+            None if r.raw_quantity is None else Decimal(r.raw_quantity),
+            r.billable,
+            r.provider_updated_at,
+            r.period_start,
+            r.period_end,
+            r.service,
+            r.service_name,
+        )
+        for r in rows
+    ]
+    huge = Decimal("123456789012345678901234567890.000000000000000000000000000001")
+    assert got == [
+        ("Asia Bandwidth", Decimal("0.5"), Decimal("500.0"), True, None, *may_period, "", ""),
+        (
+            "Europe Bandwidth",
+            huge,
+            None,
+            False,
+            updated,
+            MAY.first_day,
+            date(2024, 5, 20),
+            "svc-1",
+            "www.example.com",
+        ),
+    ]

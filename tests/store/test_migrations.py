@@ -22,6 +22,8 @@ from sqlalchemy.engine import Connection
 from sqlalchemy.ext.asyncio import AsyncEngine
 from sqlmodel import SQLModel
 
+from reconciler.domain import Month
+from reconciler.refresh import month_lines, month_lines_query
 from reconciler.store.db import create_engine, current_revision, head_revision, upgrade
 
 Rows = Mapping[str, Sequence[Mapping[str, Any]]]
@@ -479,7 +481,10 @@ async def test_0008_keeps_acknowledgements_and_queued_messages(state_url: str) -
 async def test_0009_keeps_runs_and_gives_them_no_snapshot_digest(state_url: str) -> None:
     rows: Rows = {"pull_runs": [pull_run(1, "fastly", "fastly"), pull_run(2, "edge", "akamai")]}
     async with database_at(state_url, "0008_acknowledged_values", rows) as engine:
-        assert await upgrade(engine) == ("0008_acknowledged_values", "0009_snapshot_digest")
+        assert await upgrade(engine, "0009_snapshot_digest") == (
+            "0008_acknowledged_values",
+            "0009_snapshot_digest",
+        )
         runs = SQLModel.metadata.tables["pull_runs"]
         async with engine.connect() as conn:
             got = (await conn.execute(sa.select(runs).order_by(runs.c.id))).all()
@@ -489,3 +494,35 @@ async def test_0009_keeps_runs_and_gives_them_no_snapshot_digest(state_url: str)
             ("fastly", "succeeded", None),
             ("edge", "succeeded", None),
         ]
+
+
+async def test_0010_indexes_the_account_level_lines_and_the_expectations_read_them(
+    state_url: str,
+) -> None:
+    rows: Rows = {
+        "pull_runs": [pull_run(1, "fastly", "fastly")],
+        "usage_lines": [
+            usage_line(1, "fastly", "Europe Bandwidth", "GB"),
+            usage_line(2, "fastly", "Europe Bandwidth", "GB", service="svc-1"),
+            usage_line(3, "fastly", "Europe Requests", "requests"),
+        ],
+    }
+    async with database_at(state_url, "0009_snapshot_digest", rows) as engine:
+        assert await upgrade(engine) == ("0009_snapshot_digest", "0010_account_level_index")
+        async with engine.connect() as conn:
+            indexes = await conn.run_sync(lambda sync: sa.inspect(sync).get_indexes("usage_lines"))
+            account = await month_lines(conn, "fastly", [Month(2026, 8)], services=False)
+            every = await month_lines(conn, "fastly", [Month(2026, 8)], services=True)
+        (index,) = [i for i in indexes if i["name"] == "ix_usage_lines_account_level"]
+        assert index["column_names"] == ["source", "month"]
+        assert sorted(line.usage_type for line in account) == [
+            "Europe Bandwidth",
+            "Europe Requests",
+        ]
+        assert sorted(line.service for line in every) == ["", "", "svc-1"]
+        if engine.dialect.name == "sqlite":
+            query = month_lines_query("fastly", [Month(2026, 8)], services=False)
+            compiled = query.compile(engine, compile_kwargs={"literal_binds": True})
+            async with engine.connect() as conn:
+                plan = (await conn.exec_driver_sql(f"EXPLAIN QUERY PLAN {compiled}")).all()
+            assert "ix_usage_lines_account_level" in " ".join(str(step) for step in plan)
