@@ -13,6 +13,9 @@ from __future__ import annotations
 
 import asyncio
 from collections.abc import Awaitable, Callable
+from typing import TypeVar
+
+T = TypeVar("T")
 
 
 class Repeating:
@@ -43,13 +46,19 @@ class Repeating:
         finished. Calling it again returns at once. A cancel of the caller meanwhile does
         not reach the run; it is raised here once the run is over."""
         self._stopping.set()
-        cancelled: asyncio.CancelledError | None = None
-        while not self._task.done():
-            try:
-                await asyncio.shield(self._task)
-            except asyncio.CancelledError as exc:
-                if self._task.done():
-                    break
-                cancelled = exc
-        if cancelled is not None:
-            raise cancelled
+        await run_to_end(self._task)
+
+
+async def run_to_end(task: asyncio.Task[T]) -> T:
+    """``task``'s result, once it has ended: a cancel of the caller meanwhile does not reach
+    the task (a database write in progress is never cut in the middle of its statement); it
+    is raised here once the task is over."""
+    cancelled: asyncio.CancelledError | None = None
+    while not task.done():
+        try:
+            await asyncio.wait([task])  # waiting, unlike awaiting, never cancels the task
+        except asyncio.CancelledError as exc:
+            cancelled = exc
+    if cancelled is not None:
+        raise cancelled
+    return task.result()

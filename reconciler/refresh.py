@@ -25,7 +25,7 @@ from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 from reconciler.display import plural
 from reconciler.domain import ChangeKind, ItemCategory, LineStatus, Month, UsageLine, utcnow
 from reconciler.errors import BadProviderDataError, ConfigError, ProviderError, ReconcilerError
-from reconciler.periodic import Repeating
+from reconciler.periodic import Repeating, run_to_end
 from reconciler.providers.base import Coverage, InvoiceLine, PullStats, open_provider
 from reconciler.providers.http import HttpClient
 from reconciler.reconcile.expectations import Evaluated, MonthLine, evaluate, unmatched_months
@@ -235,20 +235,21 @@ async def _stage_pages(
     """Stage every page while the next one is fetched and decoded: the database writes a page
     on its own thread while this one decodes the next. Pages are staged one at a time, in
     order; a page that fails to stage fails the pull at the latest when the next one came."""
-    staging: asyncio.Future[None] | None = None
+    staging: asyncio.Task[None] | None = None
     try:
         async for page in pages:
             if staging is not None:
-                await staging
-            staging = asyncio.ensure_future(stager.add(page))
+                await run_to_end(staging)
+            staging = asyncio.create_task(stager.add(page))
             if on_page is not None:
                 on_page(stats)
         if staging is not None:
-            await staging
+            await run_to_end(staging)
     finally:
         if staging is not None:
-            staging.cancel()  # no-op once it is done
-            await asyncio.gather(staging, return_exceptions=True)
+            # A page being written when the pull stops is let finish, not cancelled in the
+            # middle of its statement (see reconciler.periodic); the pull rolls back after.
+            await asyncio.gather(run_to_end(staging), return_exceptions=True)
 
 
 @contextlib.asynccontextmanager

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import asyncio
 
-from reconciler.periodic import Repeating
+from reconciler.periodic import Repeating, run_to_end
 
 
 class Body:
@@ -81,3 +81,20 @@ async def test_a_body_returning_false_ends_the_repetition() -> None:
         await ran.wait()
         await repeating.stop()
     assert runs == [1]
+
+
+async def test_run_to_end_keeps_a_cancel_of_its_caller_from_the_task() -> None:
+    body = Body()
+    task = asyncio.create_task(body())
+    waiting = asyncio.create_task(run_to_end(task))
+    async with asyncio.timeout(10):
+        await body.started.wait()
+        waiting.cancel()
+        await asyncio.sleep(0)
+        waiting.cancel()
+        await asyncio.sleep(0)
+        assert not waiting.done()
+        body.release.set()
+        results = await asyncio.gather(waiting, return_exceptions=True)
+    assert isinstance(results[0], asyncio.CancelledError)
+    assert (body.ends, task.result()) == (["finished"], True)
