@@ -25,6 +25,7 @@ from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 from reconciler.display import plural
 from reconciler.domain import ChangeKind, ItemCategory, LineStatus, Month, UsageLine, utcnow
 from reconciler.errors import BadProviderDataError, ConfigError, ProviderError, ReconcilerError
+from reconciler.periodic import Repeating, run_to_end
 from reconciler.providers.base import Coverage, InvoiceLine, PullStats, open_provider
 from reconciler.providers.http import HttpClient
 from reconciler.reconcile.expectations import Evaluated, MonthLine, evaluate, unmatched_months
@@ -234,20 +235,21 @@ async def _stage_pages(
     """Stage every page while the next one is fetched and decoded: the database writes a page
     on its own thread while this one decodes the next. Pages are staged one at a time, in
     order; a page that fails to stage fails the pull at the latest when the next one came."""
-    staging: asyncio.Future[None] | None = None
+    staging: asyncio.Task[None] | None = None
     try:
         async for page in pages:
             if staging is not None:
-                await staging
-            staging = asyncio.ensure_future(stager.add(page))
+                await run_to_end(staging)
+            staging = asyncio.create_task(stager.add(page))
             if on_page is not None:
                 on_page(stats)
         if staging is not None:
-            await staging
+            await run_to_end(staging)
     finally:
         if staging is not None:
-            staging.cancel()  # no-op once it is done
-            await asyncio.gather(staging, return_exceptions=True)
+            # A page being written when the pull stops is let finish, not cancelled in the
+            # middle of its statement (see reconciler.periodic); the pull rolls back after.
+            await asyncio.gather(run_to_end(staging), return_exceptions=True)
 
 
 @contextlib.asynccontextmanager
@@ -256,24 +258,22 @@ async def _heartbeats(
 ) -> AsyncIterator[None]:
     """Keep the run's heartbeat fresh while the provider is slow to answer."""
 
-    async def beat() -> None:
-        while True:
-            await asyncio.sleep(HEARTBEAT_INTERVAL_S)
-            try:
-                async with engine.begin() as conn:
-                    await heartbeat(conn, run_id, clock())
-            except RunAbandonedError:
-                return  # the next staged page, or the claim, fails the run
-            except Exception as exc:  # a busy database: the next page renews it
-                log.debug("heartbeat of run %d failed: %s", run_id, exc)
+    async def beat() -> bool:
+        try:
+            async with engine.begin() as conn:
+                await heartbeat(conn, run_id, clock())
+        except RunAbandonedError:
+            return False  # the next staged page, or the claim, fails the run
+        except Exception as exc:  # a busy database: the next page renews it
+            log.debug("heartbeat of run %d failed: %s", run_id, exc)
+        return True
 
-    task = asyncio.create_task(beat(), name=f"heartbeat-{run_id}")
+    # Stopped, not cancelled, when the pull ends (see reconciler.periodic).
+    beating = Repeating(HEARTBEAT_INTERVAL_S, beat, name=f"heartbeat-{run_id}")
     try:
         yield
     finally:
-        task.cancel()
-        with contextlib.suppress(asyncio.CancelledError):
-            await task
+        await beating.stop()
 
 
 @contextlib.asynccontextmanager
@@ -285,6 +285,8 @@ async def _deadline(source: str, timeout_s: float, stats: PullStats) -> AsyncIte
     stalled: list[str] = []
 
     def expire() -> None:
+        if task.cancelling():
+            return  # cancelled already (a stop): once is enough, and it stays a cancel
         stalled.extend(sorted(stats.in_flight) or ["(between requests)"])
         task.cancel()
 

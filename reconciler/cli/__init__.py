@@ -78,6 +78,79 @@ def run_async(coro: Coroutine[Any, Any, T]) -> T:
     return asyncio.run(coro)
 
 
+# How long the daemon's exit waits for the tasks still running once its work has ended.
+STRAY_TASKS_GRACE_S = 5.0
+
+
+def run_service(coro: Coroutine[Any, Any, T], *, grace_s: float = STRAY_TASKS_GRACE_S) -> T:
+    """Run the daemon's ``coro`` like ``asyncio.run``, except that a task still running once
+    it returns cannot keep the process alive: such tasks are cancelled and waited for at
+    most ``grace_s``, and one that still has not ended is named in a warning and left
+    behind (``asyncio.run`` would wait for it for ever, and systemd would have to kill the
+    service)."""
+    import asyncio
+
+    _prepare_for_work()
+    loop = asyncio.new_event_loop()
+    asyncio.set_event_loop(loop)
+    try:
+        return loop.run_until_complete(coro)
+    finally:
+        try:
+            loop.run_until_complete(_end_stray_tasks(grace_s))
+            loop.run_until_complete(_bounded(loop.shutdown_asyncgens(), grace_s))
+            loop.run_until_complete(loop.shutdown_default_executor())
+        finally:
+            asyncio.set_event_loop(None)
+            loop.close()
+
+
+async def _end_stray_tasks(grace_s: float) -> None:
+    import asyncio
+
+    current = asyncio.current_task()
+    stray = [task for task in asyncio.all_tasks() if task is not current]
+    if not stray:
+        return
+    for task in stray:
+        task.cancel()
+    _, left = await asyncio.wait(stray, timeout=grace_s)
+    for task in stray:
+        if task in left or task.cancelled() or task.exception() is None:
+            continue
+        error = task.exception()
+        logging.getLogger(__name__).warning(
+            "task %s failed while the process stopped: %s: %s",
+            task.get_name(),
+            error.__class__.__name__,
+            error,
+        )
+    if left:
+        logging.getLogger(__name__).warning(
+            "exiting with %d tasks that did not end within %gs of their cancel: %s",
+            len(left),
+            grace_s,
+            ", ".join(sorted(_describe_task(task) for task in left)),
+        )
+
+
+def _describe_task(task: Any) -> str:
+    coro = task.get_coro()
+    return f"{task.get_name()} ({getattr(coro, '__qualname__', coro)})"
+
+
+async def _bounded(awaitable: Coroutine[Any, Any, None], timeout_s: float) -> None:
+    import asyncio
+
+    try:
+        async with asyncio.timeout(timeout_s):
+            await awaitable
+    except TimeoutError:
+        logging.getLogger(__name__).warning(
+            "asynchronous generators still closing %gs after the stop: left behind", timeout_s
+        )
+
+
 class TerminatedError(ReconcilerError):
     """SIGTERM stopped a command that pulls; what it was doing was rolled back."""
 
@@ -98,7 +171,17 @@ def run_cancellable(coro: Coroutine[Any, Any, T]) -> T:
         loop = asyncio.get_running_loop()
         task = asyncio.current_task()
         assert task is not None
-        loop.add_signal_handler(signal.SIGTERM, task.cancel)
+
+        terminated: list[bool] = []
+
+        def terminate() -> None:
+            # Once: a second cancel while the first one's cleanup closes a database
+            # connection can leave that close waiting for ever (see reconciler.periodic).
+            if not terminated:
+                terminated.append(True)
+                task.cancel()
+
+        loop.add_signal_handler(signal.SIGTERM, terminate)
         try:
             results.append(await coro)
         finally:

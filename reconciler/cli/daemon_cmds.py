@@ -8,7 +8,7 @@ import urllib.request
 
 import click
 
-from reconciler.cli import AppContext, command, pass_app, run_async
+from reconciler.cli import AppContext, command, pass_app, run_service
 from reconciler.logs import setup_logging
 
 
@@ -35,7 +35,7 @@ def run(app: AppContext, sandbox_clock: str | None) -> None:
     today = clock_from(sandbox_clock) if sandbox_clock else None
     schedule = sandbox_schedule(sandbox_clock) if sandbox_clock else None
     daemon = Daemon(settings, app.loaded_from, today_source=today, schedule_source=schedule)
-    status = run_async(daemon.run())
+    status = run_service(daemon.run())
     raise click.exceptions.Exit(status)
 
 

@@ -19,6 +19,7 @@ import socket
 import time
 from collections.abc import Awaitable, Callable
 from datetime import date, datetime, timedelta
+from functools import partial
 from pathlib import Path
 from typing import Any
 
@@ -41,6 +42,7 @@ from reconciler.daemon.metrics import DaemonMetrics
 from reconciler.daemon.systemd import SystemdNotifier
 from reconciler.domain import utcnow
 from reconciler.errors import ConfigError, ReconcilerError, SourceBusyError, StateError
+from reconciler.periodic import Repeating
 from reconciler.providers.http import HttpClient
 from reconciler.refresh import CommitCheck, RunOutcome, refresh_source
 from reconciler.reports.writer import prune_reports, write_report_set
@@ -59,6 +61,7 @@ TodaySource = Callable[[], Awaitable[date]]
 # The instant slots and leases are timed by, when something other than the database's clock
 # sets it (a sandbox a test steps through slots with); None: the database's clock.
 ScheduleSource = Callable[[], Awaitable[datetime | None]]
+SANDBOX_CLOCK_TIMEOUT_S = 10.0
 
 
 class Daemon:
@@ -372,7 +375,11 @@ class Daemon:
         if lease is None:
             return None
         slot = lease.slot
-        heartbeat = asyncio.create_task(self._keep_lease(lease))
+        renewing = Repeating(
+            self._lease_ttl.total_seconds() / 3,
+            partial(self._renew_lease, lease),
+            name=f"lease-{slot}",
+        )
         outcome: RunOutcome | None = None
         settled = False
         try:
@@ -400,8 +407,9 @@ class Daemon:
                     )
                 finally:
                     # A failed pull hands its slot back before the pull lock goes (a pulled
-                    # one was completed in its commit).
-                    heartbeat.cancel()
+                    # one was completed in its commit), after the last renewal: one still
+                    # running would undo the hand-back.
+                    await renewing.stop()
                     settled = True
                     await self._settle(lease, source.pull_every, outcome)
         except SourceBusyError as exc:
@@ -409,7 +417,7 @@ class Daemon:
         except ReconcilerError as exc:
             log.error("source '%s': %s", name, exc)
         finally:
-            heartbeat.cancel()
+            await renewing.stop()
             if not settled:
                 await self._settle(lease, source.pull_every, outcome)
         if outcome is not None:
@@ -463,16 +471,20 @@ class Daemon:
 
         return check
 
-    async def _keep_lease(self, lease: leases.Lease) -> None:
+    async def _renew_lease(self, lease: leases.Lease) -> bool:
+        """One renewal of a pull's slot; False once another instance has taken it over."""
         assert self._engine is not None
-        while True:
-            await asyncio.sleep(self._lease_ttl.total_seconds() / 3)
+        try:
             now = await self._lease_now()
-            if not await leases.renew(self._engine, lease, ttl=self._lease_ttl, now=now):
-                # A slot this pull completed in its commit is no lease lost.
-                if not await leases.completed_by_holder(self._engine, lease):
-                    log.warning("lost the lease of %s to another instance", lease.slot)
-                return
+            if await leases.renew(self._engine, lease, ttl=self._lease_ttl, now=now):
+                return True
+            # A slot this pull completed in its commit is no lease lost.
+            if not await leases.completed_by_holder(self._engine, lease):
+                log.warning("lost the lease of %s to another instance", lease.slot)
+        except (SQLAlchemyError, OSError, aiohttp.ClientError, TimeoutError) as exc:
+            log.warning("renewing the lease of %s failed: %s", lease.slot, one_line(exc))
+            return True  # the next renewal may get through before the lease runs out
+        return False
 
     async def _deliver_alerts(self) -> None:
         if self._engine is None or self._slack is None:
@@ -623,8 +635,10 @@ def sandbox_schedule(url: str) -> ScheduleSource:
 
 
 async def _sandbox_clock(url: str) -> dict[str, Any]:
+    # Bounded: a lease renewal asks it, and a stop waits for the renewal in progress.
+    timeout = aiohttp.ClientTimeout(total=SANDBOX_CLOCK_TIMEOUT_S)
     async with (
-        aiohttp.ClientSession() as session,
+        aiohttp.ClientSession(timeout=timeout) as session,
         session.get(url.rstrip("/") + "/_sandbox/clock") as response,
     ):
         data: dict[str, Any] = await response.json()

@@ -11,18 +11,19 @@ and is gone (a ``pull`` killed with SIGKILL). The reconcile transaction's adviso
 
 from __future__ import annotations
 
-import asyncio
 import contextlib
 import logging
 import os
 import socket
 from collections.abc import AsyncIterator
 from datetime import UTC, datetime, timedelta
+from functools import partial
 
 from sqlalchemy import delete, select, text, update
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
 from reconciler.errors import SourceBusyError
+from reconciler.periodic import Repeating
 from reconciler.store.tables import JobLease
 from reconciler.store.upsert import insert_on_conflict
 
@@ -89,13 +90,14 @@ async def source_lock(
         claimed = await _claim(engine, slot, holder, ttl)
     if not claimed:
         raise SourceBusyError(await _busy_message(engine, source, slot))
-    renewing = asyncio.create_task(_renew(engine, slot, holder, ttl))
+    # Stopped, not cancelled, when the block ends (see reconciler.periodic).
+    renewing = Repeating(
+        ttl.total_seconds() / 3, partial(_renew, engine, slot, holder, ttl), name=slot
+    )
     try:
         yield
     finally:
-        renewing.cancel()
-        with contextlib.suppress(asyncio.CancelledError):
-            await renewing
+        await renewing.stop()
         async with engine.begin() as conn:
             await conn.execute(
                 delete(leases_t).where(leases_t.c.slot == slot, leases_t.c.holder == holder)
@@ -153,17 +155,16 @@ def _alive(pid: int) -> bool:
     return True
 
 
-async def _renew(engine: AsyncEngine, slot: str, holder: str, ttl: timedelta) -> None:
-    while True:
-        await asyncio.sleep(ttl.total_seconds() / 3)
-        with contextlib.suppress(Exception):  # a missed renewal only shortens the lease
-            async with engine.begin() as conn:
-                now = await _database_now(conn)
-                await conn.execute(
-                    update(leases_t)
-                    .where(leases_t.c.slot == slot, leases_t.c.holder == holder)
-                    .values(expires_at=now + ttl)
-                )
+async def _renew(engine: AsyncEngine, slot: str, holder: str, ttl: timedelta) -> bool:
+    with contextlib.suppress(Exception):  # a missed renewal only shortens the lease
+        async with engine.begin() as conn:
+            now = await _database_now(conn)
+            await conn.execute(
+                update(leases_t)
+                .where(leases_t.c.slot == slot, leases_t.c.holder == holder)
+                .values(expires_at=now + ttl)
+            )
+    return True
 
 
 async def _busy_message(engine: AsyncEngine, source: str, slot: str) -> str:

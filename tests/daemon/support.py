@@ -21,6 +21,8 @@ from reconciler.store.db import reader
 from reconciler.store.runs import runs_t
 
 T = TypeVar("T")
+# How long a daemon that did not stop is given to write its stacks after SIGABRT.
+DUMP_WAIT_S = 10
 
 FAST_DAEMON: dict[str, Any] = {
     "jitter_s": 0,
@@ -174,6 +176,7 @@ class DaemonProcess:
             if not key.startswith(("RECONCILER_", "NOTIFY_", "WATCHDOG_", "JOURNAL_"))
         }
         env["FASTLY_API_TOKEN"] = self.sandbox.fastly_token
+        env["PYTHONFAULTHANDLER"] = "1"  # a SIGABRT makes it write every thread's stack
         if self.notify is not None:
             env["NOTIFY_SOCKET"] = str(self.notify.path)
         env.update(self.extra_env)
@@ -233,11 +236,35 @@ class DaemonProcess:
         self.process.send_signal(sig)
 
     async def wait(self, timeout_s: float = 30) -> int:
-        async with asyncio.timeout(timeout_s):
-            code = await self.process.wait()
-            if self._stderr is not None:
-                await self._stderr
+        """The exit status, once the daemon has exited and its stderr is read to the end.
+
+        Past ``timeout_s`` an AssertionError carries the daemon's log and, when it still
+        runs, the stack of each of its threads (it is sent SIGABRT, which Python's
+        faulthandler answers with them): a daemon that does not stop says where it hangs."""
+        try:
+            async with asyncio.timeout(timeout_s):
+                code = await self.process.wait()
+                if self._stderr is not None:
+                    await self._stderr
+        except TimeoutError:
+            state = await self._abort_for_stacks()
+            raise AssertionError(
+                f"the daemon did not exit within {timeout_s:g}s ({state}); log:\n{self.log()}"
+            ) from None
         return code
+
+    async def _abort_for_stacks(self) -> str:
+        """SIGABRT a daemon still running, and read the stacks it writes as it dies."""
+        transport_code = self.process.returncode
+        if transport_code is not None:
+            return f"it exited with {transport_code}, but its stderr stayed open"
+        self.send_signal(signal.SIGABRT)
+        with contextlib.suppress(TimeoutError):
+            async with asyncio.timeout(DUMP_WAIT_S):
+                await self.process.wait()
+                if self._stderr is not None:
+                    await asyncio.shield(self._stderr)
+        return "still running: sent SIGABRT, its threads' stacks are at the end of the log"
 
     async def stop(self, timeout_s: float = 30) -> int:
         """SIGTERM and the exit status."""
