@@ -6,7 +6,8 @@ to make. The kill lands in its phase:
 
 - fetch: the first request (invoices) hangs; killed while it hangs, before any line is
   staged;
-- staging: the first service page hangs; killed while it hangs, the account lines staged;
+- staging: the first service page hangs; killed while it hangs, once the account lines are
+  staged;
 - commit: the pull holds its reconcile transaction open, everything written, just before it
   commits (the test-only fault point ``RECONCILER_TEST_HOLD_BEFORE_COMMIT``); killed there,
   every time, with the write lock still held;
@@ -236,8 +237,8 @@ class KillRounds:
     async def killed_pull(self, phase: str) -> KillOutcome:
         watch = Watch(self.db, self.last_run_id())
         # The first request of the phase hangs: the kill lands there whatever the machine's
-        # speed (invoices are read before any line is staged, account lines are staged
-        # before the first service page is asked for).
+        # speed (invoices are read before any line is staged; the account lines are staged
+        # while the first service page is asked for, and the staging kill waits for them).
         if phase in HUNG:
             await self.box.add_faults({"kind": "hang", "endpoint": HUNG[phase], "count": 1})
         held = self.work / "commit.held"
@@ -285,6 +286,8 @@ class KillRounds:
                 if any(fault["fired"] for fault in await self.box.faults()):
                     break
                 await asyncio.sleep(POLL_S)
+            if phase == "staging":  # and the lines before it are staged
+                await until(lambda: watch.staged > 0)
         elif phase == "commit":  # until it holds its transaction open, just before it commits
             held = self.work / "commit.held"
             await until(held.exists)

@@ -297,9 +297,17 @@ async def _copy_rows(conn: AsyncConnection, run_id: int, rows: Sequence[Row]) ->
     transaction (the connection's own asyncpg session)."""
     raw = await conn.get_raw_connection()
     driver: Any = raw.driver_connection
-    await driver.copy_records_to_table(
-        staging_t.name, records=_typed_records(run_id, rows), columns=list(STAGING_COLUMNS)
-    )
+    try:
+        await driver.copy_records_to_table(
+            staging_t.name, records=_typed_records(run_id, rows), columns=list(STAGING_COLUMNS)
+        )
+    except Exception:
+        if driver.is_closed():
+            # What SQLAlchemy does with a statement's lost connection: invalidated, so the
+            # transaction is not rolled back on a closed connection (whose error would
+            # hide this one).
+            await conn.invalidate()
+        raise
 
 
 async def index_for_comparison(conn: AsyncConnection, table: Table) -> None:
