@@ -1,15 +1,18 @@
 """Showback: a priced month split among its owners, to the cent. Pure.
 
 Every priced line goes to its owner (:mod:`reconciler.reconcile.ownership`). Shared cost is
-split by the declared ``[showback]`` rule: an account-level line of a source that reports
-per-service usage (a Fastly account line no rule owns), a money commitment's lift to its
-commit and a contract credit. ``proportional`` weighs an account-level line by the service
-lines of the same usage (source, month, product, usage type, region, unit: volumes only, a
-percentile is never summed), falling back to each owner's cost in the source's month, which
-also weighs commitments and credits; ``fixed`` weighs by the declared shares; ``owner`` gives
-it all to one team. With nothing to weigh by, shared cost stays ``unallocated``. An Akamai
-reporting group's owner takes the group's part of its contract product's line first
-(:mod:`reconciler.reconcile.group_shares`); the rest of the line goes as above.
+split by the declared ``[showback]`` rule: an account-level line no rule owns of a source's
+month that reports per-service usage (Fastly services, Akamai CP codes), a money
+commitment's lift to its commit and a contract credit. ``proportional`` weighs an
+account-level line by the service lines of the same usage (source, month, product, usage
+type, region, unit: volumes only, a percentile is never summed), falling back to each owner's
+cost in the source's month, which also weighs commitments and credits; ``fixed`` weighs by
+the declared shares; ``owner`` gives it all to one team. With nothing to weigh by, shared
+cost stays ``unallocated``. In a source's month with Akamai reporting-group lines, the groups
+alone break a contract product's line down (:mod:`reconciler.reconcile.group_shares`): each
+group's owner takes its part, and the rest stays with the line's owner (its rule or
+``unallocated``); that month's CP-code lines, if any, split nothing. Whether a month is
+broken down, and by what, depends on that month's lines alone.
 
 Owners' shares are kept as exact fractions, and each (source, month, currency) is then
 apportioned to the currency's minor unit by largest remainder (ties: owner name): the owners'
@@ -29,7 +32,12 @@ from fractions import Fraction
 from reconciler.domain import EXACT_CONTEXT, Month
 from reconciler.money import minor_unit
 from reconciler.reconcile.costing import CostLine, CostSheet
-from reconciler.reconcile.group_shares import group_shares, is_group_line, merged
+from reconciler.reconcile.group_shares import (
+    breakdown_lines,
+    group_shares,
+    is_group_line,
+    merged,
+)
 from reconciler.reconcile.ownership import owner_of
 from reconciler.team_settings import UNALLOCATED, ShowbackSettings, TeamSettings
 
@@ -111,39 +119,42 @@ def exact_shares(
     showback: ShowbackSettings,
 ) -> OwnerShares:
     """Each owner's exact share of each line and of each (source, month, currency)."""
+    lines = breakdown_lines(lines)
     owners = {line_key(x): owner_of(teams, x) for x in lines}
-    per_service = {x.source for x in lines if x.service and not is_group_line(x)}
+    # Per source and month: a month broken down by reporting groups has no CP-code lines
+    # left, so none of its contract lines is split by service volume.
+    per_service = {(x.source, x.month) for x in lines if x.service and not is_group_line(x)}
     volumes = _service_volumes(lines, owners)
     groups = group_shares(lines, teams)
     direct: dict[MonthKey, Weights] = defaultdict(lambda: defaultdict(Fraction))
     by_line: dict[tuple[object, ...], Weights] = {}
-    pending: list[tuple[MonthKey, CostLine, Fraction, Weights]] = []
+    pending: list[tuple[MonthKey, CostLine, Fraction]] = []
     for cost in sheet.lines:
         line = cost.line
         key = (line.source, line.month, cost.currency)
         owner = owners.get(line_key(line)) or owner_of(teams, line)
         amount = Fraction(cost.amount)
+        if owner == UNALLOCATED and not line.service and (line.source, line.month) in per_service:
+            pending.append((key, line, amount))
+            continue
         # Reporting groups own their part of the line; the rest follows the line's owner.
         carved = groups.of(line)
         for group_owner, fraction in carved.items():
             direct[key][group_owner] += amount * fraction
         rest = 1 - sum(carved.values(), Fraction(0))
-        if owner == UNALLOCATED and not line.service and line.source in per_service:
-            pending.append((key, line, amount * rest, carved))
-        else:
-            if rest or not carved:
-                direct[key][owner] += amount * rest
-            by_line[line_key(line)] = merged(carved, {owner: Fraction(1)}, rest)
+        if rest or not carved:
+            direct[key][owner] += amount * rest
+        by_line[line_key(line)] = merged(carved, {owner: Fraction(1)}, rest)
     result: dict[MonthKey, Weights] = defaultdict(lambda: defaultdict(Fraction))
     shared: dict[MonthKey, set[str]] = defaultdict(set)
     for key, parts in direct.items():
         for owner, amount in parts.items():
             result[key][owner] += amount
-    for key, line, amount, carved in pending:
+    for key, line, amount in pending:
         weights = _normal(
             _line_weights(showback, volumes.get(_usage(line), {}), direct.get(key, {}))
         )
-        by_line[line_key(line)] = merged(carved, weights, 1 - sum(carved.values(), Fraction(0)))
+        by_line[line_key(line)] = weights
         _spread(result[key], shared[key], amount, weights)
     adjustments: dict[MonthKey, Weights] = {}
     for key, amount in _shared_adjustments(sheet):

@@ -13,6 +13,12 @@ contract product has no volume of carries nothing.
 The group's owner is the owner of its line (:func:`reconciler.reconcile.ownership.owner_of`):
 a ``reporting_group`` rule, else the rule that owns the contract product's line. A group line
 no rule owns leaves its part with the contract line.
+
+Which lines break a contract line down is decided per source and month
+(:func:`breakdown_lines`): a month with reporting-group lines is broken down by its groups
+alone, a month without by its CP codes. A source switched from ``cp_codes`` to
+``reporting_groups`` keeps its older months' CP-code lines, and a month pulled again after
+the switch may hold both; one month's lines never decide how another month is shared.
 """
 
 from __future__ import annotations
@@ -40,6 +46,17 @@ def usage_key(line: CostLine) -> UsageKey:
 
 def is_group_line(line: CostLine) -> bool:
     return reporting_group_of(line.service) is not None
+
+
+def breakdown_lines(lines: Iterable[CostLine]) -> list[CostLine]:
+    """``lines`` without the CP-code lines of a source's month that has reporting-group
+    lines: there the groups alone say who used the contract's lines, so a CP-code line of
+    the same usage neither splits what the groups leave nor counts in a team's usage again."""
+    lines = list(lines)
+    grouped = {(x.source, x.month) for x in lines if is_group_line(x)}
+    return [
+        x for x in lines if not x.service or is_group_line(x) or (x.source, x.month) not in grouped
+    ]
 
 
 @dataclass(frozen=True, slots=True)

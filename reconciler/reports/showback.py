@@ -18,7 +18,12 @@ from fractions import Fraction
 from reconciler.domain import EXACT_CONTEXT, LineStatus, Month
 from reconciler.reconcile.allocation import Allocation
 from reconciler.reconcile.costing import CostLine
-from reconciler.reconcile.group_shares import as_decimal, group_shares, is_group_line
+from reconciler.reconcile.group_shares import (
+    as_decimal,
+    breakdown_lines,
+    group_shares,
+    is_group_line,
+)
 from reconciler.reconcile.ownership import owner_of
 from reconciler.settings import Settings
 from reconciler.team_settings import SHARED, UNALLOCATED, TeamSettings
@@ -172,8 +177,9 @@ def _add(
 
 def team_usage(teams: Sequence[TeamSettings], lines: Iterable[CostLine]) -> list[TeamUsage]:
     """Each owner's volume per source, month, usage type and unit (no double counting of an
-    account-level line a service breakdown covers)."""
-    lines = list(lines)
+    account-level line a service breakdown covers, nor of a CP code's line in a month its
+    reporting groups break down)."""
+    lines = breakdown_lines(lines)
     broken_down = {
         (x.source, x.month, x.product, x.usage_type, x.region, x.unit)
         for x in lines

@@ -12,9 +12,9 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from reconciler.domain import reporting_group_service
-from reconciler.reconcile.allocation import allocate
-from reconciler.reconcile.costing import CostLine, price_lines
+from reconciler.domain import Month, reporting_group_service
+from reconciler.reconcile.allocation import Allocation, allocate
+from reconciler.reconcile.costing import CostLine, CostSheet, price_lines
 from reconciler.reconcile.measures import MeasureKind
 from reconciler.reconcile.ownership import owner_of, unused_rules
 from reconciler.reports.showback import team_usage
@@ -139,10 +139,17 @@ CASES: list[tuple[str, list[CostLine], list[TeamSettings], dict[str, str]]] = [
         {"media": "0.00", "video": "0.00", "total": "0.00"},
     ),
     (
-        "with CP codes, groups carve first and the rest is split by the CP codes' volume",
+        "in a month with group lines, groups alone break the line down: its CP codes split none",
         [contract("1000"), group("100", "400"), cp_code("7654321", "750"), cp_code("12345", "250")],
         [VIDEO, EDGE],
-        {"video": "13.32", "edge": "14.99", "unallocated": "4.99", "total": "33.30"},
+        {"video": "13.32", "unallocated": "19.98", "total": "33.30"},
+    ),
+    (
+        "in a month with CP codes and no group lines, the CP codes' volume splits the line",
+        [contract("1000"), cp_code("7654321", "750"), cp_code("12345", "250")],
+        [VIDEO, EDGE],
+        # 24.975 and 8.325: the cent left over goes to the tie's first name.
+        {"edge": "24.98", "unallocated": "8.32", "total": "33.30"},
     ),
 ]
 
@@ -168,22 +175,55 @@ def test_a_groups_line_is_never_priced_on_its_own() -> None:
 
 
 def test_team_usage_counts_a_groups_part_once() -> None:
+    april, june = Month.parse("2024-04"), Month.parse("2024-06")
+    cp_codes = [cp_code("7654321", "750"), cp_code("1234567", "250")]
     lines = [
+        *(in_month(x, april) for x in (contract("1000"), *cp_codes)),
         contract("1000"),
         group("100", "400"),
         group("250", "250"),
-        cp_code("7654321", "750"),
-        cp_code("1234567", "250"),
+        *cp_codes,  # the same month's CP codes, from before a switch to reporting groups
     ]
-    usage = {u.team: u.quantity for u in team_usage([VIDEO, RADIO, EDGE], lines)}
-    # 35% is in no group: the CP codes' volumes share it (750 and 250 of 1000).
+    usage = {(u.month, u.team): u.quantity for u in team_usage([VIDEO, RADIO, EDGE], lines)}
+    # June: the groups alone, 35% in no group stays with the contract line's owner; April:
+    # no group line, the CP codes' volumes.
     assert usage == {
-        "video": Decimal("400"),
-        "radio": Decimal("250"),
-        "edge": Decimal("262.5"),
-        "unallocated": Decimal("87.5"),
+        (april, "edge"): Decimal("750"),
+        (april, "unallocated"): Decimal("250"),
+        (june, "video"): Decimal("400"),
+        (june, "radio"): Decimal("250"),
+        (june, "unallocated"): Decimal("350"),
     }
-    assert sum(usage.values()) == Decimal("1000")
+
+
+def in_month(x: CostLine, month: Month) -> CostLine:
+    return replace(x, month=month, period_start=month.first_day, period_end=month.last_day)
+
+
+def by_month(allocation: Allocation, month: Month) -> dict[str, tuple[Decimal, bool]]:
+    return {c.team: (c.amount, c.shared) for c in allocation.costs if c.month == month}
+
+
+def test_a_month_is_broken_down_by_its_own_lines_alone() -> None:
+    # A source switched from cp_codes to reporting_groups: April keeps its CP-code lines,
+    # June has group lines only. June is shared as if April were not there.
+    april, june = Month.parse("2024-04"), Month.parse("2024-06")
+    groups_month = [contract("1000"), group("100", "400")]
+    cp_codes = [contract("1000"), cp_code("7654321", "750"), cp_code("12345", "250")]
+    cp_month = [in_month(x, april) for x in cp_codes]
+    teams = [VIDEO, EDGE]
+
+    def allocated(lines: list[CostLine]) -> Allocation:
+        return allocate(price_lines([AKAMAI_RATE], [], lines), lines, teams, ShowbackSettings())
+
+    both = allocated([*cp_month, *groups_month])
+    june_alone = {"video": (Decimal("13.32"), False), "unallocated": (Decimal("19.98"), False)}
+    assert by_month(allocated(groups_month), june) == june_alone
+    assert by_month(both, june) == june_alone
+    # April, without group lines, is still split by its CP codes' volume (750 and 250).
+    april_alone = {"edge": (Decimal("24.98"), True), "unallocated": (Decimal("8.32"), True)}
+    assert by_month(allocated(cp_month), april) == april_alone
+    assert by_month(both, april) == april_alone
 
 
 quantities = st.decimals(min_value=0, max_value=100_000, places=3, allow_nan=False)
@@ -209,23 +249,50 @@ def test_owners_plus_unallocated_are_the_account_total_with_groups(
     split: dict[str, Any],
     with_media: bool,
 ) -> None:
+    june, april = Month.parse("2024-06"), Month.parse("2024-04")
     lines = [contract(str(q), usage_type=u, product=f"p{i}") for i, (q, u) in enumerate(contracts)]
     lines += [group(g, str(q), usage_type=u, product="p0") for g, q, u in groups]
+    cp_codes: list[CostLine] = []
     if cp_split is not None:
-        # The first product broken down by two CP codes, as the per-CP-code summary does.
+        # The first product broken down by two CP codes, as the per-CP-code summary does: in
+        # June beside its groups (a source switched to reporting groups), and in April alone.
         first, usage_type = contracts[0]
         edge = first * cp_split
         for code, quantity in (("7654321", edge), ("1234567", first - edge)):
-            lines.append(contract(str(quantity), service=code, product="p0", usage_type=usage_type))
+            cp_codes.append(
+                contract(str(quantity), service=code, product="p0", usage_type=usage_type)
+            )
+        first_contract = contract(str(first), usage_type=usage_type, product="p0")
+        cp_codes += [in_month(x, april) for x in (first_contract, *cp_codes)]
     teams = [VIDEO, RADIO, EDGE, *([MEDIA] if with_media else [])]
-    sheet = price_lines([rate(str(price), source="akamai")], [], lines)
-    allocation = allocate(sheet, lines, teams, ShowbackSettings.model_validate(split))
+    showback = ShowbackSettings.model_validate(split)
+    rates = [rate(str(price), source="akamai")]
+
+    def allocated(lines: list[CostLine]) -> tuple[CostSheet, Allocation]:
+        sheet = price_lines(rates, [], lines)
+        return sheet, allocate(sheet, lines, teams, showback)
+
+    sheet, allocation = allocated([*lines, *cp_codes])
     for key, exact in sheet.month_totals().items():
         total = exact.quantize(Decimal("0.01"), ROUND_HALF_EVEN)
         owned = [c for c in allocation.costs if (c.source, c.month, c.currency) == key]
         assert sum((c.amount for c in owned), Decimal(0)) == total == allocation.totals[key]
-    usage = team_usage(teams, lines)
-    for usage_type in {u for _, u in contracts}:
-        volume = sum((Decimal(q) for q, u in contracts if u == usage_type), Decimal(0))
-        counted = sum((u.quantity for u in usage if u.usage_type == usage_type), Decimal(0))
+    # Each month is shared by its own lines alone; June's CP codes count only without groups.
+    june_cp = [x for x in cp_codes if x.month == june]
+    june_lines = [*lines, *(june_cp if not groups else [])]
+    assert by_month(allocation, june) == by_month(allocated(june_lines)[1], june)
+    april_lines = [x for x in cp_codes if x.month == april]
+    assert by_month(allocation, april) == by_month(allocated(april_lines)[1], april)
+    # Team usage counts each month's contract volume once, whatever breaks it down.
+    usage = team_usage(teams, [*lines, *cp_codes])
+    contract_lines = [x for x in [*lines, *cp_codes] if not x.service]
+    for month, usage_type in {(x.month, x.usage_type) for x in contract_lines}:
+        volume = sum(
+            (x.quantity for x in contract_lines if (x.month, x.usage_type) == (month, usage_type)),
+            Decimal(0),
+        )
+        counted = sum(
+            (u.quantity for u in usage if (u.month, u.usage_type) == (month, usage_type)),
+            Decimal(0),
+        )
         assert abs(counted - volume) < Decimal("1e-20")
