@@ -21,7 +21,7 @@ database error), but in rows whose maker checked it already (``LineRows.within_l
 from __future__ import annotations
 
 import contextlib
-from collections.abc import AsyncIterator, Callable, Sequence
+from collections.abc import AsyncIterator, Callable, Iterator, Sequence
 from datetime import UTC, date, datetime
 from decimal import Decimal
 from operator import itemgetter
@@ -269,11 +269,10 @@ _QUANTITY: Final = ROW_FIELDS.index("quantity"), ROW_FIELDS.index("raw_quantity"
 _UPDATED: Final = ROW_FIELDS.index("provider_updated_at")
 
 
-def _typed_records(run_id: int, rows: Sequence[Row]) -> list[tuple[Any, ...]]:
-    """The rows as COPY's binary format takes them: each field in its column's own type
-    (what the casts of the INSERT make of the text form)."""
+def _typed_records(run_id: int, rows: Sequence[Row]) -> Iterator[tuple[Any, ...]]:
+    """The rows as COPY's binary format takes them, one at a time: each field in its column's
+    own type (what the casts of the INSERT make of the text form)."""
     days: dict[str, date] = {}
-    records = []
     for row in rows:
         record = [run_id, *row]
         for at in _DAY:
@@ -288,8 +287,7 @@ def _typed_records(run_id: int, rows: Sequence[Row]) -> list[tuple[Any, ...]]:
         updated = record[_UPDATED + 1]
         if updated is not None:
             record[_UPDATED + 1] = datetime.strptime(updated, TIME_FORMAT).replace(tzinfo=UTC)
-        records.append(tuple(record))
-    return records
+        yield tuple(record)
 
 
 async def _copy_rows(conn: AsyncConnection, run_id: int, rows: Sequence[Row]) -> None:
