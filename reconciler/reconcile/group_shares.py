@@ -28,6 +28,7 @@ from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from decimal import Decimal
 from fractions import Fraction
+from typing import Protocol, TypeVar
 
 from reconciler.domain import Month, reporting_group_of
 from reconciler.reconcile.costing import CostLine
@@ -48,14 +49,33 @@ def is_group_line(line: CostLine) -> bool:
     return reporting_group_of(line.service) is not None
 
 
-def breakdown_lines(lines: Iterable[CostLine]) -> list[CostLine]:
+class MonthOfSource(Protocol):
+    """What the breakdown rule reads of a line (cost lines and expectations' lines both have it)."""
+
+    @property
+    def source(self) -> str: ...
+    @property
+    def month(self) -> Month: ...
+    @property
+    def service(self) -> str: ...
+
+
+AnyLine = TypeVar("AnyLine", bound=MonthOfSource)
+
+
+def breakdown_lines(lines: Iterable[AnyLine]) -> list[AnyLine]:
     """``lines`` without the CP-code lines of a source's month that has reporting-group
     lines: there the groups alone say who used the contract's lines, so a CP-code line of
-    the same usage neither splits what the groups leave nor counts in a team's usage again."""
+    the same usage neither splits what the groups leave nor counts in a team's usage (nor
+    a team's quantity expectations) again."""
     lines = list(lines)
-    grouped = {(x.source, x.month) for x in lines if is_group_line(x)}
+    grouped = {(x.source, x.month) for x in lines if reporting_group_of(x.service) is not None}
     return [
-        x for x in lines if not x.service or is_group_line(x) or (x.source, x.month) not in grouped
+        x
+        for x in lines
+        if not x.service
+        or reporting_group_of(x.service) is not None
+        or (x.source, x.month) not in grouped
     ]
 
 

@@ -19,6 +19,7 @@ from fnmatch import fnmatchcase
 from typing import NamedTuple
 
 from reconciler.domain import LineStatus, Month
+from reconciler.reconcile.group_shares import breakdown_lines
 from reconciler.reconcile.measures import MeasureKind, PeriodValue, combine, month_value
 from reconciler.settings import ExpectationSettings
 
@@ -124,8 +125,12 @@ def _usage(line: MonthLine) -> tuple[object, ...]:
 
 def counted_lines(expectation: ExpectationSettings, lines: Iterable[MonthLine]) -> list[MonthLine]:
     """The lines an expectation adds up: those it matches, less (for a team expectation
-    across services) the account-level lines its service lines break down."""
-    lines = list(lines)
+    across services) the account-level lines its service lines break down. A team
+    expectation counts the lines the showback counts in the team's usage: in a source's month
+    with reporting-group lines, that month's CP-code lines (left from before a switch to
+    reporting groups) are not the team's, or a group and a CP code of it would count the same
+    usage twice."""
+    lines = list(lines) if expectation.team is None else breakdown_lines(lines)
     if not spans_services(expectation):
         return [line for line in lines if matches(expectation, line)]
     broken_down = {_usage(line) for line in lines if line.service}

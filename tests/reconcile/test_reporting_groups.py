@@ -16,8 +16,10 @@ from reconciler.domain import Month, reporting_group_service
 from reconciler.reconcile.allocation import Allocation, allocate
 from reconciler.reconcile.costing import CostLine, CostSheet, price_lines
 from reconciler.reconcile.measures import MeasureKind
+from reconciler.reconcile.month_values import MonthLine, month_totals
 from reconciler.reconcile.ownership import owner_of, unused_rules
 from reconciler.reports.showback import team_usage
+from reconciler.settings import ExpectationSettings
 from reconciler.team_settings import ShowbackSettings, TeamSettings
 from tests.reconcile.test_allocation import line, rate, shares, team
 
@@ -224,6 +226,42 @@ def test_a_month_is_broken_down_by_its_own_lines_alone() -> None:
     april_alone = {"edge": (Decimal("24.98"), True), "unallocated": (Decimal("8.32"), True)}
     assert by_month(allocated(cp_month), april) == april_alone
     assert by_month(both, april) == april_alone
+
+
+def as_month_line(x: CostLine, teams: list[TeamSettings]) -> MonthLine:
+    return MonthLine(
+        x.source, "akamai", x.account, x.product, x.product_name, x.usage_type, x.region,
+        x.service, x.month, x.quantity, x.unit, x.status, x.period_start, x.kind, x.billable,
+        owner_of(teams, x),
+    )  # fmt: skip
+
+
+def test_a_team_expectation_counts_what_the_showback_gives_the_team_in_a_switched_month() -> None:
+    # Video owned CP code 7654321 before the source switched to reporting groups and owns
+    # group 100 since: June (pulled again after the switch) holds the group's line and the
+    # CP code's, and only the group's part is video's June usage, as in the showback.
+    april, june = Month.parse("2024-04"), Month.parse("2024-06")
+    video = team("video", {"reporting_group": "100"}, {"cp_code": "7654321"})
+    cp_codes = [contract("1000"), cp_code("7654321", "750"), cp_code("1234567", "250")]
+    lines = [
+        *(in_month(x, april) for x in cp_codes),
+        contract("1000"),
+        group("100", "400"),
+        cp_code("7654321", "750"),
+    ]
+    usage = {u.month: u.quantity for u in team_usage([video], lines) if u.team == "video"}
+    assert usage == {april: Decimal("750"), june: Decimal("400")}
+    across = ExpectationSettings.model_validate(
+        {"source": "akamai", "team": "video", "monthly_max": "1"}
+    )
+    totals = month_totals(across, [as_month_line(x, [video]) for x in lines])
+    assert {k.month: t.quantity for k, t in totals.items()} == usage
+    per_service = across.model_copy(update={"per_service": True})
+    totals = month_totals(per_service, [as_month_line(x, [video]) for x in lines])
+    assert sorted((k.month, k.service, t.quantity) for k, t in totals.items()) == [
+        (april, "7654321", Decimal("750")),
+        (june, GROUP_100, Decimal("400")),
+    ]
 
 
 quantities = st.decimals(min_value=0, max_value=100_000, places=3, allow_nan=False)
