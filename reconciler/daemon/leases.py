@@ -18,7 +18,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 
-from sqlalchemy import delete, select, text, update
+from sqlalchemy import Update, delete, select, text, update
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
 from reconciler.store.db import reader
@@ -111,21 +111,22 @@ async def renew(
         return await hold(conn, lease, ttl=ttl, now=now)
 
 
+def _still_held(lease: Lease) -> Update:
+    """An update of ``lease``'s row while it is still this holder's and not completed."""
+    return update(leases_t).where(
+        leases_t.c.slot == lease.slot,
+        leases_t.c.holder == lease.holder,
+        leases_t.c.completed_at.is_(None),
+    )
+
+
 async def hold(
     conn: AsyncConnection, lease: Lease, *, ttl: timedelta, now: datetime | None = None
 ) -> bool:
     """Extend ``lease`` in the caller's transaction; False if another instance took it over
     or the slot is already done."""
     now = now or await database_now(conn)
-    result = await conn.execute(
-        update(leases_t)
-        .where(
-            leases_t.c.slot == lease.slot,
-            leases_t.c.holder == lease.holder,
-            leases_t.c.completed_at.is_(None),
-        )
-        .values(expires_at=now + ttl)
-    )
+    result = await conn.execute(_still_held(lease).values(expires_at=now + ttl))
     return result.rowcount == 1
 
 
@@ -140,15 +141,7 @@ async def complete_held(
     claim waits for the commit, then finds the slot done), so exactly one of them commits.
     """
     now = now or await database_now(conn)
-    result = await conn.execute(
-        update(leases_t)
-        .where(
-            leases_t.c.slot == lease.slot,
-            leases_t.c.holder == lease.holder,
-            leases_t.c.completed_at.is_(None),
-        )
-        .values(completed_at=now, outcome=outcome)
-    )
+    result = await conn.execute(_still_held(lease).values(completed_at=now, outcome=outcome))
     return result.rowcount == 1
 
 

@@ -66,18 +66,10 @@ class PullRun(SQLModel, table=True):
     snapshot_digest: str | None = Field(default=None, max_length=64)
 
 
-class UsageLineRow(SQLModel, table=True):
-    """A tracked usage line and its current values."""
+class LineFields(SQLModel):
+    """What a usage line is, wherever it is kept (staged or tracked): its identity and
+    values, each text within :data:`~reconciler.providers.rows.TEXT_LIMITS`."""
 
-    __tablename__ = "usage_lines"
-    # Also ix_usage_lines_account_level, on (source, month) where ``service = ''``: a source's
-    # account-level lines of a month without its service lines, which may be a million (read
-    # by every pull's expectations). It lives in its migration (0010) alone: declared here,
-    # its PostgreSQL condition would load that dialect into every SQLite process.
-    __table_args__ = (Index("ix_usage_lines_source_month", "source", "month"),)
-
-    id: int | None = Field(default=None, primary_key=True)
-    key_hash: str = Field(max_length=TEXT_LIMITS["key_hash"], unique=True)
     source: str = Field(max_length=TEXT_LIMITS["source"])
     provider: str = Field(max_length=TEXT_LIMITS["provider"])
     account: str = Field(max_length=TEXT_LIMITS["account"])
@@ -90,11 +82,27 @@ class UsageLineRow(SQLModel, table=True):
     month: str = Field(max_length=TEXT_LIMITS["month"])
     period_start: date
     period_end: date
-    quantity: Decimal = Field(sa_column=_exact())
-    raw_quantity: Decimal | None = Field(default=None, sa_column=_exact(nullable=True))
     unit: str = Field(max_length=TEXT_LIMITS["unit"])
     status: str = Field(max_length=TEXT_LIMITS["status"])
     billable: bool | None = None
+
+
+class UsageLineRow(LineFields, table=True):
+    """A tracked usage line and its current values."""
+
+    __tablename__ = "usage_lines"
+    # Also ix_usage_lines_account_level, on (source, month) where ``service = ''``: a source's
+    # account-level lines of a month without its service lines, which may be a million (read
+    # by every pull's expectations). It lives in its migration (0010) alone: declared here,
+    # its PostgreSQL condition would load that dialect into every SQLite process.
+    __table_args__ = (Index("ix_usage_lines_source_month", "source", "month"),)
+
+    id: int | None = Field(default=None, primary_key=True)
+    key_hash: str = Field(max_length=TEXT_LIMITS["key_hash"], unique=True)
+    # Columns made per table (a Column belongs to one table): the exact quantities and the
+    # provider's update time.
+    quantity: Decimal = Field(sa_column=_exact())
+    raw_quantity: Decimal | None = Field(default=None, sa_column=_exact(nullable=True))
     provider_updated_at: datetime | None = Field(default=None, sa_column=_utc(nullable=True))
     present: bool = True
     versions: int = 1
@@ -124,7 +132,7 @@ class LineVersion(SQLModel, table=True):
     recorded_at: datetime = Field(sa_column=_utc())
 
 
-class StagingLine(SQLModel, table=True):
+class StagingLine(LineFields, table=True):
     """Lines of a pull in progress; compared with ``usage_lines`` in one transaction.
 
     Append-only: no index on the line key (a random key would make every insert land at a
@@ -136,23 +144,10 @@ class StagingLine(SQLModel, table=True):
     id: int | None = Field(default=None, primary_key=True)
     run_id: int = Field(index=True)
     key_hash: str = Field(max_length=TEXT_LIMITS["key_hash"])
-    source: str = Field(max_length=TEXT_LIMITS["source"])
-    provider: str = Field(max_length=TEXT_LIMITS["provider"])
-    account: str = Field(max_length=TEXT_LIMITS["account"])
-    product: str = Field(max_length=TEXT_LIMITS["product"])
-    product_name: str = Field(max_length=TEXT_LIMITS["product_name"])
-    usage_type: str = Field(max_length=TEXT_LIMITS["usage_type"])
-    region: str = Field(max_length=TEXT_LIMITS["region"])
-    service: str = Field(max_length=TEXT_LIMITS["service"])
-    service_name: str = Field(default="", max_length=TEXT_LIMITS["service_name"])
-    month: str = Field(max_length=TEXT_LIMITS["month"])
-    period_start: date
-    period_end: date
+    # Columns made per table (a Column belongs to one table): the exact quantities and the
+    # provider's update time.
     quantity: Decimal = Field(sa_column=_exact())
     raw_quantity: Decimal | None = Field(default=None, sa_column=_exact(nullable=True))
-    unit: str = Field(max_length=TEXT_LIMITS["unit"])
-    status: str = Field(max_length=TEXT_LIMITS["status"])
-    billable: bool | None = None
     provider_updated_at: datetime | None = Field(default=None, sa_column=_utc(nullable=True))
 
 

@@ -150,12 +150,18 @@ async def test_purge_drops_old_slots_only(engine: AsyncEngine) -> None:
     assert slots == [SLOT]
 
 
-async def test_hold_fences_a_holder_whose_lease_was_taken_over(engine: AsyncEngine) -> None:
+async def taken_over(engine: AsyncEngine) -> tuple[leases.Lease, leases.Lease, datetime]:
+    """A lease host-a claimed, host-b's that took it over once it ran out, and when."""
     stalled = await leases.claim(engine, SLOT, "host-a:1", ttl=TTL, now=T0)
     assert stalled is not None
     later = T0 + TTL + timedelta(seconds=1)
     taken = await leases.claim(engine, SLOT, "host-b:2", ttl=TTL, now=later)
     assert taken is not None
+    return stalled, taken, later
+
+
+async def test_hold_fences_a_holder_whose_lease_was_taken_over(engine: AsyncEngine) -> None:
+    stalled, taken, later = await taken_over(engine)
     async with engine.begin() as conn:
         assert await leases.hold(conn, stalled, ttl=TTL, now=later) is False
         assert await leases.hold(conn, taken, ttl=TTL, now=later + TTL / 2) is True
@@ -203,11 +209,7 @@ async def test_a_slot_completed_in_its_commit_stays_done_and_fences_a_takeover(
 
 
 async def test_a_holder_taken_over_cannot_complete_the_slot(engine: AsyncEngine) -> None:
-    stalled = await leases.claim(engine, SLOT, "host-a:1", ttl=TTL, now=T0)
-    assert stalled is not None
-    later = T0 + TTL + timedelta(seconds=1)
-    taken = await leases.claim(engine, SLOT, "host-b:2", ttl=TTL, now=later)
-    assert taken is not None
+    stalled, _, later = await taken_over(engine)
     async with engine.begin() as conn:
         assert await leases.complete_held(conn, stalled, outcome="succeeded", now=later) is False
     assert await leases.completed_by_holder(engine, stalled) is False
