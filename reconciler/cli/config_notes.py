@@ -4,14 +4,18 @@ A configuration with no sources, each environment variable that overrides a key 
 a surprising value can be traced), and sources the state holds lines of that the
 configuration no longer names (a renamed source: its lines stay in the state, unpulled);
 with ``[[teams]]``, the rules that are the first match of no line in the state and the lines
-no rule owns (an account-level line of a source with per-service lines is shared cost, not
-listed). Read-only: a state that cannot be read is simply not consulted.
+no rule owns. Which lines those are follows the showback's rule per source and month
+(:func:`reconciler.reconcile.group_shares.breakdown_lines`): an account-level line of a month
+with per-service lines (Fastly services, Akamai CP codes) is shared cost, not listed, and a
+CP-code line of a month its reporting groups break down (left from before a switch to
+reporting groups) counts in nobody's usage, so it is not listed as unallocated either.
+Read-only: a state that cannot be read is simply not consulted.
 """
 
 from __future__ import annotations
 
 from collections import Counter
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from typing import Any
 
 from sqlalchemy import Select, func, select
@@ -19,11 +23,12 @@ from sqlalchemy import Select, func, select
 from reconciler.cli.faults import explain
 from reconciler.domain import reporting_group_of
 from reconciler.errors import ReconcilerError
+from reconciler.reconcile.group_shares import breakdown_lines
 from reconciler.reconcile.ownership import owner_of, unused_rules
 from reconciler.settings import Settings
 from reconciler.store.db import check_schema, configured_engine, reader
 from reconciler.store.ingest import lines_t
-from reconciler.team_settings import UNALLOCATED
+from reconciler.team_settings import UNALLOCATED, TeamSettings
 
 PREFIX = "RECONCILER_"
 NOT_KEYS = {"RECONCILER_CONFIG"}
@@ -72,10 +77,11 @@ async def ownership_warnings(settings: Settings) -> list[str]:
         return []
     c = lines_t.c
     columns = ("source", "account", "product", "product_name", "usage_type", "region")
+    grouping = (*(c[n] for n in columns), c.service, c.service_name, c.month)
     query = (
-        select(*(c[n] for n in columns), c.service, c.service_name, func.count().label("lines"))
+        select(*grouping, func.count().label("lines"))
         .where(c.present.is_(True))
-        .group_by(*(c[n] for n in columns), c.service, c.service_name)
+        .group_by(*grouping)
     )
     rows = await _read_state(settings, query)
     if rows is None:
@@ -84,18 +90,29 @@ async def ownership_warnings(settings: Settings) -> list[str]:
         f"{rule} is the first match of no line in the state"
         for rule in unused_rules(settings.teams, rows)
     ]
-    per_service = {r.source for r in rows if r.service and reporting_group_of(r.service) is None}
+    return notes + unowned_notes(settings.teams, rows)
+
+
+def unowned_notes(teams: Sequence[TeamSettings], rows: Sequence[Any]) -> list[str]:
+    """``no [[teams]] rule matches ...`` for what no rule owns of ``rows`` (the state's lines
+    counted per line identity and month), broken down per source and month as the showback
+    breaks it down."""
+    kept = breakdown_lines(rows)
+    per_service = {
+        (r.source, r.month) for r in kept if r.service and reporting_group_of(r.service) is None
+    }
     unowned: Counter[str] = Counter()
-    for r in rows:
-        if owner_of(settings.teams, r) != UNALLOCATED:
+    for r in kept:
+        if owner_of(teams, r) != UNALLOCATED:
             continue
         if r.service:
             unowned[f"{r.source} service {r.service_name or r.service}"] += r.lines
-        elif r.source not in per_service:
+        elif (r.source, r.month) not in per_service:
             unowned[f"{r.source} {r.account} product {r.product_name or r.product}"] += r.lines
-    for what, count in sorted(unowned.items()):
-        notes.append(f"no [[teams]] rule matches {what} ({count} lines): unallocated")
-    return notes
+    return [
+        f"no [[teams]] rule matches {what} ({count} lines): unallocated"
+        for what, count in sorted(unowned.items())
+    ]
 
 
 async def config_warnings(settings: Settings, environ: Mapping[str, str]) -> list[str]:

@@ -6,11 +6,14 @@ from __future__ import annotations
 
 import tomllib
 from pathlib import Path
+from typing import NamedTuple
 
 import pytest
 
-from reconciler.cli.config_notes import env_overrides
+from reconciler.cli.config_notes import env_overrides, unowned_notes
+from reconciler.domain import reporting_group_service
 from reconciler.settings import load_settings, settings_from_mapping
+from reconciler.team_settings import TeamSettings
 from tests.cli.test_broken_states import Invoke, invoke  # noqa: F401  (the fixture)
 from tests.security.support import cli, tampered_sandbox, write_config
 
@@ -163,3 +166,44 @@ def test_config_check_refuses_both_breakdowns_on_one_akamai_source(
         assert (ran.code, ran.stderr.splitlines()) == (1, [heading, problem]), command
     config.write_text(BOTH_BREAKDOWNS.replace("cp_codes = true", "cp_codes = false"))
     assert invoke("config", "check").code == 0
+
+
+class StoredLines(NamedTuple):
+    """A row of the state's lines counted per line identity and month, as ``config check``
+    reads them."""
+
+    service: str
+    month: str
+    lines: int
+    source: str = "akamai"
+    account: str = "K-1"
+    product: str = "1-AMD"
+    product_name: str = "Adaptive Media Delivery"
+    usage_type: str = "Total MB"
+    region: str = ""
+    service_name: str = ""
+
+
+def test_unowned_lines_of_a_switched_source_are_named_month_by_month() -> None:
+    # A source switched from cp_codes to reporting_groups: April is broken down by its CP
+    # codes (its contract line no rule owns is shared cost), June by its group alone (what
+    # the group leaves of the contract line is unallocated; June's CP-code lines, left from
+    # before the switch, count in nobody's usage).
+    teams = [
+        TeamSettings.model_validate({"name": "video", "match": [{"reporting_group": "100"}]}),
+        TeamSettings.model_validate({"name": "edge", "match": [{"cp_code": "7654321"}]}),
+    ]
+    rows = [
+        StoredLines("", "2024-04", 1),
+        StoredLines("7654321", "2024-04", 1),
+        StoredLines("1234567", "2024-04", 1),
+        StoredLines("", "2024-06", 2),
+        StoredLines(reporting_group_service("100"), "2024-06", 2),
+        StoredLines("7654321", "2024-06", 2),
+        StoredLines("1234567", "2024-06", 2),
+    ]
+    assert unowned_notes(teams, rows) == [
+        "no [[teams]] rule matches akamai K-1 product Adaptive Media Delivery (2 lines): "
+        "unallocated",
+        "no [[teams]] rule matches akamai service 1234567 (1 lines): unallocated",
+    ]
