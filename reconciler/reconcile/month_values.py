@@ -12,16 +12,18 @@ from __future__ import annotations
 
 from collections import defaultdict
 from collections.abc import Iterable
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import date
 from decimal import Decimal
 from fnmatch import fnmatchcase
+from fractions import Fraction
 from typing import NamedTuple
 
-from reconciler.domain import LineStatus, Month
-from reconciler.reconcile.group_shares import breakdown_lines
+from reconciler.domain import LineStatus, Month, reporting_group_of
+from reconciler.reconcile.group_shares import as_decimal, breakdown_lines
 from reconciler.reconcile.measures import MeasureKind, PeriodValue, combine, month_value
 from reconciler.settings import ExpectationSettings
+from reconciler.team_settings import UNALLOCATED
 
 
 @dataclass(frozen=True, slots=True)
@@ -125,20 +127,80 @@ def _usage(line: MonthLine) -> tuple[object, ...]:
 
 def counted_lines(expectation: ExpectationSettings, lines: Iterable[MonthLine]) -> list[MonthLine]:
     """The lines an expectation adds up: those it matches, less (for a team expectation
-    across services) the account-level lines its service lines break down. A team
-    expectation counts the lines the showback counts in the team's usage: in a source's month
-    with reporting-group lines, that month's CP-code lines (left from before a switch to
-    reporting groups) are not the team's, or a group and a CP code of it would count the same
-    usage twice."""
+    across services) the account-level lines its service lines break down.
+
+    A team expectation counts what the showback counts in the team's usage: in a source's
+    month with reporting-group lines, that month's CP-code lines (left from before a switch
+    to reporting groups) are not the team's (:func:`breakdown_lines`), and across services a
+    volume its groups break down counts as the showback shares it (:func:`_carved`)."""
     lines = list(lines) if expectation.team is None else breakdown_lines(lines)
     if not spans_services(expectation):
         return [line for line in lines if matches(expectation, line)]
-    broken_down = {_usage(line) for line in lines if line.service}
+    lines = _carved(lines)
+    # A volume's group lines are parts of its contract line (carved above), not a breakdown.
+    broken_down = {
+        _usage(line)
+        for line in lines
+        if line.service and not (_is_group_line(line) and line.kind is MeasureKind.VOLUME)
+    }
     return [
         line
         for line in lines
         if matches(expectation, line) and (line.service or _usage(line) not in broken_down)
     ]
+
+
+def _is_group_line(line: MonthLine) -> bool:
+    return reporting_group_of(line.service) is not None
+
+
+def _group_usage(line: MonthLine) -> tuple[object, ...]:
+    return (line.source, line.account, line.product, line.usage_type, line.region, line.unit,
+            line.month)  # fmt: skip
+
+
+def _carved(lines: list[MonthLine]) -> list[MonthLine]:
+    """The volume lines of a usage with reporting-group lines as the showback shares them
+    (:mod:`reconciler.reconcile.group_shares`): an owned group's line is its part of the
+    contract's volume (its own volume, scaled down when the groups add up to more than the
+    contract's), the contract's lines keep what no owned group covers, and a group line no
+    rule owns, of no volume, or of a usage the contract has no volume of counts nothing."""
+    contract: dict[tuple[object, ...], Fraction] = defaultdict(Fraction)
+    groups: dict[tuple[object, ...], Fraction] = defaultdict(Fraction)
+    owned: dict[tuple[object, ...], Fraction] = defaultdict(Fraction)
+    for line in lines:
+        if line.kind is not MeasureKind.VOLUME:
+            continue
+        key = _group_usage(line)
+        if not line.service:
+            contract[key] += Fraction(line.quantity)
+        elif _is_group_line(line) and line.quantity > 0:
+            groups[key] += Fraction(line.quantity)
+            if line.owner != UNALLOCATED:
+                owned[key] += Fraction(line.quantity)
+    carved: list[MonthLine] = []
+    for line in lines:
+        key = _group_usage(line)
+        volume = contract.get(key, Fraction(0))
+        if line.kind is not MeasureKind.VOLUME or key not in groups or volume <= 0:
+            if not (_is_group_line(line) and line.kind is MeasureKind.VOLUME):
+                carved.append(line)
+            continue
+        scale = max(volume, groups[key])
+        if not line.service:
+            factor = 1 - owned[key] / scale
+        elif _is_group_line(line) and line.quantity > 0 and line.owner != UNALLOCATED:
+            factor = volume / scale
+        elif _is_group_line(line):
+            continue
+        else:
+            carved.append(line)
+            continue
+        if factor == 1:
+            carved.append(line)
+        else:
+            carved.append(replace(line, quantity=as_decimal(Fraction(line.quantity) * factor)))
+    return carved
 
 
 def month_totals(

@@ -4,6 +4,7 @@ and the owners plus ``unallocated`` always the account's total."""
 
 from __future__ import annotations
 
+from collections import defaultdict
 from dataclasses import replace
 from decimal import ROUND_HALF_EVEN, Decimal
 from typing import Any
@@ -262,6 +263,76 @@ def test_a_team_expectation_counts_what_the_showback_gives_the_team_in_a_switche
         (april, "7654321", Decimal("750")),
         (june, GROUP_100, Decimal("400")),
     ]
+
+
+# A team expectation across services counts the team's usage as the showback has it.
+EXPECTED_USAGE = [
+    (
+        "each group's owner counts its part, what no group covers counts for nobody",
+        [contract("1000"), group("100", "400"), group("250", "250")],
+        [VIDEO, RADIO],
+        {"video": "400", "radio": "250"},
+    ),
+    (
+        "what no group covers counts for the contract-level rule's team",
+        [contract("1000"), group("100", "400"), group("250", "250")],
+        [VIDEO, RADIO, MEDIA],
+        {"video": "400", "radio": "250", "media": "350"},
+    ),
+    (
+        "a contract-level rule declared first owns the groups' parts too, counted once",
+        [contract("1000"), group("100", "400")],
+        [MEDIA, VIDEO],
+        {"media": "1000"},
+    ),
+    (
+        "overlapping groups above the contract's volume count all of it, never more",
+        [contract("1000"), group("100", "750"), group("250", "500")],
+        [VIDEO, RADIO, MEDIA],
+        {"video": "600", "radio": "400"},
+    ),
+    (
+        "a group no rule owns leaves its part with the contract line's team",
+        [contract("1000"), group("100", "400"), group("999", "500")],
+        [VIDEO, MEDIA],
+        {"video": "400", "media": "600"},
+    ),
+    (
+        "a group of a usage the contract has no volume of counts nothing",
+        [contract("1000"), group("100", "400", usage_type="Total Hits")],
+        [VIDEO, MEDIA],
+        {"media": "1000"},
+    ),
+    (
+        "in a month with group lines, its CP-code lines count for nobody",
+        [contract("1000"), group("100", "400"), cp_code("7654321", "750")],
+        [team("video", {"reporting_group": "100"}, {"cp_code": "7654321"}), MEDIA],
+        {"video": "400", "media": "600"},
+    ),
+]
+
+
+@pytest.mark.parametrize(
+    ("lines", "teams", "expected"),
+    [c[1:] for c in EXPECTED_USAGE],
+    ids=[c[0] for c in EXPECTED_USAGE],
+)
+def test_a_team_expectation_counts_the_team_s_usage_in_the_showback(
+    lines: list[CostLine], teams: list[TeamSettings], expected: dict[str, str]
+) -> None:
+    month_lines = [as_month_line(x, teams) for x in lines]
+    counted: dict[str, Decimal] = {}
+    for name in (t.name for t in teams):
+        exp = ExpectationSettings.model_validate(
+            {"source": "akamai", "team": name, "monthly_max": "1"}
+        )
+        if total := sum((t.quantity for t in month_totals(exp, month_lines).values()), Decimal(0)):
+            counted[name] = total
+    usage: dict[str, Decimal] = defaultdict(Decimal)
+    for u in team_usage(teams, lines):
+        if u.quantity and u.team != "unallocated":
+            usage[u.team] += u.quantity
+    assert counted == usage == {name: Decimal(q) for name, q in expected.items()}
 
 
 quantities = st.decimals(min_value=0, max_value=100_000, places=3, allow_nan=False)
