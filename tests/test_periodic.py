@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+from typing import Any
 
 from reconciler.periodic import Repeating, run_to_end
 
@@ -24,6 +25,18 @@ class Body:
             raise
         self.ends.append("finished")
         return True
+
+
+async def cancel_twice_then_release(waiting: asyncio.Task[Any], body: Body) -> tuple[Any]:
+    """Cancel ``waiting`` twice while ``body`` runs; it must not end before ``body`` is
+    released. Its outcome, once released."""
+    waiting.cancel()
+    await asyncio.sleep(0)
+    waiting.cancel()
+    await asyncio.sleep(0)
+    assert not waiting.done()
+    body.release.set()
+    return await asyncio.gather(waiting, return_exceptions=True)
 
 
 async def test_stop_between_runs_ends_it_without_a_run() -> None:
@@ -56,13 +69,7 @@ async def test_a_cancelled_stopper_still_lets_the_run_finish_then_is_cancelled()
         stopping = asyncio.create_task(repeating.stop())
         await asyncio.sleep(0)
         # Twice: the cancels reach neither the run nor its database connection.
-        stopping.cancel()
-        await asyncio.sleep(0)
-        stopping.cancel()
-        await asyncio.sleep(0)
-        assert not stopping.done()
-        body.release.set()
-        results = await asyncio.gather(stopping, return_exceptions=True)
+        results = await cancel_twice_then_release(stopping, body)
     assert isinstance(results[0], asyncio.CancelledError)
     assert body.ends == ["finished"]
 
@@ -89,12 +96,6 @@ async def test_run_to_end_keeps_a_cancel_of_its_caller_from_the_task() -> None:
     waiting = asyncio.create_task(run_to_end(task))
     async with asyncio.timeout(10):
         await body.started.wait()
-        waiting.cancel()
-        await asyncio.sleep(0)
-        waiting.cancel()
-        await asyncio.sleep(0)
-        assert not waiting.done()
-        body.release.set()
-        results = await asyncio.gather(waiting, return_exceptions=True)
+        results = await cancel_twice_then_release(waiting, body)
     assert isinstance(results[0], asyncio.CancelledError)
     assert (body.ends, task.result()) == (["finished"], True)
