@@ -16,9 +16,12 @@ therefore fit the state as they are: staging checks no length of theirs.
 
 from __future__ import annotations
 
+import re
+from collections.abc import Sequence
 from dataclasses import dataclass
 from decimal import Decimal, InvalidOperation
 from hashlib import blake2b
+from itertools import repeat
 from typing import Annotated, Any, Final
 
 import msgspec
@@ -133,6 +136,40 @@ def quantity_text(raw: msgspec.Raw) -> str | None:
         return None
 
 
+# A list of quantities each already in its canonical text (no sign, no leading zero, a
+# fraction without trailing zeros, at most 30 digits on either side of the point), joined by
+# commas: the common page, whose texts then need no look one by one.
+_CANONICAL: Final = rb"(?:0|[1-9][0-9]{0,29})(?:\.[0-9]{0,29}[1-9])?"
+_CANONICAL_LIST: Final = re.compile(rb"%s(?:,%s)*" % (_CANONICAL, _CANONICAL))
+
+
+def quantity_texts(tokens: Sequence[msgspec.Raw]) -> list[str | None]:
+    """The canonical text of each quantity (None where one is not a quantity): one match
+    over the whole list when every token is canonical already, else token by token."""
+    joined = b",".join(tokens)
+    if _CANONICAL_LIST.fullmatch(joined) is not None:
+        return list(joined.decode().split(","))
+    return [quantity_text(token) for token in tokens]
+
+
+def raw_quantity_texts(tokens: Sequence[msgspec.Raw]) -> list[str | None] | None:
+    """Like :func:`quantity_texts` for the optional raw quantities (absent or null: None);
+    None when one is present but not a quantity."""
+    joined = b",".join(tokens)
+    if _CANONICAL_LIST.fullmatch(joined) is not None:
+        return list(joined.decode().split(","))
+    out: list[str | None] = []
+    for token in tokens:
+        if len(token) == 0 or bytes(token) == b"null":
+            out.append(None)
+            continue
+        text = quantity_text(token)
+        if text is None:
+            return None
+        out.append(text)
+    return out
+
+
 class ServiceRows:
     """Turns decoded service records into rows, for the months asked for."""
 
@@ -153,64 +190,64 @@ class ServiceRows:
 
     def rows(self, fast: FastPage) -> list[Row] | None:
         """The page's rows (every text within :data:`TEXT_LIMITS`: the source's name is at
-        most 64 characters, the month 7), or None when any record needs the careful path."""
+        most 64 characters, the month 7), or None when any record needs the careful path.
+
+        Column by column: each field of every record is read once into a list, checked as a
+        whole, and the rows are zipped from the columns.
+        """
         source, calendar = self.source, self.calendar
-        prefix = source + "\x1f"
-        plain = fast.plain
-        out: list[Row] = []
-        append = out.append
-        for r in fast.page.data:
-            when = calendar.get(r.month)
-            account, service, product = r.customer_id, r.service_id, r.product_id
-            usage_type, unit = r.usage_type, r.unit
-            region = r.region or ""
-            name = r.service_name or ""
-            if when is None or not (account and service and product and usage_type and unit):
-                return None
-            if not plain and not (
-                account.isprintable()
-                and service.isprintable()
-                and product.isprintable()
-                and usage_type.isprintable()
-                and unit.isprintable()
-                and region.isprintable()
-                and name.isprintable()
-            ):
-                return None
-            quantity = quantity_text(r.quantity)
-            if quantity is None:
-                return None
-            raw_token = r.raw_quantity
-            if len(raw_token) == 0 or bytes(raw_token) == b"null":
-                raw = None
-            else:
-                raw = quantity_text(raw_token)
-                if raw is None:
-                    return None
-            first, last, status = when
-            key = "\x1f".join((account, product, usage_type, region, service, r.month, first))
-            digest = blake2b((prefix + key).encode(), digest_size=16).hexdigest()
-            append(
-                (
-                    digest,
-                    source,
-                    "fastly",
-                    account,
-                    product,
-                    "",
-                    usage_type,
-                    region,
-                    service,
-                    name,
-                    r.month,
-                    first,
-                    last,
-                    quantity,
-                    raw,
-                    unit,
-                    status,
-                    None,
-                    None,
-                )
+        data = fast.page.data
+        if not data:
+            return []
+        months = [r.month for r in data]
+        if not calendar.keys() >= set(months):
+            return None  # a month not asked for
+        firsts = [calendar[month][0] for month in months]
+        lasts = [calendar[month][1] for month in months]
+        statuses = [calendar[month][2] for month in months]
+        accounts = [r.customer_id for r in data]
+        services = [r.service_id for r in data]
+        products = [r.product_id for r in data]
+        usage_types = [r.usage_type for r in data]
+        units = [r.unit for r in data]
+        regions = [r.region or "" for r in data]
+        names = [r.service_name or "" for r in data]
+        required = (accounts, services, products, usage_types, units)
+        if not all(map(all, required)):
+            return None  # an empty required field
+        texts = (*required, regions, names)
+        if not fast.plain and not all(all(map(str.isprintable, column)) for column in texts):
+            return None
+        quantities = quantity_texts([r.quantity for r in data])
+        raws = raw_quantity_texts([r.raw_quantity for r in data])
+        if raws is None or None in quantities:
+            return None
+        keys = zip(
+            repeat(source), accounts, products, usage_types, regions, services, months, firsts
+        )
+        digests = [
+            blake2b(key.encode(), digest_size=16).hexdigest() for key in map("\x1f".join, keys)
+        ]
+        return list(
+            zip(
+                digests,
+                repeat(source),
+                repeat("fastly"),
+                accounts,
+                products,
+                repeat(""),
+                usage_types,
+                regions,
+                services,
+                names,
+                months,
+                firsts,
+                lasts,
+                quantities,
+                raws,
+                units,
+                statuses,
+                repeat(None),
+                repeat(None),
             )
-        return out
+        )

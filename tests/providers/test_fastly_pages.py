@@ -182,3 +182,43 @@ def test_any_quantity_and_name_give_the_same_line_or_the_careful_path(
         assert lines == expected
     assert expected is None or expected[0].quantity == quantity
     assert expected is None or expected[0].period_start == date(2024, 5, 1)
+
+
+_QUANTITY_TEXT = st.one_of(
+    st.decimals(allow_nan=False, allow_infinity=False, min_value=0, places=None)
+    .filter(lambda d: abs(d.adjusted()) < 40)
+    .map(str),
+    st.integers(min_value=0, max_value=10**31).map(str),
+    st.sampled_from(["0", "0.0", "10", "1.50", "1e3", "-1", "0." + "1" * 30]),
+)
+
+
+@given(
+    quantities=st.lists(st.tuples(_QUANTITY_TEXT, _QUANTITY_TEXT | st.none()), max_size=8),
+    drop_raw=st.booleans(),
+)
+def test_a_page_of_many_quantities_gives_the_careful_paths_lines_or_goes_to_it(
+    quantities: list[tuple[str, str | None]], drop_raw: bool
+) -> None:
+    """Whether the quantities are checked as one list (all canonical) or one by one, a
+    page's lines are the careful path's, in order."""
+    records = []
+    for number, (quantity, raw) in enumerate(quantities):
+        fields: dict[str, Any] = {"service_id": f"SU{number}", "quantity": quantity}
+        fields["raw_quantity"] = raw
+        records.append(record(**fields))
+        if drop_raw and number % 2:
+            del records[-1]["raw_quantity"]
+    body = page_bytes(*records)
+    try:
+        expected: list[Any] | None = careful(body)
+    except BadProviderDataError:
+        expected = None
+    decoded = decode_service_page(body)
+    assert isinstance(decoded, FastPage)
+    rows = ServiceRows.of("fastly", dict(MONTHS)).rows(decoded)
+    if rows is not None:  # the very rows, text for text (a quantity's text is compared)
+        assert expected is not None
+        assert rows == [line_row(line) for line in expected]
+    if expected is not None and all(q.isdigit() and q == str(int(q)) for q, _ in quantities):
+        assert rows is not None  # plain numbers stay on the hot path
