@@ -25,14 +25,13 @@ from __future__ import annotations
 
 from collections import defaultdict
 from collections.abc import Iterable, Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from decimal import Decimal
 from fractions import Fraction
 from typing import Protocol, TypeVar
 
 from reconciler.domain import Month, reporting_group_of
-from reconciler.reconcile.costing import CostLine
-from reconciler.reconcile.ownership import owner_of
+from reconciler.reconcile.ownership import OwnedLine, owner_of
 from reconciler.team_settings import UNALLOCATED, TeamSettings
 
 # source, account (contract), product, usage type, region, unit, month
@@ -40,12 +39,25 @@ UsageKey = tuple[str, str, str, str, str, str, Month]
 Weights = dict[str, Fraction]
 
 
-def usage_key(line: CostLine) -> UsageKey:
+class SharedLine(OwnedLine, Protocol):
+    """What the shares read of a line (cost lines and a report's usage rows both have it)."""
+
+    @property
+    def month(self) -> Month: ...
+    @property
+    def unit(self) -> str: ...
+    @property
+    def quantity(self) -> Decimal: ...
+    @property
+    def additive(self) -> bool: ...
+
+
+def usage_key(line: SharedLine) -> UsageKey:
     return (line.source, line.account, line.product, line.usage_type, line.region, line.unit,
             line.month)  # fmt: skip
 
 
-def is_group_line(line: CostLine) -> bool:
+def is_group_line(line: SharedLine) -> bool:
     return reporting_group_of(line.service) is not None
 
 
@@ -86,18 +98,33 @@ class GroupShares:
 
     parts: Mapping[UsageKey, Weights]
     volumes: Mapping[UsageKey, Fraction]
+    # Per usage, the part of its quantity an owned group's line counts at (1 unless the
+    # groups add up to more than the contract's volume).
+    scales: Mapping[UsageKey, Fraction] = field(default_factory=dict)
 
-    def of(self, line: CostLine) -> Weights:
+    def of(self, line: SharedLine) -> Weights:
         """The group owners' fractions of a contract product's line (empty: no group)."""
         if line.service or not line.additive:
             return {}
         return dict(self.parts.get(usage_key(line), {}))
 
-    def remainder(self, line: CostLine) -> Fraction:
+    def remainder(self, line: SharedLine) -> Fraction:
         """The part of the line's usage no group covers (1: no group covers any)."""
         if not line.additive or is_group_line(line):
             return Fraction(1)
         return 1 - sum(self.parts.get(usage_key(line), {}).values(), Fraction(0))
+
+    def counted(self, line: SharedLine, owner: str) -> Fraction:
+        """The part of ``line``'s quantity that counts in ``owner``'s usage (its owner's): all
+        of a line that is no volume (never shared); of a contract product's volume line, what
+        no group covers; of an owned group's, its part of the contract's volume; nothing of a
+        group line no rule owns, of no volume, or of a usage the contract has no volume of."""
+        if not line.additive or not is_group_line(line):
+            return self.remainder(line)
+        key = usage_key(line)
+        if owner == UNALLOCATED or line.quantity <= 0 or key not in self.parts:
+            return Fraction(0)
+        return self.scales[key]
 
     def quantities(self) -> dict[tuple[str, UsageKey], Fraction]:
         """Each group owner's quantity of each usage: its share of the contract's volume."""
@@ -108,7 +135,7 @@ class GroupShares:
         }
 
 
-def group_shares(lines: Iterable[CostLine], teams: Sequence[TeamSettings]) -> GroupShares:
+def group_shares(lines: Iterable[SharedLine], teams: Sequence[TeamSettings]) -> GroupShares:
     """The reporting groups' shares of every usage ``lines`` hold both of."""
     contract: dict[UsageKey, Fraction] = defaultdict(Fraction)
     groups: dict[UsageKey, Weights] = defaultdict(lambda: defaultdict(Fraction))
@@ -120,6 +147,7 @@ def group_shares(lines: Iterable[CostLine], teams: Sequence[TeamSettings]) -> Gr
         elif is_group_line(line) and line.quantity > 0:
             groups[usage_key(line)][owner_of(teams, line)] += Fraction(line.quantity)
     parts: dict[UsageKey, Weights] = {}
+    scales: dict[UsageKey, Fraction] = {}
     for key, owners in groups.items():
         volume = contract.get(key, Fraction(0))
         if volume <= 0:
@@ -128,7 +156,8 @@ def group_shares(lines: Iterable[CostLine], teams: Sequence[TeamSettings]) -> Gr
         owned = {o: q / scale for o, q in owners.items() if o != UNALLOCATED}
         if owned:
             parts[key] = owned
-    return GroupShares(parts, {key: contract[key] for key in parts})
+            scales[key] = volume / scale
+    return GroupShares(parts, {key: contract[key] for key in parts}, scales)
 
 
 def as_decimal(value: Fraction) -> Decimal:

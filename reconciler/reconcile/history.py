@@ -11,6 +11,7 @@ from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import date, datetime, timedelta
 from decimal import Decimal, localcontext
+from fractions import Fraction
 
 from reconciler.domain import EXACT_CONTEXT, Month
 from reconciler.reconcile.forecast import (
@@ -21,6 +22,7 @@ from reconciler.reconcile.forecast import (
     covered_through,
     forecast_month,
 )
+from reconciler.reconcile.group_shares import as_decimal
 
 
 @dataclass(frozen=True, slots=True, order=True)
@@ -56,14 +58,32 @@ class ForecastInputs:
     histories: Mapping[HistoryKey, KeyHistory] = field(default_factory=dict)
     escalation: Escalation = field(default_factory=Escalation)
 
-    def forecast(self, month: Month, to_date: Decimal, keys: Iterable[HistoryKey]) -> Forecast:
-        """The forecast of the total ``to_date`` of the lines of ``keys`` in ``month``."""
-        chosen = [self.histories[k] for k in set(keys) if k in self.histories]
-        stated = [h.provider_updated_at for h in chosen if h.provider_updated_at is not None]
+    def forecast(
+        self,
+        month: Month,
+        to_date: Decimal,
+        keys: Iterable[HistoryKey],
+        parts: Mapping[HistoryKey, Fraction] | None = None,
+    ) -> Forecast:
+        """The forecast of the total ``to_date`` of the lines of ``keys`` in ``month``; a
+        key of ``parts`` counts only that part of its lines (a team's share of them)."""
+        parts = parts or {}
+        chosen = {k: self.histories[k] for k in set(keys) if k in self.histories}
+        updated = [h.provider_updated_at for h in chosen.values()]
+        stated = [moment for moment in updated if moment is not None]
         provider_through = min(stated).date() if stated and len(stated) == len(chosen) else None
         through = covered_through(self.now, self.data_lag, provider_through)
-        snapshots = total_snapshots([h.deltas for h in chosen], self.data_lag)
+        deltas = [_part_of(h.deltas, parts.get(k)) for k, h in chosen.items()]
+        snapshots = total_snapshots(deltas, self.data_lag)
         return forecast_month(month, to_date, snapshots, through, self.params)
+
+
+def _part_of(
+    deltas: Sequence[tuple[datetime, Decimal]], part: Fraction | None
+) -> Sequence[tuple[datetime, Decimal]]:
+    if part is None or part == 1:
+        return deltas
+    return [(moment, as_decimal(Fraction(delta) * part)) for moment, delta in deltas]
 
 
 def total_snapshots(

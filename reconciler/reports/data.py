@@ -7,9 +7,12 @@ in Python, so that SQLite's text quantities stay exact. They follow the measure 
 sums periods and regions, a percentile or peak is the largest period of one region (one series
 per region), a gauge the latest period. Only volumes are projected.
 
-A team's report (``--team``) charts the team's lines (:func:`team_rows`): the service lines it
-owns and the account-level lines it owns that no service line breaks down. Its volumes add up
-over its services; a percentile or a peak is one series per service (and region).
+A team's report (``--team``) charts the team's usage as the showback counts it
+(:func:`team_rows`): the service lines it owns and the account-level lines it owns that no
+service line breaks down, and where Akamai reporting groups break a contract line down, the
+part of a volume that is the team's (a group's part for the group's owner, what no group
+covers for the contract line's owner). Its volumes add up over its services; a percentile or
+a peak is never shared and one series per service (and region).
 """
 
 from __future__ import annotations
@@ -20,20 +23,21 @@ from dataclasses import dataclass, field, replace
 from datetime import datetime
 from decimal import Decimal
 from fnmatch import fnmatchcase
+from fractions import Fraction
 from typing import Any
 
 from sqlalchemy import select, true
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
-from reconciler.domain import (
-    FindingState,
-    LineStatus,
-    Month,
-    PlanItem,
-    Severity,
-    reporting_group_of,
-)
+from reconciler.domain import FindingState, LineStatus, Month, PlanItem, Severity
 from reconciler.reconcile.forecast import ForecastParams
+from reconciler.reconcile.group_shares import (
+    as_decimal,
+    breakdown_lines,
+    group_shares,
+    is_group_line,
+    usage_key,
+)
 from reconciler.reconcile.history import ForecastInputs, HistoryKey
 from reconciler.reconcile.measures import MeasureKind, PeriodValue, combine, month_value
 from reconciler.reconcile.ownership import item_team, owner_of
@@ -59,6 +63,7 @@ MAX_SERIES_CHARTS = 24
 MAX_FINDING_SERIES_CHARTS = 60
 MAX_RESTATED_CHARTS = 12
 MAX_TABLE_ROWS = 500
+_WHOLE = Fraction(1)
 
 # (source, provider, product, usage type, unit, kind, and region and service: "" when they
 # add up)
@@ -91,6 +96,7 @@ class _Accumulator:
     product_name: str = ""
     regions: set[str] = field(default_factory=set)
     keys: list[HistoryKey] = field(default_factory=list)  # lines of the month of ``now``
+    parts: dict[HistoryKey, Fraction] = field(default_factory=dict)  # a team's part of a key
     months: dict[Month, _MonthLines] = field(default_factory=dict)
 
 
@@ -275,41 +281,12 @@ async def _series(
         c.month <= str(request.last_month),
         c.source.in_(list(request.sources)) if request.sources else true(),
     )
-    groups: dict[_SeriesKey, _Accumulator] = defaultdict(_Accumulator)
     current_month = Month.of(now.date())
     rows = (await conn.execute(query)).all()
-    if request.team is not None:
-        rows = team_rows(settings, request.team, rows)
-    for row in rows:
-        kind = MeasureKind(row.measure_kind)
-        # A percentile or a peak of several regions (or services) is no total: one series
-        # per region (and service).
-        named = row.service_name or row.service
-        region, service = ("", "") if kind.adds_up else (row.region, named)
-        key = (
-            row.source, row.provider, row.product, row.usage_type, row.unit, kind, region, service
-        )  # fmt: skip
-        group = groups[key]
-        group.product_name = group.product_name or row.product_name
-        group.regions.add(row.region)
-        if row.month == str(current_month):
-            group.keys.append(
-                HistoryKey(
-                    row.source,
-                    row.account,
-                    row.product,
-                    row.usage_type,
-                    row.region,
-                    row.service,
-                    current_month,
-                    row.unit,
-                )
-            )
-        month = group.months.setdefault(Month.parse(row.month), _MonthLines())
-        line = (row.account, row.region, row.service)
-        month.periods[line].append(PeriodValue(row.period_start, row.quantity))
-        month.finalized = month.finalized and row.status == LineStatus.FINALIZED.value
-        month.lines += 1
+    if request.team is None:
+        groups = _accumulate(((row, _WHOLE) for row in rows), current_month)
+    else:
+        groups = _accumulate(team_rows(settings, request.team, rows), current_month)
 
     concerns = _FindingIndex(
         e.item for e in tables[FindingState.OPEN] + tables[FindingState.ACKNOWLEDGED]
@@ -359,29 +336,136 @@ async def _series(
         # Only a volume has a run rate; a percentile, a peak or a level is never projected.
         if current is not None and kind.projected:
             limit = band.high if band is not None else None
-            forecast = inputs[source].forecast(current.month, current.quantity, group.keys)
+            forecast = inputs[source].forecast(
+                current.month, current.quantity, group.keys, group.parts
+            )
             projection = project(current.month, current.quantity, current.status, forecast, limit)
         result.append(replace(series, projection=projection, findings=concerns.count(series)))
     return result
 
 
-def team_rows(settings: Settings, team: str, rows: Sequence[Any]) -> list[Any]:
-    """The lines a team's report charts: the service lines it owns (Fastly services, Akamai
-    CP codes) and the account-level lines it owns that no service line breaks down (an
-    account line is the sum of its services' lines: never both)."""
+def _accumulate(
+    rows: Iterable[tuple[Any, Fraction]], current_month: Month
+) -> dict[_SeriesKey, _Accumulator]:
+    """The rows' periods per series and month; a row counts ``part`` of its quantity."""
+    groups: dict[_SeriesKey, _Accumulator] = defaultdict(_Accumulator)
+    for row, part in rows:
+        kind = MeasureKind(row.measure_kind)
+        # A percentile or a peak of several regions (or services) is no total: one series
+        # per region (and service).
+        named = row.service_name or row.service
+        region, service = ("", "") if kind.adds_up else (row.region, named)
+        key = (
+            row.source, row.provider, row.product, row.usage_type, row.unit, kind, region, service
+        )  # fmt: skip
+        group = groups[key]
+        group.product_name = group.product_name or row.product_name
+        group.regions.add(row.region)
+        if row.month == str(current_month):
+            history = HistoryKey(
+                row.source,
+                row.account,
+                row.product,
+                row.usage_type,
+                row.region,
+                row.service,
+                current_month,
+                row.unit,
+            )
+            group.keys.append(history)
+            if part != 1:
+                group.parts[history] = part
+        month = group.months.setdefault(Month.parse(row.month), _MonthLines())
+        quantity = row.quantity if part == 1 else as_decimal(Fraction(row.quantity) * part)
+        month.periods[(row.account, row.region, row.service)].append(
+            PeriodValue(row.period_start, quantity)
+        )
+        month.finalized = month.finalized and row.status == LineStatus.FINALIZED.value
+        month.lines += 1
+    return groups
 
-    def usage(row: Any) -> tuple[str, ...]:
-        return (row.source, row.month, row.product, row.usage_type, row.region, row.unit)
 
-    # A reporting group's line is a part of its product's line, not a breakdown of all of it.
-    broken_down = {
-        usage(row) for row in rows if row.service and reporting_group_of(row.service) is None
+@dataclass(frozen=True, slots=True)
+class _UsageRow:
+    """A usage row as the showback's rules read it (:mod:`reconcile.group_shares`)."""
+
+    row: Any
+    source: str
+    account: str
+    product: str
+    product_name: str
+    usage_type: str
+    region: str
+    service: str
+    service_name: str
+    month: Month
+    unit: str
+    quantity: Decimal
+    kind: MeasureKind
+
+    @property
+    def additive(self) -> bool:
+        return self.kind is MeasureKind.VOLUME
+
+    @classmethod
+    def of(cls, row: Any) -> _UsageRow:
+        return cls(
+            row,
+            row.source,
+            row.account,
+            row.product,
+            row.product_name,
+            row.usage_type,
+            row.region,
+            row.service,
+            row.service_name,
+            Month.parse(row.month),
+            row.unit,
+            row.quantity,
+            MeasureKind(row.measure_kind),
+        )
+
+
+def team_rows(settings: Settings, team: str, rows: Iterable[Any]) -> list[tuple[Any, Fraction]]:
+    """The rows a team's report charts, each with the part of its quantity that is the team's,
+    as the showback counts a team's usage (:func:`reports.showback.team_usage`).
+
+    Per source and month, the lines that break an account-level line down decide
+    (:func:`breakdown_lines`): where service lines (Fastly services, Akamai CP codes) break
+    it down, the team's service lines, not the account-level line; where reporting groups
+    do, a volume is shared (:meth:`GroupShares.counted`): the contract line's owner charts
+    what no group covers, a group's owner the group's part. A stat that is no volume is
+    never shared: each line is charted whole for its owner (a percentile or a peak as a
+    series of its own), but a group's gauge, which a team's series would add to the
+    contract's level that holds it already, not for a team that owns the contract's."""
+    lines = breakdown_lines(_UsageRow.of(row) for row in rows)
+    shares = group_shares(lines, settings.teams)
+    owners = [owner_of(settings.teams, line) for line in lines]
+    per_service = {_usage(x) for x in lines if x.service and not is_group_line(x)}
+    levels = {
+        usage_key(x)
+        for x, owner in zip(lines, owners, strict=True)
+        if owner == team and not x.service and _unshared_total(x)
     }
-    return [
-        row
-        for row in rows
-        if owner_of(settings.teams, row) == team and (row.service or usage(row) not in broken_down)
-    ]
+    charted: list[tuple[Any, Fraction]] = []
+    for line, owner in zip(lines, owners, strict=True):
+        if owner != team or (not line.service and _usage(line) in per_service):
+            continue
+        if is_group_line(line) and _unshared_total(line) and usage_key(line) in levels:
+            continue
+        part = shares.counted(line, owner)
+        if part:
+            charted.append((line.row, part))
+    return charted
+
+
+def _unshared_total(line: _UsageRow) -> bool:
+    """A stat a team's series adds up that reporting groups do not share (a gauge)."""
+    return line.kind.adds_up and not line.additive
+
+
+def _usage(line: _UsageRow) -> tuple[object, ...]:
+    return (line.source, line.month, line.product, line.usage_type, line.region, line.unit)
 
 
 async def _forecast_inputs(

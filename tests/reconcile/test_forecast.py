@@ -5,6 +5,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 from datetime import UTC, date, datetime, timedelta
 from decimal import Decimal
+from fractions import Fraction
 
 import pytest
 
@@ -127,6 +128,26 @@ def test_forecast_table(
     f = run(increments, params=ForecastParams(method=method, window_days=7))
     assert (f.value, f.reason) == (D(value), reason)
     assert (f.low, f.high) == (None if low is None else D(low), None if high is None else D(high))
+
+
+def test_a_part_of_the_lines_is_forecast_from_that_part_of_their_history() -> None:
+    # A team's part of a contract line (what no reporting group covers): its month to date
+    # and every recorded change of the line count at that part, so the forecast is the
+    # part of the line's, not a drop from the whole line's history to the part.
+    month, lag = JUNE, DAY
+    increments = [10, 12, 9, 11, 10, 30, 10, 12, 9, 11]
+    now = datetime(2024, 6, 11, 7, tzinfo=UTC)
+    inputs = ForecastInputs(now, lag, ForecastParams(), {KEY: history(month, increments, lag)})
+    total = D(sum(increments))
+    whole = inputs.forecast(month, total, [KEY])
+    part = inputs.forecast(month, total * D("0.35"), [KEY], {KEY: Fraction(7, 20)})
+    assert whole.method is ForecastMethod.TRAILING and part.method is whole.method
+    for ours, theirs in ((part.value, whole.value), (part.low, whole.low)):
+        assert ours is not None and theirs is not None
+        assert abs(ours - theirs * D("0.35")) <= D("0.001")
+    # Read whole, the history would end in a drop to the part: a band far too wide.
+    unscaled = inputs.forecast(month, total * D("0.35"), [KEY])
+    assert unscaled.low is not None and part.low is not None and unscaled.low < part.low
 
 
 def test_history_too_short_falls_back_to_the_run_rate_without_a_band() -> None:

@@ -7,6 +7,7 @@ from __future__ import annotations
 from collections import defaultdict
 from dataclasses import replace
 from decimal import ROUND_HALF_EVEN, Decimal
+from fractions import Fraction
 from typing import Any
 
 import pytest
@@ -16,6 +17,12 @@ from hypothesis import strategies as st
 from reconciler.domain import Month, reporting_group_service
 from reconciler.reconcile.allocation import Allocation, allocate
 from reconciler.reconcile.costing import CostLine, CostSheet, price_lines
+from reconciler.reconcile.group_shares import (
+    as_decimal,
+    breakdown_lines,
+    group_shares,
+    is_group_line,
+)
 from reconciler.reconcile.measures import MeasureKind
 from reconciler.reconcile.month_values import MonthLine, month_totals
 from reconciler.reconcile.ownership import owner_of, unused_rules
@@ -167,6 +174,43 @@ def test_reporting_groups_own_their_part_of_the_contract_line(
     assert found == expected
     owned = sum(Decimal(v) for k, v in found.items() if k != "total")
     assert owned == Decimal(found["total"])
+
+
+@pytest.mark.parametrize(("lines", "teams"), [c[1:3] for c in CASES], ids=[c[0] for c in CASES])
+def test_the_part_of_each_line_its_owner_counts_adds_up_to_the_showback_s_usage(
+    lines: list[CostLine], teams: list[TeamSettings]
+) -> None:
+    # A team's report charts each line at the part of it that is its owner's usage.
+    kept = breakdown_lines(lines)
+    found = group_shares(kept, teams)
+    per_service = {x.usage_type for x in kept if x.service and not is_group_line(x)}
+    counted: dict[tuple[str, str], Fraction] = defaultdict(Fraction)
+    for x in kept:
+        if x.additive and (x.service or x.usage_type not in per_service):
+            owner = owner_of(teams, x)
+            counted[(owner, x.usage_type)] += Fraction(x.quantity) * found.counted(x, owner)
+    usage = {(u.team, u.usage_type): u.quantity for u in team_usage(teams, lines)}
+    assert {k: as_decimal(v) for k, v in counted.items() if v} == {
+        k: v for k, v in usage.items() if v
+    }
+
+
+def test_a_percentile_line_counts_whole_and_a_group_no_rule_owns_counts_nothing() -> None:
+    percentile = contract("1000", usage_type="95th Percentile")
+    lines = [contract("1000"), group("100", "400"), group("999", "300"), percentile]
+    found = group_shares(lines, [VIDEO])
+    assert found.counted(percentile, "unallocated") == 1
+    assert found.counted(lines[0], "unallocated") == Fraction(6, 10)
+    assert found.counted(lines[1], "video") == 1
+    assert found.counted(lines[2], "unallocated") == 0
+    # Groups above the contract's volume: each counts at the contract's share of theirs.
+    over = [contract("1000"), group("100", "700"), group("250", "600")]
+    shared = group_shares(over, [VIDEO, RADIO])
+    assert [shared.counted(x, owner_of([VIDEO, RADIO], x)) for x in over] == [
+        0,
+        Fraction(1000, 1300),
+        Fraction(1000, 1300),
+    ]
 
 
 def test_a_groups_line_is_never_priced_on_its_own() -> None:
