@@ -155,7 +155,7 @@ async def refresh_source(
         ):
             await _stage_pages(pages, stager, on_page, provider.stats)
         await refresh_statistics(engine)
-        async with stager.transaction() as conn:
+        async with stager.transaction(packed=True) as conn:
             # The claim: still running (else abandoned), and locked until this commits.
             await heartbeat(conn, run_id, clock())
             await _lock_source(conn, source_name)
@@ -169,6 +169,7 @@ async def refresh_source(
                 severities=settings.severities,
                 finalize_tolerance=settings.finalize_tolerance_for(source_name),
                 snapshot=stager.snapshot.digest(),
+                unpack=stager.unpack,
             )
             await _store_invoices(
                 conn, source_name, provider.coverage, provider.invoice_lines, run_id
@@ -201,6 +202,7 @@ async def refresh_source(
                 changes=len(outcome.ingest.changes),
                 findings=len(outcome.items.raised),
                 snapshot_digest=outcome.ingest.snapshot_digest,
+                page_digests=stager.page_digests_text,
                 started=started,
                 now=clock(),
             )

@@ -10,7 +10,7 @@ inserts its snapshot without any join.
 from __future__ import annotations
 
 import asyncio
-from collections.abc import AsyncIterator, Mapping, Sequence
+from collections.abc import AsyncIterator, Awaitable, Callable, Mapping, Sequence
 from dataclasses import dataclass, field, replace
 from datetime import date, datetime
 from decimal import Decimal
@@ -178,13 +178,16 @@ async def apply_staged(
     severities: Mapping[ChangeKind, Severity],
     finalize_tolerance: Tolerance = DEFAULT_FINALIZE_TOLERANCE,
     snapshot: bytes | None = None,
+    unpack: Callable[[AsyncConnection], Awaitable[None]] | None = None,
 ) -> IngestResult:
     """Compare the run's staged snapshot with the tracked state and write what changed.
 
     ``snapshot`` is the running hash of the staged rows (see :mod:`reconciler.store.snapshot`):
     a re-pull identical to the last one, onto a state nothing wrote since, changes nothing
-    and is not compared line by line (``compared`` false in the result). Must run inside the
-    caller's transaction, which also records findings and alerts.
+    and is not compared line by line (``compared`` false in the result). ``unpack`` stages
+    the pages the stager kept packed (:meth:`reconciler.store.staging.Stager.unpack`): called
+    before anything reads the staged lines, which the skipped comparison never does. Must
+    run inside the caller's transaction, which also records findings and alerts.
     """
     result = IngestResult()
     staged = staging_table(conn.dialect.name)
@@ -198,6 +201,8 @@ async def apply_staged(
             result.compared = False
             await _drop_staged(conn, staged, run_id)
             return result
+    if unpack is not None:
+        await unpack(conn)
     if not first_pull:  # a first pull's insert meets the unique key index instead
         await index_for_comparison(conn, staged)
         await _refuse_duplicates(conn, staged, run_id, source)

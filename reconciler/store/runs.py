@@ -135,6 +135,7 @@ async def finish_run(
     started: datetime,
     now: datetime,
     snapshot_digest: str | None = None,
+    page_digests: str | None = None,
 ) -> None:
     result = await conn.execute(
         update(runs_t)
@@ -149,6 +150,7 @@ async def finish_run(
             changes_count=changes,
             findings_count=findings,
             snapshot_digest=snapshot_digest,
+            page_digests=page_digests,
             **_stat_values(stats),
         )
     )

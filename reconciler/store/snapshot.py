@@ -12,16 +12,20 @@ source stored the same digest and no tracked line of the source was written by a
 (inserted, rewritten or marked vanished): the state then holds exactly that run's snapshot,
 so every staged line matches its tracked line, none is new and none vanished. Any other
 case, or any doubt, takes the full comparison.
+
+A succeeded run also stores each page's own digest (``pull_runs.page_digests``). The next run
+of the source keeps its pages packed, unread, as long as they match those from the first page
+on (:class:`reconciler.store.staging.Stager`): a re-pull that turns out unchanged then writes
+no staged line at all, and one that differs unpacks what it kept, once, before comparing.
 """
 
 from __future__ import annotations
 
-import io
-import pickle
 from collections.abc import Sequence
 from hashlib import blake2b
-from typing import Any
+from typing import Any, Final
 
+import msgspec
 from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncConnection
 
@@ -33,22 +37,41 @@ runs_t = PullRun.__table__  # type: ignore[attr-defined]
 versions_t = LineVersion.__table__  # type: ignore[attr-defined]
 
 
+PAGE_DIGEST_CHARS: Final = 32  # hex characters of one page's digest
+_ROWS_ENCODER: Final = msgspec.msgpack.Encoder()
+_ROWS_DECODER: Final = msgspec.msgpack.Decoder(list[tuple[Any, ...]])
+
+
+def pack_rows(rows: Sequence[Sequence[Any]]) -> bytes:
+    """A page's rows as bytes that depend on their values alone, in order (MessagePack: text,
+    None and booleans each their own kind)."""
+    return _ROWS_ENCODER.encode(rows)
+
+
+def unpack_rows(packed: bytes) -> list[tuple[Any, ...]]:
+    """The rows :func:`pack_rows` packed."""
+    return _ROWS_DECODER.decode(packed)
+
+
+def page_digest(parts: Sequence[bytes]) -> str:
+    """The digest of one page packed in ``parts`` (:data:`PAGE_DIGEST_CHARS` hex
+    characters)."""
+    digest = blake2b(digest_size=PAGE_DIGEST_CHARS // 2)
+    for part in parts:
+        digest.update(len(part).to_bytes(8, "big"))
+        digest.update(part)
+    return digest.hexdigest()
+
+
 class SnapshotHash:
-    """The running hash of a pull's staged rows, page by page in stream order."""
+    """The running hash of a pull's staged pages (:func:`pack_rows`), in stream order."""
 
     def __init__(self) -> None:
         self._hash = blake2b(digest_size=32)
 
-    def add(self, rows: Sequence[Sequence[Any]]) -> None:
-        buffer = io.BytesIO()
-        pickler = pickle.Pickler(buffer, protocol=5)
-        # No memo: the bytes depend on the rows' values alone, never on which objects
-        # happen to be shared.
-        pickler.fast = True
-        pickler.dump(rows if type(rows) is list else list(rows))
-        page = buffer.getbuffer()
-        self._hash.update(len(page).to_bytes(8, "big"))
-        self._hash.update(page)
+    def add(self, packed: bytes) -> None:
+        self._hash.update(len(packed).to_bytes(8, "big"))
+        self._hash.update(packed)
 
     def digest(self) -> bytes:
         return self._hash.digest()

@@ -27,7 +27,7 @@ from decimal import Decimal
 from operator import itemgetter
 from typing import Any, Final
 
-from sqlalchemy import Column, MetaData, String, Table
+from sqlalchemy import Column, Integer, LargeBinary, MetaData, String, Table, select
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 from sqlmodel.sql.sqltypes import AutoString
 
@@ -35,9 +35,15 @@ from reconciler.domain import UsageLine, utcnow
 from reconciler.errors import BadProviderDataError
 from reconciler.providers.rows import ROW_FIELDS, TIME_FORMAT, LineRows, Row, line_row
 from reconciler.store.db import SQLITE_CACHE_KIB
-from reconciler.store.runs import heartbeat
-from reconciler.store.snapshot import SnapshotHash
-from reconciler.store.tables import StagingLine
+from reconciler.store.runs import SUCCEEDED, heartbeat
+from reconciler.store.snapshot import (
+    PAGE_DIGEST_CHARS,
+    SnapshotHash,
+    pack_rows,
+    page_digest,
+    unpack_rows,
+)
+from reconciler.store.tables import PullRun, StagingLine
 
 STAGING_COLUMNS: Final = ("run_id", *ROW_FIELDS)
 # A row's stat type, which decides its measure kind: provider, product, product name, usage
@@ -65,6 +71,20 @@ pull_lines_t: Final = Table(
     *(_temp_column(column) for column in staging_t.columns),
     prefixes=["TEMPORARY"],
 )
+
+
+# SQLite's pages kept packed while they match the last run's (see Stager): a row for every
+# _PACKED_ROWS rows of a page, numbered in stream order from 1.
+_PACKED_ROWS: Final = 1000
+pull_pages_t: Final = Table(
+    "pull_pages",
+    MetaData(),
+    Column("seq", Integer, primary_key=True),
+    Column("rows", LargeBinary, nullable=False),
+    prefixes=["TEMPORARY"],
+)
+_INSERT_PARTS: Final = f"INSERT INTO {pull_pages_t.name} (seq, rows) VALUES (?, ?)"
+runs_t: Final[Table] = PullRun.__table__  # type: ignore[attr-defined]
 
 
 # What the comparison reads of a staged line, key first (see index_for_comparison).
@@ -161,6 +181,13 @@ class Stager:
     """Writes a pull's lines to staging, one short transaction per page, and runs the
     pull's reconcile transaction where they are (:meth:`transaction`).
 
+    On SQLite, a re-pull's pages are kept packed (a row for every thousand lines) for as long as
+    each matches, in order from the first, the page its source's last succeeded run staged
+    (``pull_runs.page_digests``): an unchanged re-pull then writes no staged line, which is
+    most of its work. The first page that differs unpacks those kept, in order, and the rest
+    are staged as lines; a comparison that runs after all unpacks them first
+    (:meth:`unpack`).
+
     Call :meth:`close` when the pull fails before its transaction (the transaction closes
     the stager itself).
     """
@@ -180,6 +207,10 @@ class Stager:
         self.lines = 0
         self.stat_keys: set[StatKey] = set()  # of the lines staged
         self.snapshot = SnapshotHash()  # of the rows staged, in stream order
+        self.page_digests: list[str] = []  # of each page staged, in stream order
+        self._last_run_pages: list[str] = []  # the source's last succeeded run's
+        self._packed = 0  # pages kept packed, all before any page staged as lines
+        self._packed_parts = 0  # the rows of pull_pages they fill, seq 1 to this
         dialect = engine.dialect
         self.table = staging_table(dialect.name)
         values = _values(dialect.name, str(dialect.paramstyle), run_id)
@@ -203,6 +234,9 @@ class Stager:
                     # The temp table's own page cache, as big as the database's (else 2 MiB).
                     await conn.exec_driver_sql(f"PRAGMA temp.cache_size=-{SQLITE_CACHE_KIB}")
                     await conn.run_sync(pull_lines_t.create)
+                    await conn.exec_driver_sql(f"DROP TABLE IF EXISTS temp.{pull_pages_t.name}")
+                    await conn.run_sync(pull_pages_t.create)
+                    self._last_run_pages = await last_run_pages(conn, self.source)
             except BaseException:
                 await conn.close()
                 raise
@@ -220,7 +254,13 @@ class Stager:
             rows = [line_row(line) for line in lines]
             check_lengths(self.source, "a usage line", _STAGING_LIMITS, rows)
         self.stat_keys.update(map(_STAT_KEY, rows))
-        self.snapshot.add(rows)
+        # Packed a slice at a time: no page's rows are ever copied whole.
+        packed = [
+            pack_rows(rows[at : at + _PACKED_ROWS]) for at in range(0, len(rows), _PACKED_ROWS)
+        ]
+        for part in packed:
+            self.snapshot.add(part)
+        digest = page_digest(packed)
         staged = self.lines + len(rows)
         if not self.in_temp_table:
             async with self.engine.begin() as conn:
@@ -229,18 +269,59 @@ class Stager:
                     await _copy_rows(conn, self.run_id, rows)
                 else:
                     await conn.exec_driver_sql(self._sql, rows)
+            self.page_digests.append(digest)
             self.lines = staged
             return
         conn = await self._connection()
+        page = len(self.page_digests)
+        keep_packed = self._packed == page and self._last_run_pages[page : page + 1] == [digest]
         async with conn.begin():
             await heartbeat(conn, self.run_id, self.clock(), lines_read=staged)
-            await conn.exec_driver_sql(self._sql, rows)
+            if keep_packed:
+                first = self._packed_parts + 1
+                parts = [(first + n, part) for n, part in enumerate(packed)]
+                await conn.exec_driver_sql(_INSERT_PARTS, parts)
+            else:
+                await self._unpack(conn)
+                await conn.exec_driver_sql(self._sql, rows)
+        self.page_digests.append(digest)
+        self._packed = page + 1 if keep_packed else 0
+        self._packed_parts = self._packed_parts + len(packed) if keep_packed else 0
         self.lines = staged
 
+    @property
+    def packed_pages(self) -> int:
+        """The pages kept packed so far (every page staged, unless one differed)."""
+        return self._packed
+
+    @property
+    def page_digests_text(self) -> str:
+        """The staged pages' digests, as ``pull_runs.page_digests`` keeps them."""
+        return "".join(self.page_digests)
+
+    async def unpack(self, conn: AsyncConnection) -> None:
+        """Stage the pages kept packed as lines, in order, in the caller's transaction on
+        the stager's connection (the reconcile transaction's, before it compares)."""
+        await self._unpack(conn)
+        self._packed = self._packed_parts = 0
+
+    async def _unpack(self, conn: AsyncConnection) -> None:
+        for seq in range(1, self._packed_parts + 1):
+            query = select(pull_pages_t.c.rows).where(pull_pages_t.c.seq == seq)
+            packed = (await conn.execute(query)).scalar_one()
+            await conn.exec_driver_sql(self._sql, unpack_rows(packed))
+        if self._packed_parts:
+            await conn.execute(pull_pages_t.delete())
+
     @contextlib.asynccontextmanager
-    async def transaction(self) -> AsyncIterator[AsyncConnection]:
+    async def transaction(self, *, packed: bool = False) -> AsyncIterator[AsyncConnection]:
         """The run's reconcile transaction, on the connection holding its staged lines;
-        committed when the block ends without an error. The stager is closed after."""
+        committed when the block ends without an error. The stager is closed after.
+
+        Pages kept packed are unpacked first, unless ``packed``: the caller then unpacks them
+        (:meth:`unpack`) before anything reads the staged lines, as ``apply_staged`` does
+        when it has to compare them.
+        """
         try:
             conn = await self._connection() if self.in_temp_table else None
             if conn is None:
@@ -248,6 +329,8 @@ class Stager:
                     yield pg_conn
             else:
                 async with conn.begin():
+                    if not packed:
+                        await self.unpack(conn)
                     yield conn
         finally:
             await self.close()
@@ -262,6 +345,18 @@ class Stager:
             await conn.invalidate()
         finally:
             await conn.close()
+
+
+async def last_run_pages(conn: AsyncConnection, source: str) -> list[str]:
+    """The page digests of the source's last succeeded run (none recorded: empty)."""
+    query = (
+        select(runs_t.c.page_digests)
+        .where(runs_t.c.source == source, runs_t.c.status == SUCCEEDED)
+        .order_by(runs_t.c.id.desc())
+        .limit(1)
+    )
+    text = (await conn.execute(query)).scalar_one_or_none() or ""
+    return [text[at : at + PAGE_DIGEST_CHARS] for at in range(0, len(text), PAGE_DIGEST_CHARS)]
 
 
 _DAY: Final = ROW_FIELDS.index("period_start"), ROW_FIELDS.index("period_end")

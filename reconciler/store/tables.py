@@ -64,6 +64,10 @@ class PullRun(SQLModel, table=True):
     # A succeeded run's digest of its staged snapshot and the comparison's inputs: a later
     # run with the same digest and nothing written since may skip the comparison.
     snapshot_digest: str | None = Field(default=None, max_length=64)
+    # Its staged pages' digests, in stream order (PAGE_DIGEST_CHARS hex characters each): a
+    # re-pull of the source whose pages match them so far stages them unread (see
+    # reconciler.store.staging).
+    page_digests: str | None = Field(default=None, sa_column=Column(Text, nullable=True))
 
 
 class LineFields(SQLModel):

@@ -25,6 +25,7 @@ from sqlmodel import SQLModel
 from reconciler.domain import Month
 from reconciler.refresh import month_lines, month_lines_query
 from reconciler.store.db import create_engine, current_revision, head_revision, upgrade
+from reconciler.store.staging import last_run_pages
 
 Rows = Mapping[str, Sequence[Mapping[str, Any]]]
 NOW = datetime(2026, 8, 20, 12, tzinfo=UTC)
@@ -486,8 +487,9 @@ async def test_0009_keeps_runs_and_gives_them_no_snapshot_digest(state_url: str)
             "0009_snapshot_digest",
         )
         runs = SQLModel.metadata.tables["pull_runs"]
+        columns = (runs.c.source, runs.c.status, runs.c.snapshot_digest)
         async with engine.connect() as conn:
-            got = (await conn.execute(sa.select(runs).order_by(runs.c.id))).all()
+            got = (await conn.execute(sa.select(*columns).order_by(runs.c.id))).all()
         # A run recorded before the digest existed is never taken for an identical one:
         # the next pull of its source compares its snapshot line by line.
         assert [(r.source, r.status, r.snapshot_digest) for r in got] == [
@@ -508,7 +510,10 @@ async def test_0010_indexes_the_account_level_lines_and_the_expectations_read_th
         ],
     }
     async with database_at(state_url, "0009_snapshot_digest", rows) as engine:
-        assert await upgrade(engine) == ("0009_snapshot_digest", "0010_account_level_index")
+        assert await upgrade(engine, "0010_account_level_index") == (
+            "0009_snapshot_digest",
+            "0010_account_level_index",
+        )
         async with engine.connect() as conn:
             indexes = await conn.run_sync(lambda sync: sa.inspect(sync).get_indexes("usage_lines"))
             account = await month_lines(conn, "fastly", [Month(2026, 8)], services=False)
@@ -526,3 +531,19 @@ async def test_0010_indexes_the_account_level_lines_and_the_expectations_read_th
             async with engine.connect() as conn:
                 plan = (await conn.exec_driver_sql(f"EXPLAIN QUERY PLAN {compiled}")).all()
             assert "ix_usage_lines_account_level" in " ".join(str(step) for step in plan)
+
+
+async def test_0011_keeps_runs_and_gives_them_no_page_digests(state_url: str) -> None:
+    rows: Rows = {"pull_runs": [pull_run(1, "fastly", "fastly"), pull_run(2, "edge", "akamai")]}
+    async with database_at(state_url, "0010_account_level_index", rows) as engine:
+        assert await upgrade(engine) == ("0010_account_level_index", "0011_page_digests")
+        runs = SQLModel.metadata.tables["pull_runs"]
+        async with engine.connect() as conn:
+            got = (await conn.execute(sa.select(runs).order_by(runs.c.id))).all()
+            # The next pull of a source finds no page digests: it stages every page as lines.
+            pages = [await last_run_pages(conn, source) for source in ("fastly", "edge")]
+        assert [(r.source, r.status, r.page_digests) for r in got] == [
+            ("fastly", "succeeded", None),
+            ("edge", "succeeded", None),
+        ]
+        assert pages == [[], []]

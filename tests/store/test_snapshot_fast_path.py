@@ -75,6 +75,7 @@ class Side:
     digest: bool
     run_ids: list[int] = field(default_factory=list)
     compared: int = 0  # pulls that ran the full comparison
+    packed: list[int] = field(default_factory=list)  # each pull's pages kept packed
 
 
 async def pull(
@@ -88,7 +89,10 @@ async def pull(
     for start in range(0, len(lines), page):
         await stager.add(lines[start : start + page])
 
-    async with stager.transaction() as conn:
+    side.packed.append(stager.packed_pages)
+    # The digest's side also keeps pages packed while they match the last run's, and
+    # stages them only when it compares, as a pull does.
+    async with stager.transaction(packed=side.digest) as conn:
         result = await apply_staged(
             conn,
             run_id=run_id,
@@ -97,6 +101,7 @@ async def pull(
             now=NOW,
             severities={},
             snapshot=stager.snapshot.digest() if side.digest else None,
+            unpack=stager.unpack if side.digest else None,
         )
         side.compared += result.compared
         if not finish:
@@ -112,8 +117,14 @@ async def pull(
             started=NOW,
             now=NOW,
             snapshot_digest=result.snapshot_digest,
+            page_digests=stager.page_digests_text if side.digest else None,
         )
     return result
+
+
+def _packs(engine: AsyncEngine) -> bool:
+    """Whether the stager keeps matching pages packed (SQLite's temp-table staging)."""
+    return engine.dialect.name == "sqlite"
 
 
 def _as_source(line: UsageLine, source: str) -> UsageLine:
@@ -280,10 +291,13 @@ async def test_an_identical_repull_skips_the_comparison_and_a_changed_one_does_n
     assert (again.new_lines, again.versions_added, again.changes) == (0, 0, [])
     assert again.snapshot_digest == first.snapshot_digest
     assert side.compared == 1
+    # On SQLite the re-pull staged no line: both its pages stayed packed.
+    assert side.packed == ([0, 2] if _packs(engine) else [0, 0])
     changed = next_snapshot(snap, "quantity", 0)  # one quantity, one digit more
     result = await pull(engine, side, changed, 1)
     assert [c.kind.value for c in result.changes] == ["restated"]
     assert side.compared == 2
+    assert side.packed[-1] == 0  # its first page differs: every page staged as lines
     assert [c.kind.value for c in (await pull(engine, side, snap, 1)).changes] == ["restated"]
     assert side.compared == 3
     reordered = next_snapshot(snap, "reorder", 0)
@@ -310,6 +324,31 @@ async def test_lines_written_by_a_later_run_of_the_source_are_compared_again(
     assert side.compared == 2
     again = await pull(engine, side, snap, 1)
     assert side.compared == 3
+    # Its page matched the last succeeded run's (kept packed on SQLite): unpacked to compare.
+    assert side.packed[-1] == (1 if _packs(engine) else 0)
     assert [(c.kind.value, c.after.quantity if c.after else None) for c in again.changes] == [
         ("decreased", Decimal("100.5"))
     ]
+
+
+async def test_a_repull_whose_later_page_differs_compares_every_line(
+    engine: AsyncEngine,
+) -> None:
+    """Pages kept packed until one differs are staged as lines with the rest: the changed
+    line and the unchanged ones before it are all compared."""
+    side, full = Side("fastly", digest=True), Side("full", digest=False)
+    lines = tuple(usage("x", f"type{n}", str(n), MAY, LineStatus.COLLECTING) for n in range(5))
+    snap = Snapshot(lines)
+    for pulled in (
+        snap,
+        snap,
+        next_snapshot(snap, "quantity", 4),
+        next_snapshot(snap, "missing", 4),
+    ):
+        got = await pull(engine, side, pulled, 2)
+        assert outcome(got) == outcome(await pull(engine, full, pulled, 2))
+    # SQLite keeps pages packed while they match: the second pull all three; the third's last
+    # page differed, so the two before it were staged as lines with it; the fourth's two pages
+    # match the third's, but a line fewer is another snapshot: unpacked to be compared.
+    assert side.packed == ([0, 3, 0, 2] if _packs(engine) else [0, 0, 0, 0])
+    assert await state(engine, side) == await state(engine, full)
