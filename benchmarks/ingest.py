@@ -1,8 +1,10 @@
 """How fast ``reconciler pull`` ingests Fastly service lines, next to the floor.
 
 The provider is not the bottleneck: a separate process (``ingest.py serve``) renders every
-Fastly v3 ``service-usage-metrics`` page up front and serves the bytes from memory, in two
-variants: the snapshot, and the same snapshot with 1% of its lines' quantities changed.
+Fastly v3 ``service-usage-metrics`` page up front and serves the bytes from memory, in three
+variants: the snapshot; the snapshot with its latest month's quantities changed (the usual
+re-pull of a daemon: the finalized months as they were, the collecting one grown); and that
+one with a further 1% of its lines' quantities changed.
 
 For each line count (default 200,000 and 1,000,000) it runs, each as a whole process timed
 from start to exit:
@@ -11,11 +13,12 @@ from start to exit:
    (``parse_float=Decimal``) and inserted with plain ``sqlite3.executemany``;
 2. ``reconciler pull`` into a fresh SQLite state (the first pull);
 3. ``reconciler pull`` again, the provider unchanged (the unchanged re-pull);
-4. ``reconciler pull`` with 1% of the lines changed.
+4. ``reconciler pull`` with the latest month's lines changed (the last pages);
+5. ``reconciler pull`` with 1% more of the lines changed, spread over every page.
 
 It prints, per run, lines per second, the version rows the pull added, the process's peak
 RSS and its ratio to the floor; and fails (exit 1) when a pull read or versioned the wrong
-number of lines. With ``--postgres URL`` the three pulls also run against a fresh PostgreSQL
+number of lines. With ``--postgres URL`` the pulls also run against a fresh PostgreSQL
 database (the URL's user must be allowed to create databases).
 
     .venv/bin/python benchmarks/ingest.py                      # 200k and 1M lines
@@ -61,6 +64,7 @@ USAGE_TYPES = (
     ("Shielding", "Global", "GB"),
 )
 CHANGED_EVERY = 100  # the changed variant: every 100th line's quantity differs (1%)
+VARIANTS = ("base", "latest", "changed")
 
 
 def months_pulled() -> list[str]:
@@ -73,8 +77,15 @@ def months_pulled() -> list[str]:
     return out[::-1]
 
 
-def records(lines: int, changed: bool) -> Iterator[dict[str, Any]]:
-    """``lines`` service lines, month by month (the order Fastly sorts them in)."""
+def latest_month_lines(lines: int) -> int:
+    """How many of ``lines`` fall in the latest month (see :func:`records`)."""
+    per_month = -(-lines // MONTHS)
+    return max(0, lines - per_month * (MONTHS - 1))
+
+
+def records(lines: int, variant: str) -> Iterator[dict[str, Any]]:
+    """``lines`` service lines, month by month (the order Fastly sorts them in): the
+    ``base`` snapshot, its ``latest`` month grown, or that with 1% more ``changed``."""
     months = months_pulled()
     per_month = -(-lines // len(months))
     index = 0
@@ -85,7 +96,9 @@ def records(lines: int, changed: bool) -> Iterator[dict[str, Any]]:
             service, kind = divmod(slot, len(USAGE_TYPES))
             usage_type, region, unit = USAGE_TYPES[kind]
             quantity = Decimal(index % 9973 * 1000 + 17) / 1000  # three decimals, exact
-            if changed and index % CHANGED_EVERY == 0:
+            if variant != "base" and month == months[-1]:
+                quantity += Decimal("0.5")
+            if variant == "changed" and index % CHANGED_EVERY == 0:
                 quantity += Decimal("0.125")
             record = {
                 "customer_id": "x4xCwxxJxGCx123Rx5xTx",
@@ -111,12 +124,12 @@ def record_json(record: dict[str, Any]) -> str:
     return texts[:-1] + "".join(f', "{k}": {v}' for k, v in numbers.items()) + "}"
 
 
-def render_pages(lines: int, page_size: int, changed: bool) -> dict[str, bytes]:
+def render_pages(lines: int, page_size: int, variant: str) -> dict[str, bytes]:
     """cursor ("" for the first) -> the page's bytes."""
     pages: dict[str, bytes] = {}
     batch: list[dict[str, Any]] = []
     chunks: list[list[dict[str, Any]]] = []
-    for record in records(lines, changed):
+    for record in records(lines, variant):
         batch.append(record)
         if len(batch) == page_size:
             chunks.append(batch)
@@ -139,9 +152,7 @@ def render_pages(lines: int, page_size: int, changed: bool) -> dict[str, bytes]:
 def serve(lines: int, page_size: int) -> None:
     from aiohttp import web
 
-    variants = {
-        name: render_pages(lines, page_size, name == "changed") for name in ("base", "changed")
-    }
+    variants = {name: render_pages(lines, page_size, name) for name in VARIANTS}
     current = {"name": "base"}
     empty = json.dumps({"data": [], "meta": {"total": 0}}).encode()
 
@@ -320,14 +331,15 @@ def pulls(backend: str, lines: int, provider: Provider, database_url: str, work:
         stdout=subprocess.DEVNULL,
     )
     changed = len(range(0, lines, CHANGED_EVERY))
-    expected = {
-        "first pull": (lines, lines),
-        "unchanged re-pull": (0, 0),
-        "1% changed": (0, changed),
+    expected = {  # run: (variant, new lines, versions added)
+        "first pull": ("base", lines, lines),
+        "unchanged re-pull": ("base", 0, 0),
+        "latest month changed": ("latest", 0, latest_month_lines(lines)),
+        "1% changed": ("changed", 0, changed),
     }
     runs = []
-    for name, (new_lines, versions) in expected.items():
-        provider.use("changed" if name == "1% changed" else "base")
+    for name, (variant, new_lines, versions) in expected.items():
+        provider.use(variant)
         o = reconciler_pull(config, env)
         run = Run(
             backend,

@@ -1,8 +1,9 @@
 """The quick ingest benchmark (``benchmarks/ingest.py --quick``): counts only, never time.
 
-Runs the floor and three ``reconciler pull`` processes (a first pull, an unchanged re-pull
-and one with 1% of the lines changed) against the benchmark's in-memory provider, on SQLite
-and on PostgreSQL, and checks the lines each read and the versions each added.
+Runs the floor and four ``reconciler pull`` processes (a first pull, an unchanged re-pull,
+one with the latest month changed and one with 1% more of the lines changed) against the
+benchmark's in-memory provider, on SQLite and on PostgreSQL, and checks the lines each read
+and the versions each added.
 """
 
 from __future__ import annotations
@@ -41,6 +42,7 @@ def test_the_quick_benchmark_reads_and_versions_every_line(
         assert counts == {
             "first pull": (LINES, LINES, LINES),
             "unchanged re-pull": (LINES, 0, 0),
+            "latest month changed": (LINES, 0, LINES // 12),  # one month of twelve
             "1% changed": (LINES, 0, LINES // 100),
         }
     assert "| sqlite | 3,000 | first pull |" in done.stdout
