@@ -20,41 +20,6 @@ from reconciler.store.db import create_engine, upgrade
 
 DEFAULT_PG_URL = "postgresql+asyncpg://postgres@127.0.0.1:5432/test"
 
-# The modules that take longest (``pytest --durations=0``), collected first: pytest-xdist's
-# loadscope hands whole modules to its workers in collection order, so a long module
-# collected late would run alone at the end while the other workers sit idle. The ones
-# reading the demo's state (tests/cli/conftest.py) are spread out: the first makes it, and
-# the others, started later, find it made.
-LONGEST_FIRST = (
-    "tests/test_chaos_short.py",
-    "tests/security/test_secrets.py",
-    "tests/cli/test_apply.py",
-    "tests/test_loop_e2e.py",
-    "tests/store/test_snapshot_fast_path.py",
-    "tests/cli/test_broken_states.py",
-    "tests/cli/test_pull_concurrent.py",
-    "tests/test_showback_e2e.py",
-    "tests/cli/test_json.py",
-    "tests/test_forecast_e2e.py",
-    "tests/alerts/test_outbox_delivery.py",
-    "tests/cli/test_plan_file.py",
-    "tests/daemon/test_daemon.py",
-    "tests/daemon/test_instances.py",
-    "tests/test_apply_cli.py",
-    "tests/test_cost_e2e.py",
-    "tests/security/test_hostile_strings.py",
-    "tests/test_config_ranges.py",
-    "tests/store/test_ingest.py",
-    "tests/test_benchmark_lean.py",
-    "tests/test_demo.py",
-    "tests/test_benchmark_quick.py",
-)
-
-
-def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
-    rank = {module: n for n, module in enumerate(LONGEST_FIRST)}
-    items.sort(key=lambda item: rank.get(item.nodeid.split("::", 1)[0], len(rank)))
-
 
 def _postgres_required() -> bool:
     return bool(os.environ.get("CI") or os.environ.get("RECONCILER_REQUIRE_POSTGRES"))

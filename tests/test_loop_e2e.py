@@ -306,7 +306,7 @@ async def run_the_loop(tmp_path: Path) -> LoopRun:
         assert restatement_seen_at is not None
 
         run.plan = await plan_json(config, env)
-        expected_messages = len(expected_slack_summaries(plan_items(run.plan)))
+        expected_messages = expected_slack_summaries(plan_items(run.plan)).total()
         await wait_for_messages(slack, expected_messages)
         await wait_until_all_sent(state, expected_messages)
         run.messages = list(slack.received[WEBHOOK])
@@ -480,7 +480,7 @@ def test_slack_got_one_valid_message_per_run_with_news(loop: LoopRun) -> None:
 
     status = loop.alerts_status
     assert status["waiting"] == 0 and status["failed"] == [], status
-    assert status["counts"]["sent"] == len(expected)
+    assert status["counts"]["sent"] == expected.total()
 
 
 def test_the_daemon_reports_name_the_restated_product(loop: LoopRun) -> None:
