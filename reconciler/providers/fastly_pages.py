@@ -143,21 +143,27 @@ _CANONICAL: Final = rb"(?:0|[1-9][0-9]{0,29})(?:\.[0-9]{0,29}[1-9])?"
 _CANONICAL_LIST: Final = re.compile(rb"%s(?:,%s)*" % (_CANONICAL, _CANONICAL))
 
 
+def _canonical_already(tokens: Sequence[msgspec.Raw]) -> list[str | None] | None:
+    """Every token's text when all are canonical already (one match over the list)."""
+    joined = b",".join(tokens)
+    if _CANONICAL_LIST.fullmatch(joined) is None:
+        return None
+    return list(joined.decode().split(","))
+
+
 def quantity_texts(tokens: Sequence[msgspec.Raw]) -> list[str | None]:
     """The canonical text of each quantity (None where one is not a quantity): one match
     over the whole list when every token is canonical already, else token by token."""
-    joined = b",".join(tokens)
-    if _CANONICAL_LIST.fullmatch(joined) is not None:
-        return list(joined.decode().split(","))
-    return [quantity_text(token) for token in tokens]
+    texts = _canonical_already(tokens)
+    return texts if texts is not None else [quantity_text(token) for token in tokens]
 
 
 def raw_quantity_texts(tokens: Sequence[msgspec.Raw]) -> list[str | None] | None:
     """Like :func:`quantity_texts` for the optional raw quantities (absent or null: None);
     None when one is present but not a quantity."""
-    joined = b",".join(tokens)
-    if _CANONICAL_LIST.fullmatch(joined) is not None:
-        return list(joined.decode().split(","))
+    texts = _canonical_already(tokens)
+    if texts is not None:
+        return texts
     out: list[str | None] = []
     for token in tokens:
         if len(token) == 0 or bytes(token) == b"null":
